@@ -1,0 +1,110 @@
+//! AccessRequest: a customer's time-boxed request for permissions on the
+//! resources of one of its fully managed instances.
+
+use super::common::*;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// A customer's request, written in its own namespace, for permissions on the
+/// managed namespace of one of its fully managed instances. The owner of the
+/// resources decides; access ends on time.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "computenest.dev",
+    doc = "A customer's time-boxed request for permissions on the resources of one of its fully managed instances.",
+    version = "v1alpha1",
+    kind = "AccessRequest",
+    plural = "accessrequests",
+    singular = "accessrequest",
+    shortname = "cnaccess",
+    category = "computenest",
+    namespaced,
+    status = "AccessRequestStatus",
+    printcolumn(name = "Instance", type_ = "string", json_path = ".spec.instanceName"),
+    printcolumn(name = "Subject", type_ = "string", json_path = ".spec.subject.name"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("self.instanceName == oldSelf.instanceName && self.subject == oldSelf.subject && self.rules == oldSelf.rules").message("instanceName, subject and rules are immutable; write a new request instead"))]
+#[serde(rename_all = "camelCase")]
+pub struct AccessRequestSpec {
+    /// Name of the ServiceInstance (in this namespace).
+    #[schemars(length(min = 1, max = 253))]
+    pub instance_name: String,
+    /// Who gets the access: a user, group or ServiceAccount of the customer.
+    pub subject: AccessSubject,
+    /// What is asked for.
+    #[schemars(length(min = 1, max = 16))]
+    pub rules: Vec<AccessRule>,
+    /// How long, in seconds; bounded by the owner's maximum.
+    #[schemars(range(min = 60, max = 2592000))]
+    pub duration_seconds: i64,
+    /// Why access is needed, shown to the owner.
+    #[schemars(length(min = 1, max = 1024))]
+    pub reason: String,
+    /// Set to true to give the access back early.
+    #[serde(default)]
+    pub withdrawn: bool,
+}
+
+/// The subject access is granted to.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.kind != 'ServiceAccount' || has(self.namespace)").message("a ServiceAccount subject needs its namespace"))]
+pub struct AccessSubject {
+    /// User, Group or ServiceAccount.
+    pub kind: SubjectKind,
+    /// Name of the subject.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Namespace of a ServiceAccount (must be the customer's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// Kind of an RBAC subject.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum SubjectKind {
+    /// A user.
+    User,
+    /// A group.
+    Group,
+    /// A ServiceAccount.
+    ServiceAccount,
+}
+
+/// One permission asked for, as in an RBAC PolicyRule (namespaced only).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessRule {
+    /// API groups ("" is the core group).
+    #[schemars(length(min = 1, max = 16))]
+    pub api_groups: Vec<String>,
+    /// Resources, for example `pods` or `pods/log`.
+    #[schemars(length(min = 1, max = 32))]
+    pub resources: Vec<String>,
+    /// Verbs: get, list, watch, create, update, patch, delete.
+    #[schemars(length(min = 1, max = 8))]
+    pub verbs: Vec<String>,
+}
+
+/// Observed state of an AccessRequest.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessRequestStatus {
+    /// The metadata.generation last reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Pending, Approved, Active, Expired, Rejected or Withdrawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// When the access ends (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Ready is True while access is granted.
+    #[serde(default)]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}

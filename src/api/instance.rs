@@ -1,0 +1,178 @@
+//! ServiceInstance: what a customer bought, running.
+
+use super::common::*;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// A running copy of a product, bought by the customer whose namespace it
+/// lives in. Buy a distributor's DerivedService or an ISV's Service directly.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "computenest.dev",
+    doc = "A customer's purchase of a product (a DerivedService or a Service), deployed by the controller.",
+    version = "v1alpha1",
+    kind = "ServiceInstance",
+    plural = "serviceinstances",
+    singular = "serviceinstance",
+    shortname = "cnsi",
+    category = "computenest",
+    namespaced,
+    status = "ServiceInstanceStatus",
+    printcolumn(name = "Product", type_ = "string", json_path = ".status.product", priority = 1),
+    printcolumn(name = "Scenario", type_ = "string", json_path = ".status.scenario"),
+    printcolumn(name = "Owner", type_ = "string", json_path = ".status.owner.party"),
+    printcolumn(name = "Target", type_ = "string", json_path = ".status.owner.targetNamespace", priority = 1),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "URL", type_ = "string", json_path = ".status.logonUrl"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceInstanceSpec {
+    /// What was bought. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("serviceRef is immutable; buy a new instance to change the product"))]
+    pub service_ref: ProductRef,
+    /// Plan to deploy; required when the product has plans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub plan: Option<String>,
+    /// Parameter values, checked against the product's parameter schema.
+    #[serde(default)]
+    #[schemars(schema_with = "value_map_schema")]
+    pub parameters: ParameterValues,
+}
+
+/// Reference to a product: a distributor's DerivedService or an ISV's Service.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductRef {
+    /// DerivedService (bought from a distributor) or Service (from the ISV directly).
+    pub kind: ProductKind,
+    /// Namespace of the seller.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("namespace must be a namespace name (a DNS label)"))]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+    /// Name of the product.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Which kind of product was bought.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+pub enum ProductKind {
+    /// A distributor's product.
+    DerivedService,
+    /// An ISV's product, bought directly.
+    Service,
+}
+
+/// Lifecycle phase of an instance, after Compute Nest's instance states.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+pub enum Phase {
+    /// Accepted, not yet deploying (for example waiting for a grant).
+    Pending,
+    /// Objects are being written.
+    Deploying,
+    /// Every object is written and ready.
+    Deployed,
+    /// The instance cannot be deployed; see the Ready condition.
+    DeployFailed,
+    /// The product changed and the objects are being rewritten.
+    Upgrading,
+    /// The instance is being deleted and its resources removed.
+    Deleting,
+}
+
+impl Phase {
+    /// Name as written in status.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Deploying => "Deploying",
+            Phase::Deployed => "Deployed",
+            Phase::DeployFailed => "DeployFailed",
+            Phase::Upgrading => "Upgrading",
+            Phase::Deleting => "Deleting",
+        }
+    }
+}
+
+/// Observed state of a ServiceInstance.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceInstanceStatus {
+    /// The metadata.generation last reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Lifecycle phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// `Kind namespace/name` of the product, for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    /// Scenario1 to Scenario4 when bought from a distributor; DirectPrivate or
+    /// DirectFullyManaged when bought from the ISV.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
+    /// Who owns the resources and where they live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<ResourceOwner>,
+    /// Who pays whom.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing: Option<Billing>,
+    /// Logon URL of the running instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logon_url: Option<String>,
+    /// Secret in this namespace that holds the logon URL (key `logonUrl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+    /// The objects written for this instance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applied_objects: Vec<AppliedObject>,
+    /// Ready, plus GrantValid for instances of a DerivedService.
+    #[serde(default)]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Who owns and pays for an instance's resources, and where they live.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceOwner {
+    /// Customer, Distributor or ISV.
+    pub party: Party,
+    /// The owner party's namespace.
+    pub namespace: String,
+    /// Namespace the resources are created in: the customer's own namespace,
+    /// or a namespace created for this instance on behalf of the owner.
+    pub target_namespace: String,
+}
+
+/// Billing of an instance.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Billing {
+    /// Party charged for the resources (cloud resource fees).
+    pub resource_fees_paid_by: Party,
+    /// Party the customer pays service fees to.
+    pub service_fees_paid_to: Party,
+    /// Online (Orders written) or Offline.
+    pub settlement: Settlement,
+    /// Orders written for this instance, as `namespace/name`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orders: Vec<String>,
+}
+
+/// One object written for an instance.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedObject {
+    /// apiVersion of the object.
+    pub api_version: String,
+    /// Kind of the object.
+    pub kind: String,
+    /// Namespace of the object.
+    pub namespace: String,
+    /// Name of the object.
+    pub name: String,
+}

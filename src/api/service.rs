@@ -1,0 +1,201 @@
+//! Service: what an ISV publishes.
+
+use super::common::*;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// A product that an ISV publishes in its own namespace: how to deploy it,
+/// which parameters it takes, which plans it sells and whether distributors
+/// may resell it.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "computenest.dev",
+    doc = "An ISV's product: type, version, listing, distribution policy, parameters, plans, deployment template and outputs.",
+    version = "v1alpha1",
+    kind = "Service",
+    plural = "services",
+    singular = "service",
+    shortname = "cnsvc",
+    category = "computenest",
+    namespaced,
+    status = "ServiceStatus",
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
+    printcolumn(name = "Version", type_ = "string", json_path = ".spec.version"),
+    printcolumn(name = "Listed", type_ = "boolean", json_path = ".spec.marketplace.listed"),
+    printcolumn(name = "Distribution", type_ = "boolean", json_path = ".spec.distribution.enabled"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Private (resources belong to the customer) or FullyManaged (resources
+    /// belong to the ISV; the customer only gets a logon URL).
+    #[serde(rename = "type")]
+    pub type_: ServiceType,
+    /// Version of the software, for example `1.4.2`.
+    #[x_kube(validation = Rule::new("self.matches('^[0-9A-Za-z][0-9A-Za-z.+_-]*$')").message("version must start with a letter or digit and contain only letters, digits, '.', '+', '_' and '-'"))]
+    #[schemars(length(min = 1, max = 64))]
+    pub version: String,
+    /// Marketplace listing. Decides between scenario 3 (listed, online
+    /// settlement) and scenario 4 (not listed) for a FullyManaged Service.
+    #[serde(default)]
+    pub marketplace: Marketplace,
+    /// Whether and how distributors may resell this Service.
+    #[serde(default)]
+    pub distribution: DistributionPolicy,
+    /// Access requests by customers of fully managed instances sold directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessPolicy>,
+    /// Parameters a buyer may set, with their types and limits.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self.all(p, self.exists_one(q, q.name == p.name))").message("parameter names must be unique"))]
+    #[schemars(length(max = 64))]
+    pub parameters: Vec<ParameterSpec>,
+    /// Named parameter sets that can be bought. An instance picks one.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self.all(p, self.exists_one(q, q.name == p.name))").message("plan names must be unique"))]
+    #[schemars(length(max = 32))]
+    pub plans: Vec<Plan>,
+    /// The objects to create for each instance.
+    pub template: Template,
+    /// What an instance shows its buyer.
+    #[serde(default)]
+    pub outputs: Outputs,
+}
+
+/// Distribution policy of a Service.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DistributionPolicy {
+    /// Whether distributors may resell this Service. Turning it off stops new
+    /// sales through every distributor.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Manual: a distributor's application waits for the ISV's decision.
+    /// Automatic: applications are approved at once.
+    #[serde(default)]
+    pub approval: Approval,
+    /// What happens to running instances when their distribution grant is
+    /// revoked, expires or is deleted. New sales stop in every case.
+    #[serde(default)]
+    pub on_revoke: RevocationPolicy,
+}
+
+/// What happens to running instances when distribution is revoked.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+pub enum RevocationPolicy {
+    /// Instances keep running; their GrantValid condition turns False.
+    #[default]
+    KeepRunning,
+    /// The instances' resources are removed; the instances stay, not Ready.
+    Deprovision,
+}
+
+/// One parameter of a Service.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.minimum) || !has(self.maximum) || self.minimum <= self.maximum").message("minimum must not be greater than maximum"))]
+pub struct ParameterSpec {
+    /// Parameter name, as used in `$(params.NAME)`.
+    #[x_kube(validation = Rule::new("self.matches('^[a-zA-Z][a-zA-Z0-9_]*$')").message("parameter names start with a letter and contain only letters, digits and '_'"))]
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// Value type.
+    #[serde(rename = "type")]
+    pub type_: ParameterType,
+    /// What the parameter means, for buyers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub description: Option<String>,
+    /// Value used when neither the plan nor the buyer sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_value_schema")]
+    pub default: Option<serde_json::Value>,
+    /// Whether a value must be given (by default, plan or buyer).
+    #[serde(default)]
+    pub required: bool,
+    /// Allowed values; empty means any value of the type.
+    #[serde(default, rename = "enum", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "any_list_schema")]
+    pub allowed: Vec<serde_json::Value>,
+    /// Smallest allowed number (Integer and Number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<f64>,
+    /// Largest allowed number (Integer and Number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum: Option<f64>,
+    /// Longest allowed string, in characters (String; default 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 65536))]
+    pub max_length: Option<u32>,
+    /// Regular expression a String value must match in full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub pattern: Option<String>,
+}
+
+fn any_list_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "maxItems": 256,
+        "items": { "x-kubernetes-preserve-unknown-fields": true }
+    })
+}
+
+/// Type of a parameter value.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum ParameterType {
+    /// A string.
+    String,
+    /// A whole number.
+    Integer,
+    /// Any number.
+    Number,
+    /// true or false.
+    Boolean,
+}
+
+/// A named set of parameter values that can be bought.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// Plan name, as given in a ServiceInstance's `plan`.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("plan names are lower-case DNS labels (a-z, 0-9, '-')"))]
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// What the plan offers, for buyers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub description: Option<String>,
+    /// Parameter values this plan sets. A buyer cannot override them.
+    #[serde(default)]
+    #[schemars(schema_with = "value_map_schema")]
+    pub parameters: ParameterValues,
+}
+
+/// The deployment template: Kubernetes objects created for each instance.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Template {
+    /// Manifests of namespaced objects, of kinds in the controller's
+    /// allow-list. They are always created in the instance's target namespace;
+    /// a manifest that names a namespace is refused. In any string value,
+    /// `$(params.NAME)`, `$(instance.name)`, `$(instance.namespace)` and
+    /// `$(target.namespace)` are replaced; a string that is exactly
+    /// `$(params.NAME)` becomes the parameter's typed value.
+    #[schemars(schema_with = "object_list_schema")]
+    pub objects: Vec<serde_json::Value>,
+}
+
+/// Observed state of a Service.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    /// The metadata.generation last reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready is True when the template and parameter schema are valid.
+    #[serde(default)]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,9 @@
+//! computenest-controller: software distribution on Kubernetes.
+//!
+//! Layout: `api` (the custom resources), pure domain logic (`scenario`,
+//! `render`), one controller module per kind under `controller`, and the
+//! runtime concerns (`metrics`, `leader`, `health`) apart.
+
+pub mod api;
+pub mod render;
+pub mod scenario;

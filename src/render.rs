@@ -1,0 +1,618 @@
+//! The effective offering and template rendering: pure functions, no API calls.
+//!
+//! An offering is the ISV's Service with a distributor's overrides applied. It
+//! is checked as a whole (template objects against the allow-list, overrides
+//! against the parameter schema) before any instance is deployed from it.
+//! Rendering substitutes parameters as *values* into the parsed objects; keys
+//! are never touched and no text is ever re-parsed, so a parameter cannot add
+//! fields or objects.
+
+use crate::api::{Outputs, Overrides, ParameterSpec, ParameterType, ParameterValues, Plan, ServiceSpec};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Default longest string parameter, when the schema sets none.
+pub const DEFAULT_MAX_STRING: usize = 1024;
+/// Largest rendered object accepted (the API server's own limit is about 1.5 MiB).
+pub const MAX_OBJECT_BYTES: usize = 512 * 1024;
+
+/// A kind that templates may create.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AllowedKind {
+    /// API group, "" for the core group.
+    pub group: String,
+    /// Version.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+    /// Plural resource name.
+    pub plural: String,
+}
+
+impl AllowedKind {
+    /// apiVersion as written in manifests.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// Parses `group/version/Kind/plural` (group may be empty: `/v1/ConfigMap/configmaps`,
+    /// or `v1/ConfigMap/configmaps` for the core group).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let (group, rest) = match parts.len() {
+            3 => ("", &parts[..]),
+            4 => (parts[0], &parts[1..]),
+            _ => return Err(format!("{s:?}: expected group/version/Kind/plural")),
+        };
+        if rest.iter().any(|p| p.is_empty()) {
+            return Err(format!("{s:?}: version, Kind and plural must not be empty"));
+        }
+        Ok(AllowedKind {
+            group: group.to_string(),
+            version: rest[0].to_string(),
+            kind: rest[1].to_string(),
+            plural: rest[2].to_string(),
+        })
+    }
+}
+
+/// Kinds templates may create unless the operator configures another list.
+/// Namespaced, and none of them can grant permissions (no Role or RoleBinding).
+pub fn default_allowed_kinds() -> Vec<AllowedKind> {
+    [
+        "v1/ConfigMap/configmaps",
+        "v1/Secret/secrets",
+        "v1/Service/services",
+        "v1/ServiceAccount/serviceaccounts",
+        "v1/PersistentVolumeClaim/persistentvolumeclaims",
+        "apps/v1/Deployment/deployments",
+        "apps/v1/StatefulSet/statefulsets",
+        "batch/v1/Job/jobs",
+        "batch/v1/CronJob/cronjobs",
+        "networking.k8s.io/v1/Ingress/ingresses",
+        "networking.k8s.io/v1/NetworkPolicy/networkpolicies",
+        "policy/v1/PodDisruptionBudget/poddisruptionbudgets",
+    ]
+    .iter()
+    .filter_map(|s| AllowedKind::parse(s).ok())
+    .collect()
+}
+
+/// Well-known cluster-scoped kinds, named in refusals so that the message says why.
+const CLUSTER_SCOPED_KINDS: &[&str] = &[
+    "Namespace",
+    "Node",
+    "PersistentVolume",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "StorageClass",
+    "PriorityClass",
+    "IngressClass",
+    "RuntimeClass",
+    "APIService",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "CSIDriver",
+    "CSINode",
+    "VolumeAttachment",
+    "CertificateSigningRequest",
+];
+
+/// Why a template, an override or a set of parameters was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OfferingError {
+    /// A template object breaks a placement rule.
+    #[error("template object {index} ({what}): {rule}")]
+    Template { index: usize, what: String, rule: String },
+    /// The parameter schema of the Service is inconsistent.
+    #[error("parameter {name:?}: {rule}")]
+    Schema { name: String, rule: String },
+    /// A distributor override does not fit the source Service.
+    #[error("override {field}: {rule}")]
+    Override { field: String, rule: String },
+}
+
+/// Why an instance's plan or parameters were refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParameterError {
+    /// The plan is missing or not sold.
+    #[error("{0}")]
+    Plan(String),
+    /// A parameter value breaks its rule.
+    #[error("parameter {name:?}: {rule}")]
+    Value { name: String, rule: String },
+}
+
+/// Why rendering failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// A placeholder names nothing known.
+    #[error("template object {index}: unknown placeholder $({name}) in {path}")]
+    UnknownPlaceholder { index: usize, name: String, path: String },
+    /// The rendered object is not acceptable.
+    #[error("template object {index}: {rule}")]
+    Invalid { index: usize, rule: String },
+}
+
+/// The ISV's Service with a distributor's overrides applied, checked as a whole.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Offering {
+    /// Parameter schema, with the distributor's defaults applied.
+    pub parameters: Vec<ParameterSpec>,
+    /// Parameters buyers may not set.
+    pub locked: BTreeSet<String>,
+    /// Plans sold.
+    pub plans: Vec<Plan>,
+    /// Template objects: the ISV's followed by the distributor's extra objects.
+    pub objects: Vec<Value>,
+    /// Outputs (the distributor's replace the ISV's).
+    pub outputs: Outputs,
+}
+
+/// Resolves and checks the offering of a Service, with optional overrides.
+pub fn resolve_offering(
+    service: &ServiceSpec,
+    overrides: Option<&Overrides>,
+    allowed: &[AllowedKind],
+) -> Result<Offering, OfferingError> {
+    for p in &service.parameters {
+        check_parameter_spec(p)?;
+    }
+    for (index, obj) in service.template.objects.iter().enumerate() {
+        check_template_object(index, obj, allowed)?;
+    }
+    let mut offering = Offering {
+        parameters: service.parameters.clone(),
+        locked: BTreeSet::new(),
+        plans: service.plans.clone(),
+        objects: service.template.objects.clone(),
+        outputs: service.outputs.clone(),
+    };
+    for plan in &offering.plans {
+        for (name, value) in &plan.parameters {
+            let spec = find_param(&offering.parameters, name).ok_or_else(|| OfferingError::Schema {
+                name: name.clone(),
+                rule: format!("plan {:?} sets a parameter the Service does not declare", plan.name),
+            })?;
+            check_value(spec, value).map_err(|rule| OfferingError::Schema {
+                name: name.clone(),
+                rule: format!("plan {:?}: {rule}", plan.name),
+            })?;
+        }
+    }
+    let Some(ov) = overrides else {
+        return Ok(offering);
+    };
+    for (name, value) in &ov.parameter_defaults {
+        let spec = offering
+            .parameters
+            .iter_mut()
+            .find(|p| &p.name == name)
+            .ok_or_else(|| OfferingError::Override {
+                field: format!("parameterDefaults.{name}"),
+                rule: "the source Service has no such parameter".into(),
+            })?;
+        check_value(spec, value).map_err(|rule| OfferingError::Override {
+            field: format!("parameterDefaults.{name}"),
+            rule,
+        })?;
+        spec.default = Some(value.clone());
+    }
+    for name in &ov.locked_parameters {
+        if find_param(&offering.parameters, name).is_none() {
+            return Err(OfferingError::Override {
+                field: "lockedParameters".into(),
+                rule: format!("the source Service has no parameter {name:?}"),
+            });
+        }
+        offering.locked.insert(name.clone());
+    }
+    if !ov.plans.is_empty() {
+        let mut subset = Vec::new();
+        for name in &ov.plans {
+            let plan = offering.plans.iter().find(|p| &p.name == name).ok_or_else(|| {
+                OfferingError::Override {
+                    field: "plans".into(),
+                    rule: format!(
+                        "the source Service has no plan {name:?} (it has: {})",
+                        offering.plans.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                }
+            })?;
+            subset.push(plan.clone());
+        }
+        offering.plans = subset;
+    }
+    for (i, obj) in ov.extra_objects.iter().enumerate() {
+        check_template_object(i, obj, allowed).map_err(|e| OfferingError::Override {
+            field: format!("extraObjects[{i}]"),
+            rule: match e {
+                OfferingError::Template { what, rule, .. } => format!("{what}: {rule}"),
+                other => other.to_string(),
+            },
+        })?;
+    }
+    offering.objects.extend(ov.extra_objects.iter().cloned());
+    if let Some(outputs) = &ov.outputs {
+        offering.outputs = outputs.clone();
+    }
+    // Extra objects may not collide with the ISV's (same kind and name).
+    let mut seen = BTreeSet::new();
+    for obj in &offering.objects {
+        let key = (
+            obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string(),
+            obj.get("kind").and_then(Value::as_str).unwrap_or_default().to_string(),
+            obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string(),
+        );
+        if !seen.insert(key.clone()) {
+            return Err(OfferingError::Override {
+                field: "extraObjects".into(),
+                rule: format!("{} {:?} is already in the source template", key.1, key.2),
+            });
+        }
+    }
+    Ok(offering)
+}
+
+fn find_param<'a>(params: &'a [ParameterSpec], name: &str) -> Option<&'a ParameterSpec> {
+    params.iter().find(|p| p.name == name)
+}
+
+fn check_parameter_spec(p: &ParameterSpec) -> Result<(), OfferingError> {
+    if let Some(pattern) = &p.pattern {
+        regex::Regex::new(pattern).map_err(|e| OfferingError::Schema {
+            name: p.name.clone(),
+            rule: format!("pattern is not a valid regular expression: {e}"),
+        })?;
+    }
+    if let Some(default) = &p.default {
+        check_value(p, default).map_err(|rule| OfferingError::Schema {
+            name: p.name.clone(),
+            rule: format!("default: {rule}"),
+        })?;
+    }
+    Ok(())
+}
+
+/// Checks one template manifest before anything is rendered or written.
+pub fn check_template_object(index: usize, obj: &Value, allowed: &[AllowedKind]) -> Result<(), OfferingError> {
+    let err = |what: &str, rule: String| OfferingError::Template { index, what: what.to_string(), rule };
+    let map = obj.as_object().ok_or_else(|| err("?", "must be an object".into()))?;
+    let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let kind = map.get("kind").and_then(Value::as_str).unwrap_or_default();
+    if api_version.is_empty() || kind.is_empty() {
+        return Err(err("?", "apiVersion and kind are required".into()));
+    }
+    let what = format!("{api_version} {kind}");
+    if CLUSTER_SCOPED_KINDS.contains(&kind) {
+        return Err(err(
+            &what,
+            "is cluster-scoped; templates may only create namespaced objects, inside the instance's namespace".into(),
+        ));
+    }
+    if !allowed.iter().any(|a| a.api_version() == api_version && a.kind == kind) {
+        return Err(err(
+            &what,
+            format!(
+                "is not in the controller's allow-list of kinds ({}); ask the platform team to allow it",
+                allowed.iter().map(|a| a.kind.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    let meta = map
+        .get("metadata")
+        .and_then(Value::as_object)
+        .ok_or_else(|| err(&what, "metadata.name is required".into()))?;
+    match meta.get("name").and_then(Value::as_str) {
+        Some(n) if !n.is_empty() => {}
+        _ => return Err(err(&what, "metadata.name is required".into())),
+    }
+    if meta.contains_key("namespace") {
+        return Err(err(
+            &what,
+            "names a namespace; remove metadata.namespace: objects are always created in the instance's target namespace".into(),
+        ));
+    }
+    if meta.contains_key("generateName") {
+        return Err(err(&what, "uses metadata.generateName; a fixed name is needed so that retries never duplicate objects".into()));
+    }
+    if meta.contains_key("ownerReferences") {
+        return Err(err(&what, "sets metadata.ownerReferences; ownership is set by the controller".into()));
+    }
+    if meta.contains_key("finalizers") {
+        return Err(err(&what, "sets metadata.finalizers; templates may not block deletion".into()));
+    }
+    Ok(())
+}
+
+/// Checks a value against its parameter's type and limits; the error is the rule broken.
+pub fn check_value(spec: &ParameterSpec, value: &Value) -> Result<(), String> {
+    match spec.type_ {
+        ParameterType::String => {
+            let s = value.as_str().ok_or_else(|| format!("must be a string, got {}", json_type(value)))?;
+            let max = spec.max_length.map(|m| m as usize).unwrap_or(DEFAULT_MAX_STRING);
+            let len = s.chars().count();
+            if len > max {
+                return Err(format!("must be at most {max} characters, got {len}"));
+            }
+            if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+                return Err("must not contain control characters".into());
+            }
+            if let Some(pattern) = &spec.pattern {
+                let re = regex::Regex::new(&format!("^(?:{pattern})$"))
+                    .map_err(|e| format!("pattern is not a valid regular expression: {e}"))?;
+                if !re.is_match(s) {
+                    return Err(format!("must match the pattern {pattern:?}"));
+                }
+            }
+        }
+        ParameterType::Integer => {
+            let is_int = value.as_i64().is_some() || value.as_u64().is_some();
+            if !is_int {
+                return Err(format!("must be a whole number, got {}", json_type(value)));
+            }
+            check_range(spec, value.as_f64().unwrap_or_default())?;
+        }
+        ParameterType::Number => {
+            let n = value.as_f64().ok_or_else(|| format!("must be a number, got {}", json_type(value)))?;
+            check_range(spec, n)?;
+        }
+        ParameterType::Boolean => {
+            if !value.is_boolean() {
+                return Err(format!("must be true or false, got {}", json_type(value)));
+            }
+        }
+    }
+    if !spec.allowed.is_empty() && !spec.allowed.contains(value) {
+        return Err(format!(
+            "must be one of {}",
+            spec.allowed.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok(())
+}
+
+fn check_range(spec: &ParameterSpec, n: f64) -> Result<(), String> {
+    if let Some(min) = spec.minimum
+        && n < min
+    {
+        return Err(format!("must be at least {min}, got {n}"));
+    }
+    if let Some(max) = spec.maximum
+        && n > max
+    {
+        return Err(format!("must be at most {max}, got {n}"));
+    }
+    Ok(())
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Resolves an instance's parameters: default < plan < buyer, each checked.
+pub fn resolve_parameters(
+    offering: &Offering,
+    plan: Option<&str>,
+    given: &ParameterValues,
+) -> Result<ParameterValues, ParameterError> {
+    let plan = match (plan, offering.plans.is_empty()) {
+        (None, true) => None,
+        (None, false) => {
+            return Err(ParameterError::Plan(format!(
+                "spec.plan is required; choose one of: {}",
+                plan_names(offering)
+            )));
+        }
+        (Some(name), _) => Some(offering.plans.iter().find(|p| p.name == name).ok_or_else(|| {
+            ParameterError::Plan(format!(
+                "plan {name:?} is not sold by this product; choose one of: {}",
+                if offering.plans.is_empty() { "(no plans: leave spec.plan empty)".to_string() } else { plan_names(offering) }
+            ))
+        })?),
+    };
+    let mut values: BTreeMap<String, Value> = BTreeMap::new();
+    for spec in &offering.parameters {
+        if let Some(d) = &spec.default {
+            values.insert(spec.name.clone(), d.clone());
+        }
+    }
+    if let Some(plan) = plan {
+        for (k, v) in &plan.parameters {
+            values.insert(k.clone(), v.clone());
+        }
+    }
+    for (name, value) in given {
+        let spec = find_param(&offering.parameters, name).ok_or_else(|| ParameterError::Value {
+            name: name.clone(),
+            rule: format!(
+                "is not a parameter of this product (known: {})",
+                offering.parameters.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        })?;
+        if offering.locked.contains(name) {
+            return Err(ParameterError::Value { name: name.clone(), rule: "is locked by the seller and cannot be set".into() });
+        }
+        if let Some(plan) = plan
+            && plan.parameters.contains_key(name)
+        {
+            return Err(ParameterError::Value {
+                name: name.clone(),
+                rule: format!("is set by plan {:?} and cannot be changed; choose another plan", plan.name),
+            });
+        }
+        check_value(spec, value).map_err(|rule| ParameterError::Value { name: name.clone(), rule })?;
+        values.insert(name.clone(), value.clone());
+    }
+    for spec in &offering.parameters {
+        match values.get(&spec.name) {
+            None if spec.required => {
+                return Err(ParameterError::Value { name: spec.name.clone(), rule: "is required".into() });
+            }
+            None => {}
+            Some(v) => check_value(spec, v).map_err(|rule| ParameterError::Value { name: spec.name.clone(), rule })?,
+        }
+    }
+    Ok(values)
+}
+
+fn plan_names(offering: &Offering) -> String {
+    offering.plans.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// Values available to placeholders besides the parameters.
+#[derive(Clone, Debug)]
+pub struct RenderContext<'a> {
+    /// Name of the ServiceInstance.
+    pub instance_name: &'a str,
+    /// Namespace of the ServiceInstance (the customer).
+    pub instance_namespace: &'a str,
+    /// Namespace the objects are created in.
+    pub target_namespace: &'a str,
+    /// Resolved parameters.
+    pub params: &'a ParameterValues,
+}
+
+impl RenderContext<'_> {
+    fn lookup(&self, name: &str) -> Option<Value> {
+        match name {
+            "instance.name" => Some(Value::String(self.instance_name.to_string())),
+            "instance.namespace" => Some(Value::String(self.instance_namespace.to_string())),
+            "target.namespace" => Some(Value::String(self.target_namespace.to_string())),
+            _ => name.strip_prefix("params.").and_then(|p| self.params.get(p).cloned()),
+        }
+    }
+}
+
+/// Renders every template object for one instance: placeholders replaced,
+/// namespace forced to the target, labels added.
+pub fn render_objects(
+    objects: &[Value],
+    ctx: &RenderContext<'_>,
+    labels: &BTreeMap<String, String>,
+) -> Result<Vec<Value>, RenderError> {
+    let mut out = Vec::with_capacity(objects.len());
+    for (index, obj) in objects.iter().enumerate() {
+        let mut rendered = substitute(obj, ctx, index, "")?;
+        let map = rendered
+            .as_object_mut()
+            .ok_or_else(|| RenderError::Invalid { index, rule: "must be an object".into() })?;
+        let meta = map
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+            .ok_or_else(|| RenderError::Invalid { index, rule: "metadata must be an object".into() })?;
+        let name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
+        if !is_dns_subdomain(name) {
+            return Err(RenderError::Invalid {
+                index,
+                rule: format!("rendered metadata.name {name:?} is not a valid name (lower-case letters, digits, '-' and '.', at most 253)"),
+            });
+        }
+        meta.insert("namespace".into(), Value::String(ctx.target_namespace.to_string()));
+        let label_map = meta
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+            .ok_or_else(|| RenderError::Invalid { index, rule: "metadata.labels must be a map".into() })?;
+        for (k, v) in labels {
+            label_map.insert(k.clone(), Value::String(v.clone()));
+        }
+        let size = serde_json::to_vec(&rendered).map(|b| b.len()).unwrap_or(usize::MAX);
+        if size > MAX_OBJECT_BYTES {
+            return Err(RenderError::Invalid {
+                index,
+                rule: format!("rendered object is {size} bytes, more than the {MAX_OBJECT_BYTES} allowed"),
+            });
+        }
+        out.push(rendered);
+    }
+    Ok(out)
+}
+
+/// Renders a string template (for example the logon URL); every placeholder must resolve.
+pub fn render_string(template: &str, ctx: &RenderContext<'_>) -> Result<String, RenderError> {
+    match substitute(&Value::String(template.to_string()), ctx, 0, "outputs")? {
+        Value::String(s) => Ok(s),
+        other => Ok(other.to_string()),
+    }
+}
+
+fn substitute(v: &Value, ctx: &RenderContext<'_>, index: usize, path: &str) -> Result<Value, RenderError> {
+    Ok(match v {
+        Value::String(s) => substitute_str(s, ctx, index, path)?,
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| substitute(item, ctx, index, &format!("{path}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, item)| Ok((k.clone(), substitute(item, ctx, index, &format!("{path}.{k}"))?)))
+                .collect::<Result<_, RenderError>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+fn substitute_str(s: &str, ctx: &RenderContext<'_>, index: usize, path: &str) -> Result<Value, RenderError> {
+    let unknown = |name: &str| RenderError::UnknownPlaceholder { index, name: name.to_string(), path: path.to_string() };
+    // A string that is exactly one placeholder takes the value's own type.
+    if let Some(name) = s.strip_prefix("$(").and_then(|r| r.strip_suffix(')'))
+        && !name.contains("$(")
+        && !name.contains(')')
+    {
+        return ctx.lookup(name).ok_or_else(|| unknown(name));
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("$(") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find(')') else {
+            out.push_str(&rest[start..]);
+            rest = "";
+            break;
+        };
+        let name = &after[..end];
+        let value = ctx.lookup(name).ok_or_else(|| unknown(name))?;
+        match value {
+            Value::String(v) => out.push_str(&v),
+            other => out.push_str(&other.to_string()),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(Value::String(out))
+}
+
+/// Whether `s` is a valid Kubernetes object name (DNS subdomain).
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+#[cfg(test)]
+mod tests;
