@@ -56,19 +56,20 @@ alive() {
   stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || return 1
   stat="${stat##*) }"
   [ "${stat%% *}" != Z ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/"
+  tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$dir/"
 }
 
-pid_of() { local f="$dir/$1.pid"; [ -f "$f" ] && cat "$f" || true; }
+pid_of() { local f="$dir/$1.pid"; if [ -f "$f" ]; then cat "$f"; fi; }
 
-# Every process started from one of our binaries whose command line mentions
-# $dir/, whether or not its pid file survived.
+# Every process started from one of our binaries (or only from binary $1)
+# whose command line mentions $dir/, whether or not its pid file survived.
 strays() {
-  local p args exe
+  local only="${1:-}" p args exe
   for p in /proc/[0-9]*; do
-    args="$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)" || continue
+    args="$(tr '\0' ' ' 2>/dev/null <"$p/cmdline")" || continue
     exe="${args%% *}"; exe="${exe##*/}"
     case "$exe" in etcd | kube-apiserver | kube-controller-manager) ;; *) continue ;; esac
+    [ -z "$only" ] || [ "$exe" = "$only" ] || continue
     case "$args" in *"$dir/"*) alive "${p#/proc/}" && echo "${p#/proc/}" ;; esac
   done
   return 0
@@ -92,7 +93,11 @@ stop_all() {
     pid="$(pid_of "$name")"
     [ -z "$pid" ] || terminate "$name" "$pid" || true
   done
-  for pid in $(strays); do terminate "stray process" "$pid" || true; done
+  # Same order for processes whose pid file is gone: the apiserver hangs on
+  # shutdown once etcd is gone.
+  for name in "${components[@]}"; do
+    for pid in $(strays "$name"); do terminate "$name" "$pid" || true; done
+  done
   if [ -n "$(strays)" ]; then
     say "could not stop processes $(strays | tr '\n' ' ')under $dir; kill them by pid and retry."
     return 1
@@ -108,6 +113,7 @@ stop_all() {
 check_ours() {
   if [ -d "$dir" ] && [ ! -e "$dir/$marker" ] && [ -n "$(ls -A -- "$dir")" ]; then
     say "$dir exists and is not a control-plane state directory; pass another DIR or remove it yourself."
+    reported=1
     exit 2
   fi
 }
@@ -151,7 +157,7 @@ cmd_status() {
 }
 
 cmd_kubectl() {
-  [ -f "$dir/env" ] || { say "no control plane in $dir; run: $0 start${1:+ $dir}"; exit 3; }
+  [ -f "$dir/env" ] || { say "no control plane in $dir; run: $0 start $dir"; exit 3; }
   # shellcheck disable=SC1091
   source "$dir/env"
   exec "$KUBECTL" --kubeconfig "$dir/kubeconfig" "$@"
@@ -159,7 +165,7 @@ cmd_kubectl() {
 
 # ---- start -----------------------------------------------------------------
 
-fail_msg=""
+fail_msg="" reported=""
 # Records the one-line summary; the EXIT trap prints it after cleaning up, so
 # it is the last thing on stderr.
 fail() { fail_msg="$*"; exit 1; }
@@ -180,7 +186,7 @@ on_start_exit() {
     say "$fail_msg"
   elif [ "$rc" -ge 128 ]; then
     say "start interrupted; processes stopped and $dir removed."
-  elif [ -z "$build_reported" ]; then
+  elif [ -z "$reported" ]; then
     say "start failed at line $err_line ($err_cmd, exit $rc); processes stopped. Re-run with 'bash -x' to see more."
   fi
   exit "$rc"
@@ -403,7 +409,7 @@ default_ns_exists() {
 
 cmd_start() {
   local t0="$EPOCHREALTIME"
-  owns_dir=0 build_reported="" err_line="?" err_cmd="?"
+  owns_dir=0 err_line="?" err_cmd="?"
   trap 'err_line=$LINENO; err_cmd=$BASH_COMMAND' ERR
   trap on_start_exit EXIT
   trap 'exit 130' INT
@@ -440,9 +446,11 @@ cmd_start() {
   out="$({ "$here/build-controlplane.sh" 2>&1 1>&3 3>&- | tee "$dir/logs/build.log" >&2; } 3>&1)" || rc=$?
   if [ "$rc" -ne 0 ]; then
     # Its own fail() lines are the clear summary; only add one if it gave none.
-    if tail -n 1 "$dir/logs/build.log" | grep -q '^build-controlplane: ' &&
-      ! tail -n 1 "$dir/logs/build.log" | grep -Eq '^build-controlplane: (building|go build )'; then
-      build_reported=1
+    local last
+    last="$(tail -n 1 "$dir/logs/build.log")"
+    if [[ "$last" == "build-controlplane: "* ]] &&
+      ! [[ "$last" =~ ^build-controlplane:\ (building\ Kubernetes|go\ build\ [^\ ]+$) ]]; then
+      reported=1
       exit "$rc"
     fi
     fail "building the control-plane binaries failed (exit $rc); read the output above and re-run hack/build-controlplane.sh."

@@ -5,5 +5,10 @@
 //! runtime concerns (`metrics`, `leader`, `health`) apart.
 
 pub mod api;
+pub mod controller;
+pub mod metrics;
+pub mod provision;
+pub mod distribution;
+pub mod health;
 pub mod render;
 pub mod scenario;

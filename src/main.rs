@@ -1,7 +1,252 @@
-use computenest::api;
+//! The `computenest-controller` binary: `run` the controllers, or print the `crd`s.
 
-fn main() {
-    for crd in api::all_crds() {
-        print!("{}", api::crd_yaml(&crd).unwrap());
+use clap::{Parser, Subcommand, ValueEnum};
+use computenest::api;
+use computenest::controller::{self, Readiness, Settings};
+use computenest::health::{self, HealthState};
+use computenest::metrics::Metrics;
+use computenest::render::{AllowedKind, default_allowed_kinds};
+use kube::runtime::events::Reporter;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Software distribution on Kubernetes: ISVs publish Services, distributors
+/// resell them as DerivedServices, customers buy ServiceInstances; this
+/// controller enforces who may sell what, where resources live, who owns and
+/// pays for them, and which Orders are written.
+#[derive(Parser, Debug)]
+#[command(name = "computenest-controller", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the controllers (uses KUBECONFIG, or the in-cluster ServiceAccount).
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions as YAML (the source of crds/).
+    Crd,
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Namespaces whose objects are reconciled, comma-separated; empty means all.
+    /// The controller still watches cluster-wide (its RBAC must allow that).
+    #[arg(long, env = "COMPUTENEST_NAMESPACES", value_delimiter = ',', default_value = "")]
+    namespaces: Vec<String>,
+    /// Reconciles running at once, per kind.
+    #[arg(long, env = "COMPUTENEST_CONCURRENCY", default_value_t = 16)]
+    concurrency: u16,
+    /// Address of the /healthz, /readyz and /metrics server.
+    #[arg(long, env = "COMPUTENEST_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
+    health_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "COMPUTENEST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log filter, in tracing's EnvFilter syntax.
+    #[arg(long, env = "RUST_LOG", default_value = "info,kube=warn")]
+    log_filter: String,
+    /// Elect a leader through a Lease so that only one replica writes.
+    #[arg(long, env = "COMPUTENEST_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Name of the leader Lease.
+    #[arg(long, env = "COMPUTENEST_LEASE_NAME", default_value = "computenest-controller")]
+    lease_name: String,
+    /// Namespace of the leader Lease (default: the pod's namespace, else `default`).
+    #[arg(long, env = "COMPUTENEST_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Seconds a leader holds the lease without renewing it.
+    #[arg(long, env = "COMPUTENEST_LEASE_DURATION", default_value_t = 15)]
+    lease_duration: u64,
+    /// Identity in the Lease and in Events (default: the pod name or the host name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Kinds templates may create, as group/version/Kind/plural (core group: v1/Kind/plural),
+    /// comma-separated. Default: ConfigMap, Secret, Service, ServiceAccount,
+    /// PersistentVolumeClaim, Deployment, StatefulSet, Job, CronJob, Ingress,
+    /// NetworkPolicy, PodDisruptionBudget.
+    #[arg(long, env = "COMPUTENEST_ALLOWED_KINDS", value_delimiter = ',')]
+    allowed_kinds: Vec<String>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => match print_crds() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("computenest-controller crd: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run(args) => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("computenest-controller: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("computenest-controller: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
+}
+
+fn print_crds() -> Result<(), serde_yaml::Error> {
+    for crd in api::all_crds() {
+        print!("{}", api::crd_yaml(&crd)?);
+    }
+    Ok(())
+}
+
+fn init_logging(args: &RunArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+async fn run(args: RunArgs) -> Result<(), String> {
+    init_logging(&args);
+    let allowed_kinds = if args.allowed_kinds.iter().all(|s| s.trim().is_empty()) {
+        default_allowed_kinds()
+    } else {
+        args.allowed_kinds
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| AllowedKind::parse(s.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("--allowed-kinds: {e}"))?
+    };
+    let settings = Settings {
+        allowed_kinds,
+        namespaces: args.namespaces.iter().filter(|s| !s.is_empty()).cloned().collect(),
+        concurrency: args.concurrency.max(1),
+    };
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach Kubernetes (set KUBECONFIG or run in a cluster): {e}"))?;
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("computenest-{}", std::process::id()));
+    let metrics = Arc::new(Metrics::default());
+    let readiness = Readiness::default();
+    let standby = Arc::new(AtomicBool::new(args.leader_election));
+    let health_state = HealthState { metrics: metrics.clone(), readiness: readiness.clone(), standby: standby.clone() };
+    let addr = args.health_addr;
+    let server = tokio::spawn(async move { health::serve(addr, health_state).await });
+    let reporter = Reporter { controller: "computenest-controller".into(), instance: Some(identity.clone()) };
+    tracing::info!(%identity, leader_election = args.leader_election, "starting");
+
+    if !args.leader_election {
+        metrics.leader.set(1);
+        tokio::select! {
+            _ = controller::run(client, settings, metrics, readiness, reporter, shutdown_signal()) => {},
+            r = server => return Err(format!("health server stopped: {r:?}")),
+        }
+        return Ok(());
+    }
+
+    let lease_ns = args
+        .lease_namespace
+        .clone()
+        .or_else(|| std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok())
+        .unwrap_or_else(|| "default".into());
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(lease_ns.trim())
+        .with_identity(&identity)
+        .with_duration(args.lease_duration.max(2))
+        .with_grace((args.lease_duration / 3).max(1))
+        .with_field_manager("computenest-controller-lease")
+        .build()
+        .await
+        .map_err(|e| format!("cannot set up the leader lease {}/{}: {e}", lease_ns.trim(), args.lease_name))?;
+    let (mut leader_rx, lease_task) = manager.watch().await;
+    tracing::info!(lease = %args.lease_name, "waiting for the leader lease");
+
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    // Wait to become the leader (or to be told to stop).
+    loop {
+        if *leader_rx.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            changed = leader_rx.changed() => if changed.is_err() { return Err("the lease manager stopped".into()) },
+            _ = &mut shutdown => {
+                drop(leader_rx);
+                let _ = lease_task.await;
+                return Ok(());
+            }
+        }
+    }
+    tracing::info!("became the leader");
+    standby.store(false, Ordering::Relaxed);
+    metrics.leader.set(1);
+
+    // Reconcile until leadership is lost or shutdown is requested.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let controllers = tokio::spawn(controller::run(client, settings, metrics.clone(), readiness, reporter, async {
+        let _ = stop_rx.await;
+    }));
+    let lost = async {
+        loop {
+            if leader_rx.changed().await.is_err() || !*leader_rx.borrow() {
+                return;
+            }
+        }
+    };
+    let outcome = tokio::select! {
+        _ = lost => Err("lost the leader lease; exiting so that no two replicas write".to_string()),
+        _ = &mut shutdown => Ok(()),
+    };
+    metrics.leader.set(0);
+    if outcome.is_err() {
+        // Another replica may already be writing: stop at once, no draining.
+        controllers.abort();
+    } else {
+        let _ = stop_tx.send(());
+    }
+    let _ = controllers.await;
+    // Dropping the receiver makes the lease manager release the lease, so a standby takes over at once.
+    drop(leader_rx);
+    let _ = lease_task.await;
+    outcome
 }

@@ -129,6 +129,10 @@ pub struct ServiceInstanceStatus {
     /// The objects written for this instance.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub applied_objects: Vec<AppliedObject>,
+    /// Digest of everything last written for this instance. When the desired
+    /// objects hash to the same digest, nothing is written again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_digest: Option<String>,
     /// Ready, plus GrantValid for instances of a DerivedService.
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]

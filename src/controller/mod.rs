@@ -1,0 +1,318 @@
+//! The controllers: one module per kind, sharing watch-fed caches.
+//!
+//! Each kind is watched once; its cache (a reflector store) is shared by every
+//! controller that needs to look it up, and its event stream is fanned out to
+//! every controller that reacts to it. Nothing is listed during a reconcile.
+
+pub mod derived;
+pub mod grant;
+pub mod instance;
+pub mod service;
+pub mod status;
+
+use crate::api::{DerivedService, DistributionGrant, Service, ServiceInstance};
+use crate::metrics::Metrics;
+use crate::render::AllowedKind;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ReflectHandle, Store};
+use kube::runtime::watcher::{self, Config as WatcherConfig};
+use kube::runtime::WatchStreamExt;
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Label put on everything the controller creates.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Its value.
+pub const MANAGED_BY: &str = "computenest-controller";
+
+/// Operator settings that the controllers read.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Kinds templates may create.
+    pub allowed_kinds: Vec<AllowedKind>,
+    /// Namespaces whose objects are reconciled; empty means all.
+    pub namespaces: Vec<String>,
+    /// Reconciles run at once, per controller.
+    pub concurrency: u16,
+}
+
+impl Settings {
+    /// Whether objects of `ns` are this controller's to reconcile.
+    pub fn watches(&self, ns: &str) -> bool {
+        self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == ns)
+    }
+}
+
+/// The watch-fed caches.
+#[derive(Clone)]
+pub struct Stores {
+    /// Services of every ISV.
+    pub services: Store<Service>,
+    /// Grants of every ISV.
+    pub grants: Store<DistributionGrant>,
+    /// Derived services of every distributor.
+    pub derived: Store<DerivedService>,
+    /// Instances of every customer.
+    pub instances: Store<ServiceInstance>,
+    /// Metadata of the namespaces the controller created.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Caches.
+    pub stores: Stores,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Settings.
+    pub settings: Settings,
+}
+
+impl Context {
+    /// Publishes an Event about `obj` in its own namespace; a failure is logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, note: String) {
+        let event = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.to_string(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish event");
+        }
+    }
+}
+
+/// Errors that make a reconcile retry with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server refused or failed a request.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// A value could not be encoded.
+    #[error("encoding: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// Something the controller waits for is not there yet.
+    #[error("waiting: {0}")]
+    Waiting(String),
+}
+
+impl Error {
+    /// Short class for metrics.
+    pub fn metric_reason(&self) -> String {
+        match self {
+            Error::Kube(kube::Error::Api(s)) => format!("Api{}", s.code),
+            Error::Kube(_) => "Transport".into(),
+            Error::Encode(_) => "Encode".into(),
+            Error::Waiting(_) => "Waiting".into(),
+        }
+    }
+}
+
+/// Whether an API error is a 404.
+pub fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Whether an API error is a 409 (already exists or conflict).
+pub fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+/// Set once every cache has its first full list; /readyz reads it.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// Whether the caches are synced.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+    fn set(&self) {
+        self.0.store(true, Ordering::Relaxed)
+    }
+}
+
+/// A shared watch of one kind: its cache, a handle to subscribe to its events,
+/// and the stream that must be polled to drive it.
+struct SharedWatch<K: Resource + Clone + 'static>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store: Store<K>,
+    writer_stream: std::pin::Pin<Box<dyn Stream<Item = ()> + Send>>,
+    handle: ReflectHandle<K>,
+}
+
+fn shared_watch<K>(api: Api<K>) -> SharedWatch<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store_shared::<K>(1024);
+    let Some(handle) = writer.subscribe() else {
+        unreachable!("a shared store always has a subscriber handle")
+    };
+    // Caches hold no managedFields: they are never read and are most of an object's size.
+    let stream = watcher::watcher(api, WatcherConfig::default().any_semantic())
+        .default_backoff()
+        .modify(|o: &mut K| o.managed_fields_mut().clear())
+        .reflect_shared(writer)
+        .map(|r| {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, kind = %K::kind(&()), "watch error; retrying");
+            }
+        });
+    SharedWatch { store, writer_stream: Box::pin(stream), handle }
+}
+
+/// Runs every controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+    reporter: Reporter,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let services = shared_watch(Api::<Service>::all(client.clone()));
+    let grants = shared_watch(Api::<DistributionGrant>::all(client.clone()));
+    let derived = shared_watch(Api::<DerivedService>::all(client.clone()));
+    let instances = shared_watch(Api::<ServiceInstance>::all(client.clone()));
+    let (ns_store, ns_writer) = reflector::store_shared::<PartialObjectMeta<Namespace>>(1024);
+    let Some(ns_handle) = ns_writer.subscribe() else {
+        unreachable!("a shared store always has a subscriber handle")
+    };
+    let ns_stream = watcher::watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        WatcherConfig::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")).any_semantic(),
+    )
+    .default_backoff()
+    .modify(|o: &mut PartialObjectMeta<Namespace>| o.managed_fields_mut().clear())
+    .reflect_shared(ns_writer)
+    .map(|_| ());
+
+    let stores = Stores {
+        services: services.store.clone(),
+        grants: grants.store.clone(),
+        derived: derived.store.clone(),
+        instances: instances.store.clone(),
+        namespaces: ns_store.clone(),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        stores: stores.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics: metrics.clone(),
+        settings,
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    // Drive the shared watches.
+    let drivers = futures::stream::select_all(vec![
+        services.writer_stream,
+        grants.writer_stream,
+        derived.writer_stream,
+        instances.writer_stream,
+        Box::pin(ns_stream),
+    ])
+    .for_each(|_| async {});
+
+    // Ready once every cache has its first full list.
+    let sync = {
+        let stores = stores.clone();
+        let metrics = metrics.clone();
+        async move {
+            let _ = tokio::join!(
+                stores.services.wait_until_ready(),
+                stores.grants.wait_until_ready(),
+                stores.derived.wait_until_ready(),
+                stores.instances.wait_until_ready(),
+                stores.namespaces.wait_until_ready(),
+            );
+            readiness.set();
+            tracing::info!("caches synced");
+            loop {
+                for (kind, n) in [
+                    ("Service", stores.services.len()),
+                    ("DistributionGrant", stores.grants.len()),
+                    ("DerivedService", stores.derived.len()),
+                    ("ServiceInstance", stores.instances.len()),
+                ] {
+                    metrics.objects.get_or_create(&crate::metrics::KindLabels { kind: kind.into() }).set(n as i64);
+                }
+                instance::export_phase_gauge(&stores.instances, &metrics);
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        }
+    };
+
+    let service_ctl = service::controller(services.handle.clone(), stores.services.clone(), ctx.clone(), stopped());
+    let grant_ctl = grant::controller(grants.handle.clone(), stores.grants.clone(), ctx.clone(), stopped());
+    let derived_ctl = derived::controller(
+        derived.handle.clone(),
+        stores.derived.clone(),
+        grants.handle.clone(),
+        services.handle.clone(),
+        ctx.clone(),
+        stopped(),
+    );
+    let instance_ctl = instance::controller(
+        instances.handle.clone(),
+        stores.instances.clone(),
+        derived.handle.clone(),
+        services.handle.clone(),
+        ns_handle,
+        ctx.clone(),
+        stopped(),
+    );
+
+    let controllers = async {
+        tokio::join!(service_ctl, grant_ctl, derived_ctl, instance_ctl);
+    };
+    tokio::select! {
+        _ = drivers => tracing::error!("watch streams ended"),
+        _ = sync => {},
+        _ = controllers => {},
+        _ = async {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+            // Let in-flight reconciles finish, bounded.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        } => tracing::info!("controllers stopped"),
+    }
+}
+
+/// Requeue policy on error: exponential-ish, bounded.
+pub fn error_action(err: &Error) -> kube::runtime::controller::Action {
+    use kube::runtime::controller::Action;
+    match err {
+        Error::Waiting(_) => Action::requeue(Duration::from_secs(2)),
+        Error::Kube(kube::Error::Api(s)) if s.code == 409 => Action::requeue(Duration::from_millis(200)),
+        _ => Action::requeue(Duration::from_secs(5)),
+    }
+}
+
+/// The namespace of a namespaced object (empty string for none).
+pub fn ns_of<K: ResourceExt>(obj: &K) -> String {
+    obj.namespace().unwrap_or_default()
+}

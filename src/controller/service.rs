@@ -1,0 +1,77 @@
+//! Service controller: checks the ISV's template and parameter schema, so the
+//! ISV learns about a mistake before any distributor or customer does.
+
+use super::status::{condition, ready, write_status_if_changed};
+use super::{Context, Error, error_action, ns_of};
+use crate::api::{Service, ServiceStatus};
+use crate::render::resolve_offering;
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::reflector::{ReflectHandle, Store};
+use std::sync::Arc;
+use std::time::Instant;
+
+const KIND: &str = "Service";
+
+/// The Service controller, until `shutdown`.
+pub async fn controller(
+    trigger: ReflectHandle<Service>,
+    store: Store<Service>,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let concurrency = ctx.settings.concurrency;
+    Controller::for_shared_stream(trigger, store)
+        .with_config(Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, |_, e, ctx| {
+            ctx.metrics.error(KIND, &e.metric_reason());
+            error_action(e)
+        }, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+/// Pure: the status a Service should have.
+pub fn desired_status(svc: &Service, allowed: &[crate::render::AllowedKind]) -> ServiceStatus {
+    let previous = svc.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let generation = svc.metadata.generation;
+    let ready = match resolve_offering(&svc.spec, None, allowed) {
+        Ok(_) => condition(previous, "Ready", true, "Valid", "template and parameter schema are valid", generation),
+        Err(e) => condition(
+            previous,
+            "Ready",
+            false,
+            match e {
+                crate::render::OfferingError::Template { .. } => "InvalidTemplate",
+                _ => "InvalidSchema",
+            },
+            format!("{e}; nothing can be deployed from this Service until it is fixed"),
+            generation,
+        ),
+    };
+    ServiceStatus { observed_generation: generation, conditions: vec![ready] }
+}
+
+async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let ns = ns_of(svc.as_ref());
+    if !ctx.settings.watches(&ns) {
+        return Ok(Action::await_change());
+    }
+    let status = desired_status(&svc, &ctx.settings.allowed_kinds);
+    let api = Api::<Service>::namespaced(ctx.client.clone(), &ns);
+    if write_status_if_changed(&api, svc.as_ref(), svc.status.as_ref(), &status).await? {
+        ctx.metrics.wrote(KIND, "status");
+        let was = svc.status.as_ref().and_then(|s| ready(&s.conditions)).map(|c| c.reason.clone());
+        if let Some(c) = ready(&status.conditions)
+            && c.status == "False"
+            && was.as_deref() != Some(c.reason.as_str())
+        {
+            ctx.event(svc.as_ref(), true, &c.reason, c.message.clone()).await;
+        }
+    }
+    ctx.metrics.reconciled(KIND, started.elapsed());
+    Ok(Action::await_change())
+}

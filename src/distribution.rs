@@ -1,0 +1,276 @@
+//! Who may sell what, now: pure rules over a Service, a DerivedService and a
+//! DistributionGrant. Used by both the DerivedService and the ServiceInstance
+//! controllers, so that both always agree.
+
+use crate::api::{Decision, DerivedService, DistributionGrant, GrantState, Service};
+use crate::render::{AllowedKind, Offering, resolve_offering};
+use crate::scenario::Scenario;
+use jiff::Timestamp;
+
+/// Name of the grant the controller writes when a distributor applies. Dots
+/// cannot appear in a namespace name, so the pair is unambiguous.
+pub fn application_grant_name(service: &str, distributor_namespace: &str) -> String {
+    format!("{service}.{distributor_namespace}")
+}
+
+/// Effective state of a grant at `now`, and when it will expire (to requeue then).
+pub fn grant_state(grant: &DistributionGrant, now: Timestamp) -> (GrantState, Option<Timestamp>) {
+    let expiry = grant.spec.expires_at.as_deref().and_then(|s| s.parse::<Timestamp>().ok());
+    let state = match grant.spec.decision {
+        Decision::Pending => GrantState::Pending,
+        Decision::Rejected => GrantState::Rejected,
+        Decision::Revoked => GrantState::Revoked,
+        Decision::Approved => match expiry {
+            Some(at) if at <= now => GrantState::Expired,
+            _ => GrantState::Approved,
+        },
+    };
+    let pending_expiry = expiry.filter(|at| *at > now && grant.spec.decision == Decision::Approved);
+    (state, pending_expiry)
+}
+
+/// Picks the grant for one distributor and Service among the grants of the
+/// ISV's namespace: an effective approval wins, then the application, then
+/// the others, by name, so the choice is stable.
+pub fn select_grant<'a>(
+    grants: impl IntoIterator<Item = &'a DistributionGrant>,
+    service: &str,
+    distributor_namespace: &str,
+    now: Timestamp,
+) -> Option<&'a DistributionGrant> {
+    let rank = |g: &DistributionGrant| match grant_state(g, now).0 {
+        GrantState::Approved => 0,
+        GrantState::Pending => 1,
+        GrantState::Expired => 2,
+        GrantState::Revoked => 3,
+        GrantState::Rejected => 4,
+    };
+    grants
+        .into_iter()
+        .filter(|g| g.spec.service_name == service && g.spec.distributor_namespace == distributor_namespace)
+        .min_by_key(|g| (rank(g), g.metadata.name.clone()))
+}
+
+/// A derived product that may be sold now.
+#[derive(Clone, Debug)]
+pub struct Sellable {
+    /// Its scenario.
+    pub scenario: Scenario,
+    /// The checked offering.
+    pub offering: Offering,
+    /// The grant it sells under.
+    pub grant_name: String,
+    /// When the grant expires, if it does.
+    pub grant_expiry: Option<Timestamp>,
+}
+
+/// Why a derived product may not be sold now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotSellable {
+    /// Condition reason.
+    pub reason: &'static str,
+    /// What happened and what to do.
+    pub message: String,
+    /// The scenario, when the types allow one.
+    pub scenario: Option<Scenario>,
+    /// The grant's name and state, when one was found.
+    pub grant: Option<(String, String)>,
+    /// Whether a distributor's application (a Pending grant) should be written.
+    pub should_apply: bool,
+}
+
+impl NotSellable {
+    fn new(reason: &'static str, message: String) -> Self {
+        NotSellable { reason, message, scenario: None, grant: None, should_apply: false }
+    }
+}
+
+/// Decides whether a DerivedService may be sold now.
+pub fn evaluate_derived(
+    ds: &DerivedService,
+    service: Option<&Service>,
+    grant: Option<&DistributionGrant>,
+    allowed: &[AllowedKind],
+    now: Timestamp,
+) -> Result<Sellable, NotSellable> {
+    let src = &ds.spec.source;
+    let Some(service) = service else {
+        return Err(NotSellable::new(
+            "SourceNotFound",
+            format!(
+                "Service {}/{} does not exist; check spec.source, or ask the ISV to publish it",
+                src.namespace, src.name
+            ),
+        ));
+    };
+    let listed = service.spec.marketplace.listed;
+    let scenario = Scenario::derived(service.spec.type_, listed, ds.spec.type_)
+        .map_err(|e| NotSellable::new("InvalidScenario", e.to_string()))?;
+    let with_scenario = |reason, message| NotSellable { scenario: Some(scenario), ..NotSellable::new(reason, message) };
+    if let Some(want) = &src.version
+        && want != &service.spec.version
+    {
+        return Err(with_scenario(
+            "VersionMismatch",
+            format!(
+                "spec.source.version is {want} but Service {}/{} is at version {}; update spec.source.version or wait for the ISV",
+                src.namespace, src.name, service.spec.version
+            ),
+        ));
+    }
+    if !service.spec.distribution.enabled {
+        return Err(with_scenario(
+            "DistributionDisabled",
+            format!(
+                "the ISV has not enabled distribution of Service {}/{} (spec.distribution.enabled is false); ask the ISV to enable it",
+                src.namespace, src.name
+            ),
+        ));
+    }
+    let ds_ns = ds.metadata.namespace.as_deref().unwrap_or_default();
+    let Some(grant) = grant else {
+        return Err(NotSellable {
+            should_apply: true,
+            ..with_scenario(
+                "GrantPending",
+                format!(
+                    "applied for distribution: waiting for the ISV to decide on DistributionGrant {}/{}",
+                    src.namespace,
+                    application_grant_name(&src.name, ds_ns)
+                ),
+            )
+        });
+    };
+    let grant_name = grant.metadata.name.clone().unwrap_or_default();
+    let (state, expiry) = grant_state(grant, now);
+    let grant_info = Some((grant_name.clone(), format!("{state:?}")));
+    let why = grant.spec.reason.as_deref().map(|r| format!(" (reason given: {r})")).unwrap_or_default();
+    let refuse = |reason, message: String| NotSellable { grant: grant_info.clone(), ..with_scenario(reason, message) };
+    match state {
+        GrantState::Approved => {}
+        GrantState::Pending => {
+            return Err(refuse(
+                "GrantPending",
+                format!("DistributionGrant {}/{grant_name} is Pending: the ISV has not decided yet", src.namespace),
+            ));
+        }
+        GrantState::Rejected => {
+            return Err(refuse(
+                "GrantRejected",
+                format!("the ISV rejected DistributionGrant {}/{grant_name}{why}; this product cannot be sold", src.namespace),
+            ));
+        }
+        GrantState::Revoked => {
+            return Err(refuse(
+                "GrantRevoked",
+                format!("the ISV revoked DistributionGrant {}/{grant_name}{why}; new sales are stopped", src.namespace),
+            ));
+        }
+        GrantState::Expired => {
+            return Err(refuse(
+                "GrantExpired",
+                format!(
+                    "DistributionGrant {}/{grant_name} expired at {}; ask the ISV to extend spec.expiresAt",
+                    src.namespace,
+                    grant.spec.expires_at.as_deref().unwrap_or("?")
+                ),
+            ));
+        }
+    }
+    let offering = resolve_offering(&service.spec, Some(&ds.spec.overrides), allowed).map_err(|e| match e {
+        crate::render::OfferingError::Override { .. } => refuse("InvalidOverride", format!("{e}; fix spec.overrides")),
+        other => refuse(
+            "SourceInvalid",
+            format!("Service {}/{} is not valid: {other}; the ISV must fix it", src.namespace, src.name),
+        ),
+    })?;
+    Ok(Sellable { scenario, offering, grant_name, grant_expiry: expiry })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::default_allowed_kinds;
+    use serde_json::json;
+
+    fn service(type_: &str, listed: bool, enabled: bool) -> Service {
+        serde_json::from_value(json!({
+            "apiVersion": "computenest.dev/v1alpha1", "kind": "Service",
+            "metadata": {"name": "db", "namespace": "isv"},
+            "spec": {"type": type_, "version": "1.0", "marketplace": {"listed": listed},
+                     "distribution": {"enabled": enabled},
+                     "template": {"objects": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}]}}
+        }))
+        .unwrap()
+    }
+
+    fn derived(type_: &str) -> DerivedService {
+        serde_json::from_value(json!({
+            "apiVersion": "computenest.dev/v1alpha1", "kind": "DerivedService",
+            "metadata": {"name": "db-plus", "namespace": "dist"},
+            "spec": {"source": {"namespace": "isv", "name": "db"}, "type": type_}
+        }))
+        .unwrap()
+    }
+
+    fn grant(name: &str, decision: &str, expires: Option<&str>) -> DistributionGrant {
+        serde_json::from_value(json!({
+            "apiVersion": "computenest.dev/v1alpha1", "kind": "DistributionGrant",
+            "metadata": {"name": name, "namespace": "isv"},
+            "spec": {"serviceName": "db", "distributorNamespace": "dist", "decision": decision, "expiresAt": expires}
+        }))
+        .unwrap()
+    }
+
+    fn now() -> Timestamp {
+        "2026-01-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn eval(s: Option<&Service>, d: &DerivedService, g: Option<&DistributionGrant>) -> Result<Sellable, NotSellable> {
+        evaluate_derived(d, s, g, &default_allowed_kinds(), now())
+    }
+
+    #[test]
+    fn reasons() {
+        let fm_listed = service("FullyManaged", true, true);
+        let approved = grant("g", "Approved", None);
+        assert_eq!(eval(None, &derived("Private"), None).unwrap_err().reason, "SourceNotFound");
+        assert_eq!(eval(Some(&fm_listed), &derived("Private"), Some(&approved)).unwrap_err().reason, "InvalidScenario");
+        assert_eq!(
+            eval(Some(&service("Private", false, false)), &derived("Private"), Some(&approved)).unwrap_err().reason,
+            "DistributionDisabled"
+        );
+        let none = eval(Some(&fm_listed), &derived("FullyManaged"), None).unwrap_err();
+        assert_eq!((none.reason, none.should_apply), ("GrantPending", true));
+        for (decision, reason) in [("Pending", "GrantPending"), ("Rejected", "GrantRejected"), ("Revoked", "GrantRevoked")] {
+            let e = eval(Some(&fm_listed), &derived("FullyManaged"), Some(&grant("g", decision, None))).unwrap_err();
+            assert_eq!(e.reason, reason);
+            assert!(!e.should_apply);
+        }
+        let expired = grant("g", "Approved", Some("2025-12-31T23:59:59Z"));
+        assert_eq!(eval(Some(&fm_listed), &derived("FullyManaged"), Some(&expired)).unwrap_err().reason, "GrantExpired");
+        let ok = eval(Some(&fm_listed), &derived("FullyManaged"), Some(&approved)).unwrap();
+        assert_eq!(ok.scenario, Scenario::Scenario3);
+        let mut wrong_version = derived("FullyManaged");
+        wrong_version.spec.source.version = Some("2.0".into());
+        assert_eq!(eval(Some(&fm_listed), &wrong_version, Some(&approved)).unwrap_err().reason, "VersionMismatch");
+        let mut bad_override = derived("FullyManaged");
+        bad_override.spec.overrides.plans = vec!["gold".into()];
+        assert_eq!(eval(Some(&fm_listed), &bad_override, Some(&approved)).unwrap_err().reason, "InvalidOverride");
+    }
+
+    #[test]
+    fn expiry_is_reported_for_requeue() {
+        let g = grant("g", "Approved", Some("2026-01-01T00:10:00Z"));
+        let (state, at) = grant_state(&g, now());
+        assert_eq!(state, GrantState::Approved);
+        assert_eq!(at.unwrap().to_string(), "2026-01-01T00:10:00Z");
+    }
+
+    #[test]
+    fn selection_prefers_approval_then_name() {
+        let gs = [grant("b", "Rejected", None), grant("c", "Approved", None), grant("a", "Pending", None)];
+        assert_eq!(select_grant(gs.iter(), "db", "dist", now()).unwrap().metadata.name.as_deref(), Some("c"));
+        assert!(select_grant(gs.iter(), "db", "other", now()).is_none());
+    }
+}

@@ -1,0 +1,114 @@
+//! Prometheus metrics (prometheus-client), served on /metrics.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+/// Labels of per-kind reconcile metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// Kind reconciled.
+    pub kind: String,
+}
+
+/// Labels of reconcile errors.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// Kind reconciled.
+    pub kind: String,
+    /// Error class.
+    pub reason: String,
+}
+
+/// Labels of API writes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    /// Kind reconciled when the write happened.
+    pub kind: String,
+    /// What was written (status, object, namespace, secret, order, finalizer, grant, delete).
+    pub target: String,
+}
+
+/// Labels of the instance gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceLabels {
+    /// Phase.
+    pub phase: String,
+    /// Scenario.
+    pub scenario: String,
+}
+
+/// Every metric the controller exports.
+pub struct Metrics {
+    /// The registry served on /metrics.
+    pub registry: Registry,
+    /// Reconciles by kind.
+    pub reconciles: Family<KindLabels, Counter>,
+    /// Reconcile errors by kind and reason.
+    pub errors: Family<ErrorLabels, Counter>,
+    /// Reconcile duration by kind.
+    pub duration: Family<KindLabels, Histogram>,
+    /// Writes made to the API server, by kind and target.
+    pub writes: Family<WriteLabels, Counter>,
+    /// Objects in the caches, by kind.
+    pub objects: Family<KindLabels, Gauge>,
+    /// Instances by phase and scenario.
+    pub instances: Family<InstanceLabels, Gauge>,
+    /// 1 while this replica holds the leader lease.
+    pub leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("computenest");
+        let reconciles = Family::<KindLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 14))
+        });
+        let writes = Family::<WriteLabels, Counter>::default();
+        let objects = Family::<KindLabels, Gauge>::default();
+        let instances = Family::<InstanceLabels, Gauge>::default();
+        let leader = Gauge::default();
+        registry.register("reconciles", "Reconciles by kind", reconciles.clone());
+        registry.register("reconcile_errors", "Reconcile errors by kind and reason", errors.clone());
+        registry.register("reconcile_duration_seconds", "Reconcile duration by kind", duration.clone());
+        registry.register("api_writes", "Writes made to the API server by kind and target", writes.clone());
+        registry.register("objects", "Objects in the controller's caches by kind", objects.clone());
+        registry.register("instances", "ServiceInstances by phase and scenario", instances.clone());
+        registry.register("leader", "1 while this replica is the leader", leader.clone());
+        Metrics { registry, reconciles, errors, duration, writes, objects, instances, leader }
+    }
+}
+
+impl Metrics {
+    /// Counts one reconcile and its duration.
+    pub fn reconciled(&self, kind: &str, took: Duration) {
+        let l = KindLabels { kind: kind.to_string() };
+        self.reconciles.get_or_create(&l).inc();
+        self.duration.get_or_create(&l).observe(took.as_secs_f64());
+    }
+
+    /// Counts one reconcile error.
+    pub fn error(&self, kind: &str, reason: &str) {
+        self.errors.get_or_create(&ErrorLabels { kind: kind.to_string(), reason: reason.to_string() }).inc();
+    }
+
+    /// Counts one write.
+    pub fn wrote(&self, kind: &str, target: &str) {
+        self.writes.get_or_create(&WriteLabels { kind: kind.to_string(), target: target.to_string() }).inc();
+    }
+
+    /// Renders the OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,387 @@
+//! What an instance should have in the cluster: pure, no API calls.
+//!
+//! From a sellable product, its scenario and the instance's parameters this
+//! builds the desired state: where the objects go and who owns them, the
+//! rendered objects, the logon URL, the Orders, and a digest of it all.
+
+use crate::api::{
+    AppliedObject, Billing, InstanceRef, ItemRef, Order, OrderSpec, Party, PartyRef, ProductKind, ResourceOwner,
+    ServiceInstance, Settlement,
+};
+use crate::render::{Offering, ParameterError, RenderContext, render_objects, render_string, resolve_parameters};
+use crate::scenario::Scenario;
+use kube::api::ObjectMeta;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Labels on every object and namespace written for an instance.
+pub mod labels {
+    /// Namespace of the instance.
+    pub const INSTANCE_NAMESPACE: &str = "computenest.dev/instance-namespace";
+    /// Name of the instance.
+    pub const INSTANCE_NAME: &str = "computenest.dev/instance-name";
+    /// UID of the instance.
+    pub const INSTANCE_UID: &str = "computenest.dev/instance-uid";
+    /// Party that owns the resources.
+    pub const OWNER_PARTY: &str = "computenest.dev/owner-party";
+    /// Namespace of that party.
+    pub const OWNER_NAMESPACE: &str = "computenest.dev/owner-namespace";
+    /// Scenario.
+    pub const SCENARIO: &str = "computenest.dev/scenario";
+}
+
+/// A product that may be sold now, as the instance controller sees it.
+#[derive(Clone, Debug)]
+pub struct Product<'a> {
+    /// DerivedService or Service.
+    pub kind: ProductKind,
+    /// Namespace of the seller (distributor or ISV).
+    pub namespace: &'a str,
+    /// Name of the product.
+    pub name: &'a str,
+    /// Namespace of the ISV.
+    pub isv_namespace: &'a str,
+    /// Name of the ISV's Service.
+    pub service_name: &'a str,
+    /// Marketplace product code of the ISV's Service.
+    pub isv_product_code: Option<&'a str>,
+    /// Marketplace product code of the distributor's product.
+    pub product_code: Option<&'a str>,
+    /// Listed price of the product.
+    pub price: Option<&'a str>,
+    /// Scenario.
+    pub scenario: Scenario,
+    /// Checked offering.
+    pub offering: &'a Offering,
+}
+
+/// The desired state of one instance.
+#[derive(Clone, Debug)]
+pub struct Desired {
+    /// Scenario.
+    pub scenario: Scenario,
+    /// Owner and placement.
+    pub owner: ResourceOwner,
+    /// Billing.
+    pub billing: Billing,
+    /// Labels of the managed namespace, when the resources are managed.
+    pub managed_namespace_labels: Option<BTreeMap<String, String>>,
+    /// Rendered objects, each in the target namespace.
+    pub objects: Vec<Value>,
+    /// What `objects` are, for status.
+    pub applied: Vec<AppliedObject>,
+    /// Logon URL, when the product has one.
+    pub logon_url: Option<String>,
+    /// Name of the Secret (in the customer's namespace) that holds the URL.
+    pub secret_name: String,
+    /// Orders to write (scenario 3 only).
+    pub orders: Vec<Order>,
+    /// Digest of all of the above.
+    pub digest: String,
+}
+
+/// Why an instance cannot be built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildError {
+    /// Condition reason.
+    pub reason: &'static str,
+    /// What to do.
+    pub message: String,
+}
+
+fn short_hash(input: &str, len: usize) -> String {
+    let digest = Sha256::digest(input.as_bytes());
+    hex::encode(digest)[..len].to_string()
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    let end = s.char_indices().nth(n).map(|(i, _)| i).unwrap_or(s.len());
+    s[..end].trim_end_matches('-')
+}
+
+/// Deterministic name of the namespace created for a managed instance, so a
+/// retry after a crash finds the same one. The hash keeps `a-b/c` and `a/b-c` apart.
+pub fn managed_namespace_name(customer_ns: &str, instance: &str) -> String {
+    format!(
+        "cn-{}-{}-{}",
+        truncate(customer_ns, 20),
+        truncate(instance, 24),
+        short_hash(&format!("{customer_ns}/{instance}"), 8)
+    )
+}
+
+/// Deterministic name of an Order: one per instance (by UID) and role.
+pub fn order_name(customer_ns: &str, instance: &str, uid: &str, role: &str) -> String {
+    format!(
+        "{}-{}-{}-{}",
+        truncate(customer_ns, 40),
+        truncate(instance, 60),
+        role,
+        short_hash(uid, 10)
+    )
+}
+
+/// Builds the desired state of `instance` from a sellable product.
+pub fn build(instance: &ServiceInstance, product: &Product<'_>) -> Result<Desired, BuildError> {
+    let inst_ns = instance.metadata.namespace.as_deref().unwrap_or_default();
+    let inst_name = instance.metadata.name.as_deref().unwrap_or_default();
+    let uid = instance.metadata.uid.as_deref().unwrap_or_default();
+    let scenario = product.scenario;
+    let party = scenario.resource_owner();
+    let owner_ns = match party {
+        Party::Customer => inst_ns,
+        Party::Distributor => product.namespace,
+        Party::Isv => product.isv_namespace,
+    };
+    let target = if scenario.is_managed() { managed_namespace_name(inst_ns, inst_name) } else { inst_ns.to_string() };
+
+    let params = resolve_parameters(product.offering, instance.spec.plan.as_deref(), &instance.spec.parameters)
+        .map_err(|e| BuildError {
+            reason: match e {
+                ParameterError::Plan(_) => "InvalidPlan",
+                ParameterError::Value { .. } => "InvalidParameter",
+            },
+            message: format!("{e}; fix the ServiceInstance spec"),
+        })?;
+    let ctx = RenderContext { instance_name: inst_name, instance_namespace: inst_ns, target_namespace: &target, params: &params };
+    let mut common = BTreeMap::from([
+        (crate::controller::MANAGED_BY_LABEL.to_string(), crate::controller::MANAGED_BY.to_string()),
+        (labels::INSTANCE_NAMESPACE.to_string(), inst_ns.to_string()),
+        (labels::INSTANCE_NAME.to_string(), truncate(inst_name, 63).to_string()),
+        (labels::SCENARIO.to_string(), scenario.as_str().to_string()),
+    ]);
+    let mut objects = render_objects(&product.offering.objects, &ctx, &common)
+        .map_err(|e| BuildError { reason: "RenderFailed", message: format!("{e}; the seller must fix the template") })?;
+    if !scenario.is_managed() {
+        // Customer-owned: garbage collection follows the instance.
+        let owner = json!([{
+            "apiVersion": "computenest.dev/v1alpha1",
+            "kind": "ServiceInstance",
+            "name": inst_name,
+            "uid": uid,
+            "controller": true,
+            "blockOwnerDeletion": true,
+        }]);
+        for o in &mut objects {
+            o["metadata"]["ownerReferences"] = owner.clone();
+        }
+    }
+    let applied = objects
+        .iter()
+        .map(|o| AppliedObject {
+            api_version: o["apiVersion"].as_str().unwrap_or_default().to_string(),
+            kind: o["kind"].as_str().unwrap_or_default().to_string(),
+            namespace: target.clone(),
+            name: o["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+        })
+        .collect();
+    let logon_url = match &product.offering.outputs.logon_url {
+        Some(t) => Some(render_string(t, &ctx).map_err(|e| BuildError {
+            reason: "RenderFailed",
+            message: format!("logon URL: {e}; the seller must fix outputs.logonUrl"),
+        })?),
+        None => None,
+    };
+    let managed_namespace_labels = scenario.is_managed().then(|| {
+        common.insert(labels::INSTANCE_UID.to_string(), uid.to_string());
+        common.insert(labels::OWNER_PARTY.to_string(), party.to_string());
+        common.insert(labels::OWNER_NAMESPACE.to_string(), owner_ns.to_string());
+        common
+    });
+    let orders = if scenario.settlement() == Settlement::Online { orders(instance, product) } else { Vec::new() };
+    let billing = Billing {
+        resource_fees_paid_by: party,
+        service_fees_paid_to: scenario.service_fees_paid_to(),
+        settlement: scenario.settlement(),
+        orders: orders
+            .iter()
+            .map(|o| format!("{}/{}", o.metadata.namespace.as_deref().unwrap_or_default(), o.metadata.name.as_deref().unwrap_or_default()))
+            .collect(),
+    };
+    let mut desired = Desired {
+        scenario,
+        owner: ResourceOwner { party, namespace: owner_ns.to_string(), target_namespace: target },
+        billing,
+        managed_namespace_labels,
+        objects,
+        applied,
+        logon_url,
+        secret_name: format!("{}-logon", truncate(inst_name, 240)),
+        orders,
+        digest: String::new(),
+    };
+    desired.digest = digest(&desired);
+    Ok(desired)
+}
+
+fn digest(d: &Desired) -> String {
+    let material = json!({
+        "ns": d.managed_namespace_labels,
+        "objects": d.objects,
+        "url": d.logon_url,
+        "secret": d.secret_name,
+        "orders": d.billing.orders,
+    });
+    short_hash(&material.to_string(), 16)
+}
+
+/// Scenario 3: the distributor sells to the customer, and the ISV to the distributor.
+fn orders(instance: &ServiceInstance, product: &Product<'_>) -> Vec<Order> {
+    let inst_ns = instance.metadata.namespace.clone().unwrap_or_default();
+    let inst_name = instance.metadata.name.clone().unwrap_or_default();
+    let uid = instance.metadata.uid.clone().unwrap_or_default();
+    let instance_ref = InstanceRef { namespace: inst_ns.clone(), name: inst_name.clone(), uid: uid.clone() };
+    let meta = |ns: &str, role: &str| ObjectMeta {
+        name: Some(order_name(&inst_ns, &inst_name, &uid, role)),
+        namespace: Some(ns.to_string()),
+        labels: Some(BTreeMap::from([
+            (crate::controller::MANAGED_BY_LABEL.to_string(), crate::controller::MANAGED_BY.to_string()),
+            (labels::INSTANCE_NAMESPACE.to_string(), inst_ns.clone()),
+            (labels::INSTANCE_NAME.to_string(), truncate(&inst_name, 63).to_string()),
+            (labels::INSTANCE_UID.to_string(), uid.clone()),
+        ])),
+        ..Default::default()
+    };
+    vec![
+        Order {
+            metadata: meta(product.namespace, "sale"),
+            spec: OrderSpec {
+                seller: PartyRef { party: Party::Distributor, namespace: product.namespace.to_string() },
+                buyer: PartyRef { party: Party::Customer, namespace: inst_ns.clone() },
+                item: ItemRef {
+                    kind: "DerivedService".into(),
+                    namespace: product.namespace.to_string(),
+                    name: product.name.to_string(),
+                    product_code: product.product_code.map(str::to_string),
+                },
+                instance: instance_ref.clone(),
+                settlement: Settlement::Online,
+                price: product.price.map(str::to_string),
+            },
+            status: None,
+        },
+        Order {
+            metadata: meta(product.isv_namespace, "resale"),
+            spec: OrderSpec {
+                seller: PartyRef { party: Party::Isv, namespace: product.isv_namespace.to_string() },
+                buyer: PartyRef { party: Party::Distributor, namespace: product.namespace.to_string() },
+                item: ItemRef {
+                    kind: "Service".into(),
+                    namespace: product.isv_namespace.to_string(),
+                    name: product.service_name.to_string(),
+                    product_code: product.isv_product_code.map(str::to_string),
+                },
+                instance: instance_ref,
+                settlement: Settlement::Online,
+                price: None,
+            },
+            status: None,
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ServiceSpec;
+    use crate::render::{default_allowed_kinds, resolve_offering};
+
+    fn instance() -> ServiceInstance {
+        serde_json::from_value(json!({
+            "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance",
+            "metadata": {"name": "shop", "namespace": "acme", "uid": "u-1"},
+            "spec": {"serviceRef": {"kind": "DerivedService", "namespace": "dist", "name": "web-plus"},
+                     "plan": "basic", "parameters": {"adminEmail": "ops@acme.io"}}
+        }))
+        .unwrap()
+    }
+
+    fn offering() -> Offering {
+        let spec: ServiceSpec = serde_yaml::from_str(include_str!("../tests/fixtures/service-web.yaml")).unwrap();
+        resolve_offering(&spec, None, &default_allowed_kinds()).unwrap()
+    }
+
+    fn product<'a>(scenario: Scenario, offering: &'a Offering) -> Product<'a> {
+        Product {
+            kind: ProductKind::DerivedService,
+            namespace: "dist",
+            name: "web-plus",
+            isv_namespace: "isv",
+            service_name: "web",
+            isv_product_code: Some("isv-1"),
+            product_code: Some("dist-1"),
+            price: Some("9 USD"),
+            scenario,
+            offering,
+        }
+    }
+
+    #[test]
+    fn placement_per_scenario() {
+        let o = offering();
+        let rows = [
+            (Scenario::Scenario1, Party::Customer, "acme", false, 0),
+            (Scenario::Scenario2, Party::Distributor, "dist", true, 0),
+            (Scenario::Scenario3, Party::Isv, "isv", true, 2),
+            (Scenario::Scenario4, Party::Isv, "isv", true, 0),
+        ];
+        for (sc, party, owner_ns, managed, orders) in rows {
+            let d = build(&instance(), &product(sc, &o)).unwrap();
+            assert_eq!(d.owner.party, party, "{sc:?}");
+            assert_eq!(d.owner.namespace, owner_ns, "{sc:?}");
+            assert_eq!(d.managed_namespace_labels.is_some(), managed, "{sc:?}");
+            assert_eq!(d.orders.len(), orders, "{sc:?}");
+            let target = if managed { managed_namespace_name("acme", "shop") } else { "acme".to_string() };
+            assert_eq!(d.owner.target_namespace, target);
+            for obj in &d.objects {
+                assert_eq!(obj["metadata"]["namespace"], json!(target));
+                assert_eq!(obj["metadata"]["ownerReferences"].is_array(), !managed, "{sc:?}: ownerReferences only when private");
+            }
+            assert_eq!(d.logon_url.as_deref(), Some("https://shop.example.com/"));
+        }
+    }
+
+    #[test]
+    fn scenario3_orders_go_to_the_sellers() {
+        let o = offering();
+        let d = build(&instance(), &product(Scenario::Scenario3, &o)).unwrap();
+        let sale = &d.orders[0];
+        assert_eq!(sale.metadata.namespace.as_deref(), Some("dist"));
+        assert_eq!((sale.spec.seller.party, sale.spec.buyer.party), (Party::Distributor, Party::Customer));
+        let resale = &d.orders[1];
+        assert_eq!(resale.metadata.namespace.as_deref(), Some("isv"));
+        assert_eq!((resale.spec.seller.party, resale.spec.buyer.party), (Party::Isv, Party::Distributor));
+        assert_eq!(d.billing.settlement, Settlement::Online);
+        assert_ne!(sale.metadata.name, resale.metadata.name);
+    }
+
+    #[test]
+    fn deterministic_names_and_digest() {
+        let o = offering();
+        let a = build(&instance(), &product(Scenario::Scenario3, &o)).unwrap();
+        let b = build(&instance(), &product(Scenario::Scenario3, &o)).unwrap();
+        assert_eq!(a.digest, b.digest);
+        assert_eq!(a.billing.orders, b.billing.orders);
+        let mut other = instance();
+        other.spec.parameters.insert("domain".into(), json!("other.io"));
+        assert_ne!(build(&other, &product(Scenario::Scenario3, &o)).unwrap().digest, a.digest);
+        assert_ne!(managed_namespace_name("a-b", "c"), managed_namespace_name("a", "b-c"));
+        let long = managed_namespace_name(&"x".repeat(63), &"y".repeat(253));
+        assert!(long.len() <= 63 && crate::render::is_dns_subdomain(&long), "{long}");
+        let order = order_name(&"x".repeat(63), &"y".repeat(253), "uid", "resale");
+        assert!(order.len() <= 253 && crate::render::is_dns_subdomain(&order), "{order}");
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let o = offering();
+        let mut i = instance();
+        i.spec.parameters.insert("replicas".into(), json!("many"));
+        let e = build(&i, &product(Scenario::Scenario1, &o)).unwrap_err();
+        assert_eq!(e.reason, "InvalidParameter");
+        assert!(e.message.contains("\"replicas\": must be a whole number"), "{}", e.message);
+        i.spec.plan = Some("gold".into());
+        assert_eq!(build(&i, &product(Scenario::Scenario1, &o)).unwrap_err().reason, "InvalidPlan");
+    }
+}
