@@ -50,6 +50,13 @@ resolve_dir() {
 
 # A pid counts as ours only if it is alive, not a zombie (PID 1 in containers
 # may never reap), and its command line mentions our state directory.
+running() {
+  local pid="$1" stat
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || return 1
+  stat="${stat##*) }"
+  [ "${stat%% *}" != Z ]
+}
 alive() {
   local pid="$1" stat
   [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
@@ -313,7 +320,9 @@ wait_for() {
   pid="$(pid_of "$name")"
   deadline=$((SECONDS + ready_timeout))
   while ((SECONDS < deadline)); do
-    if ! alive "$pid"; then wait "$pid" 2>/dev/null || true; return 1; fi
+    # Our own child: exists and is not a zombie. (Its cmdline can be empty for
+    # an instant right after exec, so alive() is not used here.)
+    if ! running "$pid"; then wait "$pid" 2>/dev/null || true; return 1; fi
     if $check; then return 0; fi
     sleep 0.2
   done

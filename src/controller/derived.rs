@@ -149,7 +149,7 @@ async fn reconcile(ds: Arc<DerivedService>, ctx: Arc<Context>) -> Result<Action,
     }
     let status = desired_status(&ds, &eval);
     let api = Api::<DerivedService>::namespaced(ctx.client.clone(), &ns);
-    if write_status_if_changed(&api, ds.as_ref(), ds.status.as_ref(), &status).await? {
+    if write_status_if_changed(&api, &ctx.memo, ds.as_ref(), ds.status.as_ref(), &status).await? {
         ctx.metrics.wrote(KIND, "status");
         let before = ds.status.as_ref().and_then(|s| ready(&s.conditions)).map(|c| c.reason.clone());
         if let Some(c) = ready(&status.conditions)

@@ -74,7 +74,7 @@ async fn reconcile(grant: Arc<DistributionGrant>, ctx: Arc<Context>) -> Result<A
     let (status, expiry) = desired_status(&grant, Timestamp::now());
     let api = Api::<DistributionGrant>::namespaced(ctx.client.clone(), &ns);
     let before = grant.status.as_ref().and_then(|s| s.state);
-    if write_status_if_changed(&api, grant.as_ref(), grant.status.as_ref(), &status).await? {
+    if write_status_if_changed(&api, &ctx.memo, grant.as_ref(), grant.status.as_ref(), &status).await? {
         ctx.metrics.wrote(KIND, "status");
         if before != status.state
             && let Some(state) = status.state

@@ -78,6 +78,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Settings.
     pub settings: Settings,
+    /// What this process last wrote.
+    pub memo: status::WriteMemo,
 }
 
 impl Context {
@@ -217,6 +219,7 @@ pub async fn run(
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
         settings,
+        memo: status::WriteMemo::default(),
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -62,7 +62,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error
     }
     let status = desired_status(&svc, &ctx.settings.allowed_kinds);
     let api = Api::<Service>::namespaced(ctx.client.clone(), &ns);
-    if write_status_if_changed(&api, svc.as_ref(), svc.status.as_ref(), &status).await? {
+    if write_status_if_changed(&api, &ctx.memo, svc.as_ref(), svc.status.as_ref(), &status).await? {
         ctx.metrics.wrote(KIND, "status");
         let was = svc.status.as_ref().and_then(|s| ready(&s.conditions)).map(|c| c.reason.clone());
         if let Some(c) = ready(&status.conditions)
