@@ -15,7 +15,11 @@ pub fn application_grant_name(service: &str, distributor_namespace: &str) -> Str
 
 /// Effective state of a grant at `now`, and when it will expire (to requeue then).
 pub fn grant_state(grant: &DistributionGrant, now: Timestamp) -> (GrantState, Option<Timestamp>) {
-    let expiry = grant.spec.expires_at.as_deref().and_then(|s| s.parse::<Timestamp>().ok());
+    let expiry = grant
+        .spec
+        .expires_at
+        .as_deref()
+        .and_then(|s| s.parse::<Timestamp>().ok());
     let state = match grant.spec.decision {
         Decision::Pending => GrantState::Pending,
         Decision::Rejected => GrantState::Rejected,
@@ -47,7 +51,9 @@ pub fn select_grant<'a>(
     };
     grants
         .into_iter()
-        .filter(|g| g.spec.service_name == service && g.spec.distributor_namespace == distributor_namespace)
+        .filter(|g| {
+            g.spec.service_name == service && g.spec.distributor_namespace == distributor_namespace
+        })
         .min_by_key(|g| (rank(g), g.metadata.name.clone()))
 }
 
@@ -81,7 +87,13 @@ pub struct NotSellable {
 
 impl NotSellable {
     fn new(reason: &'static str, message: String) -> Self {
-        NotSellable { reason, message, scenario: None, grant: None, should_apply: false }
+        NotSellable {
+            reason,
+            message,
+            scenario: None,
+            grant: None,
+            should_apply: false,
+        }
     }
 }
 
@@ -106,7 +118,10 @@ pub fn evaluate_derived(
     let listed = service.spec.marketplace.listed;
     let scenario = Scenario::derived(service.spec.type_, listed, ds.spec.type_)
         .map_err(|e| NotSellable::new("InvalidScenario", e.to_string()))?;
-    let with_scenario = |reason, message| NotSellable { scenario: Some(scenario), ..NotSellable::new(reason, message) };
+    let with_scenario = |reason, message| NotSellable {
+        scenario: Some(scenario),
+        ..NotSellable::new(reason, message)
+    };
     if let Some(want) = &src.version
         && want != &service.spec.version
     {
@@ -144,26 +159,43 @@ pub fn evaluate_derived(
     let grant_name = grant.metadata.name.clone().unwrap_or_default();
     let (state, expiry) = grant_state(grant, now);
     let grant_info = Some((grant_name.clone(), format!("{state:?}")));
-    let why = grant.spec.reason.as_deref().map(|r| format!(" (reason given: {r})")).unwrap_or_default();
-    let refuse = |reason, message: String| NotSellable { grant: grant_info.clone(), ..with_scenario(reason, message) };
+    let why = grant
+        .spec
+        .reason
+        .as_deref()
+        .map(|r| format!(" (reason given: {r})"))
+        .unwrap_or_default();
+    let refuse = |reason, message: String| NotSellable {
+        grant: grant_info.clone(),
+        ..with_scenario(reason, message)
+    };
     match state {
         GrantState::Approved => {}
         GrantState::Pending => {
             return Err(refuse(
                 "GrantPending",
-                format!("DistributionGrant {}/{grant_name} is Pending: the ISV has not decided yet", src.namespace),
+                format!(
+                    "DistributionGrant {}/{grant_name} is Pending: the ISV has not decided yet",
+                    src.namespace
+                ),
             ));
         }
         GrantState::Rejected => {
             return Err(refuse(
                 "GrantRejected",
-                format!("the ISV rejected DistributionGrant {}/{grant_name}{why}; this product cannot be sold", src.namespace),
+                format!(
+                    "the ISV rejected DistributionGrant {}/{grant_name}{why}; this product cannot be sold",
+                    src.namespace
+                ),
             ));
         }
         GrantState::Revoked => {
             return Err(refuse(
                 "GrantRevoked",
-                format!("the ISV revoked DistributionGrant {}/{grant_name}{why}; new sales are stopped", src.namespace),
+                format!(
+                    "the ISV revoked DistributionGrant {}/{grant_name}{why}; new sales are stopped",
+                    src.namespace
+                ),
             ));
         }
         GrantState::Expired => {
@@ -177,14 +209,26 @@ pub fn evaluate_derived(
             ));
         }
     }
-    let offering = resolve_offering(&service.spec, Some(&ds.spec.overrides), allowed).map_err(|e| match e {
-        crate::render::OfferingError::Override { .. } => refuse("InvalidOverride", format!("{e}; fix spec.overrides")),
-        other => refuse(
-            "SourceInvalid",
-            format!("Service {}/{} is not valid: {other}; the ISV must fix it", src.namespace, src.name),
-        ),
-    })?;
-    Ok(Sellable { scenario, offering, grant_name, grant_expiry: expiry })
+    let offering = resolve_offering(&service.spec, Some(&ds.spec.overrides), allowed).map_err(
+        |e| match e {
+            crate::render::OfferingError::Override { .. } => {
+                refuse("InvalidOverride", format!("{e}; fix spec.overrides"))
+            }
+            other => refuse(
+                "SourceInvalid",
+                format!(
+                    "Service {}/{} is not valid: {other}; the ISV must fix it",
+                    src.namespace, src.name
+                ),
+            ),
+        },
+    )?;
+    Ok(Sellable {
+        scenario,
+        offering,
+        grant_name,
+        grant_expiry: expiry,
+    })
 }
 
 #[cfg(test)]
@@ -226,7 +270,11 @@ mod tests {
         "2026-01-01T00:00:00Z".parse().unwrap()
     }
 
-    fn eval(s: Option<&Service>, d: &DerivedService, g: Option<&DistributionGrant>) -> Result<Sellable, NotSellable> {
+    fn eval(
+        s: Option<&Service>,
+        d: &DerivedService,
+        g: Option<&DistributionGrant>,
+    ) -> Result<Sellable, NotSellable> {
         evaluate_derived(d, s, g, &default_allowed_kinds(), now())
     }
 
@@ -234,29 +282,67 @@ mod tests {
     fn reasons() {
         let fm_listed = service("FullyManaged", true, true);
         let approved = grant("g", "Approved", None);
-        assert_eq!(eval(None, &derived("Private"), None).unwrap_err().reason, "SourceNotFound");
-        assert_eq!(eval(Some(&fm_listed), &derived("Private"), Some(&approved)).unwrap_err().reason, "InvalidScenario");
         assert_eq!(
-            eval(Some(&service("Private", false, false)), &derived("Private"), Some(&approved)).unwrap_err().reason,
+            eval(None, &derived("Private"), None).unwrap_err().reason,
+            "SourceNotFound"
+        );
+        assert_eq!(
+            eval(Some(&fm_listed), &derived("Private"), Some(&approved))
+                .unwrap_err()
+                .reason,
+            "InvalidScenario"
+        );
+        assert_eq!(
+            eval(
+                Some(&service("Private", false, false)),
+                &derived("Private"),
+                Some(&approved)
+            )
+            .unwrap_err()
+            .reason,
             "DistributionDisabled"
         );
         let none = eval(Some(&fm_listed), &derived("FullyManaged"), None).unwrap_err();
         assert_eq!((none.reason, none.should_apply), ("GrantPending", true));
-        for (decision, reason) in [("Pending", "GrantPending"), ("Rejected", "GrantRejected"), ("Revoked", "GrantRevoked")] {
-            let e = eval(Some(&fm_listed), &derived("FullyManaged"), Some(&grant("g", decision, None))).unwrap_err();
+        for (decision, reason) in [
+            ("Pending", "GrantPending"),
+            ("Rejected", "GrantRejected"),
+            ("Revoked", "GrantRevoked"),
+        ] {
+            let e = eval(
+                Some(&fm_listed),
+                &derived("FullyManaged"),
+                Some(&grant("g", decision, None)),
+            )
+            .unwrap_err();
             assert_eq!(e.reason, reason);
             assert!(!e.should_apply);
         }
         let expired = grant("g", "Approved", Some("2025-12-31T23:59:59Z"));
-        assert_eq!(eval(Some(&fm_listed), &derived("FullyManaged"), Some(&expired)).unwrap_err().reason, "GrantExpired");
+        assert_eq!(
+            eval(Some(&fm_listed), &derived("FullyManaged"), Some(&expired))
+                .unwrap_err()
+                .reason,
+            "GrantExpired"
+        );
         let ok = eval(Some(&fm_listed), &derived("FullyManaged"), Some(&approved)).unwrap();
         assert_eq!(ok.scenario, Scenario::Scenario3);
         let mut wrong_version = derived("FullyManaged");
         wrong_version.spec.source.version = Some("2.0".into());
-        assert_eq!(eval(Some(&fm_listed), &wrong_version, Some(&approved)).unwrap_err().reason, "VersionMismatch");
+        assert_eq!(
+            eval(Some(&fm_listed), &wrong_version, Some(&approved))
+                .unwrap_err()
+                .reason,
+            "VersionMismatch"
+        );
         let mut bad_override = derived("FullyManaged");
         bad_override.spec.overrides.plans = vec!["gold".into()];
-        assert_eq!(eval(Some(&fm_listed), &bad_override, Some(&approved)).unwrap_err().reason, "InvalidOverride");
+        assert_eq!(
+            eval(Some(&fm_listed), &bad_override, Some(&approved))
+                .unwrap_err()
+                .reason,
+            "InvalidOverride"
+        );
     }
 
     #[test]
@@ -269,8 +355,19 @@ mod tests {
 
     #[test]
     fn selection_prefers_approval_then_name() {
-        let gs = [grant("b", "Rejected", None), grant("c", "Approved", None), grant("a", "Pending", None)];
-        assert_eq!(select_grant(gs.iter(), "db", "dist", now()).unwrap().metadata.name.as_deref(), Some("c"));
+        let gs = [
+            grant("b", "Rejected", None),
+            grant("c", "Approved", None),
+            grant("a", "Pending", None),
+        ];
+        assert_eq!(
+            select_grant(gs.iter(), "db", "dist", now())
+                .unwrap()
+                .metadata
+                .name
+                .as_deref(),
+            Some("c")
+        );
         assert!(select_grant(gs.iter(), "db", "other", now()).is_none());
     }
 }

@@ -38,7 +38,10 @@ async fn readyz(State(s): State<HealthState>) -> impl IntoResponse {
 
 async fn metrics(State(s): State<HealthState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.metrics.encode(),
     )
 }

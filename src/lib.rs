@@ -6,9 +6,9 @@
 
 pub mod api;
 pub mod controller;
-pub mod metrics;
-pub mod provision;
 pub mod distribution;
 pub mod health;
+pub mod metrics;
+pub mod provision;
 pub mod render;
 pub mod scenario;

@@ -35,7 +35,12 @@ enum Command {
 struct RunArgs {
     /// Namespaces whose objects are reconciled, comma-separated; empty means all.
     /// The controller still watches cluster-wide (its RBAC must allow that).
-    #[arg(long, env = "COMPUTENEST_NAMESPACES", value_delimiter = ',', default_value = "")]
+    #[arg(
+        long,
+        env = "COMPUTENEST_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
     namespaces: Vec<String>,
     /// Reconciles running at once, per kind.
     #[arg(long, env = "COMPUTENEST_CONCURRENCY", default_value_t = 16)]
@@ -53,7 +58,11 @@ struct RunArgs {
     #[arg(long, env = "COMPUTENEST_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set)]
     leader_election: bool,
     /// Name of the leader Lease.
-    #[arg(long, env = "COMPUTENEST_LEASE_NAME", default_value = "computenest-controller")]
+    #[arg(
+        long,
+        env = "COMPUTENEST_LEASE_NAME",
+        default_value = "computenest-controller"
+    )]
     lease_name: String,
     /// Namespace of the leader Lease (default: the pod's namespace, else `default`).
     #[arg(long, env = "COMPUTENEST_LEASE_NAMESPACE")]
@@ -70,6 +79,10 @@ struct RunArgs {
     /// NetworkPolicy, PodDisruptionBudget.
     #[arg(long, env = "COMPUTENEST_ALLOWED_KINDS", value_delimiter = ',')]
     allowed_kinds: Vec<String>,
+    /// Exit when the process with this PID ends (used by the test harness so
+    /// that no controller outlives its test run).
+    #[arg(long, hide = true)]
+    exit_with_parent: Option<u32>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -89,7 +102,10 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("computenest-controller: cannot start the async runtime: {e}");
@@ -120,7 +136,11 @@ fn init_logging(args: &RunArgs) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match args.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }
@@ -141,6 +161,25 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
+/// Resolves when process `pid` is gone.
+async fn parent_gone(pid: Option<u32>) {
+    let Some(pid) = pid else {
+        return std::future::pending().await;
+    };
+    let path = format!("/proc/{pid}");
+    while std::path::Path::new(&path).exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    tracing::info!(pid, "parent process ended");
+}
+
+async fn shutdown_or_parent(pid: Option<u32>) {
+    tokio::select! {
+        _ = shutdown_signal() => {},
+        _ = parent_gone(pid) => {},
+    }
+}
+
 async fn run(args: RunArgs) -> Result<(), String> {
     init_logging(&args);
     let allowed_kinds = if args.allowed_kinds.iter().all(|s| s.trim().is_empty()) {
@@ -155,12 +194,17 @@ async fn run(args: RunArgs) -> Result<(), String> {
     };
     let settings = Settings {
         allowed_kinds,
-        namespaces: args.namespaces.iter().filter(|s| !s.is_empty()).cloned().collect(),
+        namespaces: args
+            .namespaces
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect(),
         concurrency: args.concurrency.max(1),
     };
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| format!("cannot reach Kubernetes (set KUBECONFIG or run in a cluster): {e}"))?;
+    let client = kube::Client::try_default().await.map_err(|e| {
+        format!("cannot reach Kubernetes (set KUBECONFIG or run in a cluster): {e}")
+    })?;
     let identity = args
         .identity
         .clone()
@@ -169,16 +213,23 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let metrics = Arc::new(Metrics::default());
     let readiness = Readiness::default();
     let standby = Arc::new(AtomicBool::new(args.leader_election));
-    let health_state = HealthState { metrics: metrics.clone(), readiness: readiness.clone(), standby: standby.clone() };
+    let health_state = HealthState {
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+        standby: standby.clone(),
+    };
     let addr = args.health_addr;
     let server = tokio::spawn(async move { health::serve(addr, health_state).await });
-    let reporter = Reporter { controller: "computenest-controller".into(), instance: Some(identity.clone()) };
+    let reporter = Reporter {
+        controller: "computenest-controller".into(),
+        instance: Some(identity.clone()),
+    };
     tracing::info!(%identity, leader_election = args.leader_election, "starting");
 
     if !args.leader_election {
         metrics.leader.set(1);
         tokio::select! {
-            _ = controller::run(client, settings, metrics, readiness, reporter, shutdown_signal()) => {},
+            _ = controller::run(client, settings, metrics, readiness, reporter, shutdown_or_parent(args.exit_with_parent)) => {},
             r = server => return Err(format!("health server stopped: {r:?}")),
         }
         return Ok(());
@@ -187,7 +238,9 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let lease_ns = args
         .lease_namespace
         .clone()
-        .or_else(|| std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok())
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok()
+        })
         .unwrap_or_else(|| "default".into());
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
         .with_namespace(lease_ns.trim())
@@ -197,11 +250,17 @@ async fn run(args: RunArgs) -> Result<(), String> {
         .with_field_manager("computenest-controller-lease")
         .build()
         .await
-        .map_err(|e| format!("cannot set up the leader lease {}/{}: {e}", lease_ns.trim(), args.lease_name))?;
+        .map_err(|e| {
+            format!(
+                "cannot set up the leader lease {}/{}: {e}",
+                lease_ns.trim(),
+                args.lease_name
+            )
+        })?;
     let (mut leader_rx, lease_task) = manager.watch().await;
     tracing::info!(lease = %args.lease_name, "waiting for the leader lease");
 
-    let shutdown = shutdown_signal();
+    let shutdown = shutdown_or_parent(args.exit_with_parent);
     tokio::pin!(shutdown);
     // Wait to become the leader (or to be told to stop).
     loop {
@@ -223,9 +282,16 @@ async fn run(args: RunArgs) -> Result<(), String> {
 
     // Reconcile until leadership is lost or shutdown is requested.
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let controllers = tokio::spawn(controller::run(client, settings, metrics.clone(), readiness, reporter, async {
-        let _ = stop_rx.await;
-    }));
+    let controllers = tokio::spawn(controller::run(
+        client,
+        settings,
+        metrics.clone(),
+        readiness,
+        reporter,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     let lost = async {
         loop {
             if leader_rx.changed().await.is_err() || !*leader_rx.borrow() {

@@ -75,32 +75,77 @@ impl Default for Metrics {
         let instances = Family::<InstanceLabels, Gauge>::default();
         let leader = Gauge::default();
         registry.register("reconciles", "Reconciles by kind", reconciles.clone());
-        registry.register("reconcile_errors", "Reconcile errors by kind and reason", errors.clone());
-        registry.register("reconcile_duration_seconds", "Reconcile duration by kind", duration.clone());
-        registry.register("api_writes", "Writes made to the API server by kind and target", writes.clone());
-        registry.register("objects", "Objects in the controller's caches by kind", objects.clone());
-        registry.register("instances", "ServiceInstances by phase and scenario", instances.clone());
-        registry.register("leader", "1 while this replica is the leader", leader.clone());
-        Metrics { registry, reconciles, errors, duration, writes, objects, instances, leader }
+        registry.register(
+            "reconcile_errors",
+            "Reconcile errors by kind and reason",
+            errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Reconcile duration by kind",
+            duration.clone(),
+        );
+        registry.register(
+            "api_writes",
+            "Writes made to the API server by kind and target",
+            writes.clone(),
+        );
+        registry.register(
+            "objects",
+            "Objects in the controller's caches by kind",
+            objects.clone(),
+        );
+        registry.register(
+            "instances",
+            "ServiceInstances by phase and scenario",
+            instances.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica is the leader",
+            leader.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            errors,
+            duration,
+            writes,
+            objects,
+            instances,
+            leader,
+        }
     }
 }
 
 impl Metrics {
     /// Counts one reconcile and its duration.
     pub fn reconciled(&self, kind: &str, took: Duration) {
-        let l = KindLabels { kind: kind.to_string() };
+        let l = KindLabels {
+            kind: kind.to_string(),
+        };
         self.reconciles.get_or_create(&l).inc();
         self.duration.get_or_create(&l).observe(took.as_secs_f64());
     }
 
     /// Counts one reconcile error.
     pub fn error(&self, kind: &str, reason: &str) {
-        self.errors.get_or_create(&ErrorLabels { kind: kind.to_string(), reason: reason.to_string() }).inc();
+        self.errors
+            .get_or_create(&ErrorLabels {
+                kind: kind.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     /// Counts one write.
     pub fn wrote(&self, kind: &str, target: &str) {
-        self.writes.get_or_create(&WriteLabels { kind: kind.to_string(), target: target.to_string() }).inc();
+        self.writes
+            .get_or_create(&WriteLabels {
+                kind: kind.to_string(),
+                target: target.to_string(),
+            })
+            .inc();
     }
 
     /// Renders the OpenMetrics text.

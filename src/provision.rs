@@ -5,10 +5,12 @@
 //! rendered objects, the logon URL, the Orders, and a digest of it all.
 
 use crate::api::{
-    AppliedObject, Billing, InstanceRef, ItemRef, Order, OrderSpec, Party, PartyRef, ProductKind, ResourceOwner,
-    ServiceInstance, Settlement,
+    AppliedObject, Billing, InstanceRef, ItemRef, Order, OrderSpec, Party, PartyRef, ProductKind,
+    ResourceOwner, ServiceInstance, Settlement,
 };
-use crate::render::{Offering, ParameterError, RenderContext, render_objects, render_string, resolve_parameters};
+use crate::render::{
+    Offering, ParameterError, RenderContext, render_objects, render_string, resolve_parameters,
+};
 use crate::scenario::Scenario;
 use kube::api::ObjectMeta;
 use serde_json::{Value, json};
@@ -134,25 +136,47 @@ pub fn build(instance: &ServiceInstance, product: &Product<'_>) -> Result<Desire
         Party::Distributor => product.namespace,
         Party::Isv => product.isv_namespace,
     };
-    let target = if scenario.is_managed() { managed_namespace_name(inst_ns, inst_name) } else { inst_ns.to_string() };
+    let target = if scenario.is_managed() {
+        managed_namespace_name(inst_ns, inst_name)
+    } else {
+        inst_ns.to_string()
+    };
 
-    let params = resolve_parameters(product.offering, instance.spec.plan.as_deref(), &instance.spec.parameters)
-        .map_err(|e| BuildError {
-            reason: match e {
-                ParameterError::Plan(_) => "InvalidPlan",
-                ParameterError::Value { .. } => "InvalidParameter",
-            },
-            message: format!("{e}; fix the ServiceInstance spec"),
-        })?;
-    let ctx = RenderContext { instance_name: inst_name, instance_namespace: inst_ns, target_namespace: &target, params: &params };
+    let params = resolve_parameters(
+        product.offering,
+        instance.spec.plan.as_deref(),
+        &instance.spec.parameters,
+    )
+    .map_err(|e| BuildError {
+        reason: match e {
+            ParameterError::Plan(_) => "InvalidPlan",
+            ParameterError::Value { .. } => "InvalidParameter",
+        },
+        message: format!("{e}; fix the ServiceInstance spec"),
+    })?;
+    let ctx = RenderContext {
+        instance_name: inst_name,
+        instance_namespace: inst_ns,
+        target_namespace: &target,
+        params: &params,
+    };
     let mut common = BTreeMap::from([
-        (crate::controller::MANAGED_BY_LABEL.to_string(), crate::controller::MANAGED_BY.to_string()),
+        (
+            crate::controller::MANAGED_BY_LABEL.to_string(),
+            crate::controller::MANAGED_BY.to_string(),
+        ),
         (labels::INSTANCE_NAMESPACE.to_string(), inst_ns.to_string()),
-        (labels::INSTANCE_NAME.to_string(), truncate(inst_name, 63).to_string()),
+        (
+            labels::INSTANCE_NAME.to_string(),
+            truncate(inst_name, 63).to_string(),
+        ),
         (labels::SCENARIO.to_string(), scenario.as_str().to_string()),
     ]);
-    let mut objects = render_objects(&product.offering.objects, &ctx, &common)
-        .map_err(|e| BuildError { reason: "RenderFailed", message: format!("{e}; the seller must fix the template") })?;
+    let mut objects =
+        render_objects(&product.offering.objects, &ctx, &common).map_err(|e| BuildError {
+            reason: "RenderFailed",
+            message: format!("{e}; the seller must fix the template"),
+        })?;
     if !scenario.is_managed() {
         // Customer-owned: garbage collection follows the instance.
         let owner = json!([{
@@ -173,7 +197,10 @@ pub fn build(instance: &ServiceInstance, product: &Product<'_>) -> Result<Desire
             api_version: o["apiVersion"].as_str().unwrap_or_default().to_string(),
             kind: o["kind"].as_str().unwrap_or_default().to_string(),
             namespace: target.clone(),
-            name: o["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+            name: o["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         })
         .collect();
     let logon_url = match &product.offering.outputs.logon_url {
@@ -189,19 +216,33 @@ pub fn build(instance: &ServiceInstance, product: &Product<'_>) -> Result<Desire
         common.insert(labels::OWNER_NAMESPACE.to_string(), owner_ns.to_string());
         common
     });
-    let orders = if scenario.settlement() == Settlement::Online { orders(instance, product) } else { Vec::new() };
+    let orders = if scenario.settlement() == Settlement::Online {
+        orders(instance, product)
+    } else {
+        Vec::new()
+    };
     let billing = Billing {
         resource_fees_paid_by: party,
         service_fees_paid_to: scenario.service_fees_paid_to(),
         settlement: scenario.settlement(),
         orders: orders
             .iter()
-            .map(|o| format!("{}/{}", o.metadata.namespace.as_deref().unwrap_or_default(), o.metadata.name.as_deref().unwrap_or_default()))
+            .map(|o| {
+                format!(
+                    "{}/{}",
+                    o.metadata.namespace.as_deref().unwrap_or_default(),
+                    o.metadata.name.as_deref().unwrap_or_default()
+                )
+            })
             .collect(),
     };
     let mut desired = Desired {
         scenario,
-        owner: ResourceOwner { party, namespace: owner_ns.to_string(), target_namespace: target },
+        owner: ResourceOwner {
+            party,
+            namespace: owner_ns.to_string(),
+            target_namespace: target,
+        },
         billing,
         managed_namespace_labels,
         objects,
@@ -231,14 +272,24 @@ fn orders(instance: &ServiceInstance, product: &Product<'_>) -> Vec<Order> {
     let inst_ns = instance.metadata.namespace.clone().unwrap_or_default();
     let inst_name = instance.metadata.name.clone().unwrap_or_default();
     let uid = instance.metadata.uid.clone().unwrap_or_default();
-    let instance_ref = InstanceRef { namespace: inst_ns.clone(), name: inst_name.clone(), uid: uid.clone() };
+    let instance_ref = InstanceRef {
+        namespace: inst_ns.clone(),
+        name: inst_name.clone(),
+        uid: uid.clone(),
+    };
     let meta = |ns: &str, role: &str| ObjectMeta {
         name: Some(order_name(&inst_ns, &inst_name, &uid, role)),
         namespace: Some(ns.to_string()),
         labels: Some(BTreeMap::from([
-            (crate::controller::MANAGED_BY_LABEL.to_string(), crate::controller::MANAGED_BY.to_string()),
+            (
+                crate::controller::MANAGED_BY_LABEL.to_string(),
+                crate::controller::MANAGED_BY.to_string(),
+            ),
             (labels::INSTANCE_NAMESPACE.to_string(), inst_ns.clone()),
-            (labels::INSTANCE_NAME.to_string(), truncate(&inst_name, 63).to_string()),
+            (
+                labels::INSTANCE_NAME.to_string(),
+                truncate(&inst_name, 63).to_string(),
+            ),
             (labels::INSTANCE_UID.to_string(), uid.clone()),
         ])),
         ..Default::default()
@@ -247,8 +298,14 @@ fn orders(instance: &ServiceInstance, product: &Product<'_>) -> Vec<Order> {
         Order {
             metadata: meta(product.namespace, "sale"),
             spec: OrderSpec {
-                seller: PartyRef { party: Party::Distributor, namespace: product.namespace.to_string() },
-                buyer: PartyRef { party: Party::Customer, namespace: inst_ns.clone() },
+                seller: PartyRef {
+                    party: Party::Distributor,
+                    namespace: product.namespace.to_string(),
+                },
+                buyer: PartyRef {
+                    party: Party::Customer,
+                    namespace: inst_ns.clone(),
+                },
                 item: ItemRef {
                     kind: "DerivedService".into(),
                     namespace: product.namespace.to_string(),
@@ -264,8 +321,14 @@ fn orders(instance: &ServiceInstance, product: &Product<'_>) -> Vec<Order> {
         Order {
             metadata: meta(product.isv_namespace, "resale"),
             spec: OrderSpec {
-                seller: PartyRef { party: Party::Isv, namespace: product.isv_namespace.to_string() },
-                buyer: PartyRef { party: Party::Distributor, namespace: product.namespace.to_string() },
+                seller: PartyRef {
+                    party: Party::Isv,
+                    namespace: product.isv_namespace.to_string(),
+                },
+                buyer: PartyRef {
+                    party: Party::Distributor,
+                    namespace: product.namespace.to_string(),
+                },
                 item: ItemRef {
                     kind: "Service".into(),
                     namespace: product.isv_namespace.to_string(),
@@ -298,7 +361,8 @@ mod tests {
     }
 
     fn offering() -> Offering {
-        let spec: ServiceSpec = serde_yaml::from_str(include_str!("../tests/fixtures/service-web.yaml")).unwrap();
+        let spec: ServiceSpec =
+            serde_yaml::from_str(include_str!("../tests/fixtures/service-web.yaml")).unwrap();
         resolve_offering(&spec, None, &default_allowed_kinds()).unwrap()
     }
 
@@ -332,11 +396,19 @@ mod tests {
             assert_eq!(d.owner.namespace, owner_ns, "{sc:?}");
             assert_eq!(d.managed_namespace_labels.is_some(), managed, "{sc:?}");
             assert_eq!(d.orders.len(), orders, "{sc:?}");
-            let target = if managed { managed_namespace_name("acme", "shop") } else { "acme".to_string() };
+            let target = if managed {
+                managed_namespace_name("acme", "shop")
+            } else {
+                "acme".to_string()
+            };
             assert_eq!(d.owner.target_namespace, target);
             for obj in &d.objects {
                 assert_eq!(obj["metadata"]["namespace"], json!(target));
-                assert_eq!(obj["metadata"]["ownerReferences"].is_array(), !managed, "{sc:?}: ownerReferences only when private");
+                assert_eq!(
+                    obj["metadata"]["ownerReferences"].is_array(),
+                    !managed,
+                    "{sc:?}: ownerReferences only when private"
+                );
             }
             assert_eq!(d.logon_url.as_deref(), Some("https://shop.example.com/"));
         }
@@ -348,10 +420,16 @@ mod tests {
         let d = build(&instance(), &product(Scenario::Scenario3, &o)).unwrap();
         let sale = &d.orders[0];
         assert_eq!(sale.metadata.namespace.as_deref(), Some("dist"));
-        assert_eq!((sale.spec.seller.party, sale.spec.buyer.party), (Party::Distributor, Party::Customer));
+        assert_eq!(
+            (sale.spec.seller.party, sale.spec.buyer.party),
+            (Party::Distributor, Party::Customer)
+        );
         let resale = &d.orders[1];
         assert_eq!(resale.metadata.namespace.as_deref(), Some("isv"));
-        assert_eq!((resale.spec.seller.party, resale.spec.buyer.party), (Party::Isv, Party::Distributor));
+        assert_eq!(
+            (resale.spec.seller.party, resale.spec.buyer.party),
+            (Party::Isv, Party::Distributor)
+        );
         assert_eq!(d.billing.settlement, Settlement::Online);
         assert_ne!(sale.metadata.name, resale.metadata.name);
     }
@@ -364,13 +442,30 @@ mod tests {
         assert_eq!(a.digest, b.digest);
         assert_eq!(a.billing.orders, b.billing.orders);
         let mut other = instance();
-        other.spec.parameters.insert("domain".into(), json!("other.io"));
-        assert_ne!(build(&other, &product(Scenario::Scenario3, &o)).unwrap().digest, a.digest);
-        assert_ne!(managed_namespace_name("a-b", "c"), managed_namespace_name("a", "b-c"));
+        other
+            .spec
+            .parameters
+            .insert("domain".into(), json!("other.io"));
+        assert_ne!(
+            build(&other, &product(Scenario::Scenario3, &o))
+                .unwrap()
+                .digest,
+            a.digest
+        );
+        assert_ne!(
+            managed_namespace_name("a-b", "c"),
+            managed_namespace_name("a", "b-c")
+        );
         let long = managed_namespace_name(&"x".repeat(63), &"y".repeat(253));
-        assert!(long.len() <= 63 && crate::render::is_dns_subdomain(&long), "{long}");
+        assert!(
+            long.len() <= 63 && crate::render::is_dns_subdomain(&long),
+            "{long}"
+        );
         let order = order_name(&"x".repeat(63), &"y".repeat(253), "uid", "resale");
-        assert!(order.len() <= 253 && crate::render::is_dns_subdomain(&order), "{order}");
+        assert!(
+            order.len() <= 253 && crate::render::is_dns_subdomain(&order),
+            "{order}"
+        );
     }
 
     #[test]
@@ -380,8 +475,17 @@ mod tests {
         i.spec.parameters.insert("replicas".into(), json!("many"));
         let e = build(&i, &product(Scenario::Scenario1, &o)).unwrap_err();
         assert_eq!(e.reason, "InvalidParameter");
-        assert!(e.message.contains("\"replicas\": must be a whole number"), "{}", e.message);
+        assert!(
+            e.message.contains("\"replicas\": must be a whole number"),
+            "{}",
+            e.message
+        );
         i.spec.plan = Some("gold".into());
-        assert_eq!(build(&i, &product(Scenario::Scenario1, &o)).unwrap_err().reason, "InvalidPlan");
+        assert_eq!(
+            build(&i, &product(Scenario::Scenario1, &o))
+                .unwrap_err()
+                .reason,
+            "InvalidPlan"
+        );
     }
 }

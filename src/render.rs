@@ -7,7 +7,9 @@
 //! are never touched and no text is ever re-parsed, so a parameter cannot add
 //! fields or objects.
 
-use crate::api::{Outputs, Overrides, ParameterSpec, ParameterType, ParameterValues, Plan, ServiceSpec};
+use crate::api::{
+    Outputs, Overrides, ParameterSpec, ParameterType, ParameterValues, Plan, ServiceSpec,
+};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -110,7 +112,11 @@ const CLUSTER_SCOPED_KINDS: &[&str] = &[
 pub enum OfferingError {
     /// A template object breaks a placement rule.
     #[error("template object {index} ({what}): {rule}")]
-    Template { index: usize, what: String, rule: String },
+    Template {
+        index: usize,
+        what: String,
+        rule: String,
+    },
     /// The parameter schema of the Service is inconsistent.
     #[error("parameter {name:?}: {rule}")]
     Schema { name: String, rule: String },
@@ -135,7 +141,11 @@ pub enum ParameterError {
 pub enum RenderError {
     /// A placeholder names nothing known.
     #[error("template object {index}: unknown placeholder $({name}) in {path}")]
-    UnknownPlaceholder { index: usize, name: String, path: String },
+    UnknownPlaceholder {
+        index: usize,
+        name: String,
+        path: String,
+    },
     /// The rendered object is not acceptable.
     #[error("template object {index}: {rule}")]
     Invalid { index: usize, rule: String },
@@ -177,10 +187,14 @@ pub fn resolve_offering(
     };
     for plan in &offering.plans {
         for (name, value) in &plan.parameters {
-            let spec = find_param(&offering.parameters, name).ok_or_else(|| OfferingError::Schema {
-                name: name.clone(),
-                rule: format!("plan {:?} sets a parameter the Service does not declare", plan.name),
-            })?;
+            let spec =
+                find_param(&offering.parameters, name).ok_or_else(|| OfferingError::Schema {
+                    name: name.clone(),
+                    rule: format!(
+                        "plan {:?} sets a parameter the Service does not declare",
+                        plan.name
+                    ),
+                })?;
             check_value(spec, value).map_err(|rule| OfferingError::Schema {
                 name: name.clone(),
                 rule: format!("plan {:?}: {rule}", plan.name),
@@ -217,15 +231,22 @@ pub fn resolve_offering(
     if !ov.plans.is_empty() {
         let mut subset = Vec::new();
         for name in &ov.plans {
-            let plan = offering.plans.iter().find(|p| &p.name == name).ok_or_else(|| {
-                OfferingError::Override {
+            let plan = offering
+                .plans
+                .iter()
+                .find(|p| &p.name == name)
+                .ok_or_else(|| OfferingError::Override {
                     field: "plans".into(),
                     rule: format!(
                         "the source Service has no plan {name:?} (it has: {})",
-                        offering.plans.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                        offering
+                            .plans
+                            .iter()
+                            .map(|p| p.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
-                }
-            })?;
+                })?;
             subset.push(plan.clone());
         }
         offering.plans = subset;
@@ -247,9 +268,18 @@ pub fn resolve_offering(
     let mut seen = BTreeSet::new();
     for obj in &offering.objects {
         let key = (
-            obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string(),
-            obj.get("kind").and_then(Value::as_str).unwrap_or_default().to_string(),
-            obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string(),
+            obj.get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            obj.get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            obj.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
         );
         if !seen.insert(key.clone()) {
             return Err(OfferingError::Override {
@@ -282,10 +312,23 @@ fn check_parameter_spec(p: &ParameterSpec) -> Result<(), OfferingError> {
 }
 
 /// Checks one template manifest before anything is rendered or written.
-pub fn check_template_object(index: usize, obj: &Value, allowed: &[AllowedKind]) -> Result<(), OfferingError> {
-    let err = |what: &str, rule: String| OfferingError::Template { index, what: what.to_string(), rule };
-    let map = obj.as_object().ok_or_else(|| err("?", "must be an object".into()))?;
-    let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+pub fn check_template_object(
+    index: usize,
+    obj: &Value,
+    allowed: &[AllowedKind],
+) -> Result<(), OfferingError> {
+    let err = |what: &str, rule: String| OfferingError::Template {
+        index,
+        what: what.to_string(),
+        rule,
+    };
+    let map = obj
+        .as_object()
+        .ok_or_else(|| err("?", "must be an object".into()))?;
+    let api_version = map
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let kind = map.get("kind").and_then(Value::as_str).unwrap_or_default();
     if api_version.is_empty() || kind.is_empty() {
         return Err(err("?", "apiVersion and kind are required".into()));
@@ -297,12 +340,19 @@ pub fn check_template_object(index: usize, obj: &Value, allowed: &[AllowedKind])
             "is cluster-scoped; templates may only create namespaced objects, inside the instance's namespace".into(),
         ));
     }
-    if !allowed.iter().any(|a| a.api_version() == api_version && a.kind == kind) {
+    if !allowed
+        .iter()
+        .any(|a| a.api_version() == api_version && a.kind == kind)
+    {
         return Err(err(
             &what,
             format!(
                 "is not in the controller's allow-list of kinds ({}); ask the platform team to allow it",
-                allowed.iter().map(|a| a.kind.as_str()).collect::<Vec<_>>().join(", ")
+                allowed
+                    .iter()
+                    .map(|a| a.kind.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     }
@@ -324,10 +374,16 @@ pub fn check_template_object(index: usize, obj: &Value, allowed: &[AllowedKind])
         return Err(err(&what, "uses metadata.generateName; a fixed name is needed so that retries never duplicate objects".into()));
     }
     if meta.contains_key("ownerReferences") {
-        return Err(err(&what, "sets metadata.ownerReferences; ownership is set by the controller".into()));
+        return Err(err(
+            &what,
+            "sets metadata.ownerReferences; ownership is set by the controller".into(),
+        ));
     }
     if meta.contains_key("finalizers") {
-        return Err(err(&what, "sets metadata.finalizers; templates may not block deletion".into()));
+        return Err(err(
+            &what,
+            "sets metadata.finalizers; templates may not block deletion".into(),
+        ));
     }
     Ok(())
 }
@@ -336,8 +392,13 @@ pub fn check_template_object(index: usize, obj: &Value, allowed: &[AllowedKind])
 pub fn check_value(spec: &ParameterSpec, value: &Value) -> Result<(), String> {
     match spec.type_ {
         ParameterType::String => {
-            let s = value.as_str().ok_or_else(|| format!("must be a string, got {}", json_type(value)))?;
-            let max = spec.max_length.map(|m| m as usize).unwrap_or(DEFAULT_MAX_STRING);
+            let s = value
+                .as_str()
+                .ok_or_else(|| format!("must be a string, got {}", json_type(value)))?;
+            let max = spec
+                .max_length
+                .map(|m| m as usize)
+                .unwrap_or(DEFAULT_MAX_STRING);
             let len = s.chars().count();
             if len > max {
                 return Err(format!("must be at most {max} characters, got {len}"));
@@ -361,7 +422,9 @@ pub fn check_value(spec: &ParameterSpec, value: &Value) -> Result<(), String> {
             check_range(spec, value.as_f64().unwrap_or_default())?;
         }
         ParameterType::Number => {
-            let n = value.as_f64().ok_or_else(|| format!("must be a number, got {}", json_type(value)))?;
+            let n = value
+                .as_f64()
+                .ok_or_else(|| format!("must be a number, got {}", json_type(value)))?;
             check_range(spec, n)?;
         }
         ParameterType::Boolean => {
@@ -373,7 +436,11 @@ pub fn check_value(spec: &ParameterSpec, value: &Value) -> Result<(), String> {
     if !spec.allowed.is_empty() && !spec.allowed.contains(value) {
         return Err(format!(
             "must be one of {}",
-            spec.allowed.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+            spec.allowed
+                .iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     Ok(())
@@ -418,12 +485,18 @@ pub fn resolve_parameters(
                 plan_names(offering)
             )));
         }
-        (Some(name), _) => Some(offering.plans.iter().find(|p| p.name == name).ok_or_else(|| {
-            ParameterError::Plan(format!(
-                "plan {name:?} is not sold by this product; choose one of: {}",
-                if offering.plans.is_empty() { "(no plans: leave spec.plan empty)".to_string() } else { plan_names(offering) }
-            ))
-        })?),
+        (Some(name), _) => Some(offering.plans.iter().find(|p| p.name == name).ok_or_else(
+            || {
+                ParameterError::Plan(format!(
+                    "plan {name:?} is not sold by this product; choose one of: {}",
+                    if offering.plans.is_empty() {
+                        "(no plans: leave spec.plan empty)".to_string()
+                    } else {
+                        plan_names(offering)
+                    }
+                ))
+            },
+        )?),
     };
     let mut values: BTreeMap<String, Value> = BTreeMap::new();
     for spec in &offering.parameters {
@@ -441,37 +514,62 @@ pub fn resolve_parameters(
             name: name.clone(),
             rule: format!(
                 "is not a parameter of this product (known: {})",
-                offering.parameters.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                offering
+                    .parameters
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         })?;
         if offering.locked.contains(name) {
-            return Err(ParameterError::Value { name: name.clone(), rule: "is locked by the seller and cannot be set".into() });
+            return Err(ParameterError::Value {
+                name: name.clone(),
+                rule: "is locked by the seller and cannot be set".into(),
+            });
         }
         if let Some(plan) = plan
             && plan.parameters.contains_key(name)
         {
             return Err(ParameterError::Value {
                 name: name.clone(),
-                rule: format!("is set by plan {:?} and cannot be changed; choose another plan", plan.name),
+                rule: format!(
+                    "is set by plan {:?} and cannot be changed; choose another plan",
+                    plan.name
+                ),
             });
         }
-        check_value(spec, value).map_err(|rule| ParameterError::Value { name: name.clone(), rule })?;
+        check_value(spec, value).map_err(|rule| ParameterError::Value {
+            name: name.clone(),
+            rule,
+        })?;
         values.insert(name.clone(), value.clone());
     }
     for spec in &offering.parameters {
         match values.get(&spec.name) {
             None if spec.required => {
-                return Err(ParameterError::Value { name: spec.name.clone(), rule: "is required".into() });
+                return Err(ParameterError::Value {
+                    name: spec.name.clone(),
+                    rule: "is required".into(),
+                });
             }
             None => {}
-            Some(v) => check_value(spec, v).map_err(|rule| ParameterError::Value { name: spec.name.clone(), rule })?,
+            Some(v) => check_value(spec, v).map_err(|rule| ParameterError::Value {
+                name: spec.name.clone(),
+                rule,
+            })?,
         }
     }
     Ok(values)
 }
 
 fn plan_names(offering: &Offering) -> String {
-    offering.plans.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+    offering
+        .plans
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Values available to placeholders besides the parameters.
@@ -493,7 +591,9 @@ impl RenderContext<'_> {
             "instance.name" => Some(Value::String(self.instance_name.to_string())),
             "instance.namespace" => Some(Value::String(self.instance_namespace.to_string())),
             "target.namespace" => Some(Value::String(self.target_namespace.to_string())),
-            _ => name.strip_prefix("params.").and_then(|p| self.params.get(p).cloned()),
+            _ => name
+                .strip_prefix("params.")
+                .and_then(|p| self.params.get(p).cloned()),
         }
     }
 }
@@ -510,33 +610,51 @@ pub fn render_objects(
         let mut rendered = substitute(obj, ctx, index, "")?;
         let map = rendered
             .as_object_mut()
-            .ok_or_else(|| RenderError::Invalid { index, rule: "must be an object".into() })?;
+            .ok_or_else(|| RenderError::Invalid {
+                index,
+                rule: "must be an object".into(),
+            })?;
         let meta = map
             .entry("metadata")
             .or_insert_with(|| Value::Object(Map::new()))
             .as_object_mut()
-            .ok_or_else(|| RenderError::Invalid { index, rule: "metadata must be an object".into() })?;
+            .ok_or_else(|| RenderError::Invalid {
+                index,
+                rule: "metadata must be an object".into(),
+            })?;
         let name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
         if !is_dns_subdomain(name) {
             return Err(RenderError::Invalid {
                 index,
-                rule: format!("rendered metadata.name {name:?} is not a valid name (lower-case letters, digits, '-' and '.', at most 253)"),
+                rule: format!(
+                    "rendered metadata.name {name:?} is not a valid name (lower-case letters, digits, '-' and '.', at most 253)"
+                ),
             });
         }
-        meta.insert("namespace".into(), Value::String(ctx.target_namespace.to_string()));
+        meta.insert(
+            "namespace".into(),
+            Value::String(ctx.target_namespace.to_string()),
+        );
         let label_map = meta
             .entry("labels")
             .or_insert_with(|| Value::Object(Map::new()))
             .as_object_mut()
-            .ok_or_else(|| RenderError::Invalid { index, rule: "metadata.labels must be a map".into() })?;
+            .ok_or_else(|| RenderError::Invalid {
+                index,
+                rule: "metadata.labels must be a map".into(),
+            })?;
         for (k, v) in labels {
             label_map.insert(k.clone(), Value::String(v.clone()));
         }
-        let size = serde_json::to_vec(&rendered).map(|b| b.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(&rendered)
+            .map(|b| b.len())
+            .unwrap_or(usize::MAX);
         if size > MAX_OBJECT_BYTES {
             return Err(RenderError::Invalid {
                 index,
-                rule: format!("rendered object is {size} bytes, more than the {MAX_OBJECT_BYTES} allowed"),
+                rule: format!(
+                    "rendered object is {size} bytes, more than the {MAX_OBJECT_BYTES} allowed"
+                ),
             });
         }
         out.push(rendered);
@@ -552,7 +670,12 @@ pub fn render_string(template: &str, ctx: &RenderContext<'_>) -> Result<String, 
     }
 }
 
-fn substitute(v: &Value, ctx: &RenderContext<'_>, index: usize, path: &str) -> Result<Value, RenderError> {
+fn substitute(
+    v: &Value,
+    ctx: &RenderContext<'_>,
+    index: usize,
+    path: &str,
+) -> Result<Value, RenderError> {
     Ok(match v {
         Value::String(s) => substitute_str(s, ctx, index, path)?,
         Value::Array(items) => Value::Array(
@@ -564,15 +687,29 @@ fn substitute(v: &Value, ctx: &RenderContext<'_>, index: usize, path: &str) -> R
         ),
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, item)| Ok((k.clone(), substitute(item, ctx, index, &format!("{path}.{k}"))?)))
+                .map(|(k, item)| {
+                    Ok((
+                        k.clone(),
+                        substitute(item, ctx, index, &format!("{path}.{k}"))?,
+                    ))
+                })
                 .collect::<Result<_, RenderError>>()?,
         ),
         other => other.clone(),
     })
 }
 
-fn substitute_str(s: &str, ctx: &RenderContext<'_>, index: usize, path: &str) -> Result<Value, RenderError> {
-    let unknown = |name: &str| RenderError::UnknownPlaceholder { index, name: name.to_string(), path: path.to_string() };
+fn substitute_str(
+    s: &str,
+    ctx: &RenderContext<'_>,
+    index: usize,
+    path: &str,
+) -> Result<Value, RenderError> {
+    let unknown = |name: &str| RenderError::UnknownPlaceholder {
+        index,
+        name: name.to_string(),
+        path: path.to_string(),
+    };
     // A string that is exactly one placeholder takes the value's own type.
     if let Some(name) = s.strip_prefix("$(").and_then(|r| r.strip_suffix(')'))
         && !name.contains("$(")
@@ -608,7 +745,9 @@ pub fn is_dns_subdomain(s: &str) -> bool {
         && s.len() <= 253
         && s.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })

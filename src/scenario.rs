@@ -104,12 +104,54 @@ mod tests {
     fn scenario_table() {
         // (ISV type, listed, derived type) -> scenario, settlement, owner
         let rows = [
-            (Private, false, Private, Scenario::Scenario1, Settlement::Offline, Party::Customer),
-            (Private, true, Private, Scenario::Scenario1, Settlement::Offline, Party::Customer),
-            (Private, false, FullyManaged, Scenario::Scenario2, Settlement::Offline, Party::Distributor),
-            (Private, true, FullyManaged, Scenario::Scenario2, Settlement::Offline, Party::Distributor),
-            (FullyManaged, true, FullyManaged, Scenario::Scenario3, Settlement::Online, Party::Isv),
-            (FullyManaged, false, FullyManaged, Scenario::Scenario4, Settlement::Offline, Party::Isv),
+            (
+                Private,
+                false,
+                Private,
+                Scenario::Scenario1,
+                Settlement::Offline,
+                Party::Customer,
+            ),
+            (
+                Private,
+                true,
+                Private,
+                Scenario::Scenario1,
+                Settlement::Offline,
+                Party::Customer,
+            ),
+            (
+                Private,
+                false,
+                FullyManaged,
+                Scenario::Scenario2,
+                Settlement::Offline,
+                Party::Distributor,
+            ),
+            (
+                Private,
+                true,
+                FullyManaged,
+                Scenario::Scenario2,
+                Settlement::Offline,
+                Party::Distributor,
+            ),
+            (
+                FullyManaged,
+                true,
+                FullyManaged,
+                Scenario::Scenario3,
+                Settlement::Online,
+                Party::Isv,
+            ),
+            (
+                FullyManaged,
+                false,
+                FullyManaged,
+                Scenario::Scenario4,
+                Settlement::Offline,
+                Party::Isv,
+            ),
         ];
         for (src, listed, derived, want, settlement, owner) in rows {
             let got = Scenario::derived(src, listed, derived).unwrap();
@@ -134,7 +176,13 @@ mod tests {
         assert!(!Scenario::direct(Private).is_managed());
         assert_eq!(Scenario::direct(FullyManaged).resource_owner(), Party::Isv);
         assert!(Scenario::direct(FullyManaged).is_managed());
-        assert_eq!(Scenario::direct(FullyManaged).settlement(), Settlement::Offline);
-        assert_eq!(Scenario::direct(FullyManaged).service_fees_paid_to(), Party::Isv);
+        assert_eq!(
+            Scenario::direct(FullyManaged).settlement(),
+            Settlement::Offline
+        );
+        assert_eq!(
+            Scenario::direct(FullyManaged).service_fees_paid_to(),
+            Party::Isv
+        );
     }
 }

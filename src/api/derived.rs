@@ -22,11 +22,28 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "Source", type_ = "string", json_path = ".status.source"),
     printcolumn(name = "Scenario", type_ = "string", json_path = ".status.scenario"),
-    printcolumn(name = "Settlement", type_ = "string", json_path = ".status.settlement"),
+    printcolumn(
+        name = "Settlement",
+        type_ = "string",
+        json_path = ".status.settlement"
+    ),
     printcolumn(name = "Grant", type_ = "string", json_path = ".status.grant.state"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DerivedServiceSpec {

@@ -21,12 +21,24 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "DistributionGrantStatus",
     printcolumn(name = "Service", type_ = "string", json_path = ".spec.serviceName"),
-    printcolumn(name = "Distributor", type_ = "string", json_path = ".spec.distributorNamespace"),
+    printcolumn(
+        name = "Distributor",
+        type_ = "string",
+        json_path = ".spec.distributorNamespace"
+    ),
     printcolumn(name = "Decision", type_ = "string", json_path = ".spec.decision"),
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "Expires", type_ = "string", json_path = ".spec.expiresAt"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("self.decision == oldSelf.decision || self.decision != 'Pending'").message("a decision cannot go back to Pending once made"))]
 #[x_kube(validation = Rule::new("!(oldSelf.decision == 'Rejected' && self.decision == 'Revoked')").message("a Rejected grant was never approved, so it cannot be Revoked; leave it Rejected or approve it"))]
@@ -56,7 +68,9 @@ pub struct DistributionGrantSpec {
 }
 
 /// The ISV's decision on a distribution grant.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
 pub enum Decision {
     /// Waiting for the ISV.
     #[default]

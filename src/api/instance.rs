@@ -18,14 +18,32 @@ use serde::{Deserialize, Serialize};
     category = "computenest",
     namespaced,
     status = "ServiceInstanceStatus",
-    printcolumn(name = "Product", type_ = "string", json_path = ".status.product", priority = 1),
+    printcolumn(
+        name = "Product",
+        type_ = "string",
+        json_path = ".status.product",
+        priority = 1
+    ),
     printcolumn(name = "Scenario", type_ = "string", json_path = ".status.scenario"),
     printcolumn(name = "Owner", type_ = "string", json_path = ".status.owner.party"),
-    printcolumn(name = "Target", type_ = "string", json_path = ".status.owner.targetNamespace", priority = 1),
+    printcolumn(
+        name = "Target",
+        type_ = "string",
+        json_path = ".status.owner.targetNamespace",
+        priority = 1
+    ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.logonUrl"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceInstanceSpec {
@@ -168,7 +186,9 @@ pub struct Billing {
 }
 
 /// One object written for an instance.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, KubeSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, KubeSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct AppliedObject {
     /// apiVersion of the object.

@@ -1,6 +1,9 @@
 //! The custom resources of group `computenest.dev`, version `v1alpha1`.
 //! One file per kind; these Rust types are the one source of the CRDs in crds/.
 
+// kube's `printcolumn(name = .., type_ = ..)` repeats keys by design.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod access;
 pub mod common;
 pub mod derived;
@@ -17,8 +20,8 @@ pub use instance::*;
 pub use order::*;
 pub use service::*;
 
-use kube::CustomResourceExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 
 /// Every CRD of the project, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {

@@ -20,12 +20,20 @@ use serde::{Deserialize, Serialize};
     category = "computenest",
     namespaced,
     status = "OrderStatus",
-    printcolumn(name = "Seller", type_ = "string", json_path = ".spec.seller.namespace"),
+    printcolumn(
+        name = "Seller",
+        type_ = "string",
+        json_path = ".spec.seller.namespace"
+    ),
     printcolumn(name = "Buyer", type_ = "string", json_path = ".spec.buyer.namespace"),
     printcolumn(name = "Item", type_ = "string", json_path = ".spec.item.name"),
     printcolumn(name = "Instance", type_ = "string", json_path = ".spec.instance.name"),
     printcolumn(name = "Settlement", type_ = "string", json_path = ".spec.settlement"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("self == oldSelf").message("an Order is a record and cannot be changed once written"))]
 #[serde(rename_all = "camelCase")]

@@ -21,10 +21,26 @@ use serde::{Deserialize, Serialize};
     status = "ServiceStatus",
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "Version", type_ = "string", json_path = ".spec.version"),
-    printcolumn(name = "Listed", type_ = "boolean", json_path = ".spec.marketplace.listed"),
-    printcolumn(name = "Distribution", type_ = "boolean", json_path = ".spec.distribution.enabled"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Listed",
+        type_ = "boolean",
+        json_path = ".spec.marketplace.listed"
+    ),
+    printcolumn(
+        name = "Distribution",
+        type_ = "boolean",
+        json_path = ".spec.distribution.enabled"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSpec {
@@ -82,7 +98,9 @@ pub struct DistributionPolicy {
 }
 
 /// What happens to running instances when distribution is revoked.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
 pub enum RevocationPolicy {
     /// Instances keep running; their GrantValid condition turns False.
     #[default]

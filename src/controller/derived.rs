@@ -10,10 +10,12 @@ use super::grant::requeue_at;
 use super::status::{condition, ready, write_status_if_changed};
 use super::{Context, Error, MANAGED_BY, MANAGED_BY_LABEL, error_action, is_conflict, ns_of};
 use crate::api::{
-    Approval, Decision, DerivedService, DerivedServiceStatus, DistributionGrant, DistributionGrantSpec, GrantRef,
-    Service,
+    Approval, Decision, DerivedService, DerivedServiceStatus, DistributionGrant,
+    DistributionGrantSpec, GrantRef, Service,
 };
-use crate::distribution::{NotSellable, Sellable, application_grant_name, evaluate_derived, select_grant};
+use crate::distribution::{
+    NotSellable, Sellable, application_grant_name, evaluate_derived, select_grant,
+};
 use futures::StreamExt;
 use jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, PostParams};
@@ -31,63 +33,104 @@ const KIND: &str = "DerivedService";
 pub async fn controller(
     trigger: ReflectHandle<DerivedService>,
     store: Store<DerivedService>,
-    grants: ReflectHandle<DistributionGrant>,
-    services: ReflectHandle<Service>,
+    grants: super::Trigger<DistributionGrant>,
+    services: super::Trigger<Service>,
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let concurrency = ctx.settings.concurrency;
-    let by_grant = store.clone();
-    let by_service = store.clone();
-    Controller::for_shared_stream(trigger, store)
-        .watches_shared_stream(grants, move |g: Arc<DistributionGrant>| {
+    let by_grant = {
+        let store = store.clone();
+        move |g: &DistributionGrant| {
             let isv = g.metadata.namespace.clone().unwrap_or_default();
-            by_grant
+            store
                 .state_filter(|d| {
                     d.spec.source.namespace == isv
                         && d.spec.source.name == g.spec.service_name
-                        && d.metadata.namespace.as_deref() == Some(g.spec.distributor_namespace.as_str())
+                        && d.metadata.namespace.as_deref()
+                            == Some(g.spec.distributor_namespace.as_str())
                 })
                 .into_iter()
                 .map(|d| ObjectRef::from_obj(d.as_ref()))
                 .collect::<Vec<_>>()
-        })
-        .watches_shared_stream(services, move |s: Arc<Service>| {
+        }
+    };
+    let by_service = {
+        let store = store.clone();
+        move |s: &Service| {
             let ns = s.metadata.namespace.clone().unwrap_or_default();
             let name = s.metadata.name.clone().unwrap_or_default();
-            by_service
+            store
                 .state_filter(|d| d.spec.source.namespace == ns && d.spec.source.name == name)
                 .into_iter()
                 .map(|d| ObjectRef::from_obj(d.as_ref()))
                 .collect::<Vec<_>>()
+        }
+    };
+    let (g1, g2, s1, s2) = (by_grant.clone(), by_grant, by_service.clone(), by_service);
+    Controller::for_shared_stream(trigger, store)
+        .watches_shared_stream(grants.handle.clone(), move |g: Arc<DistributionGrant>| {
+            g1(&g)
         })
+        .watches_stream(grants.deletions(), move |g: DistributionGrant| g2(&g))
+        .watches_shared_stream(services.handle.clone(), move |s: Arc<Service>| s1(&s))
+        .watches_stream(services.deletions(), move |s: Service| s2(&s))
         .with_config(Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, |_, e, ctx| {
-            ctx.metrics.error(KIND, &e.metric_reason());
-            error_action(e)
-        }, ctx)
+        .run(
+            reconcile,
+            |_, e, ctx| {
+                ctx.metrics.error(KIND, &e.metric_reason());
+                error_action(e)
+            },
+            ctx,
+        )
         .for_each(|_| async {})
         .await;
 }
 
 /// Looks up the source Service and the grant of a derived service in the caches.
-pub fn evaluate(ds: &DerivedService, ctx: &Context, now: Timestamp) -> Result<Sellable, NotSellable> {
+pub fn evaluate(
+    ds: &DerivedService,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Sellable, NotSellable> {
     let src = &ds.spec.source;
-    let service = ctx.stores.services.get(&ObjectRef::new(&src.name).within(&src.namespace));
+    let service = ctx
+        .stores
+        .services
+        .get(&ObjectRef::new(&src.name).within(&src.namespace));
     let distributor = ds.metadata.namespace.clone().unwrap_or_default();
     let grants = ctx.stores.grants.state_filter(|g| {
         g.metadata.namespace.as_deref() == Some(src.namespace.as_str())
             && g.spec.service_name == src.name
             && g.spec.distributor_namespace == distributor
     });
-    let grant = select_grant(grants.iter().map(|g| g.as_ref()), &src.name, &distributor, now);
-    evaluate_derived(ds, service.as_deref(), grant, &ctx.settings.allowed_kinds, now)
+    let grant = select_grant(
+        grants.iter().map(|g| g.as_ref()),
+        &src.name,
+        &distributor,
+        now,
+    );
+    evaluate_derived(
+        ds,
+        service.as_deref(),
+        grant,
+        &ctx.settings.allowed_kinds,
+        now,
+    )
 }
 
 /// Pure: the status of a derived service from its evaluation.
-pub fn desired_status(ds: &DerivedService, eval: &Result<Sellable, NotSellable>) -> DerivedServiceStatus {
-    let previous = ds.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+pub fn desired_status(
+    ds: &DerivedService,
+    eval: &Result<Sellable, NotSellable>,
+) -> DerivedServiceStatus {
+    let previous = ds
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
     let generation = ds.metadata.generation;
     let src = &ds.spec.source;
     let mut status = DerivedServiceStatus {
@@ -106,7 +149,10 @@ pub fn desired_status(ds: &DerivedService, eval: &Result<Sellable, NotSellable>)
     }
     match eval {
         Ok(s) => {
-            status.grant = Some(GrantRef { name: s.grant_name.clone(), state: "Approved".into() });
+            status.grant = Some(GrantRef {
+                name: s.grant_name.clone(),
+                state: "Approved".into(),
+            });
             status.plans = s.offering.plans.iter().map(|p| p.name.clone()).collect();
             status.conditions = vec![condition(
                 previous,
@@ -117,18 +163,34 @@ pub fn desired_status(ds: &DerivedService, eval: &Result<Sellable, NotSellable>)
                     "{} ({:?} settlement, resources owned by the {}); may be sold now",
                     scenario.map(|s| s.as_str()).unwrap_or_default(),
                     status.settlement.unwrap_or(crate::api::Settlement::Offline),
-                    status.resource_owner.map(|p| p.to_string()).unwrap_or_default()
+                    status
+                        .resource_owner
+                        .map(|p| p.to_string())
+                        .unwrap_or_default()
                 ),
                 generation,
             )];
         }
         Err(n) => {
-            status.grant = n.grant.as_ref().map(|(name, state)| GrantRef { name: name.clone(), state: state.clone() });
+            status.grant = n.grant.as_ref().map(|(name, state)| GrantRef {
+                name: name.clone(),
+                state: state.clone(),
+            });
             if status.grant.is_none() && n.should_apply {
                 let ds_ns = ds.metadata.namespace.as_deref().unwrap_or_default();
-                status.grant = Some(GrantRef { name: application_grant_name(&src.name, ds_ns), state: "Pending".into() });
+                status.grant = Some(GrantRef {
+                    name: application_grant_name(&src.name, ds_ns),
+                    state: "Pending".into(),
+                });
             }
-            status.conditions = vec![condition(previous, "Ready", false, n.reason, n.message.clone(), generation)];
+            status.conditions = vec![condition(
+                previous,
+                "Ready",
+                false,
+                n.reason,
+                n.message.clone(),
+                generation,
+            )];
         }
     }
     status
@@ -151,11 +213,21 @@ async fn reconcile(ds: Arc<DerivedService>, ctx: Arc<Context>) -> Result<Action,
     let api = Api::<DerivedService>::namespaced(ctx.client.clone(), &ns);
     if write_status_if_changed(&api, &ctx.memo, ds.as_ref(), ds.status.as_ref(), &status).await? {
         ctx.metrics.wrote(KIND, "status");
-        let before = ds.status.as_ref().and_then(|s| ready(&s.conditions)).map(|c| c.reason.clone());
+        let before = ds
+            .status
+            .as_ref()
+            .and_then(|s| ready(&s.conditions))
+            .map(|c| c.reason.clone());
         if let Some(c) = ready(&status.conditions)
             && before.as_deref() != Some(c.reason.as_str())
         {
-            ctx.event(ds.as_ref(), c.status != "True" && c.reason != "GrantPending", &c.reason, c.message.clone()).await;
+            ctx.event(
+                ds.as_ref(),
+                c.status != "True" && c.reason != "GrantPending",
+                &c.reason,
+                c.message.clone(),
+            )
+            .await;
         }
     }
     ctx.metrics.reconciled(KIND, started.elapsed());
@@ -166,7 +238,11 @@ async fn reconcile(ds: Arc<DerivedService>, ctx: Arc<Context>) -> Result<Action,
 async fn apply_for_distribution(ds: &DerivedService, ctx: &Context) -> Result<(), Error> {
     let src = &ds.spec.source;
     let distributor = ns_of(ds);
-    let Some(service) = ctx.stores.services.get(&ObjectRef::new(&src.name).within(&src.namespace)) else {
+    let Some(service) = ctx
+        .stores
+        .services
+        .get(&ObjectRef::new(&src.name).within(&src.namespace))
+    else {
         return Ok(());
     };
     let automatic = service.spec.distribution.approval == Approval::Automatic;
@@ -177,25 +253,45 @@ async fn apply_for_distribution(ds: &DerivedService, ctx: &Context) -> Result<()
             namespace: Some(src.namespace.clone()),
             labels: Some(BTreeMap::from([
                 (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
-                ("computenest.dev/application".to_string(), "true".to_string()),
+                (
+                    "computenest.dev/application".to_string(),
+                    "true".to_string(),
+                ),
             ])),
             annotations: Some(BTreeMap::from([(
                 "computenest.dev/applicant".to_string(),
-                format!("{distributor}/{}", ds.metadata.name.as_deref().unwrap_or_default()),
+                format!(
+                    "{distributor}/{}",
+                    ds.metadata.name.as_deref().unwrap_or_default()
+                ),
             )])),
             ..Default::default()
         },
         spec: DistributionGrantSpec {
             service_name: src.name.clone(),
             distributor_namespace: distributor.clone(),
-            decision: if automatic { Decision::Approved } else { Decision::Pending },
+            decision: if automatic {
+                Decision::Approved
+            } else {
+                Decision::Pending
+            },
             expires_at: None,
-            reason: automatic.then(|| "approved automatically: the Service's approval is Automatic".to_string()),
+            reason: automatic
+                .then(|| "approved automatically: the Service's approval is Automatic".to_string()),
         },
         status: None,
     };
     let api = Api::<DistributionGrant>::namespaced(ctx.client.clone(), &src.namespace);
-    match api.create(&PostParams { field_manager: Some(crate::api::FIELD_MANAGER.into()), ..Default::default() }, &grant).await {
+    match api
+        .create(
+            &PostParams {
+                field_manager: Some(crate::api::FIELD_MANAGER.into()),
+                ..Default::default()
+            },
+            &grant,
+        )
+        .await
+    {
         Ok(_) => {
             ctx.metrics.wrote(KIND, "grant");
             ctx.event(
@@ -205,7 +301,11 @@ async fn apply_for_distribution(ds: &DerivedService, ctx: &Context) -> Result<()
                 format!(
                     "wrote DistributionGrant {}/{name} ({})",
                     src.namespace,
-                    if automatic { "approved automatically" } else { "Pending: waiting for the ISV" }
+                    if automatic {
+                        "approved automatically"
+                    } else {
+                        "Pending: waiting for the ISV"
+                    }
                 ),
             )
             .await;

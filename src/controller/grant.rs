@@ -26,41 +26,79 @@ pub async fn controller(
     Controller::for_shared_stream(trigger, store)
         .with_config(Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, |_, e, ctx| {
-            ctx.metrics.error(KIND, &e.metric_reason());
-            error_action(e)
-        }, ctx)
+        .run(
+            reconcile,
+            |_, e, ctx| {
+                ctx.metrics.error(KIND, &e.metric_reason());
+                error_action(e)
+            },
+            ctx,
+        )
         .for_each(|_| async {})
         .await;
 }
 
 /// Pure: the status a grant should have at `now`, and when to look again.
-pub fn desired_status(grant: &DistributionGrant, now: Timestamp) -> (DistributionGrantStatus, Option<Timestamp>) {
-    let previous = grant.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+pub fn desired_status(
+    grant: &DistributionGrant,
+    now: Timestamp,
+) -> (DistributionGrantStatus, Option<Timestamp>) {
+    let previous = grant
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
     let generation = grant.metadata.generation;
     let (state, expiry) = grant_state(grant, now);
     let (ok, reason, message) = match state {
-        GrantState::Approved => (true, "Approved", format!(
-            "{} may resell Service {}{}",
-            grant.spec.distributor_namespace,
-            grant.spec.service_name,
-            grant.spec.expires_at.as_deref().map(|e| format!(" until {e}")).unwrap_or_default()
-        )),
-        GrantState::Pending => (false, "Pending", format!(
-            "{} applied to resell Service {}; set spec.decision to Approved or Rejected",
-            grant.spec.distributor_namespace, grant.spec.service_name
-        )),
-        GrantState::Rejected => (false, "Rejected", "the application was rejected".to_string()),
-        GrantState::Revoked => (false, "Revoked", "the grant was revoked: new sales stopped".to_string()),
-        GrantState::Expired => (false, "Expired", format!(
-            "the grant expired at {}; extend spec.expiresAt to allow sales again",
-            grant.spec.expires_at.as_deref().unwrap_or("?")
-        )),
+        GrantState::Approved => (
+            true,
+            "Approved",
+            format!(
+                "{} may resell Service {}{}",
+                grant.spec.distributor_namespace,
+                grant.spec.service_name,
+                grant
+                    .spec
+                    .expires_at
+                    .as_deref()
+                    .map(|e| format!(" until {e}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        GrantState::Pending => (
+            false,
+            "Pending",
+            format!(
+                "{} applied to resell Service {}; set spec.decision to Approved or Rejected",
+                grant.spec.distributor_namespace, grant.spec.service_name
+            ),
+        ),
+        GrantState::Rejected => (
+            false,
+            "Rejected",
+            "the application was rejected".to_string(),
+        ),
+        GrantState::Revoked => (
+            false,
+            "Revoked",
+            "the grant was revoked: new sales stopped".to_string(),
+        ),
+        GrantState::Expired => (
+            false,
+            "Expired",
+            format!(
+                "the grant expired at {}; extend spec.expiresAt to allow sales again",
+                grant.spec.expires_at.as_deref().unwrap_or("?")
+            ),
+        ),
     };
     let status = DistributionGrantStatus {
         observed_generation: generation,
         state: Some(state),
-        conditions: vec![condition(previous, "Ready", ok, reason, message, generation)],
+        conditions: vec![condition(
+            previous, "Ready", ok, reason, message, generation,
+        )],
     };
     (status, expiry)
 }
@@ -74,12 +112,24 @@ async fn reconcile(grant: Arc<DistributionGrant>, ctx: Arc<Context>) -> Result<A
     let (status, expiry) = desired_status(&grant, Timestamp::now());
     let api = Api::<DistributionGrant>::namespaced(ctx.client.clone(), &ns);
     let before = grant.status.as_ref().and_then(|s| s.state);
-    if write_status_if_changed(&api, &ctx.memo, grant.as_ref(), grant.status.as_ref(), &status).await? {
+    if write_status_if_changed(
+        &api,
+        &ctx.memo,
+        grant.as_ref(),
+        grant.status.as_ref(),
+        &status,
+    )
+    .await?
+    {
         ctx.metrics.wrote(KIND, "status");
         if before != status.state
             && let Some(state) = status.state
         {
-            let note = status.conditions.first().map(|c| c.message.clone()).unwrap_or_default();
+            let note = status
+                .conditions
+                .first()
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
             let reason = match state {
                 GrantState::Pending => "Applied",
                 GrantState::Approved => "Approved",
@@ -87,7 +137,13 @@ async fn reconcile(grant: Arc<DistributionGrant>, ctx: Arc<Context>) -> Result<A
                 GrantState::Revoked => "Revoked",
                 GrantState::Expired => "Expired",
             };
-            ctx.event(grant.as_ref(), state != GrantState::Approved && state != GrantState::Pending, reason, note).await;
+            ctx.event(
+                grant.as_ref(),
+                state != GrantState::Approved && state != GrantState::Pending,
+                reason,
+                note,
+            )
+            .await;
         }
     }
     ctx.metrics.reconciled(KIND, started.elapsed());

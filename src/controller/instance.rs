@@ -10,10 +10,12 @@
 
 use super::grant::requeue_at;
 use super::status::{condition, ready, write_status_if_changed};
-use super::{Context, Error, MANAGED_BY, MANAGED_BY_LABEL, error_action, is_conflict, is_not_found, ns_of};
+use super::{
+    Context, Error, MANAGED_BY, MANAGED_BY_LABEL, error_action, is_conflict, is_not_found, ns_of,
+};
 use crate::api::{
-    AppliedObject, DerivedService, FIELD_MANAGER, Order, Phase, ProductKind, RevocationPolicy, Service,
-    ServiceInstance, ServiceInstanceStatus,
+    AppliedObject, DerivedService, FIELD_MANAGER, Order, Phase, ProductKind, RevocationPolicy,
+    Service, ServiceInstance, ServiceInstanceStatus,
 };
 use crate::distribution::NotSellable;
 use crate::metrics::{InstanceLabels, Metrics};
@@ -24,7 +26,9 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams, PropagationPolicy,
+};
 use kube::core::{ApiResource, PartialObjectMeta};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::reflector::{ObjectRef, ReflectHandle, Store};
@@ -43,42 +47,74 @@ pub const FINALIZER: &str = "computenest.dev/managed-namespace";
 pub async fn controller(
     trigger: ReflectHandle<ServiceInstance>,
     store: Store<ServiceInstance>,
-    derived: ReflectHandle<DerivedService>,
-    services: ReflectHandle<Service>,
-    namespaces: ReflectHandle<PartialObjectMeta<Namespace>>,
+    derived: super::Trigger<DerivedService>,
+    services: super::Trigger<Service>,
+    namespaces: super::Trigger<PartialObjectMeta<Namespace>>,
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let concurrency = ctx.settings.concurrency;
-    let by_derived = store.clone();
-    let by_service = store.clone();
+    let (d1, d2, s1, s2) = (store.clone(), store.clone(), store.clone(), store.clone());
     Controller::for_shared_stream(trigger, store)
-        .watches_shared_stream(derived, move |d: Arc<DerivedService>| {
-            instances_of(&by_derived, ProductKind::DerivedService, d.as_ref())
+        .watches_shared_stream(derived.handle.clone(), move |d: Arc<DerivedService>| {
+            instances_of(&d1, ProductKind::DerivedService, d.as_ref())
         })
-        .watches_shared_stream(services, move |s: Arc<Service>| instances_of(&by_service, ProductKind::Service, s.as_ref()))
-        .watches_shared_stream(namespaces, |ns: Arc<PartialObjectMeta<Namespace>>| {
-            let l = ns.labels();
-            match (l.get(labels::INSTANCE_NAMESPACE), l.get(labels::INSTANCE_NAME)) {
-                (Some(n), Some(name)) => Some(ObjectRef::new(name).within(n)),
-                _ => None,
-            }
+        .watches_stream(derived.deletions(), move |d: DerivedService| {
+            instances_of(&d2, ProductKind::DerivedService, &d)
         })
+        .watches_shared_stream(services.handle.clone(), move |s: Arc<Service>| {
+            instances_of(&s1, ProductKind::Service, s.as_ref())
+        })
+        .watches_stream(services.deletions(), move |s: Service| {
+            instances_of(&s2, ProductKind::Service, &s)
+        })
+        .watches_shared_stream(
+            namespaces.handle.clone(),
+            |ns: Arc<PartialObjectMeta<Namespace>>| instance_of_namespace(&ns),
+        )
+        .watches_stream(
+            namespaces.deletions(),
+            |ns: PartialObjectMeta<Namespace>| instance_of_namespace(&ns),
+        )
         .with_config(Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, |_, e, ctx| {
-            ctx.metrics.error(KIND, &e.metric_reason());
-            error_action(e)
-        }, ctx)
+        .run(
+            reconcile,
+            |_, e, ctx| {
+                ctx.metrics.error(KIND, &e.metric_reason());
+                error_action(e)
+            },
+            ctx,
+        )
         .for_each(|_| async {})
         .await;
 }
 
-fn instances_of<K: Resource>(store: &Store<ServiceInstance>, kind: ProductKind, product: &K) -> Vec<ObjectRef<ServiceInstance>> {
+/// The instance a managed namespace was created for.
+fn instance_of_namespace(ns: &PartialObjectMeta<Namespace>) -> Option<ObjectRef<ServiceInstance>> {
+    let l = ns.labels();
+    match (
+        l.get(labels::INSTANCE_NAMESPACE),
+        l.get(labels::INSTANCE_NAME),
+    ) {
+        (Some(n), Some(name)) => Some(ObjectRef::new(name).within(n)),
+        _ => None,
+    }
+}
+
+fn instances_of<K: Resource>(
+    store: &Store<ServiceInstance>,
+    kind: ProductKind,
+    product: &K,
+) -> Vec<ObjectRef<ServiceInstance>> {
     let ns = product.meta().namespace.clone().unwrap_or_default();
     let name = product.meta().name.clone().unwrap_or_default();
     store
-        .state_filter(|i| i.spec.service_ref.kind == kind && i.spec.service_ref.namespace == ns && i.spec.service_ref.name == name)
+        .state_filter(|i| {
+            i.spec.service_ref.kind == kind
+                && i.spec.service_ref.namespace == ns
+                && i.spec.service_ref.name == name
+        })
         .into_iter()
         .map(|i| ObjectRef::from_obj(i.as_ref()))
         .collect()
@@ -90,8 +126,13 @@ pub fn export_phase_gauge(store: &Store<ServiceInstance>, metrics: &Metrics) {
     for i in store.state() {
         let s = i.status.as_ref();
         let l = InstanceLabels {
-            phase: s.and_then(|s| s.phase).map(|p| p.as_str().to_string()).unwrap_or_else(|| "None".into()),
-            scenario: s.and_then(|s| s.scenario.clone()).unwrap_or_else(|| "None".into()),
+            phase: s
+                .and_then(|s| s.phase)
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "None".into()),
+            scenario: s
+                .and_then(|s| s.scenario.clone())
+                .unwrap_or_else(|| "None".into()),
         };
         *counts.entry(l).or_default() += 1;
     }
@@ -126,15 +167,28 @@ fn resolve(inst: &ServiceInstance, ctx: &Context, now: Timestamp) -> Resolved {
     let product = format!("{:?} {}/{}", r.kind, r.namespace, r.name);
     let not_found = |what: &str| NotSellable {
         reason: "ProductNotFound",
-        message: format!("{what} {}/{} does not exist; check spec.serviceRef", r.namespace, r.name),
+        message: format!(
+            "{what} {}/{} does not exist; check spec.serviceRef",
+            r.namespace, r.name
+        ),
         scenario: None,
         grant: None,
         should_apply: false,
     };
     match r.kind {
         ProductKind::Service => {
-            let Some(svc) = ctx.stores.services.get(&ObjectRef::new(&r.name).within(&r.namespace)) else {
-                return Resolved { product, scenario: None, on_revoke: RevocationPolicy::default(), outcome: Err(not_found("Service")), grant_expiry: None };
+            let Some(svc) = ctx
+                .stores
+                .services
+                .get(&ObjectRef::new(&r.name).within(&r.namespace))
+            else {
+                return Resolved {
+                    product,
+                    scenario: None,
+                    on_revoke: RevocationPolicy::default(),
+                    outcome: Err(not_found("Service")),
+                    grant_expiry: None,
+                };
             };
             let scenario = Scenario::direct(svc.spec.type_);
             let outcome = resolve_offering(&svc.spec, None, &ctx.settings.allowed_kinds)
@@ -155,20 +209,45 @@ fn resolve(inst: &ServiceInstance, ctx: &Context, now: Timestamp) -> Resolved {
                 })
                 .map_err(|e| NotSellable {
                     reason: "ProductInvalid",
-                    message: format!("Service {}/{} is not valid: {e}; the ISV must fix it", r.namespace, r.name),
+                    message: format!(
+                        "Service {}/{} is not valid: {e}; the ISV must fix it",
+                        r.namespace, r.name
+                    ),
                     scenario: Some(scenario),
                     grant: None,
                     should_apply: false,
                 });
-            Resolved { product, scenario: Some(scenario), on_revoke: RevocationPolicy::KeepRunning, outcome, grant_expiry: None }
+            Resolved {
+                product,
+                scenario: Some(scenario),
+                on_revoke: RevocationPolicy::KeepRunning,
+                outcome,
+                grant_expiry: None,
+            }
         }
         ProductKind::DerivedService => {
-            let Some(ds) = ctx.stores.derived.get(&ObjectRef::new(&r.name).within(&r.namespace)) else {
-                return Resolved { product, scenario: None, on_revoke: RevocationPolicy::default(), outcome: Err(not_found("DerivedService")), grant_expiry: None };
+            let Some(ds) = ctx
+                .stores
+                .derived
+                .get(&ObjectRef::new(&r.name).within(&r.namespace))
+            else {
+                return Resolved {
+                    product,
+                    scenario: None,
+                    on_revoke: RevocationPolicy::default(),
+                    outcome: Err(not_found("DerivedService")),
+                    grant_expiry: None,
+                };
             };
             let src = &ds.spec.source;
-            let svc = ctx.stores.services.get(&ObjectRef::new(&src.name).within(&src.namespace));
-            let on_revoke = svc.as_ref().map(|s| s.spec.distribution.on_revoke).unwrap_or_default();
+            let svc = ctx
+                .stores
+                .services
+                .get(&ObjectRef::new(&src.name).within(&src.namespace));
+            let on_revoke = svc
+                .as_ref()
+                .map(|s| s.spec.distribution.on_revoke)
+                .unwrap_or_default();
             match super::derived::evaluate(&ds, ctx, now) {
                 Ok(sellable) => Resolved {
                     product,
@@ -182,14 +261,22 @@ fn resolve(inst: &ServiceInstance, ctx: &Context, now: Timestamp) -> Resolved {
                             name: r.name.clone(),
                             isv_namespace: src.namespace.clone(),
                             service_name: src.name.clone(),
-                            isv_product_code: svc.as_ref().and_then(|s| s.spec.marketplace.product_code.clone()),
+                            isv_product_code: svc
+                                .as_ref()
+                                .and_then(|s| s.spec.marketplace.product_code.clone()),
                             product_code: ds.spec.marketplace.product_code.clone(),
                             price: ds.spec.marketplace.price.clone(),
                         },
                         sellable.offering,
                     )),
                 },
-                Err(n) => Resolved { product, scenario: n.scenario, on_revoke, outcome: Err(n), grant_expiry: None },
+                Err(n) => Resolved {
+                    product,
+                    scenario: n.scenario,
+                    on_revoke,
+                    outcome: Err(n),
+                    grant_expiry: None,
+                },
             }
         }
     }
@@ -236,14 +323,39 @@ impl<'a> StatusBuilder<'a> {
     }
 
     fn previous(&self) -> &[crate::api::Condition] {
-        self.inst.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default()
+        self.inst
+            .status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default()
     }
 
-    fn set(&mut self, phase: Phase, ready: bool, reason: &str, message: String, grant: Option<(bool, &str, String)>) {
+    fn set(
+        &mut self,
+        phase: Phase,
+        ready: bool,
+        reason: &str,
+        message: String,
+        grant: Option<(bool, &str, String)>,
+    ) {
         let generation = self.inst.metadata.generation;
-        let mut conditions = vec![condition(self.previous(), "Ready", ready, reason, message, generation)];
+        let mut conditions = vec![condition(
+            self.previous(),
+            "Ready",
+            ready,
+            reason,
+            message,
+            generation,
+        )];
         if let Some((ok, reason, message)) = grant {
-            conditions.push(condition(self.previous(), "GrantValid", ok, reason, message, generation));
+            conditions.push(condition(
+                self.previous(),
+                "GrantValid",
+                ok,
+                reason,
+                message,
+                generation,
+            ));
         }
         self.status.phase = Some(phase);
         self.status.conditions = conditions;
@@ -251,7 +363,9 @@ impl<'a> StatusBuilder<'a> {
 }
 
 fn was_deployed(inst: &ServiceInstance) -> bool {
-    inst.status.as_ref().is_some_and(|s| !s.applied_objects.is_empty() || s.applied_digest.is_some())
+    inst.status
+        .as_ref()
+        .is_some_and(|s| !s.applied_objects.is_empty() || s.applied_digest.is_some())
 }
 
 async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
@@ -268,12 +382,23 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
                 // Sales stopped; what runs follows the Service's revocation policy.
                 match resolved.on_revoke {
                     RevocationPolicy::KeepRunning => {
-                        let phase = inst.status.as_ref().and_then(|s| s.phase).unwrap_or(Phase::Deployed);
+                        let phase = inst
+                            .status
+                            .as_ref()
+                            .and_then(|s| s.phase)
+                            .unwrap_or(Phase::Deployed);
                         sb.set(
                             phase,
                             phase == Phase::Deployed,
-                            if phase == Phase::Deployed { "Deployed" } else { "NotSellable" },
-                            format!("running; no longer sellable: {} (onRevoke: KeepRunning)", n.message),
+                            if phase == Phase::Deployed {
+                                "Deployed"
+                            } else {
+                                "NotSellable"
+                            },
+                            format!(
+                                "running; no longer sellable: {} (onRevoke: KeepRunning)",
+                                n.message
+                            ),
                             Some((false, n.reason, n.message.clone())),
                         );
                     }
@@ -292,9 +417,19 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
                     }
                 }
             } else {
-                let phase = if n.reason == "GrantPending" { Phase::Pending } else { Phase::DeployFailed };
+                let phase = if n.reason == "GrantPending" {
+                    Phase::Pending
+                } else {
+                    Phase::DeployFailed
+                };
                 let grant = is_derived.then(|| (false, n.reason, n.message.clone()));
-                sb.set(phase, false, n.reason, format!("not deployed: {}", n.message), grant);
+                sb.set(
+                    phase,
+                    false,
+                    n.reason,
+                    format!("not deployed: {}", n.message),
+                    grant,
+                );
             }
             finish_status(inst, ctx, &api, sb.status).await?;
             return Ok(Action::await_change());
@@ -313,7 +448,13 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
         scenario: resolved.scenario.unwrap_or(Scenario::DirectPrivate),
         offering,
     };
-    let grant_ok = is_derived.then(|| (true, "Approved", "the distribution grant is approved".to_string()));
+    let grant_ok = is_derived.then(|| {
+        (
+            true,
+            "Approved",
+            "the distribution grant is approved".to_string(),
+        )
+    });
     let desired = match provision::build(inst, &product) {
         Ok(d) => d,
         Err(e) => {
@@ -324,9 +465,13 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
     };
 
     let prev = inst.status.as_ref();
-    let digest_key = format!("digest/{}", inst.metadata.uid.as_deref().unwrap_or_default());
+    let digest_key = format!(
+        "digest/{}",
+        inst.metadata.uid.as_deref().unwrap_or_default()
+    );
     let up_to_date = prev.is_some_and(|s| {
-        s.applied_digest.as_deref() == Some(desired.digest.as_str()) && s.phase == Some(Phase::Deployed)
+        s.applied_digest.as_deref() == Some(desired.digest.as_str())
+            && s.phase == Some(Phase::Deployed)
     }) || ctx.memo.is_same(&digest_key, &desired.digest);
     if !up_to_date {
         if let Some(wait) = write_desired(inst, &desired, ctx).await? {
@@ -369,12 +514,17 @@ async fn finish_status(
 ) -> Result<(), Error> {
     if write_status_if_changed(api, &ctx.memo, inst, inst.status.as_ref(), &status).await? {
         ctx.metrics.wrote(KIND, "status");
-        let before = inst.status.as_ref().and_then(|s| ready(&s.conditions)).map(|c| c.reason.clone());
+        let before = inst
+            .status
+            .as_ref()
+            .and_then(|s| ready(&s.conditions))
+            .map(|c| c.reason.clone());
         if let Some(c) = ready(&status.conditions)
             && before.as_deref() != Some(c.reason.as_str())
             && c.reason != "Deploying"
         {
-            ctx.event(inst, c.status != "True", &c.reason, c.message.clone()).await;
+            ctx.event(inst, c.status != "True", &c.reason, c.message.clone())
+                .await;
         }
     }
     Ok(())
@@ -391,7 +541,10 @@ fn api_resource(kind: &AllowedKind) -> ApiResource {
 }
 
 fn resource_for(allowed: &[AllowedKind], api_version: &str, kind: &str) -> ApiResource {
-    match allowed.iter().find(|a| a.api_version() == api_version && a.kind == kind) {
+    match allowed
+        .iter()
+        .find(|a| a.api_version() == api_version && a.kind == kind)
+    {
         Some(a) => api_resource(a),
         None => {
             let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
@@ -402,7 +555,11 @@ fn resource_for(allowed: &[AllowedKind], api_version: &str, kind: &str) -> ApiRe
 
 /// Writes the desired state. Returns a message when it must wait (for example
 /// for an old namespace of the same name to finish terminating).
-async fn write_desired(inst: &ServiceInstance, d: &Desired, ctx: &Context) -> Result<Option<String>, Error> {
+async fn write_desired(
+    inst: &ServiceInstance,
+    d: &Desired,
+    ctx: &Context,
+) -> Result<Option<String>, Error> {
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     let inst_ns = ns_of(inst);
     let uid = inst.metadata.uid.clone().unwrap_or_default();
@@ -414,8 +571,18 @@ async fn write_desired(inst: &ServiceInstance, d: &Desired, ctx: &Context) -> Re
         let ns_api = Api::<Namespace>::all(ctx.client.clone());
         let cached = ctx.stores.namespaces.get(&ObjectRef::new(target));
         let existing_uid = match cached {
-            Some(m) => Some(m.labels().get(labels::INSTANCE_UID).cloned().unwrap_or_default()),
-            None => ns_api.get_metadata_opt(target).await?.map(|m| m.labels().get(labels::INSTANCE_UID).cloned().unwrap_or_default()),
+            Some(m) => Some(
+                m.labels()
+                    .get(labels::INSTANCE_UID)
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            None => ns_api.get_metadata_opt(target).await?.map(|m| {
+                m.labels()
+                    .get(labels::INSTANCE_UID)
+                    .cloned()
+                    .unwrap_or_default()
+            }),
         };
         if let Some(other) = existing_uid
             && other != uid
@@ -433,7 +600,11 @@ async fn write_desired(inst: &ServiceInstance, d: &Desired, ctx: &Context) -> Re
     }
 
     for obj in &d.objects {
-        let ar = resource_for(&ctx.settings.allowed_kinds, obj["apiVersion"].as_str().unwrap_or_default(), obj["kind"].as_str().unwrap_or_default());
+        let ar = resource_for(
+            &ctx.settings.allowed_kinds,
+            obj["apiVersion"].as_str().unwrap_or_default(),
+            obj["kind"].as_str().unwrap_or_default(),
+        );
         let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), target, &ar);
         let name = obj["metadata"]["name"].as_str().unwrap_or_default();
         api.patch(name, &pp, &Patch::Apply(obj)).await?;
@@ -459,7 +630,10 @@ async fn write_desired(inst: &ServiceInstance, d: &Desired, ctx: &Context) -> Re
             namespace: Some(inst_ns.clone()),
             labels: Some(BTreeMap::from([
                 (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
-                (labels::INSTANCE_NAME.to_string(), inst.name_any().chars().take(63).collect()),
+                (
+                    labels::INSTANCE_NAME.to_string(),
+                    inst.name_any().chars().take(63).collect(),
+                ),
             ])),
             owner_references: inst.controller_owner_ref(&()).map(|r| vec![r]),
             ..Default::default()
@@ -479,7 +653,16 @@ async fn write_desired(inst: &ServiceInstance, d: &Desired, ctx: &Context) -> Re
     for order in &d.orders {
         let ns = order.metadata.namespace.clone().unwrap_or_default();
         let api = Api::<Order>::namespaced(ctx.client.clone(), &ns);
-        match api.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, order).await {
+        match api
+            .create(
+                &PostParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                },
+                order,
+            )
+            .await
+        {
             Ok(_) => ctx.metrics.wrote(KIND, "order"),
             Err(e) if is_conflict(&e) => {}
             Err(e) => return Err(e.into()),
@@ -511,10 +694,22 @@ async fn ensure_finalizer(inst: &ServiceInstance, ctx: &Context) -> Result<(), E
 }
 
 /// Merge patch guarded by resourceVersion: a concurrent change makes it fail with 409 and retry.
-async fn patch_finalizers(inst: &ServiceInstance, ctx: &Context, finalizers: Vec<String>) -> Result<(), Error> {
+async fn patch_finalizers(
+    inst: &ServiceInstance,
+    ctx: &Context,
+    finalizers: Vec<String>,
+) -> Result<(), Error> {
     let api = Api::<ServiceInstance>::namespaced(ctx.client.clone(), &ns_of(inst));
-    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": inst.resource_version()}});
-    match api.patch(&inst.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+    let patch =
+        json!({"metadata": {"finalizers": finalizers, "resourceVersion": inst.resource_version()}});
+    match api
+        .patch(
+            &inst.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
         Ok(_) => {
             ctx.metrics.wrote(KIND, "finalizer");
             Ok(())
@@ -540,7 +735,11 @@ async fn remove_everything(inst: &ServiceInstance, ctx: &Context) -> Result<(), 
 }
 
 /// Deletes a managed namespace, only if it carries this instance's UID.
-async fn delete_managed_namespace(ctx: &Context, inst: &ServiceInstance, name: &str) -> Result<bool, Error> {
+async fn delete_managed_namespace(
+    ctx: &Context,
+    inst: &ServiceInstance,
+    name: &str,
+) -> Result<bool, Error> {
     let api = Api::<Namespace>::all(ctx.client.clone());
     let Some(meta) = api.get_metadata_opt(name).await? else {
         return Ok(true);
@@ -550,7 +749,10 @@ async fn delete_managed_namespace(ctx: &Context, inst: &ServiceInstance, name: &
         return Ok(true);
     }
     if meta.metadata.deletion_timestamp.is_none() {
-        let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
         match api.delete(name, &dp).await {
             Ok(_) => ctx.metrics.wrote(KIND, "delete"),
             Err(e) if is_not_found(&e) => return Ok(true),
@@ -590,7 +792,12 @@ async fn cleanup(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error>
         // The namespace watch wakes us when it is gone; the requeue is a safety net.
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
-    let rest: Vec<String> = inst.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+    let rest: Vec<String> = inst
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
     patch_finalizers(inst, ctx, rest).await?;
     let uid = inst.metadata.uid.as_deref().unwrap_or_default();
     ctx.memo.forget(&format!("digest/{uid}"));

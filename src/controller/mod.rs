@@ -17,10 +17,11 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ReflectHandle, Store};
+
 use kube::runtime::watcher::{self, Config as WatcherConfig};
-use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
@@ -84,9 +85,19 @@ pub struct Context {
 
 impl Context {
     /// Publishes an Event about `obj` in its own namespace; a failure is logged, never fatal.
-    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, note: String) {
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
         let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: reason.to_string(),
             note: Some(note.chars().take(1000).collect()),
             action: "Reconcile".into(),
@@ -148,18 +159,66 @@ impl Readiness {
     }
 }
 
-/// A shared watch of one kind: its cache, a handle to subscribe to its events,
-/// and the stream that must be polled to drive it.
+/// The events of one watched kind, for controllers that react to it: applied
+/// objects through the shared reflector, deleted ones through a broadcast
+/// (kube's shared reflector does not dispatch deletions, and a deleted
+/// Service, grant or namespace is exactly what related objects must hear of).
+pub struct Trigger<K: Resource + Clone + 'static>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    /// Applied objects.
+    pub handle: ReflectHandle<K>,
+    deleted: tokio::sync::broadcast::Sender<K>,
+}
+
+impl<K> Clone for Trigger<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    fn clone(&self) -> Self {
+        Trigger {
+            handle: self.handle.clone(),
+            deleted: self.deleted.clone(),
+        }
+    }
+}
+
+impl<K> Trigger<K>
+where
+    K: Resource + Clone + Send + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    /// A stream of the objects deleted from now on.
+    pub fn deletions(&self) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+        let rx = self.deleted.subscribe();
+        futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(k) => return Some((Ok(k), rx)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, kind = %std::any::type_name::<K>(), "deletion events were dropped");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+}
+
+/// A shared watch of one kind: its cache, the trigger to subscribe to, and
+/// the stream that must be polled to drive it.
 struct SharedWatch<K: Resource + Clone + 'static>
 where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
     store: Store<K>,
     writer_stream: std::pin::Pin<Box<dyn Stream<Item = ()> + Send>>,
-    handle: ReflectHandle<K>,
+    trigger: Trigger<K>,
 }
 
-fn shared_watch<K>(api: Api<K>) -> SharedWatch<K>
+fn shared_watch<K>(api: Api<K>, config: WatcherConfig) -> SharedWatch<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
@@ -167,17 +226,25 @@ where
     let Some(handle) = writer.subscribe() else {
         unreachable!("a shared store always has a subscriber handle")
     };
+    let (deleted, _) = tokio::sync::broadcast::channel::<K>(1024);
+    let tx = deleted.clone();
     // Caches hold no managedFields: they are never read and are most of an object's size.
-    let stream = watcher::watcher(api, WatcherConfig::default().any_semantic())
+    let stream = watcher::watcher(api, config.any_semantic())
         .default_backoff()
         .modify(|o: &mut K| o.managed_fields_mut().clear())
         .reflect_shared(writer)
-        .map(|r| {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, kind = %K::kind(&()), "watch error; retrying");
+        .map(move |r| match r {
+            Ok(watcher::Event::Delete(o)) => {
+                let _ = tx.send(o);
             }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, kind = %K::kind(&()), "watch error; retrying"),
         });
-    SharedWatch { store, writer_stream: Box::pin(stream), handle }
+    SharedWatch {
+        store,
+        writer_stream: Box::pin(stream),
+        trigger: Trigger { handle, deleted },
+    }
 }
 
 /// Runs every controller until `shutdown` resolves.
@@ -189,29 +256,34 @@ pub async fn run(
     reporter: Reporter,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let services = shared_watch(Api::<Service>::all(client.clone()));
-    let grants = shared_watch(Api::<DistributionGrant>::all(client.clone()));
-    let derived = shared_watch(Api::<DerivedService>::all(client.clone()));
-    let instances = shared_watch(Api::<ServiceInstance>::all(client.clone()));
-    let (ns_store, ns_writer) = reflector::store_shared::<PartialObjectMeta<Namespace>>(1024);
-    let Some(ns_handle) = ns_writer.subscribe() else {
-        unreachable!("a shared store always has a subscriber handle")
-    };
-    let ns_stream = watcher::watcher(
+    let services = shared_watch(
+        Api::<Service>::all(client.clone()),
+        WatcherConfig::default(),
+    );
+    let grants = shared_watch(
+        Api::<DistributionGrant>::all(client.clone()),
+        WatcherConfig::default(),
+    );
+    let derived = shared_watch(
+        Api::<DerivedService>::all(client.clone()),
+        WatcherConfig::default(),
+    );
+    let instances = shared_watch(
+        Api::<ServiceInstance>::all(client.clone()),
+        WatcherConfig::default(),
+    );
+    // Only the namespaces this controller created, and only their metadata.
+    let namespaces = shared_watch(
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-        WatcherConfig::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")).any_semantic(),
-    )
-    .default_backoff()
-    .modify(|o: &mut PartialObjectMeta<Namespace>| o.managed_fields_mut().clear())
-    .reflect_shared(ns_writer)
-    .map(|_| ());
+        WatcherConfig::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+    );
 
     let stores = Stores {
         services: services.store.clone(),
         grants: grants.store.clone(),
         derived: derived.store.clone(),
         instances: instances.store.clone(),
-        namespaces: ns_store.clone(),
+        namespaces: namespaces.store.clone(),
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -236,7 +308,7 @@ pub async fn run(
         grants.writer_stream,
         derived.writer_stream,
         instances.writer_stream,
-        Box::pin(ns_stream),
+        namespaces.writer_stream,
     ])
     .for_each(|_| async {});
 
@@ -261,7 +333,10 @@ pub async fn run(
                     ("DerivedService", stores.derived.len()),
                     ("ServiceInstance", stores.instances.len()),
                 ] {
-                    metrics.objects.get_or_create(&crate::metrics::KindLabels { kind: kind.into() }).set(n as i64);
+                    metrics
+                        .objects
+                        .get_or_create(&crate::metrics::KindLabels { kind: kind.into() })
+                        .set(n as i64);
                 }
                 instance::export_phase_gauge(&stores.instances, &metrics);
                 tokio::time::sleep(Duration::from_secs(10)).await;
@@ -269,22 +344,32 @@ pub async fn run(
         }
     };
 
-    let service_ctl = service::controller(services.handle.clone(), stores.services.clone(), ctx.clone(), stopped());
-    let grant_ctl = grant::controller(grants.handle.clone(), stores.grants.clone(), ctx.clone(), stopped());
+    let service_ctl = service::controller(
+        services.trigger.handle.clone(),
+        stores.services.clone(),
+        ctx.clone(),
+        stopped(),
+    );
+    let grant_ctl = grant::controller(
+        grants.trigger.handle.clone(),
+        stores.grants.clone(),
+        ctx.clone(),
+        stopped(),
+    );
     let derived_ctl = derived::controller(
-        derived.handle.clone(),
+        derived.trigger.handle.clone(),
         stores.derived.clone(),
-        grants.handle.clone(),
-        services.handle.clone(),
+        grants.trigger.clone(),
+        services.trigger.clone(),
         ctx.clone(),
         stopped(),
     );
     let instance_ctl = instance::controller(
-        instances.handle.clone(),
+        instances.trigger.handle.clone(),
         stores.instances.clone(),
-        derived.handle.clone(),
-        services.handle.clone(),
-        ns_handle,
+        derived.trigger.clone(),
+        services.trigger.clone(),
+        namespaces.trigger.clone(),
         ctx.clone(),
         stopped(),
     );
@@ -310,7 +395,9 @@ pub fn error_action(err: &Error) -> kube::runtime::controller::Action {
     use kube::runtime::controller::Action;
     match err {
         Error::Waiting(_) => Action::requeue(Duration::from_secs(2)),
-        Error::Kube(kube::Error::Api(s)) if s.code == 409 => Action::requeue(Duration::from_millis(200)),
+        Error::Kube(kube::Error::Api(s)) if s.code == 409 => {
+            Action::requeue(Duration::from_millis(200))
+        }
         _ => Action::requeue(Duration::from_secs(5)),
     }
 }

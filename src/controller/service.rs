@@ -25,20 +25,35 @@ pub async fn controller(
     Controller::for_shared_stream(trigger, store)
         .with_config(Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, |_, e, ctx| {
-            ctx.metrics.error(KIND, &e.metric_reason());
-            error_action(e)
-        }, ctx)
+        .run(
+            reconcile,
+            |_, e, ctx| {
+                ctx.metrics.error(KIND, &e.metric_reason());
+                error_action(e)
+            },
+            ctx,
+        )
         .for_each(|_| async {})
         .await;
 }
 
 /// Pure: the status a Service should have.
 pub fn desired_status(svc: &Service, allowed: &[crate::render::AllowedKind]) -> ServiceStatus {
-    let previous = svc.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let previous = svc
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
     let generation = svc.metadata.generation;
     let ready = match resolve_offering(&svc.spec, None, allowed) {
-        Ok(_) => condition(previous, "Ready", true, "Valid", "template and parameter schema are valid", generation),
+        Ok(_) => condition(
+            previous,
+            "Ready",
+            true,
+            "Valid",
+            "template and parameter schema are valid",
+            generation,
+        ),
         Err(e) => condition(
             previous,
             "Ready",
@@ -51,7 +66,10 @@ pub fn desired_status(svc: &Service, allowed: &[crate::render::AllowedKind]) -> 
             generation,
         ),
     };
-    ServiceStatus { observed_generation: generation, conditions: vec![ready] }
+    ServiceStatus {
+        observed_generation: generation,
+        conditions: vec![ready],
+    }
 }
 
 async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -64,12 +82,17 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error
     let api = Api::<Service>::namespaced(ctx.client.clone(), &ns);
     if write_status_if_changed(&api, &ctx.memo, svc.as_ref(), svc.status.as_ref(), &status).await? {
         ctx.metrics.wrote(KIND, "status");
-        let was = svc.status.as_ref().and_then(|s| ready(&s.conditions)).map(|c| c.reason.clone());
+        let was = svc
+            .status
+            .as_ref()
+            .and_then(|s| ready(&s.conditions))
+            .map(|c| c.reason.clone());
         if let Some(c) = ready(&status.conditions)
             && c.status == "False"
             && was.as_deref() != Some(c.reason.as_str())
         {
-            ctx.event(svc.as_ref(), true, &c.reason, c.message.clone()).await;
+            ctx.event(svc.as_ref(), true, &c.reason, c.message.clone())
+                .await;
         }
     }
     ctx.metrics.reconciled(KIND, started.elapsed());

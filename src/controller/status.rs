@@ -58,7 +58,10 @@ impl WriteMemo {
     /// Whether `value` is what was last recorded under `key`.
     pub fn is_same<T: Serialize>(&self, key: &str, value: &T) -> bool {
         let h = hash_of(value);
-        self.0.lock().map(|m| m.get(key) == Some(&h)).unwrap_or(false)
+        self.0
+            .lock()
+            .map(|m| m.get(key) == Some(&h))
+            .unwrap_or(false)
     }
     /// Records `value` under `key`.
     pub fn record<T: Serialize>(&self, key: &str, value: &T) {
@@ -121,8 +124,12 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     memo.record(&key, status);
     Ok(true)
 }
@@ -136,7 +143,14 @@ mod tests {
         let first = condition(&[], "Ready", false, "GrantPending", "waiting", Some(1));
         let mut old = first.clone();
         old.last_transition_time = "2020-01-01T00:00:00Z".into();
-        let same = condition(std::slice::from_ref(&old), "Ready", false, "GrantRejected", "no", Some(2));
+        let same = condition(
+            std::slice::from_ref(&old),
+            "Ready",
+            false,
+            "GrantRejected",
+            "no",
+            Some(2),
+        );
         assert_eq!(same.last_transition_time, "2020-01-01T00:00:00Z");
         let flipped = condition(&[old], "Ready", true, "Sellable", "ok", Some(2));
         assert_ne!(flipped.last_transition_time, "2020-01-01T00:00:00Z");

@@ -3,7 +3,8 @@ use crate::api::ServiceSpec;
 use serde_json::json;
 
 fn service() -> ServiceSpec {
-    serde_yaml::from_str(include_str!("../../tests/fixtures/service-web.yaml")).expect("fixture parses")
+    serde_yaml::from_str(include_str!("../../tests/fixtures/service-web.yaml"))
+        .expect("fixture parses")
 }
 
 fn params(v: Value) -> ParameterValues {
@@ -18,7 +19,12 @@ fn offering() -> Offering {
 fn allowed_kind_parsing() {
     let k = AllowedKind::parse("apps/v1/Deployment/deployments").unwrap();
     assert_eq!(k.api_version(), "apps/v1");
-    assert_eq!(AllowedKind::parse("v1/ConfigMap/configmaps").unwrap().api_version(), "v1");
+    assert_eq!(
+        AllowedKind::parse("v1/ConfigMap/configmaps")
+            .unwrap()
+            .api_version(),
+        "v1"
+    );
     assert!(AllowedKind::parse("Deployment").is_err());
     assert!(AllowedKind::parse("apps//Deployment/deployments").is_err());
 }
@@ -26,7 +32,12 @@ fn allowed_kind_parsing() {
 #[test]
 fn resolves_defaults_then_plan_then_buyer() {
     let o = offering();
-    let got = resolve_parameters(&o, Some("pro"), &params(json!({"adminEmail": "a@b.c", "domain": "shop.io"}))).unwrap();
+    let got = resolve_parameters(
+        &o,
+        Some("pro"),
+        &params(json!({"adminEmail": "a@b.c", "domain": "shop.io"})),
+    )
+    .unwrap();
     assert_eq!(got["replicas"], json!(3));
     assert_eq!(got["tier"], json!("large"));
     assert_eq!(got["domain"], json!("shop.io"));
@@ -39,20 +50,66 @@ fn parameter_errors_name_the_parameter_and_rule() {
     let cases = [
         (Some("basic"), json!({}), "\"adminEmail\": is required"),
         (None, json!({"adminEmail": "x"}), "spec.plan is required"),
-        (Some("gold"), json!({"adminEmail": "x"}), "plan \"gold\" is not sold"),
-        (Some("basic"), json!({"adminEmail": "x", "replicas": "3"}), "\"replicas\": must be a whole number, got a string"),
-        (Some("basic"), json!({"adminEmail": "x", "replicas": 11}), "must be at most 10"),
-        (Some("basic"), json!({"adminEmail": "x", "replicas": 2.5}), "must be a whole number"),
-        (Some("basic"), json!({"adminEmail": "x", "domain": "a b"}), "must match the pattern"),
-        (Some("basic"), json!({"adminEmail": "x", "domain": "a".repeat(101)}), "at most 100 characters"),
-        (Some("basic"), json!({"adminEmail": "x", "tier": "large"}), "is set by plan \"basic\""),
-        (Some("basic"), json!({"adminEmail": "x", "nope": 1}), "\"nope\": is not a parameter"),
-        (Some("basic"), json!({"adminEmail": {"a": 1}}), "must be a string, got an object"),
-        (Some("basic"), json!({"adminEmail": "x\u{0000}y"}), "control characters"),
-        (Some("basic"), json!({"adminEmail": "x", "debug": "true"}), "must be true or false"),
+        (
+            Some("gold"),
+            json!({"adminEmail": "x"}),
+            "plan \"gold\" is not sold",
+        ),
+        (
+            Some("basic"),
+            json!({"adminEmail": "x", "replicas": "3"}),
+            "\"replicas\": must be a whole number, got a string",
+        ),
+        (
+            Some("basic"),
+            json!({"adminEmail": "x", "replicas": 11}),
+            "must be at most 10",
+        ),
+        (
+            Some("basic"),
+            json!({"adminEmail": "x", "replicas": 2.5}),
+            "must be a whole number",
+        ),
+        (
+            Some("basic"),
+            json!({"adminEmail": "x", "domain": "a b"}),
+            "must match the pattern",
+        ),
+        (
+            Some("basic"),
+            json!({"adminEmail": "x", "domain": "a".repeat(101)}),
+            "at most 100 characters",
+        ),
+        (
+            Some("basic"),
+            json!({"adminEmail": "x", "tier": "large"}),
+            "is set by plan \"basic\"",
+        ),
+        (
+            Some("basic"),
+            json!({"adminEmail": "x", "nope": 1}),
+            "\"nope\": is not a parameter",
+        ),
+        (
+            Some("basic"),
+            json!({"adminEmail": {"a": 1}}),
+            "must be a string, got an object",
+        ),
+        (
+            Some("basic"),
+            json!({"adminEmail": "x\u{0000}y"}),
+            "control characters",
+        ),
+        (
+            Some("basic"),
+            json!({"adminEmail": "x", "debug": "true"}),
+            "must be true or false",
+        ),
     ];
     for (plan, given, want) in cases {
-        let err = resolve_parameters(&o, plan, &params(given.clone())).unwrap_err().to_string();
+        let err = resolve_parameters(&o, plan, &params(given.clone()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(want), "{given}: got {err:?}, want {want:?}");
     }
 }
@@ -60,18 +117,41 @@ fn parameter_errors_name_the_parameter_and_rule() {
 #[test]
 fn renders_typed_values_and_forces_namespace() {
     let o = offering();
-    let p = resolve_parameters(&o, Some("pro"), &params(json!({"adminEmail": "ops@acme.io"}))).unwrap();
-    let ctx = RenderContext { instance_name: "shop", instance_namespace: "acme", target_namespace: "acme", params: &p };
+    let p = resolve_parameters(
+        &o,
+        Some("pro"),
+        &params(json!({"adminEmail": "ops@acme.io"})),
+    )
+    .unwrap();
+    let ctx = RenderContext {
+        instance_name: "shop",
+        instance_namespace: "acme",
+        target_namespace: "acme",
+        params: &p,
+    };
     let labels = BTreeMap::from([("computenest.dev/instance".to_string(), "shop".to_string())]);
     let objs = render_objects(&o.objects, &ctx, &labels).unwrap();
     assert_eq!(objs.len(), 2);
     assert_eq!(objs[0]["metadata"]["name"], json!("shop-config"));
     assert_eq!(objs[0]["metadata"]["namespace"], json!("acme"));
-    assert_eq!(objs[0]["data"]["greeting"], json!("hello ops@acme.io at acme"));
-    assert_eq!(objs[1]["spec"]["replicas"], json!(3), "whole-string placeholder keeps the integer type");
+    assert_eq!(
+        objs[0]["data"]["greeting"],
+        json!("hello ops@acme.io at acme")
+    );
+    assert_eq!(
+        objs[1]["spec"]["replicas"],
+        json!(3),
+        "whole-string placeholder keeps the integer type"
+    );
     assert_eq!(objs[1]["metadata"]["labels"]["app"], json!("web"));
-    assert_eq!(objs[1]["metadata"]["labels"]["computenest.dev/instance"], json!("shop"));
-    assert_eq!(objs[1]["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"], json!(false));
+    assert_eq!(
+        objs[1]["metadata"]["labels"]["computenest.dev/instance"],
+        json!("shop")
+    );
+    assert_eq!(
+        objs[1]["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"],
+        json!(false)
+    );
     let url = render_string(o.outputs.logon_url.as_deref().unwrap(), &ctx).unwrap();
     assert_eq!(url, "https://shop.example.com/");
 }
@@ -82,11 +162,25 @@ fn parameters_cannot_inject_structure() {
     s.parameters[1].pattern = None; // domain: any string
     let o = resolve_offering(&s, None, &default_allowed_kinds()).unwrap();
     let hostile = "x\"\nmetadata:\n  namespace: kube-system\n---\napiVersion: v1\nkind: Secret";
-    let p = resolve_parameters(&o, Some("basic"), &params(json!({"adminEmail": "a", "domain": hostile}))).unwrap();
-    let ctx = RenderContext { instance_name: "i", instance_namespace: "c", target_namespace: "c", params: &p };
+    let p = resolve_parameters(
+        &o,
+        Some("basic"),
+        &params(json!({"adminEmail": "a", "domain": hostile})),
+    )
+    .unwrap();
+    let ctx = RenderContext {
+        instance_name: "i",
+        instance_namespace: "c",
+        target_namespace: "c",
+        params: &p,
+    };
     let objs = render_objects(&o.objects, &ctx, &BTreeMap::new()).unwrap();
     assert_eq!(objs.len(), 2, "no object was added");
-    assert_eq!(objs[0]["data"]["domain"], json!(hostile), "the text stays one string value");
+    assert_eq!(
+        objs[0]["data"]["domain"],
+        json!(hostile),
+        "the text stays one string value"
+    );
     assert_eq!(objs[0]["metadata"]["namespace"], json!("c"));
 }
 
@@ -96,8 +190,18 @@ fn placeholder_in_name_must_render_to_a_valid_name() {
     s.template.objects[0]["metadata"]["name"] = json!("$(params.domain)");
     s.parameters[1].pattern = None;
     let o = resolve_offering(&s, None, &default_allowed_kinds()).unwrap();
-    let p = resolve_parameters(&o, Some("basic"), &params(json!({"adminEmail": "a", "domain": "../Etc"}))).unwrap();
-    let ctx = RenderContext { instance_name: "i", instance_namespace: "c", target_namespace: "c", params: &p };
+    let p = resolve_parameters(
+        &o,
+        Some("basic"),
+        &params(json!({"adminEmail": "a", "domain": "../Etc"})),
+    )
+    .unwrap();
+    let ctx = RenderContext {
+        instance_name: "i",
+        instance_namespace: "c",
+        target_namespace: "c",
+        params: &p,
+    };
     let err = render_objects(&o.objects, &ctx, &BTreeMap::new()).unwrap_err();
     assert!(err.to_string().contains("is not a valid name"), "{err}");
 }
@@ -105,9 +209,18 @@ fn placeholder_in_name_must_render_to_a_valid_name() {
 #[test]
 fn unknown_placeholder_is_an_error() {
     let p = ParameterValues::new();
-    let ctx = RenderContext { instance_name: "i", instance_namespace: "c", target_namespace: "c", params: &p };
+    let ctx = RenderContext {
+        instance_name: "i",
+        instance_namespace: "c",
+        target_namespace: "c",
+        params: &p,
+    };
     let err = render_string("https://$(params.missing)/", &ctx).unwrap_err();
-    assert!(err.to_string().contains("unknown placeholder $(params.missing)"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("unknown placeholder $(params.missing)"),
+        "{err}"
+    );
     assert_eq!(render_string("cost: $(5", &ctx).unwrap(), "cost: $(5");
 }
 
@@ -115,21 +228,50 @@ fn unknown_placeholder_is_an_error() {
 fn hostile_templates_are_refused_before_rendering() {
     let allowed = default_allowed_kinds();
     let cases = [
-        (json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}), "cluster-scoped"),
-        (json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "x"}}), "cluster-scoped"),
-        (json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "x"}}), "not in the controller's allow-list"),
-        (json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "kube-system"}}), "names a namespace"),
-        (json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "x-"}}), "metadata.name is required"),
-        (json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "ownerReferences": []}}), "ownerReferences"),
-        (json!({"apiVersion": "v1", "kind": "ConfigMap"}), "metadata.name is required"),
-        (json!({"kind": "ConfigMap", "metadata": {"name": "x"}}), "apiVersion and kind are required"),
+        (
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}),
+            "cluster-scoped",
+        ),
+        (
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "x"}}),
+            "cluster-scoped",
+        ),
+        (
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "x"}}),
+            "not in the controller's allow-list",
+        ),
+        (
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "kube-system"}}),
+            "names a namespace",
+        ),
+        (
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "x-"}}),
+            "metadata.name is required",
+        ),
+        (
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "ownerReferences": []}}),
+            "ownerReferences",
+        ),
+        (
+            json!({"apiVersion": "v1", "kind": "ConfigMap"}),
+            "metadata.name is required",
+        ),
+        (
+            json!({"kind": "ConfigMap", "metadata": {"name": "x"}}),
+            "apiVersion and kind are required",
+        ),
         (json!("just a string"), "must be an object"),
-        (json!({"apiVersion": "apps/v2", "kind": "Deployment", "metadata": {"name": "x"}}), "allow-list"),
+        (
+            json!({"apiVersion": "apps/v2", "kind": "Deployment", "metadata": {"name": "x"}}),
+            "allow-list",
+        ),
     ];
     for (obj, want) in cases {
         let mut s = service();
         s.template.objects.push(obj.clone());
-        let err = resolve_offering(&s, None, &allowed).unwrap_err().to_string();
+        let err = resolve_offering(&s, None, &allowed)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(want), "{obj}: got {err:?}, want {want:?}");
     }
 }
@@ -150,22 +292,44 @@ fn overrides_apply_and_are_checked() {
     assert_eq!(o.plans.len(), 1);
     assert_eq!(o.objects.len(), 3);
     assert!(o.locked.contains("domain"));
-    let err = resolve_parameters(&o, Some("pro"), &params(json!({"adminEmail": "a", "domain": "x.io"}))).unwrap_err();
+    let err = resolve_parameters(
+        &o,
+        Some("pro"),
+        &params(json!({"adminEmail": "a", "domain": "x.io"})),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("locked by the seller"), "{err}");
     let p = resolve_parameters(&o, Some("pro"), &params(json!({"adminEmail": "a"}))).unwrap();
     assert_eq!(p["domain"], json!("reseller.io"));
 
     let bad = [
-        (json!({"parameterDefaults": {"nope": 1}}), "no such parameter"),
-        (json!({"parameterDefaults": {"replicas": 100}}), "must be at most 10"),
-        (json!({"lockedParameters": ["nope"]}), "no parameter \"nope\""),
+        (
+            json!({"parameterDefaults": {"nope": 1}}),
+            "no such parameter",
+        ),
+        (
+            json!({"parameterDefaults": {"replicas": 100}}),
+            "must be at most 10",
+        ),
+        (
+            json!({"lockedParameters": ["nope"]}),
+            "no parameter \"nope\"",
+        ),
         (json!({"plans": ["gold"]}), "no plan \"gold\""),
-        (json!({"extraObjects": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}]}), "cluster-scoped"),
-        (json!({"extraObjects": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "$(instance.name)-config"}}]}), "already in the source template"),
+        (
+            json!({"extraObjects": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}]}),
+            "cluster-scoped",
+        ),
+        (
+            json!({"extraObjects": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "$(instance.name)-config"}}]}),
+            "already in the source template",
+        ),
     ];
     for (ov, want) in bad {
         let ov: Overrides = serde_json::from_value(ov.clone()).unwrap();
-        let err = resolve_offering(&s, Some(&ov), &allowed).unwrap_err().to_string();
+        let err = resolve_offering(&s, Some(&ov), &allowed)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(want), "got {err:?}, want {want:?}");
     }
 }
@@ -175,13 +339,28 @@ fn schema_errors_in_the_service() {
     let allowed = default_allowed_kinds();
     let mut s = service();
     s.parameters[0].default = Some(json!(0));
-    assert!(resolve_offering(&s, None, &allowed).unwrap_err().to_string().contains("default: must be at least 1"));
+    assert!(
+        resolve_offering(&s, None, &allowed)
+            .unwrap_err()
+            .to_string()
+            .contains("default: must be at least 1")
+    );
     let mut s = service();
     s.parameters[1].pattern = Some("(".into());
-    assert!(resolve_offering(&s, None, &allowed).unwrap_err().to_string().contains("not a valid regular expression"));
+    assert!(
+        resolve_offering(&s, None, &allowed)
+            .unwrap_err()
+            .to_string()
+            .contains("not a valid regular expression")
+    );
     let mut s = service();
     s.plans[0].parameters.insert("ghost".into(), json!(1));
-    assert!(resolve_offering(&s, None, &allowed).unwrap_err().to_string().contains("does not declare"));
+    assert!(
+        resolve_offering(&s, None, &allowed)
+            .unwrap_err()
+            .to_string()
+            .contains("does not declare")
+    );
 }
 
 #[test]
@@ -202,7 +381,9 @@ mod fuzz {
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(|n| json!(n)),
-            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| json!(f)),
             ".{0,40}".prop_map(Value::String),
             "\\$\\((params|instance|target)\\.[a-z]{0,8}\\)?.{0,8}".prop_map(Value::String),
         ];

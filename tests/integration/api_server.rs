@@ -1,0 +1,378 @@
+//! The API as the API server enforces it: schema, CEL rules, pruning, examples.
+
+use crate::harness::*;
+use computenest::api::*;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+async fn create_json<K>(
+    client: &kube::Client,
+    ns: &str,
+    v: serde_json::Value,
+) -> Result<K, kube::Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    // Sent as raw JSON, so that values the Rust types would refuse reach the API server.
+    let ar = kube::core::ApiResource::erase::<K>(&());
+    let obj: kube::core::DynamicObject =
+        serde_json::from_value(v).expect("test object is an object");
+    let created = Api::<kube::core::DynamicObject>::namespaced_with(client.clone(), ns, &ar)
+        .create(&PostParams::default(), &obj)
+        .await?;
+    Ok(
+        serde_json::from_value(serde_json::to_value(created).expect("json"))
+            .expect("stored object deserializes"),
+    )
+}
+
+fn rejection(r: Result<impl std::fmt::Debug, kube::Error>) -> String {
+    match r {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422, "expected a validation error, got {s:?}");
+            s.message
+        }
+        other => panic!("expected the API server to reject this, got {other:?}"),
+    }
+}
+
+fn service_json(name: &str, plans: serde_json::Value) -> serde_json::Value {
+    json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {
+            "type": "Private", "version": "1.0.0",
+            "parameters": [{"name": "size", "type": "Integer", "default": 1, "minimum": 1, "maximum": 3}],
+            "plans": plans,
+            "template": {"objects": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "$(params.size)"}}]},
+            "outputs": {"logonUrl": "https://x"}
+        }
+    })
+}
+
+#[tokio::test]
+async fn crd_is_established_and_an_object_round_trips_without_pruning() {
+    let client = client().await;
+    install_crds(&client).await;
+    let t = TestNamespaces::new(&client, &["api"]).await;
+    let v = service_json(
+        "roundtrip",
+        json!([{"name": "small", "description": "one", "parameters": {"size": 1}}]),
+    );
+    let created: Service = create_json(&client, t.ns(0), v.clone())
+        .await
+        .expect("valid Service is accepted");
+    let read = Api::<Service>::namespaced(client.clone(), t.ns(0))
+        .get("roundtrip")
+        .await
+        .expect("read back");
+    assert_eq!(read.spec, created.spec);
+    // Nothing pruned: the stored spec equals what was sent, field for field.
+    let sent: ServiceSpec = serde_json::from_value(v["spec"].clone()).unwrap();
+    assert_eq!(read.spec, sent);
+    assert_eq!(
+        serde_json::to_value(&read.spec).unwrap()["template"]["objects"][0]["data"]["k"],
+        json!("$(params.size)")
+    );
+
+    // Every other kind round-trips too.
+    let grant: DistributionGrant = create_json(&client, t.ns(0), json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "DistributionGrant", "metadata": {"name": "g"},
+        "spec": {"serviceName": "roundtrip", "distributorNamespace": "dist", "decision": "Approved", "expiresAt": "2030-01-01T00:00:00Z", "reason": "partner"}
+    })).await.expect("grant");
+    assert_eq!(
+        grant.spec.expires_at.as_deref(),
+        Some("2030-01-01T00:00:00Z")
+    );
+    let ds: DerivedService = create_json(&client, t.ns(0), json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "DerivedService", "metadata": {"name": "d"},
+        "spec": {"source": {"namespace": "isv", "name": "roundtrip", "version": "1.0.0"}, "type": "FullyManaged",
+                 "marketplace": {"listed": true, "productCode": "p", "price": "1 USD"},
+                 "overrides": {"parameterDefaults": {"size": 2}, "lockedParameters": ["size"], "plans": ["small"],
+                               "extraObjects": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "brand"}, "data": {"a": "b"}}],
+                               "outputs": {"logonUrl": "https://y"}},
+                 "access": {"approval": "Automatic", "maxDurationSeconds": 600, "allowSecrets": false}}
+    })).await.expect("derived");
+    assert_eq!(ds.spec.overrides.parameter_defaults["size"], json!(2));
+    assert_eq!(ds.spec.overrides.extra_objects.len(), 1);
+    let si: ServiceInstance = create_json(&client, t.ns(0), json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance", "metadata": {"name": "i"},
+        "spec": {"serviceRef": {"kind": "DerivedService", "namespace": "dist", "name": "d"}, "plan": "small",
+                 "parameters": {"nested": {"a": [1, "two", true]}}}
+    })).await.expect("instance");
+    assert_eq!(si.spec.parameters["nested"], json!({"a": [1, "two", true]}));
+    let ar: AccessRequest = create_json(&client, t.ns(0), json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "AccessRequest", "metadata": {"name": "a"},
+        "spec": {"instanceName": "i", "subject": {"kind": "User", "name": "alice"},
+                 "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
+                 "durationSeconds": 600, "reason": "debugging"}
+    })).await.expect("access request");
+    assert_eq!(ar.spec.rules[0].verbs, vec!["get".to_string()]);
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn cel_rules_reject_bad_input_with_their_message_and_accept_good_input() {
+    let client = client().await;
+    install_crds(&client).await;
+    let t = TestNamespaces::new(&client, &["cel"]).await;
+    let ns = t.ns(0);
+
+    // Unique plan names.
+    let dup = service_json("dup", json!([{"name": "a"}, {"name": "a"}]));
+    assert!(
+        rejection(create_json::<Service>(&client, ns, dup).await)
+            .contains("plan names must be unique")
+    );
+    // Name patterns and enums.
+    let mut bad_version = service_json("v", json!([]));
+    bad_version["spec"]["version"] = json!("-1");
+    assert!(
+        rejection(create_json::<Service>(&client, ns, bad_version).await)
+            .contains("version must start with a letter or digit")
+    );
+    let mut bad_plan = service_json("p", json!([{"name": "Gold Plan"}]));
+    bad_plan["spec"]["plans"][0]["name"] = json!("Gold Plan");
+    assert!(
+        rejection(create_json::<Service>(&client, ns, bad_plan).await)
+            .contains("plan names are lower-case DNS labels")
+    );
+    let mut bad_type = service_json("t", json!([]));
+    bad_type["spec"]["type"] = json!("Hybrid");
+    assert!(
+        rejection(create_json::<Service>(&client, ns, bad_type).await)
+            .contains("Unsupported value: \"Hybrid\"")
+    );
+    let mut bad_range = service_json("r", json!([]));
+    bad_range["spec"]["parameters"][0]["minimum"] = json!(5);
+    assert!(
+        rejection(create_json::<Service>(&client, ns, bad_range).await)
+            .contains("minimum must not be greater than maximum")
+    );
+
+    // Grant: immutable references and decision transitions.
+    let grants = Api::<DistributionGrant>::namespaced(client.clone(), ns);
+    let g = json!({"apiVersion": "computenest.dev/v1alpha1", "kind": "DistributionGrant", "metadata": {"name": "g"},
+                   "spec": {"serviceName": "s", "distributorNamespace": "dist", "decision": "Pending"}});
+    create_json::<DistributionGrant>(&client, ns, g)
+        .await
+        .expect("pending grant");
+    let set = |spec: serde_json::Value| {
+        let grants = grants.clone();
+        async move {
+            grants
+                .patch(
+                    "g",
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"spec": spec})),
+                )
+                .await
+        }
+    };
+    assert!(
+        rejection(set(json!({"serviceName": "other"})).await).contains("serviceName is immutable")
+    );
+    assert!(
+        rejection(set(json!({"distributorNamespace": "other"})).await)
+            .contains("distributorNamespace is immutable")
+    );
+    set(json!({"decision": "Rejected"}))
+        .await
+        .expect("Pending -> Rejected");
+    assert!(
+        rejection(set(json!({"decision": "Revoked"})).await)
+            .contains("a Rejected grant was never approved")
+    );
+    assert!(
+        rejection(set(json!({"decision": "Pending"})).await).contains("cannot go back to Pending")
+    );
+    set(json!({"decision": "Approved"}))
+        .await
+        .expect("Rejected -> Approved");
+    set(json!({"decision": "Revoked"}))
+        .await
+        .expect("Approved -> Revoked");
+    set(json!({"decision": "Approved"}))
+        .await
+        .expect("Revoked -> Approved");
+    let bad_ns = json!({"apiVersion": "computenest.dev/v1alpha1", "kind": "DistributionGrant", "metadata": {"name": "g2"},
+                        "spec": {"serviceName": "s", "distributorNamespace": "Not_A_Namespace"}});
+    assert!(
+        rejection(create_json::<DistributionGrant>(&client, ns, bad_ns).await)
+            .contains("must be a namespace name")
+    );
+
+    // Instance: serviceRef is immutable.
+    let si = json!({"apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance", "metadata": {"name": "i"},
+                    "spec": {"serviceRef": {"kind": "Service", "namespace": "isv", "name": "s"}}});
+    create_json::<ServiceInstance>(&client, ns, si)
+        .await
+        .expect("instance");
+    let sis = Api::<ServiceInstance>::namespaced(client.clone(), ns);
+    let r = sis
+        .patch(
+            "i",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"serviceRef": {"name": "other"}}})),
+        )
+        .await;
+    assert!(rejection(r).contains("serviceRef is immutable"));
+    sis.patch(
+        "i",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"parameters": {"x": 1}}})),
+    )
+    .await
+    .expect("parameters may change");
+
+    // Order: immutable once written.
+    let order = json!({"apiVersion": "computenest.dev/v1alpha1", "kind": "Order", "metadata": {"name": "o"},
+        "spec": {"seller": {"party": "Distributor", "namespace": "d"}, "buyer": {"party": "Customer", "namespace": "c"},
+                 "item": {"kind": "DerivedService", "namespace": "d", "name": "p"},
+                 "instance": {"namespace": "c", "name": "i", "uid": "u"}, "settlement": "Online"}});
+    create_json::<Order>(&client, ns, order)
+        .await
+        .expect("order");
+    let r = Api::<Order>::namespaced(client.clone(), ns)
+        .patch(
+            "o",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"price": "0 USD"}})),
+        )
+        .await;
+    assert!(rejection(r).contains("an Order is a record and cannot be changed"));
+
+    // AccessRequest: a ServiceAccount subject needs a namespace.
+    let ar = json!({"apiVersion": "computenest.dev/v1alpha1", "kind": "AccessRequest", "metadata": {"name": "a"},
+        "spec": {"instanceName": "i", "subject": {"kind": "ServiceAccount", "name": "bot"},
+                 "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}], "durationSeconds": 600, "reason": "x"}});
+    assert!(
+        rejection(create_json::<AccessRequest>(&client, ns, ar).await)
+            .contains("a ServiceAccount subject needs its namespace")
+    );
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn short_names_category_and_explain_work_in_kubectl() {
+    let client = client().await;
+    install_crds(&client).await;
+    let Ok(kubectl) = std::env::var("KUBECTL") else {
+        panic!(
+            "KUBECTL must name the built kubectl (make test sets it from the control plane's env file)"
+        );
+    };
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&kubectl)
+            .args(args)
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let resources = run(&["api-resources", "--api-group=computenest.dev", "-o", "wide"]);
+    for short in ["cnsvc", "cngrant", "cnds", "cnsi", "cnorder", "cnaccess"] {
+        assert!(
+            resources.contains(short),
+            "short name {short} missing from:\n{resources}"
+        );
+    }
+    assert!(resources.contains("computenest"), "category missing");
+    let core = run(&["api-resources", "--api-group="]);
+    assert!(
+        core.lines()
+            .any(|l| l.starts_with("services ") && l.contains(" svc ")),
+        "svc still belongs to core Services"
+    );
+    let explain = run(&["explain", "serviceinstances.spec"]);
+    assert!(
+        explain.contains("serviceRef") && explain.contains("What was bought"),
+        "{explain}"
+    );
+    let explain = run(&[
+        "explain",
+        "services.spec.distribution",
+        "--api-version=computenest.dev/v1alpha1",
+    ]);
+    assert!(explain.contains("approval"), "{explain}");
+    run(&["get", "computenest", "-A"]);
+}
+
+#[tokio::test]
+async fn every_valid_example_passes_server_side_dry_run() {
+    let client = client().await;
+    install_crds(&client).await;
+    let Ok(kubectl) = std::env::var("KUBECTL") else {
+        panic!(
+            "KUBECTL must name the built kubectl (make test sets it from the control plane's env file)"
+        );
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut files = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir)
+            .expect("examples/ is readable")
+            .flatten()
+        {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "yaml") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    assert!(
+        files.len() >= 4,
+        "expected the scenario examples under {}",
+        root.display()
+    );
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("example is readable");
+        // Namespaces for real (dry-run of namespaced objects needs them), then the rest as a dry run.
+        let mut namespaces = String::new();
+        for doc in text.split("\n---") {
+            if doc.lines().any(|l| l.trim() == "kind: Namespace") {
+                namespaces.push_str(doc);
+                namespaces.push_str("\n---\n");
+            }
+        }
+        if !namespaces.is_empty() {
+            let ns_file =
+                std::env::temp_dir().join(format!("cn-example-ns-{}.yaml", rand::random::<u32>()));
+            std::fs::write(&ns_file, &namespaces).expect("temp file");
+            let out = std::process::Command::new(&kubectl)
+                .args(["apply", "-f"])
+                .arg(&ns_file)
+                .output()
+                .expect("kubectl");
+            assert!(
+                out.status.success(),
+                "{}: namespaces: {}",
+                file.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let out = std::process::Command::new(&kubectl)
+            .args(["apply", "--dry-run=server", "-f"])
+            .arg(&file)
+            .output()
+            .expect("kubectl");
+        assert!(
+            out.status.success(),
+            "{} fails server-side dry run: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -1,0 +1,556 @@
+//! Grants, applications, derived services and scenario enforcement, end to end.
+
+use crate::harness::*;
+use computenest::api::*;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use std::time::Duration;
+
+pub fn service_manifest(
+    name: &str,
+    type_: &str,
+    listed: bool,
+    enabled: bool,
+    approval: &str,
+) -> Service {
+    serde_json::from_value(json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {
+            "type": type_, "version": "1.0.0",
+            "marketplace": {"listed": listed, "productCode": format!("isv-{name}")},
+            "distribution": {"enabled": enabled, "approval": approval},
+            "parameters": [{"name": "replicas", "type": "Integer", "default": 1, "minimum": 1, "maximum": 5}],
+            "plans": [{"name": "basic"}, {"name": "pro", "parameters": {"replicas": 3}}],
+            "template": {"objects": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "$(instance.name)-config"}, "data": {"replicas": "$(params.replicas)"}},
+                {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "$(instance.name)"},
+                 "spec": {"replicas": "$(params.replicas)", "selector": {"matchLabels": {"app": "web"}},
+                          "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}},
+                {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "$(instance.name)"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}},
+                {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "$(instance.name)"}}
+            ]},
+            "outputs": {"logonUrl": "https://$(instance.name).$(instance.namespace).example.com"}
+        }
+    }))
+    .expect("service manifest")
+}
+
+pub fn derived_manifest(name: &str, isv: &str, source: &str, type_: &str) -> DerivedService {
+    serde_json::from_value(json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "DerivedService",
+        "metadata": {"name": name},
+        "spec": {"source": {"namespace": isv, "name": source}, "type": type_,
+                 "marketplace": {"listed": true, "productCode": format!("dist-{name}")}}
+    }))
+    .expect("derived manifest")
+}
+
+pub fn grant_manifest(
+    name: &str,
+    service: &str,
+    distributor: &str,
+    decision: &str,
+) -> DistributionGrant {
+    serde_json::from_value(json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "DistributionGrant",
+        "metadata": {"name": name},
+        "spec": {"serviceName": service, "distributorNamespace": distributor, "decision": decision}
+    }))
+    .expect("grant manifest")
+}
+
+async fn set_decision(client: &Client, ns: &str, grant: &str, spec: serde_json::Value) {
+    Api::<DistributionGrant>::namespaced(client.clone(), ns)
+        .patch(
+            grant,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "spec": spec })),
+        )
+        .await
+        .expect("the ISV edits its grant");
+}
+
+async fn patch_service(client: &Client, ns: &str, name: &str, spec: serde_json::Value) {
+    Api::<Service>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "spec": spec })),
+        )
+        .await
+        .expect("the ISV edits its Service");
+}
+
+#[tokio::test]
+async fn every_row_of_the_scenario_table_and_the_invalid_combination() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (isv, dist) = (t.ns(0), t.ns(1));
+    for (name, type_, listed) in [
+        ("priv", "Private", false),
+        ("fm-listed", "FullyManaged", true),
+        ("fm-unlisted", "FullyManaged", false),
+    ] {
+        apply(
+            &client,
+            isv,
+            &service_manifest(name, type_, listed, true, "Automatic"),
+        )
+        .await
+        .expect("service");
+    }
+    let rows = [
+        (
+            "s1",
+            "priv",
+            "Private",
+            "Scenario1",
+            Settlement::Offline,
+            Party::Customer,
+        ),
+        (
+            "s2",
+            "priv",
+            "FullyManaged",
+            "Scenario2",
+            Settlement::Offline,
+            Party::Distributor,
+        ),
+        (
+            "s3",
+            "fm-listed",
+            "FullyManaged",
+            "Scenario3",
+            Settlement::Online,
+            Party::Isv,
+        ),
+        (
+            "s4",
+            "fm-unlisted",
+            "FullyManaged",
+            "Scenario4",
+            Settlement::Offline,
+            Party::Isv,
+        ),
+    ];
+    for (name, source, type_, ..) in rows {
+        apply(&client, dist, &derived_manifest(name, isv, source, type_))
+            .await
+            .expect("derived");
+    }
+    apply(
+        &client,
+        dist,
+        &derived_manifest("bad", isv, "fm-listed", "Private"),
+    )
+    .await
+    .expect("derived");
+    for (name, _, _, scenario, settlement, owner) in rows {
+        let ds: DerivedService = wait_ready(&client, dist, name, "True", "Sellable").await;
+        let s = ds.status.expect("status");
+        assert_eq!(s.scenario.as_deref(), Some(scenario), "{name}");
+        assert_eq!(s.settlement, Some(settlement), "{name}");
+        assert_eq!(s.resource_owner, Some(owner), "{name}");
+        assert_eq!(s.plans, vec!["basic".to_string(), "pro".to_string()]);
+    }
+    let bad: DerivedService = wait_ready(&client, dist, "bad", "False", "InvalidScenario").await;
+    assert!(
+        ready_message(&bad).contains("cannot be resold as a Private DerivedService"),
+        "{}",
+        ready_message(&bad)
+    );
+    // The invalid combination never applied for a grant.
+    let grants = Api::<DistributionGrant>::namespaced(client.clone(), isv)
+        .list(&Default::default())
+        .await
+        .expect("list");
+    assert!(
+        grants
+            .items
+            .iter()
+            .all(|g| g.spec.service_name != "fm-listed"
+                || g.spec.distributor_namespace != dist
+                || !g.name_any().is_empty())
+    );
+    assert_eq!(
+        grants.items.len(),
+        3,
+        "one automatic application per valid source: {:?}",
+        grants
+            .items
+            .iter()
+            .map(|g| g.name_any())
+            .collect::<Vec<_>>()
+    );
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn apply_approve_reject_revoke_and_expire() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (isv, dist) = (t.ns(0), t.ns(1));
+    apply(
+        &client,
+        isv,
+        &service_manifest("db", "FullyManaged", true, true, "Manual"),
+    )
+    .await
+    .expect("service");
+    apply(
+        &client,
+        dist,
+        &derived_manifest("db-plus", isv, "db", "FullyManaged"),
+    )
+    .await
+    .expect("derived");
+
+    // The application: a Pending grant with a deterministic name in the ISV's namespace.
+    let ds: DerivedService = wait_ready(&client, dist, "db-plus", "False", "GrantPending").await;
+    let grant_name = format!("db.{dist}");
+    assert_eq!(
+        ds.status.and_then(|s| s.grant).map(|g| g.name),
+        Some(grant_name.clone())
+    );
+    let grants = Api::<DistributionGrant>::namespaced(client.clone(), isv);
+    let g = grants
+        .get(&grant_name)
+        .await
+        .expect("the application grant exists");
+    assert_eq!(g.spec.decision, Decision::Pending);
+    assert_eq!(g.spec.distributor_namespace, dist);
+    wait_ready::<DistributionGrant>(&client, isv, &grant_name, "False", "Pending").await;
+
+    // Approve.
+    set_decision(&client, isv, &grant_name, json!({"decision": "Approved"})).await;
+    wait_ready::<DerivedService>(&client, dist, "db-plus", "True", "Sellable").await;
+    wait_ready::<DistributionGrant>(&client, isv, &grant_name, "True", "Approved").await;
+
+    // Revoke: new sales stop.
+    set_decision(
+        &client,
+        isv,
+        &grant_name,
+        json!({"decision": "Revoked", "reason": "contract ended"}),
+    )
+    .await;
+    let ds: DerivedService = wait_ready(&client, dist, "db-plus", "False", "GrantRevoked").await;
+    assert!(
+        ready_message(&ds).contains("contract ended"),
+        "{}",
+        ready_message(&ds)
+    );
+
+    // Approve again, with an expiry a few seconds ahead: it takes effect on time.
+    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(4);
+    let expires = expires.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    set_decision(
+        &client,
+        isv,
+        &grant_name,
+        json!({"decision": "Approved", "expiresAt": expires}),
+    )
+    .await;
+    wait_ready::<DerivedService>(&client, dist, "db-plus", "True", "Sellable").await;
+    wait_ready::<DerivedService>(&client, dist, "db-plus", "False", "GrantExpired").await;
+    wait_ready::<DistributionGrant>(&client, isv, &grant_name, "False", "Expired").await;
+
+    // Reject a second product's application; the ISV's decision stands.
+    apply(
+        &client,
+        isv,
+        &service_manifest("cache", "Private", false, true, "Manual"),
+    )
+    .await
+    .expect("service");
+    apply(
+        &client,
+        dist,
+        &derived_manifest("cache-plus", isv, "cache", "Private"),
+    )
+    .await
+    .expect("derived");
+    wait_ready::<DerivedService>(&client, dist, "cache-plus", "False", "GrantPending").await;
+    let cache_grant = format!("cache.{dist}");
+    set_decision(
+        &client,
+        isv,
+        &cache_grant,
+        json!({"decision": "Rejected", "reason": "not a partner"}),
+    )
+    .await;
+    wait_ready::<DerivedService>(&client, dist, "cache-plus", "False", "GrantRejected").await;
+    // The distributor deletes and re-creates its product: the rejection is not overwritten.
+    Api::<DerivedService>::namespaced(client.clone(), dist)
+        .delete("cache-plus", &DeleteParams::default())
+        .await
+        .expect("delete");
+    apply(
+        &client,
+        dist,
+        &derived_manifest("cache-plus", isv, "cache", "Private"),
+    )
+    .await
+    .expect("derived");
+    wait_ready::<DerivedService>(&client, dist, "cache-plus", "False", "GrantRejected").await;
+    assert_eq!(
+        grants.get(&cache_grant).await.expect("grant").spec.decision,
+        Decision::Rejected
+    );
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn automatic_approval_and_distribution_disabled_after_grants_exist() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (isv, dist) = (t.ns(0), t.ns(1));
+    apply(
+        &client,
+        isv,
+        &service_manifest("app", "Private", false, true, "Automatic"),
+    )
+    .await
+    .expect("service");
+    apply(
+        &client,
+        dist,
+        &derived_manifest("app-plus", isv, "app", "Private"),
+    )
+    .await
+    .expect("derived");
+    wait_ready::<DerivedService>(&client, dist, "app-plus", "True", "Sellable").await;
+    let g = Api::<DistributionGrant>::namespaced(client.clone(), isv)
+        .get(&format!("app.{dist}"))
+        .await
+        .expect("grant");
+    assert_eq!(
+        g.spec.decision,
+        Decision::Approved,
+        "Automatic approval writes an Approved grant"
+    );
+
+    patch_service(
+        &client,
+        isv,
+        "app",
+        json!({"distribution": {"enabled": false}}),
+    )
+    .await;
+    let ds: DerivedService =
+        wait_ready(&client, dist, "app-plus", "False", "DistributionDisabled").await;
+    assert!(ready_message(&ds).contains("ask the ISV to enable it"));
+    patch_service(
+        &client,
+        isv,
+        "app",
+        json!({"distribution": {"enabled": true}}),
+    )
+    .await;
+    wait_ready::<DerivedService>(&client, dist, "app-plus", "True", "Sellable").await;
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn isv_changes_type_or_listing_and_the_scenario_follows() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (isv, dist) = (t.ns(0), t.ns(1));
+    apply(
+        &client,
+        isv,
+        &service_manifest("svc", "FullyManaged", true, true, "Automatic"),
+    )
+    .await
+    .expect("service");
+    apply(
+        &client,
+        dist,
+        &derived_manifest("fm", isv, "svc", "FullyManaged"),
+    )
+    .await
+    .expect("derived");
+    apply(
+        &client,
+        dist,
+        &derived_manifest("pv", isv, "svc", "Private"),
+    )
+    .await
+    .expect("derived");
+    let scenario = |ds: DerivedService| ds.status.and_then(|s| s.scenario).unwrap_or_default();
+    assert_eq!(
+        scenario(wait_ready(&client, dist, "fm", "True", "Sellable").await),
+        "Scenario3"
+    );
+    wait_ready::<DerivedService>(&client, dist, "pv", "False", "InvalidScenario").await;
+
+    patch_service(
+        &client,
+        isv,
+        "svc",
+        json!({"marketplace": {"listed": false}}),
+    )
+    .await;
+    let wait_scenario = |name: &'static str, want: &'static str| {
+        let client = client.clone();
+        let dist = dist.to_string();
+        async move {
+            wait_for(&format!("{name} becomes {want}"), DEADLINE, || {
+                let api = Api::<DerivedService>::namespaced(client.clone(), &dist);
+                async move {
+                    api.get(name)
+                        .await
+                        .ok()
+                        .and_then(|d| d.status)
+                        .and_then(|s| s.scenario)
+                        .filter(|s| s == want)
+                }
+            })
+            .await
+        }
+    };
+    wait_scenario("fm", "Scenario4").await;
+    patch_service(&client, isv, "svc", json!({"type": "Private"})).await;
+    wait_scenario("fm", "Scenario2").await;
+    // The private derivation became valid (Private from Private: scenario 1).
+    assert_eq!(
+        scenario(wait_ready(&client, dist, "pv", "True", "Sellable").await),
+        "Scenario1"
+    );
+    patch_service(&client, isv, "svc", json!({"type": "FullyManaged"})).await;
+    let pv: DerivedService = wait_ready(&client, dist, "pv", "False", "InvalidScenario").await;
+    assert!(ready_message(&pv).contains("FullyManaged Service cannot be resold as a Private"));
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn source_deleted_and_recreated() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (isv, dist) = (t.ns(0), t.ns(1));
+    apply(
+        &client,
+        isv,
+        &service_manifest("svc", "Private", false, true, "Manual"),
+    )
+    .await
+    .expect("service");
+    apply(
+        &client,
+        isv,
+        &grant_manifest("ahead", "svc", dist, "Approved"),
+    )
+    .await
+    .expect("grant ahead of time");
+    apply(
+        &client,
+        dist,
+        &derived_manifest("d", isv, "svc", "FullyManaged"),
+    )
+    .await
+    .expect("derived");
+    let ds: DerivedService = wait_ready(&client, dist, "d", "True", "Sellable").await;
+    assert_eq!(
+        ds.status.and_then(|s| s.grant).map(|g| g.name).as_deref(),
+        Some("ahead"),
+        "the ISV's own grant is used"
+    );
+    Api::<Service>::namespaced(client.clone(), isv)
+        .delete("svc", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_ready::<DerivedService>(&client, dist, "d", "False", "SourceNotFound").await;
+    apply(
+        &client,
+        isv,
+        &service_manifest("svc", "Private", false, true, "Manual"),
+    )
+    .await
+    .expect("service again");
+    wait_ready::<DerivedService>(&client, dist, "d", "True", "Sellable").await;
+    // No application was written: a grant existed all along.
+    let grants = Api::<DistributionGrant>::namespaced(client.clone(), isv)
+        .list(&Default::default())
+        .await
+        .expect("list");
+    assert_eq!(grants.items.len(), 1);
+    t.cleanup().await;
+}
+
+/// resourceVersion of every computenest object in the given namespaces.
+pub async fn resource_versions(client: &Client, namespaces: &[&str]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for ns in namespaces {
+        macro_rules! collect {
+            ($k:ty) => {
+                for o in Api::<$k>::namespaced(client.clone(), ns)
+                    .list(&Default::default())
+                    .await
+                    .expect("list")
+                    .items
+                {
+                    out.push((
+                        format!(
+                            "{}/{}/{}",
+                            <$k as kube::Resource>::kind(&()),
+                            ns,
+                            o.name_any()
+                        ),
+                        o.resource_version().unwrap_or_default(),
+                    ));
+                }
+            };
+        }
+        collect!(Service);
+        collect!(DistributionGrant);
+        collect!(DerivedService);
+        collect!(ServiceInstance);
+        collect!(Order);
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn nothing_is_written_after_convergence() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (isv, dist) = (t.ns(0), t.ns(1));
+    apply(
+        &client,
+        isv,
+        &service_manifest("svc", "FullyManaged", true, true, "Manual"),
+    )
+    .await
+    .expect("service");
+    apply(
+        &client,
+        dist,
+        &derived_manifest("d", isv, "svc", "FullyManaged"),
+    )
+    .await
+    .expect("derived");
+    apply(
+        &client,
+        dist,
+        &derived_manifest("pending", isv, "svc", "Private"),
+    )
+    .await
+    .expect("derived");
+    wait_ready::<DerivedService>(&client, dist, "d", "False", "GrantPending").await;
+    wait_ready::<DerivedService>(&client, dist, "pending", "False", "InvalidScenario").await;
+    wait_ready::<DistributionGrant>(&client, isv, &format!("svc.{dist}"), "False", "Pending").await;
+    let before = resource_versions(&client, &[isv, dist]).await;
+    tokio::time::sleep(Duration::from_secs(4)).await; // an idle interval: the thing measured, not a wait
+    let after = resource_versions(&client, &[isv, dist]).await;
+    assert_eq!(before, after, "objects were written while idle");
+    t.cleanup().await;
+}

@@ -1,0 +1,290 @@
+//! Shared by every integration test: one control plane per run (started by
+//! `make test`, found through KUBECONFIG), the CRDs installed once, one
+//! controller process per run, and a fresh namespace set per test.
+
+use computenest::api;
+use futures::Future;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::OnceCell;
+
+/// Default deadline for a condition to hold.
+pub const DEADLINE: Duration = Duration::from_secs(45);
+
+fn require_cluster() -> String {
+    match std::env::var("KUBECONFIG") {
+        Ok(k) if std::path::Path::new(&k).exists() => k,
+        _ => panic!(
+            "integration tests need a Kubernetes control plane: run `make test`, or start one with \
+             `hack/controlplane.sh start` and `source /tmp/computenest-cp-$(id -un)/env`, then run \
+             `cargo test --test integration` (KUBECONFIG must point at a kubeconfig file)"
+        ),
+    }
+}
+
+/// A client for the test control plane (each test has its own runtime, so its own client).
+pub async fn client() -> Client {
+    require_cluster();
+    Client::try_default()
+        .await
+        .expect("KUBECONFIG is set but the API server cannot be reached")
+}
+
+static CRDS: OnceCell<()> = OnceCell::const_new();
+static CONTROLLER: OnceLock<Mutex<Option<Child>>> = OnceLock::new();
+/// The controller's health/metrics address.
+pub static CONTROLLER_ADDR: OnceLock<String> = OnceLock::new();
+
+/// Installs the CRDs (once per run) and waits until they are Established.
+pub async fn install_crds(client: &Client) {
+    CRDS.get_or_init(|| async {
+        let api = Api::<CustomResourceDefinition>::all(client.clone());
+        for crd in api::all_crds() {
+            api.patch(
+                &crd.name_any(),
+                &PatchParams::apply("computenest-tests").force(),
+                &Patch::Apply(&crd),
+            )
+            .await
+            .expect("CRD applies");
+        }
+        for crd in api::all_crds() {
+            let name = crd.name_any();
+            wait_for(&format!("CRD {name} Established"), DEADLINE, || {
+                let api = api.clone();
+                let name = name.clone();
+                async move {
+                    let c = api.get(&name).await.ok()?;
+                    c.status?
+                        .conditions?
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                        .then_some(())
+                }
+            })
+            .await;
+        }
+    })
+    .await;
+}
+
+/// Starts the controller binary once per run (it exits with this process).
+pub async fn ensure_controller(client: &Client) {
+    install_crds(client).await;
+    let cell = CONTROLLER.get_or_init(|| Mutex::new(None));
+    let addr = {
+        let mut guard = cell.lock().expect("controller lock");
+        if guard.is_none() {
+            let port = free_port();
+            let addr = format!("127.0.0.1:{port}");
+            let log =
+                std::fs::File::create(std::env::temp_dir().join("computenest-test-controller.log"))
+                    .expect("controller log file");
+            let child = Command::new(env!("CARGO_BIN_EXE_computenest-controller"))
+                .args(["run", "--health-addr", &addr, "--concurrency", "8"])
+                .arg(format!("--exit-with-parent={}", std::process::id()))
+                .env("RUST_LOG", "info,kube=warn")
+                .stdout(Stdio::from(log.try_clone().expect("log handle")))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("the controller binary starts");
+            *guard = Some(child);
+            let _ = CONTROLLER_ADDR.set(addr.clone());
+        }
+        CONTROLLER_ADDR.get().cloned().unwrap_or_default()
+    };
+    wait_for("controller /readyz", DEADLINE, || {
+        let addr = addr.clone();
+        async move {
+            http_get(&addr, "/readyz")
+                .await
+                .filter(|b| b.starts_with("ok"))
+                .map(|_| ())
+        }
+    })
+    .await;
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Minimal HTTP GET on loopback (the health server); None when it does not answer 200.
+pub async fn http_get(addr: &str, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.ok()?;
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// Polls `check` until it returns Some, or panics with `what` after `deadline`.
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A set of namespaces for one test, with random names; `cleanup` deletes them.
+pub struct TestNamespaces {
+    /// Client.
+    pub client: Client,
+    /// Names, in the order asked for.
+    pub names: Vec<String>,
+}
+
+impl TestNamespaces {
+    /// Creates namespaces named `<role>-<random>` for each role.
+    pub async fn new(client: &Client, roles: &[&str]) -> Self {
+        let api = Api::<Namespace>::all(client.clone());
+        let suffix = format!("{:06x}", rand::random::<u32>() & 0xffffff);
+        let mut names = Vec::new();
+        for role in roles {
+            let name = format!("{role}-{suffix}");
+            let ns = Namespace {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            api.create(&PostParams::default(), &ns)
+                .await
+                .expect("test namespace is created");
+            names.push(name);
+        }
+        TestNamespaces {
+            client: client.clone(),
+            names,
+        }
+    }
+
+    /// Name of the i-th namespace.
+    pub fn ns(&self, i: usize) -> &str {
+        &self.names[i]
+    }
+
+    /// Deletes the namespaces (and waits for nothing: the control plane is thrown away anyway).
+    pub async fn cleanup(self) {
+        let api = Api::<Namespace>::all(self.client.clone());
+        for n in &self.names {
+            let _ = api.delete(n, &DeleteParams::default()).await;
+        }
+    }
+}
+
+/// Applies a YAML document (server-side apply, as a person's kubectl would) into namespace `ns`.
+pub async fn apply_yaml<K>(client: &Client, ns: &str, yaml: &str) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug,
+{
+    let obj: K = serde_yaml::from_str(yaml).expect("test YAML parses");
+    apply(client, ns, &obj).await
+}
+
+/// Server-side applies `obj` into `ns` with the tests' own field manager.
+pub async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug,
+{
+    let api = Api::<K>::namespaced(client.clone(), ns);
+    let mut value = serde_json::to_value(obj).expect("serializable");
+    value["apiVersion"] = K::api_version(&()).into();
+    value["kind"] = K::kind(&()).into();
+    if let Some(m) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        m.insert("namespace".into(), ns.into());
+    }
+    if let Some(m) = value.as_object_mut() {
+        m.remove("status");
+    }
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::apply("computenest-tests").force(),
+        &Patch::Apply(&value),
+    )
+    .await
+}
+
+/// Waits until the object's Ready condition has `status` and `reason`; returns the object.
+pub async fn wait_ready<K>(client: &Client, ns: &str, name: &str, status: &str, reason: &str) -> K
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug,
+{
+    let api = Api::<K>::namespaced(client.clone(), ns);
+    let what = format!(
+        "{} {ns}/{name} Ready={status} reason={reason}",
+        K::kind(&())
+    );
+    let mut last = String::new();
+    let start = Instant::now();
+    loop {
+        if let Ok(obj) = api.get(name).await {
+            let v = serde_json::to_value(&obj).unwrap_or_default();
+            let cond = v["status"]["conditions"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                .cloned()
+                .unwrap_or_default();
+            let generation = v["metadata"]["generation"].as_i64();
+            let observed = v["status"]["observedGeneration"].as_i64();
+            if cond["status"] == status && cond["reason"] == reason && observed == generation {
+                return obj;
+            }
+            last = cond.to_string();
+        }
+        if start.elapsed() > DEADLINE {
+            panic!("timed out waiting for {what}; last Ready condition: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The Ready condition's message of a JSON-serialized object.
+pub fn ready_message<K: Serialize>(obj: &K) -> String {
+    let v = serde_json::to_value(obj).unwrap_or_default();
+    v["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}

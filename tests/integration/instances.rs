@@ -1,0 +1,1 @@
+//! Service instances: provisioning, ownership, logon URLs, orders, cleanup.

@@ -1,0 +1,9 @@
+//! Integration tests against a real control plane (etcd, kube-apiserver,
+//! kube-controller-manager) started by `make test`. One binary, so that one
+//! controller process serves every test of a run.
+
+mod harness;
+
+mod api_server;
+mod distribution;
+mod instances;
