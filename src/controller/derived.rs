@@ -8,7 +8,7 @@
 
 use super::grant::requeue_at;
 use super::status::{condition, ready, write_status_if_changed};
-use super::{Context, Error, MANAGED_BY, MANAGED_BY_LABEL, error_action, is_conflict, ns_of};
+use super::{Context, Error, MANAGED_BY, MANAGED_BY_LABEL, is_conflict, ns_of};
 use crate::api::{
     Approval, Decision, DerivedService, DerivedServiceStatus, DistributionGrant,
     DistributionGrantSpec, GrantRef, Service,
@@ -79,10 +79,7 @@ pub async fn controller(
         .graceful_shutdown_on(shutdown)
         .run(
             reconcile,
-            |_, e, ctx| {
-                ctx.metrics.error(KIND, &e.metric_reason());
-                error_action(e)
-            },
+            |obj, e, ctx| super::on_error(KIND, obj.as_ref(), e, &ctx),
             ctx,
         )
         .for_each(|_| async {})
@@ -201,6 +198,9 @@ async fn reconcile(ds: Arc<DerivedService>, ctx: Arc<Context>) -> Result<Action,
     let ns = ns_of(ds.as_ref());
     if !ctx.settings.watches(&ns) {
         return Ok(Action::await_change());
+    }
+    if let Some(wait) = ctx.not_synced() {
+        return Ok(wait);
     }
     let now = Timestamp::now();
     let eval = evaluate(&ds, &ctx, now);

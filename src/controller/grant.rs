@@ -2,7 +2,7 @@
 //! and an Event for each decision, in the ISV's namespace.
 
 use super::status::{condition, write_status_if_changed};
-use super::{Context, Error, error_action, ns_of};
+use super::{Context, Error, ns_of};
 use crate::api::{DistributionGrant, DistributionGrantStatus, GrantState};
 use crate::distribution::grant_state;
 use futures::StreamExt;
@@ -28,10 +28,7 @@ pub async fn controller(
         .graceful_shutdown_on(shutdown)
         .run(
             reconcile,
-            |_, e, ctx| {
-                ctx.metrics.error(KIND, &e.metric_reason());
-                error_action(e)
-            },
+            |obj, e, ctx| super::on_error(KIND, obj.as_ref(), e, &ctx),
             ctx,
         )
         .for_each(|_| async {})
@@ -108,6 +105,9 @@ async fn reconcile(grant: Arc<DistributionGrant>, ctx: Arc<Context>) -> Result<A
     let ns = ns_of(grant.as_ref());
     if !ctx.settings.watches(&ns) {
         return Ok(Action::await_change());
+    }
+    if let Some(wait) = ctx.not_synced() {
+        return Ok(wait);
     }
     let (status, expiry) = desired_status(&grant, Timestamp::now());
     let api = Api::<DistributionGrant>::namespaced(ctx.client.clone(), &ns);

@@ -10,9 +10,7 @@
 
 use super::grant::requeue_at;
 use super::status::{condition, ready, write_status_if_changed};
-use super::{
-    Context, Error, MANAGED_BY, MANAGED_BY_LABEL, error_action, is_conflict, is_not_found, ns_of,
-};
+use super::{Context, Error, MANAGED_BY, MANAGED_BY_LABEL, is_conflict, is_not_found, ns_of};
 use crate::api::{
     AppliedObject, DerivedService, FIELD_MANAGER, Order, Phase, ProductKind, RevocationPolicy,
     Service, ServiceInstance, ServiceInstanceStatus,
@@ -54,7 +52,29 @@ pub async fn controller(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let concurrency = ctx.settings.concurrency;
-    let (d1, d2, s1, s2) = (store.clone(), store.clone(), store.clone(), store.clone());
+    let (d1, d2) = (store.clone(), store.clone());
+    // A Service change concerns its direct buyers and the buyers of every
+    // product derived from it (its template, its revocation policy).
+    let of_service = {
+        let instances = store.clone();
+        let derived = ctx.stores.derived.clone();
+        move |s: &Service| {
+            let ns = s.metadata.namespace.clone().unwrap_or_default();
+            let name = s.metadata.name.clone().unwrap_or_default();
+            let mut refs = instances_of(&instances, ProductKind::Service, s);
+            for d in derived
+                .state_filter(|d| d.spec.source.namespace == ns && d.spec.source.name == name)
+            {
+                refs.extend(instances_of(
+                    &instances,
+                    ProductKind::DerivedService,
+                    d.as_ref(),
+                ));
+            }
+            refs
+        }
+    };
+    let (s1, s2) = (of_service.clone(), of_service);
     Controller::for_shared_stream(trigger, store)
         .watches_shared_stream(derived.handle.clone(), move |d: Arc<DerivedService>| {
             instances_of(&d1, ProductKind::DerivedService, d.as_ref())
@@ -62,12 +82,8 @@ pub async fn controller(
         .watches_stream(derived.deletions(), move |d: DerivedService| {
             instances_of(&d2, ProductKind::DerivedService, &d)
         })
-        .watches_shared_stream(services.handle.clone(), move |s: Arc<Service>| {
-            instances_of(&s1, ProductKind::Service, s.as_ref())
-        })
-        .watches_stream(services.deletions(), move |s: Service| {
-            instances_of(&s2, ProductKind::Service, &s)
-        })
+        .watches_shared_stream(services.handle.clone(), move |s: Arc<Service>| s1(&s))
+        .watches_stream(services.deletions(), move |s: Service| s2(&s))
         .watches_shared_stream(
             namespaces.handle.clone(),
             |ns: Arc<PartialObjectMeta<Namespace>>| instance_of_namespace(&ns),
@@ -80,10 +96,7 @@ pub async fn controller(
         .graceful_shutdown_on(shutdown)
         .run(
             reconcile,
-            |_, e, ctx| {
-                ctx.metrics.error(KIND, &e.metric_reason());
-                error_action(e)
-            },
+            |obj, e, ctx| super::on_error(KIND, obj.as_ref(), e, &ctx),
             ctx,
         )
         .for_each(|_| async {})
@@ -288,6 +301,9 @@ async fn reconcile(inst: Arc<ServiceInstance>, ctx: Arc<Context>) -> Result<Acti
     if !ctx.settings.watches(&ns) {
         return Ok(Action::await_change());
     }
+    if let Some(wait) = ctx.not_synced() {
+        return Ok(wait);
+    }
     let result = if inst.metadata.deletion_timestamp.is_some() {
         cleanup(&inst, &ctx).await
     } else {
@@ -474,12 +490,20 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
             && s.phase == Some(Phase::Deployed)
     }) || ctx.memo.is_same(&digest_key, &desired.digest);
     if !up_to_date {
-        if let Some(wait) = write_desired(inst, &desired, ctx).await? {
-            sb.set(Phase::Deploying, false, "Deploying", wait, grant_ok);
-            finish_status(inst, ctx, &api, sb.status).await?;
-            return Ok(Action::requeue(Duration::from_secs(2)));
+        match write_desired(inst, &desired, ctx).await? {
+            WriteOutcome::Done => ctx.memo.record(&digest_key, &desired.digest),
+            WriteOutcome::Wait(msg) => {
+                sb.set(Phase::Deploying, false, "Deploying", msg, grant_ok);
+                finish_status(inst, ctx, &api, sb.status).await?;
+                return Ok(Action::requeue(Duration::from_secs(2)));
+            }
+            WriteOutcome::Rejected(msg) => {
+                sb.set(Phase::DeployFailed, false, "ApplyFailed", msg, grant_ok);
+                finish_status(inst, ctx, &api, sb.status).await?;
+                // The cause may be outside the object (RBAC, a missing CRD): look again later, slowly.
+                return Ok(Action::requeue(Duration::from_secs(60)));
+            }
         }
-        ctx.memo.record(&digest_key, &desired.digest);
     }
     let s = &mut sb.status;
     s.owner = Some(desired.owner.clone());
@@ -553,13 +577,30 @@ fn resource_for(allowed: &[AllowedKind], api_version: &str, kind: &str) -> ApiRe
     }
 }
 
-/// Writes the desired state. Returns a message when it must wait (for example
-/// for an old namespace of the same name to finish terminating).
+/// What writing the desired state came to.
+enum WriteOutcome {
+    /// Everything is written.
+    Done,
+    /// Something must finish first (an old namespace of the same name terminating).
+    Wait(String),
+    /// The API server refused an object for good: retrying the same object cannot help.
+    Rejected(String),
+}
+
+/// Errors that retrying the same request cannot fix: the object itself is
+/// wrong (400, 422, a typed-patch failure reported as 500), or the kind is
+/// not served or not permitted (403, 404).
+fn is_permanent(s: &kube::core::Status) -> bool {
+    matches!(s.code, 400 | 403 | 404 | 415 | 422)
+        || (s.code == 500 && s.message.contains("failed to create typed patch object"))
+}
+
+/// Writes the desired state.
 async fn write_desired(
     inst: &ServiceInstance,
     d: &Desired,
     ctx: &Context,
-) -> Result<Option<String>, Error> {
+) -> Result<WriteOutcome, Error> {
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     let inst_ns = ns_of(inst);
     let uid = inst.metadata.uid.clone().unwrap_or_default();
@@ -587,7 +628,7 @@ async fn write_desired(
         if let Some(other) = existing_uid
             && other != uid
         {
-            return Ok(Some(format!(
+            return Ok(WriteOutcome::Wait(format!(
                 "namespace {target} still belongs to an earlier instance (uid {other}); waiting for it to be removed"
             )));
         }
@@ -607,8 +648,16 @@ async fn write_desired(
         );
         let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), target, &ar);
         let name = obj["metadata"]["name"].as_str().unwrap_or_default();
-        api.patch(name, &pp, &Patch::Apply(obj)).await?;
-        ctx.metrics.wrote(KIND, "object");
+        match api.patch(name, &pp, &Patch::Apply(obj)).await {
+            Ok(_) => ctx.metrics.wrote(KIND, "object"),
+            Err(kube::Error::Api(s)) if is_permanent(&s) => {
+                return Ok(WriteOutcome::Rejected(format!(
+                    "the API server refused {} {name}: {} (HTTP {}); the seller must fix the template",
+                    ar.kind, s.message, s.code
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 
     // Remove what left the template.
@@ -668,7 +717,7 @@ async fn write_desired(
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(None)
+    Ok(WriteOutcome::Done)
 }
 
 async fn delete_object(ctx: &Context, o: &AppliedObject) -> Result<(), Error> {

@@ -81,6 +81,17 @@ pub struct Context {
     pub settings: Settings,
     /// What this process last wrote.
     pub memo: status::WriteMemo,
+    /// Whether every cache has its first full list. Until then a lookup may
+    /// miss an object that exists (a grant, say), so nothing is decided.
+    pub readiness: Readiness,
+}
+
+impl Context {
+    /// Requeue shortly when the caches are not synced yet.
+    pub fn not_synced(&self) -> Option<kube::runtime::controller::Action> {
+        (!self.readiness.is_ready())
+            .then(|| kube::runtime::controller::Action::requeue(Duration::from_millis(500)))
+    }
 }
 
 impl Context {
@@ -292,6 +303,7 @@ pub async fn run(
         metrics: metrics.clone(),
         settings,
         memo: status::WriteMemo::default(),
+        readiness: readiness.clone(),
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -388,6 +400,25 @@ pub async fn run(
             tokio::time::sleep(Duration::from_secs(5)).await;
         } => tracing::info!("controllers stopped"),
     }
+}
+
+/// Error policy of every controller: log with the object's name, count, requeue.
+pub fn on_error<K: Resource<DynamicType = ()>>(
+    kind: &str,
+    obj: &K,
+    err: &Error,
+    ctx: &Context,
+) -> kube::runtime::controller::Action {
+    let meta = obj.meta();
+    tracing::warn!(
+        kind,
+        namespace = meta.namespace.as_deref().unwrap_or_default(),
+        name = meta.name.as_deref().unwrap_or_default(),
+        error = %err,
+        "reconcile failed; retrying"
+    );
+    ctx.metrics.error(kind, &err.metric_reason());
+    error_action(err)
 }
 
 /// Requeue policy on error: exponential-ish, bounded.

@@ -2,7 +2,7 @@
 //! ISV learns about a mistake before any distributor or customer does.
 
 use super::status::{condition, ready, write_status_if_changed};
-use super::{Context, Error, error_action, ns_of};
+use super::{Context, Error, ns_of};
 use crate::api::{Service, ServiceStatus};
 use crate::render::resolve_offering;
 use futures::StreamExt;
@@ -27,10 +27,7 @@ pub async fn controller(
         .graceful_shutdown_on(shutdown)
         .run(
             reconcile,
-            |_, e, ctx| {
-                ctx.metrics.error(KIND, &e.metric_reason());
-                error_action(e)
-            },
+            |obj, e, ctx| super::on_error(KIND, obj.as_ref(), e, &ctx),
             ctx,
         )
         .for_each(|_| async {})
@@ -77,6 +74,9 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error
     let ns = ns_of(svc.as_ref());
     if !ctx.settings.watches(&ns) {
         return Ok(Action::await_change());
+    }
+    if let Some(wait) = ctx.not_synced() {
+        return Ok(wait);
     }
     let status = desired_status(&svc, &ctx.settings.allowed_kinds);
     let api = Api::<Service>::namespaced(ctx.client.clone(), &ns);

@@ -24,7 +24,7 @@ pub fn service_manifest(
             "parameters": [{"name": "replicas", "type": "Integer", "default": 1, "minimum": 1, "maximum": 5}],
             "plans": [{"name": "basic"}, {"name": "pro", "parameters": {"replicas": 3}}],
             "template": {"objects": [
-                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "$(instance.name)-config"}, "data": {"replicas": "$(params.replicas)"}},
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "$(instance.name)-config"}, "data": {"replicas": "n=$(params.replicas)"}},
                 {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "$(instance.name)"},
                  "spec": {"replicas": "$(params.replicas)", "selector": {"matchLabels": {"app": "web"}},
                           "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}},
