@@ -144,6 +144,25 @@ pub fn evaluate_derived(
     }
     let ds_ns = ds.metadata.namespace.as_deref().unwrap_or_default();
     let Some(grant) = grant else {
+        // A grant this product sold under is gone: the ISV deleted it, which
+        // revokes; the controller does not apply again behind its back.
+        if let Some(previous) = ds.status.as_ref().and_then(|s| s.grant.as_ref())
+            && matches!(
+                previous.state.as_str(),
+                "Approved" | "Revoked" | "Expired" | "Deleted"
+            )
+        {
+            return Err(NotSellable {
+                grant: Some((previous.name.clone(), "Deleted".into())),
+                ..with_scenario(
+                    "GrantRevoked",
+                    format!(
+                        "DistributionGrant {}/{} was deleted by the ISV: new sales are stopped; ask the ISV for a new grant",
+                        src.namespace, previous.name
+                    ),
+                )
+            });
+        }
         return Err(NotSellable {
             should_apply: true,
             ..with_scenario(
@@ -343,6 +362,31 @@ mod tests {
                 .reason,
             "InvalidOverride"
         );
+    }
+
+    #[test]
+    fn a_deleted_grant_revokes_and_is_not_applied_for_again() {
+        let fm_listed = service("FullyManaged", true, true);
+        let mut ds = derived("FullyManaged");
+        ds.status = Some(crate::api::DerivedServiceStatus {
+            grant: Some(crate::api::GrantRef {
+                name: "g".into(),
+                state: "Approved".into(),
+            }),
+            ..Default::default()
+        });
+        let e = eval(Some(&fm_listed), &ds, None).unwrap_err();
+        assert_eq!((e.reason, e.should_apply), ("GrantRevoked", false));
+        assert!(e.message.contains("was deleted"), "{}", e.message);
+        // A pending application that vanished is simply made again.
+        ds.status = Some(crate::api::DerivedServiceStatus {
+            grant: Some(crate::api::GrantRef {
+                name: "g".into(),
+                state: "Pending".into(),
+            }),
+            ..Default::default()
+        });
+        assert!(eval(Some(&fm_listed), &ds, None).unwrap_err().should_apply);
     }
 
     #[test]

@@ -282,6 +282,17 @@ async fn apply_for_distribution(ds: &DerivedService, ctx: &Context) -> Result<()
         status: None,
     };
     let api = Api::<DistributionGrant>::namespaced(ctx.client.clone(), &src.namespace);
+    // The cache may lag behind a grant the ISV wrote a moment ago (a GitOps
+    // sync applies everything at once): ask the API server before applying.
+    // This read happens only on the way to an application, never per reconcile.
+    let existing = api.list(&kube::api::ListParams::default()).await?;
+    if existing
+        .items
+        .iter()
+        .any(|g| g.spec.service_name == src.name && g.spec.distributor_namespace == distributor)
+    {
+        return Ok(());
+    }
     match api
         .create(
             &PostParams {

@@ -712,12 +712,47 @@ async fn write_desired(
             )
             .await
         {
-            Ok(_) => ctx.metrics.wrote(KIND, "order"),
-            Err(e) if is_conflict(&e) => {}
+            Ok(created) => {
+                ctx.metrics.wrote(KIND, "order");
+                record_order(&api, &created, ctx).await?;
+            }
+            // Written before (a retry, or a crash after the create): it stands.
+            // Its status may be missing if the crash came in between.
+            Err(e) if is_conflict(&e) => {
+                let name = order.metadata.name.as_deref().unwrap_or_default();
+                if let Some(existing) = api.get_opt(name).await?
+                    && existing
+                        .status
+                        .as_ref()
+                        .and_then(|s| ready(&s.conditions))
+                        .is_none()
+                {
+                    record_order(&api, &existing, ctx).await?;
+                }
+            }
             Err(e) => return Err(e.into()),
         }
     }
     Ok(WriteOutcome::Done)
+}
+
+/// Marks an Order as recorded (Ready=True); Orders have no other state.
+async fn record_order(api: &Api<Order>, order: &Order, ctx: &Context) -> Result<(), Error> {
+    let status = crate::api::OrderStatus {
+        observed_generation: order.metadata.generation,
+        conditions: vec![condition(
+            &[],
+            "Ready",
+            true,
+            "Recorded",
+            "the order is recorded",
+            order.metadata.generation,
+        )],
+    };
+    if write_status_if_changed(api, &ctx.memo, order, order.status.as_ref(), &status).await? {
+        ctx.metrics.wrote(KIND, "order-status");
+    }
+    Ok(())
 }
 
 async fn delete_object(ctx: &Context, o: &AppliedObject) -> Result<(), Error> {

@@ -301,6 +301,42 @@ async fn apply_approve_reject_revoke_and_expire() {
         grants.get(&cache_grant).await.expect("grant").spec.decision,
         Decision::Rejected
     );
+
+    // Deleting an approved grant revokes: sales stop and no new application is written,
+    // even where approval is Automatic.
+    apply(
+        &client,
+        isv,
+        &service_manifest("auto", "Private", false, true, "Automatic"),
+    )
+    .await
+    .expect("service");
+    apply(
+        &client,
+        dist,
+        &derived_manifest("auto-plus", isv, "auto", "Private"),
+    )
+    .await
+    .expect("derived");
+    wait_ready::<DerivedService>(&client, dist, "auto-plus", "True", "Sellable").await;
+    grants
+        .delete(&format!("auto.{dist}"), &DeleteParams::default())
+        .await
+        .expect("delete grant");
+    let ds: DerivedService = wait_ready(&client, dist, "auto-plus", "False", "GrantRevoked").await;
+    assert!(
+        ready_message(&ds).contains("was deleted"),
+        "{}",
+        ready_message(&ds)
+    );
+    assert!(
+        grants
+            .get_opt(&format!("auto.{dist}"))
+            .await
+            .expect("get")
+            .is_none(),
+        "no new application"
+    );
     t.cleanup().await;
 }
 

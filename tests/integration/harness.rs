@@ -200,19 +200,6 @@ impl TestNamespaces {
     }
 }
 
-/// Applies a YAML document (server-side apply, as a person's kubectl would) into namespace `ns`.
-pub async fn apply_yaml<K>(client: &Client, ns: &str, yaml: &str) -> Result<K, kube::Error>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug,
-{
-    let obj: K = serde_yaml::from_str(yaml).expect("test YAML parses");
-    apply(client, ns, &obj).await
-}
-
 /// Server-side applies `obj` into `ns` with the tests' own field manager.
 pub async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, kube::Error>
 where

@@ -288,6 +288,19 @@ async fn each_scenario_end_to_end_with_placement_ownership_url_and_orders() {
         (Party::Isv, dist)
     );
     assert_eq!(isv_orders[0].spec.instance.name, "i3");
+    for o in dist_orders.iter().chain(isv_orders.iter()) {
+        let ready = o
+            .status
+            .as_ref()
+            .and_then(|s| computenest::controller::status::ready(&s.conditions))
+            .map(|c| c.status.clone());
+        assert_eq!(
+            ready.as_deref(),
+            Some("True"),
+            "Order {} is Ready",
+            o.name_any()
+        );
+    }
     // Nothing of the managed instances leaked into the customer's namespace.
     let mut in_customer = config_maps(&client, cust).await;
     in_customer.sort();
