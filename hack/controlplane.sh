@@ -17,6 +17,7 @@
 #   CP_READY_TIMEOUT=60         seconds to wait for each component to become ready
 #   CP_APISERVER_EXTRA_ARGS=""  extra kube-apiserver flags (word-split)
 #   CP_CONTROLLERS=...          kube-controller-manager --controllers value
+#   CP_KCM_EXTRA_ARGS=""        extra kube-controller-manager flags (word-split)
 #   CP_ETCD_PORT / CP_APISERVER_PORT / CP_KCM_PORT   fixed ports instead of free ones
 #   CP_KEEP_ON_FAILURE=1        on a failed start, kill the processes but keep DIR (logs)
 set -Eeuo pipefail
@@ -399,6 +400,9 @@ apiserver_args() {
 api_ready() { apiserver_ready "https://127.0.0.1:$api_port"; }
 
 kcm_args() {
+  local -a extra
+  read -r -a extra <<<"${CP_KCM_EXTRA_ARGS:-}"
+  [ "${#extra[@]}" -eq 0 ] || printf '%s\n' "${extra[@]}"
   printf '%s\n' \
     --kubeconfig="$dir/kubeconfig" \
     --controllers="${CP_CONTROLLERS:-$default_controllers}" \

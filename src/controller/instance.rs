@@ -610,54 +610,77 @@ async fn write_desired(
         // Finalizer first: from here on, something may exist outside the customer's namespace.
         ensure_finalizer(inst, ctx).await?;
         let ns_api = Api::<Namespace>::all(ctx.client.clone());
-        let cached = ctx.stores.namespaces.get(&ObjectRef::new(target));
-        let existing_uid = match cached {
-            Some(m) => Some(
-                m.labels()
-                    .get(labels::INSTANCE_UID)
-                    .cloned()
-                    .unwrap_or_default(),
-            ),
-            None => ns_api.get_metadata_opt(target).await?.map(|m| {
-                m.labels()
-                    .get(labels::INSTANCE_UID)
-                    .cloned()
-                    .unwrap_or_default()
-            }),
+        let uid_of = |m: &PartialObjectMeta<Namespace>| {
+            m.labels()
+                .get(labels::INSTANCE_UID)
+                .cloned()
+                .unwrap_or_default()
         };
-        if let Some(other) = existing_uid
+        let owner_uid = match ctx.stores.namespaces.get(&ObjectRef::new(target)) {
+            Some(m) => Some(uid_of(&m)),
+            None => {
+                // Create, never take over: a namespace of that name that is not
+                // in the cache (not labelled as ours) must not be written.
+                let ns = Namespace {
+                    metadata: ObjectMeta {
+                        name: Some(target.clone()),
+                        labels: Some(ns_labels.clone()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                let pp = PostParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                };
+                match ns_api.create(&pp, &ns).await {
+                    Ok(_) => {
+                        ctx.metrics.wrote(KIND, "namespace");
+                        Some(uid.clone())
+                    }
+                    Err(e) if is_conflict(&e) => {
+                        ns_api.get_metadata_opt(target).await?.map(|m| uid_of(&m))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        if let Some(other) = owner_uid
             && other != uid
         {
             return Ok(WriteOutcome::Wait(format!(
-                "namespace {target} still belongs to an earlier instance (uid {other}); waiting for it to be removed"
+                "namespace {target} exists and does not belong to this instance (instance uid label {other:?}); waiting for it to be removed"
             )));
         }
-        let body = json!({
-            "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": target, "labels": ns_labels},
-        });
-        ns_api.patch(target, &pp, &Patch::Apply(&body)).await?;
-        ctx.metrics.wrote(KIND, "namespace");
     }
 
-    for obj in &d.objects {
+    // The objects are independent of each other: write them at once.
+    let writes = d.objects.iter().map(|obj| {
         let ar = resource_for(
             &ctx.settings.allowed_kinds,
             obj["apiVersion"].as_str().unwrap_or_default(),
             obj["kind"].as_str().unwrap_or_default(),
         );
         let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), target, &ar);
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
-        match api.patch(name, &pp, &Patch::Apply(obj)).await {
-            Ok(_) => ctx.metrics.wrote(KIND, "object"),
-            Err(kube::Error::Api(s)) if is_permanent(&s) => {
-                return Ok(WriteOutcome::Rejected(format!(
+        let pp = &pp;
+        async move {
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+            match api.patch(name, pp, &Patch::Apply(obj)).await {
+                Ok(_) => {
+                    ctx.metrics.wrote(KIND, "object");
+                    Ok(None)
+                }
+                Err(kube::Error::Api(s)) if is_permanent(&s) => Ok(Some(format!(
                     "the API server refused {} {name}: {} (HTTP {}); the seller must fix the template",
                     ar.kind, s.message, s.code
-                )));
+                ))),
+                Err(e) => Err(Error::from(e)),
             }
-            Err(e) => return Err(e.into()),
         }
+    });
+    let refused = futures::future::try_join_all(writes).await?;
+    if let Some(msg) = refused.into_iter().flatten().next() {
+        return Ok(WriteOutcome::Rejected(msg));
     }
 
     // Remove what left the template.
