@@ -4,6 +4,7 @@
 //! `render`), one controller module per kind under `controller`, and the
 //! runtime concerns (`metrics`, `leader`, `health`) apart.
 
+pub mod access;
 pub mod api;
 pub mod controller;
 pub mod distribution;

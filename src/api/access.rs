@@ -35,7 +35,8 @@ use serde::{Deserialize, Serialize};
         json_path = ".metadata.creationTimestamp"
     )
 )]
-#[x_kube(validation = Rule::new("self.instanceName == oldSelf.instanceName && self.subject == oldSelf.subject && self.rules == oldSelf.rules").message("instanceName, subject and rules are immutable; write a new request instead"))]
+#[x_kube(validation = Rule::new("self.instanceName == oldSelf.instanceName && self.subject == oldSelf.subject && self.rules == oldSelf.rules && self.durationSeconds == oldSelf.durationSeconds").message("instanceName, subject, rules and durationSeconds are immutable; write a new request instead"))]
+#[x_kube(validation = Rule::new("!oldSelf.withdrawn || self.withdrawn").message("a withdrawn request stays withdrawn; write a new request instead"))]
 #[serde(rename_all = "camelCase")]
 pub struct AccessRequestSpec {
     /// Name of the ServiceInstance (in this namespace).
@@ -46,13 +47,15 @@ pub struct AccessRequestSpec {
     /// What is asked for.
     #[schemars(length(min = 1, max = 16))]
     pub rules: Vec<AccessRule>,
-    /// How long, in seconds; bounded by the owner's maximum.
-    #[schemars(range(min = 60, max = 2592000))]
+    /// How long, in seconds, from the moment access is granted; bounded by
+    /// the owner's maximum (AccessPolicy.maxDurationSeconds, default 3600).
+    /// At least 10 seconds, so that short grants can be tried out and tested.
+    #[schemars(range(min = 10, max = 2592000))]
     pub duration_seconds: i64,
     /// Why access is needed, shown to the owner.
     #[schemars(length(min = 1, max = 1024))]
     pub reason: String,
-    /// Set to true to give the access back early.
+    /// Set to true to give the access back early. Cannot be undone.
     #[serde(default)]
     pub withdrawn: bool,
 }
@@ -107,12 +110,56 @@ pub struct AccessRequestStatus {
     pub observed_generation: Option<i64>,
     /// Pending, Approved, Active, Expired, Rejected or Withdrawn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
-    /// When the access ends (RFC 3339).
+    pub phase: Option<AccessPhase>,
+    /// When the access ends (RFC 3339). Set when access is first granted and
+    /// never moved: a later approval does not restart the clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
-    /// Ready is True while access is granted.
+    /// The permissions in force while Active: what was asked for, narrowed to
+    /// what the owner allows. Empty when nothing is granted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub granted_rules: Vec<AccessRule>,
+    /// Who decided: `AccessApproval <namespace>/<name>`, or `Automatic` (the
+    /// owner's AccessPolicy). Kept after the access ends, for the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// The instance's managed namespace, where the Role and RoleBinding of
+    /// this request are written. Set when access is first granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_namespace: Option<String>,
+    /// Ready is True while access is granted (phase Active).
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// Where an AccessRequest stands.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+pub enum AccessPhase {
+    /// Waiting: for the owner's decision, or for the instance.
+    Pending,
+    /// Approved, but the permissions are not written yet.
+    Approved,
+    /// The permissions are written, until expiresAt.
+    Active,
+    /// The time is up; the permissions are removed.
+    Expired,
+    /// Refused: by the owner, or by the controller's rules (see the Ready condition).
+    Rejected,
+    /// Given back by the customer; the permissions are removed.
+    Withdrawn,
+}
+
+impl AccessPhase {
+    /// Name as written in status.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AccessPhase::Pending => "Pending",
+            AccessPhase::Approved => "Approved",
+            AccessPhase::Active => "Active",
+            AccessPhase::Expired => "Expired",
+            AccessPhase::Rejected => "Rejected",
+            AccessPhase::Withdrawn => "Withdrawn",
+        }
+    }
 }

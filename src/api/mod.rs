@@ -5,6 +5,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod access;
+pub mod approval;
 pub mod common;
 pub mod derived;
 pub mod grant;
@@ -13,6 +14,7 @@ pub mod order;
 pub mod service;
 
 pub use access::*;
+pub use approval::*;
 pub use common::*;
 pub use derived::*;
 pub use grant::*;
@@ -32,6 +34,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         ServiceInstance::crd(),
         Order::crd(),
         AccessRequest::crd(),
+        AccessApproval::crd(),
     ]
 }
 

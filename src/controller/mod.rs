@@ -4,13 +4,16 @@
 //! controller that needs to look it up, and its event stream is fanned out to
 //! every controller that reacts to it. Nothing is listed during a reconcile.
 
+pub mod access;
 pub mod derived;
 pub mod grant;
 pub mod instance;
 pub mod service;
 pub mod status;
 
-use crate::api::{DerivedService, DistributionGrant, Service, ServiceInstance};
+use crate::api::{
+    AccessApproval, AccessRequest, DerivedService, DistributionGrant, Service, ServiceInstance,
+};
 use crate::metrics::Metrics;
 use crate::render::AllowedKind;
 use futures::{Stream, StreamExt};
@@ -65,6 +68,10 @@ pub struct Stores {
     pub instances: Store<ServiceInstance>,
     /// Metadata of the namespaces the controller created.
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Access requests of every customer.
+    pub access_requests: Store<AccessRequest>,
+    /// Access approvals of every owner.
+    pub access_approvals: Store<AccessApproval>,
 }
 
 /// Shared by every reconcile.
@@ -283,6 +290,14 @@ pub async fn run(
         Api::<ServiceInstance>::all(client.clone()),
         WatcherConfig::default(),
     );
+    let access_requests = shared_watch(
+        Api::<AccessRequest>::all(client.clone()),
+        WatcherConfig::default(),
+    );
+    let access_approvals = shared_watch(
+        Api::<AccessApproval>::all(client.clone()),
+        WatcherConfig::default(),
+    );
     // Only the namespaces this controller created, and only their metadata.
     let namespaces = shared_watch(
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
@@ -295,6 +310,8 @@ pub async fn run(
         derived: derived.store.clone(),
         instances: instances.store.clone(),
         namespaces: namespaces.store.clone(),
+        access_requests: access_requests.store.clone(),
+        access_approvals: access_approvals.store.clone(),
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -321,6 +338,8 @@ pub async fn run(
         derived.writer_stream,
         instances.writer_stream,
         namespaces.writer_stream,
+        access_requests.writer_stream,
+        access_approvals.writer_stream,
     ])
     .for_each(|_| async {});
 
@@ -335,6 +354,8 @@ pub async fn run(
                 stores.derived.wait_until_ready(),
                 stores.instances.wait_until_ready(),
                 stores.namespaces.wait_until_ready(),
+                stores.access_requests.wait_until_ready(),
+                stores.access_approvals.wait_until_ready(),
             );
             readiness.set();
             tracing::info!("caches synced");
@@ -344,6 +365,8 @@ pub async fn run(
                     ("DistributionGrant", stores.grants.len()),
                     ("DerivedService", stores.derived.len()),
                     ("ServiceInstance", stores.instances.len()),
+                    ("AccessRequest", stores.access_requests.len()),
+                    ("AccessApproval", stores.access_approvals.len()),
                 ] {
                     metrics
                         .objects
@@ -386,8 +409,26 @@ pub async fn run(
         stopped(),
     );
 
+    let access_ctl = access::run(
+        access::Triggers {
+            requests: access_requests.trigger.clone(),
+            approvals: access_approvals.trigger.clone(),
+            instances: instances.trigger.clone(),
+            services: services.trigger.clone(),
+            derived: derived.trigger.clone(),
+        },
+        ctx.clone(),
+        stopped.clone(),
+    );
+
     let controllers = async {
-        tokio::join!(service_ctl, grant_ctl, derived_ctl, instance_ctl);
+        tokio::join!(
+            service_ctl,
+            grant_ctl,
+            derived_ctl,
+            instance_ctl,
+            access_ctl
+        );
     };
     tokio::select! {
         _ = drivers => tracing::error!("watch streams ended"),

@@ -1,0 +1,1534 @@
+//! Access requests: pure rules, no API calls.
+//!
+//! A customer's AccessRequest is first checked on its own (refused outright
+//! for escalation, wildcards, cluster-scoped resources, malformed rules and
+//! subjects that are not the customer's), then against the instance (only a
+//! fully managed instance of the request's namespace qualifies), then narrowed
+//! to what the owner allows (its AccessPolicy), and finally decided: by an
+//! AccessApproval in the owner's namespace, or by the owner's Automatic policy.
+//! The controller (controller/access.rs) turns the outcome into one Role and
+//! one RoleBinding in the instance's managed namespace, or removes them.
+
+use crate::api::{
+    AccessApproval, AccessApprovalStatus, AccessDecision, AccessPhase, AccessPolicy, AccessRequest,
+    AccessRequestSpec, AccessRule, AccessSubject, Approval, Condition, Party, ServiceInstance,
+    SubjectKind,
+};
+use jiff::{SignedDuration, Timestamp};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Longest access when the owner's AccessPolicy sets no maximum.
+pub const DEFAULT_MAX_DURATION_SECONDS: i64 = 3600;
+
+/// Verbs that may be granted. Everything else is refused.
+pub const ALLOWED_VERBS: [&str; 8] = [
+    "get",
+    "list",
+    "watch",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+];
+
+/// Verbs that grant or assume permissions beyond the rule itself: never granted.
+pub const ESCALATION_VERBS: [&str; 4] = ["escalate", "bind", "impersonate", "*"];
+
+/// Resources that would let the subject grant further permissions: never granted.
+pub const RBAC_RESOURCES: [&str; 4] = [
+    "roles",
+    "rolebindings",
+    "clusterroles",
+    "clusterrolebindings",
+];
+
+/// The RBAC API group: nothing in it is ever granted.
+pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// Well-known cluster-scoped resources, by API group and resource. A Role in
+/// a namespace cannot grant these (except `namespaces`, which would expose
+/// the managed namespace object itself); asking for them is refused so that
+/// the customer learns at once that such access is not on offer.
+pub const CLUSTER_SCOPED: [(&str, &str); 33] = [
+    ("", "namespaces"),
+    ("", "nodes"),
+    ("", "persistentvolumes"),
+    ("", "componentstatuses"),
+    ("rbac.authorization.k8s.io", "clusterroles"),
+    ("rbac.authorization.k8s.io", "clusterrolebindings"),
+    ("storage.k8s.io", "storageclasses"),
+    ("storage.k8s.io", "csidrivers"),
+    ("storage.k8s.io", "csinodes"),
+    ("storage.k8s.io", "volumeattachments"),
+    ("storage.k8s.io", "volumeattributesclasses"),
+    ("apiextensions.k8s.io", "customresourcedefinitions"),
+    ("apiregistration.k8s.io", "apiservices"),
+    (
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicies",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicybindings",
+    ),
+    ("certificates.k8s.io", "certificatesigningrequests"),
+    ("certificates.k8s.io", "clustertrustbundles"),
+    ("scheduling.k8s.io", "priorityclasses"),
+    ("node.k8s.io", "runtimeclasses"),
+    ("networking.k8s.io", "ingressclasses"),
+    ("networking.k8s.io", "ipaddresses"),
+    ("networking.k8s.io", "servicecidrs"),
+    ("flowcontrol.apiserver.k8s.io", "flowschemas"),
+    (
+        "flowcontrol.apiserver.k8s.io",
+        "prioritylevelconfigurations",
+    ),
+    ("authentication.k8s.io", "tokenreviews"),
+    ("authentication.k8s.io", "selfsubjectreviews"),
+    ("authorization.k8s.io", "subjectaccessreviews"),
+    ("authorization.k8s.io", "selfsubjectaccessreviews"),
+    ("authorization.k8s.io", "selfsubjectrulesreviews"),
+    ("resource.k8s.io", "deviceclasses"),
+    ("resource.k8s.io", "resourceslices"),
+];
+
+/// Kinds whose objects run pods from a pod template: creating or changing one
+/// can mount any Secret of the namespace and run as any of its ServiceAccounts.
+const WORKLOADS: [(&str, &str); 9] = [
+    ("", "pods"),
+    ("", "replicationcontrollers"),
+    ("", "podtemplates"),
+    ("apps", "deployments"),
+    ("apps", "replicasets"),
+    ("apps", "statefulsets"),
+    ("apps", "daemonsets"),
+    ("batch", "jobs"),
+    ("batch", "cronjobs"),
+];
+
+/// Subresources that reach inside running pods (and so their mounted Secrets)
+/// or mint credentials.
+const INSIDE_WORKLOADS: [(&str, &str); 7] = [
+    ("", "pods/exec"),
+    ("", "pods/attach"),
+    ("", "pods/portforward"),
+    ("", "pods/proxy"),
+    ("", "pods/ephemeralcontainers"),
+    ("", "services/proxy"),
+    ("", "serviceaccounts/token"),
+];
+
+/// Labels and annotations on the Role and RoleBinding of a request.
+pub mod labels {
+    /// Namespace of the AccessRequest.
+    pub const REQUEST_NAMESPACE: &str = "computenest.dev/access-request-namespace";
+    /// Name of the AccessRequest (at most 63 characters of it).
+    pub const REQUEST_NAME: &str = "computenest.dev/access-request-name";
+    /// UID of the AccessRequest: the orphan sweep matches on it.
+    pub const REQUEST_UID: &str = "computenest.dev/access-request-uid";
+    /// Annotation: when the access ends.
+    pub const EXPIRES_AT: &str = "computenest.dev/expires-at";
+    /// Annotation: who decided.
+    pub const DECIDED_BY: &str = "computenest.dev/decided-by";
+}
+
+/// Why a request is refused outright, whatever the owner decides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// Condition reason.
+    pub reason: &'static str,
+    /// What is wrong and what to do instead.
+    pub message: String,
+}
+
+fn split_resource(resource: &str) -> (&str, Option<&str>) {
+    match resource.split_once('/') {
+        Some((base, sub)) => (base, Some(sub)),
+        None => (resource, None),
+    }
+}
+
+fn valid_resource(resource: &str) -> bool {
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 253
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    };
+    match split_resource(resource) {
+        (base, None) => ok(base),
+        (base, Some(sub)) => ok(base) && ok(sub),
+    }
+}
+
+fn valid_group(group: &str) -> bool {
+    group.is_empty()
+        || (group.len() <= 253
+            && group
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'))
+}
+
+/// `pods`, `deployments.apps`: a resource as kubectl names it.
+fn qualified(group: &str, resource: &str) -> String {
+    if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
+    }
+}
+
+fn joined(items: &BTreeSet<String>) -> String {
+    items.iter().cloned().collect::<Vec<_>>().join(", ")
+}
+
+/// Checks the subject: it must be the customer's own. A ServiceAccount must
+/// live in the request's namespace; `system:` users and groups are refused
+/// (`system:authenticated` is everyone, `system:serviceaccount:<ns>:<name>` is
+/// another namespace's ServiceAccount in disguise).
+pub fn check_subject(subject: &AccessSubject, customer_ns: &str) -> Result<(), Refusal> {
+    match subject.kind {
+        SubjectKind::ServiceAccount => {
+            let ns = subject.namespace.as_deref().unwrap_or_default();
+            if ns != customer_ns {
+                return Err(Refusal {
+                    reason: "InvalidSubject",
+                    message: format!(
+                        "ServiceAccount {ns}/{} is not in this namespace ({customer_ns}): access is granted only to the customer's own subjects; name a ServiceAccount of namespace {customer_ns}",
+                        subject.name
+                    ),
+                });
+            }
+        }
+        SubjectKind::User | SubjectKind::Group => {
+            if subject.name.starts_with("system:") {
+                return Err(Refusal {
+                    reason: "InvalidSubject",
+                    message: format!(
+                        "{:?} {} is a Kubernetes system identity, never a customer's own (system:authenticated is every user, system:serviceaccount:... is a ServiceAccount of some namespace); name a user or group of yours, or a ServiceAccount with kind ServiceAccount",
+                        subject.kind, subject.name
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the rules on their own: escalation (verbs escalate, bind,
+/// impersonate, `*`; wildcards; RBAC resources) first, then cluster-scoped
+/// resources, then malformed or unknown verbs, resources and groups. Every
+/// offending item of the first class found is named.
+pub fn check_rules(rules: &[AccessRule]) -> Result<(), Refusal> {
+    let mut escalation = BTreeSet::new();
+    let mut cluster = BTreeSet::new();
+    let mut invalid = BTreeSet::new();
+    for rule in rules {
+        for verb in &rule.verbs {
+            if ESCALATION_VERBS.contains(&verb.as_str()) {
+                escalation.insert(format!("verb '{verb}'"));
+            } else if !ALLOWED_VERBS.contains(&verb.as_str()) {
+                invalid.insert(format!("verb '{verb}'"));
+            }
+        }
+        for group in &rule.api_groups {
+            if group.contains('*') {
+                escalation.insert(format!("API group '{group}'"));
+            } else if group == RBAC_GROUP {
+                escalation.insert(format!("API group '{group}'"));
+            } else if !valid_group(group) {
+                invalid.insert(format!("API group '{group}'"));
+            }
+        }
+        for resource in &rule.resources {
+            let (base, _) = split_resource(resource);
+            if resource.contains('*') {
+                escalation.insert(format!("resource '{resource}'"));
+            } else if RBAC_RESOURCES.contains(&base) {
+                escalation.insert(format!("resource '{resource}'"));
+            } else if !valid_resource(resource) {
+                invalid.insert(format!("resource '{resource}'"));
+            } else {
+                for group in &rule.api_groups {
+                    if CLUSTER_SCOPED.contains(&(group.as_str(), base)) {
+                        cluster.insert(qualified(group, resource));
+                    }
+                }
+            }
+        }
+    }
+    if !escalation.is_empty() {
+        return Err(Refusal {
+            reason: "EscalationRefused",
+            message: format!(
+                "never granted: {}. Escalation verbs (escalate, bind, impersonate, '*'), wildcards and RBAC objects would let the subject reach beyond what is asked for or grant further; name the resources and verbs you need",
+                joined(&escalation)
+            ),
+        });
+    }
+    if !cluster.is_empty() {
+        return Err(Refusal {
+            reason: "ClusterScopedRefused",
+            message: format!(
+                "cluster-scoped resources are never granted: {}. Access is limited to the objects in the instance's namespace",
+                joined(&cluster)
+            ),
+        });
+    }
+    if !invalid.is_empty() {
+        return Err(Refusal {
+            reason: "InvalidRule",
+            message: format!(
+                "not understood: {}. Verbs are {}; resources and API groups are lower-case names such as pods, pods/log or apps",
+                joined(&invalid),
+                ALLOWED_VERBS.join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Whether one permission reaches Secrets, directly or indirectly: reading
+/// Secrets, getting inside running pods (exec, attach, port-forward, proxy,
+/// ephemeral containers), minting ServiceAccount tokens, or creating and
+/// changing workloads (which may mount any Secret and run as any
+/// ServiceAccount of the namespace).
+pub fn reaches_secrets(group: &str, resource: &str, verb: &str) -> bool {
+    let (base, sub) = split_resource(resource);
+    if group.is_empty() && base == "secrets" {
+        return true;
+    }
+    if INSIDE_WORKLOADS.contains(&(group, resource)) {
+        return true;
+    }
+    sub.is_none()
+        && WORKLOADS.contains(&(group, base))
+        && matches!(verb, "create" | "update" | "patch")
+}
+
+/// The rules narrowed to what the owner allows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Narrowed {
+    /// What may be granted: one rule per API group and verb set, sorted.
+    pub rules: Vec<AccessRule>,
+    /// What was asked for and left out (`verb resource`), sorted.
+    pub left_out: Vec<String>,
+}
+
+/// Narrows checked rules to what the owner allows: never more than asked
+/// (every granted verb/resource pair was asked for), and nothing that
+/// reaches Secrets unless `allow_secrets`. Duplicates collapse.
+pub fn narrow(rules: &[AccessRule], allow_secrets: bool) -> Narrowed {
+    // group -> resource -> verbs
+    let mut keep: BTreeMap<&str, BTreeMap<&str, BTreeSet<&str>>> = BTreeMap::new();
+    let mut left_out = BTreeSet::new();
+    for rule in rules {
+        for group in &rule.api_groups {
+            for resource in &rule.resources {
+                for verb in &rule.verbs {
+                    if !allow_secrets && reaches_secrets(group, resource, verb) {
+                        left_out.insert(format!("{verb} {}", qualified(group, resource)));
+                    } else {
+                        keep.entry(group)
+                            .or_default()
+                            .entry(resource)
+                            .or_default()
+                            .insert(verb);
+                    }
+                }
+            }
+        }
+    }
+    // (group, verbs) -> resources: resources with the same verbs share a rule.
+    let mut merged: BTreeMap<(&str, Vec<&str>), Vec<&str>> = BTreeMap::new();
+    for (group, resources) in keep {
+        for (resource, verbs) in resources {
+            merged
+                .entry((group, verbs.into_iter().collect()))
+                .or_default()
+                .push(resource);
+        }
+    }
+    Narrowed {
+        rules: merged
+            .into_iter()
+            .map(|((group, verbs), resources)| AccessRule {
+                api_groups: vec![group.to_string()],
+                resources: resources.into_iter().map(String::from).collect(),
+                verbs: verbs.into_iter().map(String::from).collect(),
+            })
+            .collect(),
+        left_out: left_out.into_iter().collect(),
+    }
+}
+
+/// `get, list pods, services; get deployments.apps`
+pub fn describe_rules(rules: &[AccessRule]) -> String {
+    rules
+        .iter()
+        .map(|r| {
+            let resources: Vec<String> = r
+                .api_groups
+                .iter()
+                .flat_map(|g| r.resources.iter().map(move |res| qualified(g, res)))
+                .collect();
+            format!("{} {}", r.verbs.join(", "), resources.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `User alice`, `ServiceAccount cust/bot`
+pub fn describe_subject(s: &AccessSubject) -> String {
+    match (s.kind, &s.namespace) {
+        (SubjectKind::ServiceAccount, Some(ns)) => format!("ServiceAccount {ns}/{}", s.name),
+        (kind, _) => format!("{kind:?} {}", s.name),
+    }
+}
+
+/// The longest access the owner allows, in seconds.
+pub fn max_duration(policy: &AccessPolicy) -> i64 {
+    policy
+        .max_duration_seconds
+        .unwrap_or(DEFAULT_MAX_DURATION_SECONDS)
+        .max(1)
+}
+
+/// The access granted: what was asked, bounded by the owner's maximum.
+pub fn granted_duration(requested: i64, policy: &AccessPolicy) -> i64 {
+    requested.clamp(1, max_duration(policy))
+}
+
+fn short_hash(input: &str, len: usize) -> String {
+    hex::encode(Sha256::digest(input.as_bytes()))[..len].to_string()
+}
+
+/// Name of the Role and the RoleBinding of a request: from its name (for
+/// people) and its UID (so that a re-created request of the same name never
+/// shares, or removes, the grant of the old one).
+pub fn grant_name(request_name: &str, uid: &str) -> String {
+    let end = request_name
+        .char_indices()
+        .nth(40)
+        .map(|(i, _)| i)
+        .unwrap_or(request_name.len());
+    format!(
+        "computenest-access-{}-{}",
+        request_name[..end].trim_end_matches(['-', '.']),
+        short_hash(uid, 10)
+    )
+}
+
+/// RFC 3339, to the second, as Kubernetes writes it.
+pub fn format_time(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// What the controller knows of the instance a request names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InstanceState {
+    /// No such ServiceInstance in the request's namespace.
+    Missing,
+    /// Being deleted: its managed namespace goes with everything in it.
+    Deleting,
+    /// Not deployed yet: owner and namespace unknown.
+    NotReady,
+    /// Customer-owned: the resources are in the customer's own namespace.
+    Private,
+    /// Fully managed: the resources are in a namespace of the owner's.
+    Managed {
+        /// Party owning the resources.
+        owner_party: Party,
+        /// Its namespace: the only place an approval counts.
+        owner_namespace: String,
+        /// The managed namespace the Role goes into.
+        target_namespace: String,
+        /// Whether that namespace exists (for this instance) and is not terminating.
+        namespace_ready: bool,
+    },
+}
+
+/// Where an instance stands, from its status (written by the controller only).
+pub fn instance_state(inst: Option<&ServiceInstance>) -> InstanceState {
+    let Some(inst) = inst else {
+        return InstanceState::Missing;
+    };
+    if inst.metadata.deletion_timestamp.is_some() {
+        return InstanceState::Deleting;
+    }
+    let status = inst.status.as_ref();
+    let ns = inst.metadata.namespace.as_deref().unwrap_or_default();
+    match status.and_then(|s| s.owner.as_ref()) {
+        Some(o) if o.party == Party::Customer || o.target_namespace == ns => InstanceState::Private,
+        Some(o) => InstanceState::Managed {
+            owner_party: o.party,
+            owner_namespace: o.namespace.clone(),
+            target_namespace: o.target_namespace.clone(),
+            namespace_ready: false,
+        },
+        None => match status.and_then(|s| s.scenario.as_deref()) {
+            Some("Scenario1") | Some("DirectPrivate") => InstanceState::Private,
+            _ => InstanceState::NotReady,
+        },
+    }
+}
+
+/// Whether an approval, by where and when it was written, can decide a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// It counts.
+    Effective,
+    /// Written outside the owner's namespace: no effect.
+    NotOwner {
+        /// The namespace that could decide.
+        owner_namespace: String,
+    },
+    /// Written before the request existed (for an earlier request of that name).
+    WrittenBeforeRequest,
+}
+
+/// Judges an approval: it counts only in the owner's namespace, and only if
+/// it is not older than the request (an approval for a deleted request never
+/// carries over to a new request of the same name).
+pub fn standing(
+    approval_ns: &str,
+    approval_created: Option<Timestamp>,
+    request_created: Option<Timestamp>,
+    owner_ns: &str,
+) -> Standing {
+    if approval_ns != owner_ns {
+        return Standing::NotOwner {
+            owner_namespace: owner_ns.to_string(),
+        };
+    }
+    match (approval_created, request_created) {
+        (Some(a), Some(r)) if a < r => Standing::WrittenBeforeRequest,
+        _ => Standing::Effective,
+    }
+}
+
+fn ignored_note(approval_ns: &str, request_ns: &str, owner_ns: &str) -> String {
+    if approval_ns == request_ns {
+        format!(
+            "the customer cannot approve its own request; only the owner's namespace {owner_ns} can decide"
+        )
+    } else {
+        format!(
+            "namespace {approval_ns} does not own the instance's resources; only the owner's namespace {owner_ns} can decide"
+        )
+    }
+}
+
+/// An approval, as the decision sees it.
+#[derive(Clone, Debug)]
+pub struct ApprovalView<'a> {
+    /// Its namespace.
+    pub namespace: &'a str,
+    /// Its name.
+    pub name: &'a str,
+    /// Its creationTimestamp.
+    pub created: Option<Timestamp>,
+    /// Approved or Rejected.
+    pub decision: AccessDecision,
+    /// The owner's reason.
+    pub reason: Option<&'a str>,
+}
+
+impl<'a> ApprovalView<'a> {
+    /// View of an AccessApproval object.
+    pub fn of(a: &'a AccessApproval) -> Self {
+        ApprovalView {
+            namespace: a.metadata.namespace.as_deref().unwrap_or_default(),
+            name: a.metadata.name.as_deref().unwrap_or_default(),
+            created: a.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            decision: a.spec.decision,
+            reason: a.spec.reason.as_deref(),
+        }
+    }
+    fn label(&self) -> String {
+        format!("AccessApproval {}/{}", self.namespace, self.name)
+    }
+}
+
+/// A request, as the decision sees it.
+#[derive(Clone, Debug)]
+pub struct RequestView<'a> {
+    /// Its namespace (the customer's).
+    pub namespace: &'a str,
+    /// Its name.
+    pub name: &'a str,
+    /// Its creationTimestamp.
+    pub created: Option<Timestamp>,
+    /// What is asked for.
+    pub spec: &'a AccessRequestSpec,
+    /// status.expiresAt: set at the first grant, never moved.
+    pub expires_at: Option<Timestamp>,
+    /// status.decidedBy, kept in the final phases for the record.
+    pub decided_by: Option<&'a str>,
+}
+
+impl<'a> RequestView<'a> {
+    /// View of an AccessRequest object.
+    pub fn of(r: &'a AccessRequest) -> Self {
+        let status = r.status.as_ref();
+        RequestView {
+            namespace: r.metadata.namespace.as_deref().unwrap_or_default(),
+            name: r.metadata.name.as_deref().unwrap_or_default(),
+            created: r.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            spec: &r.spec,
+            expires_at: status
+                .and_then(|s| s.expires_at.as_deref())
+                .and_then(|t| t.parse().ok()),
+            decided_by: status.and_then(|s| s.decided_by.as_deref()),
+        }
+    }
+}
+
+/// What to have in the managed namespace while a request is Active.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The managed namespace.
+    pub namespace: String,
+    /// The narrowed rules.
+    pub rules: Vec<AccessRule>,
+    /// When it ends.
+    pub expires_at: Timestamp,
+}
+
+/// The decision on a request at one instant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Phase for status.
+    pub phase: AccessPhase,
+    /// Ready condition status (True only while Active).
+    pub ready: bool,
+    /// Ready condition reason.
+    pub reason: &'static str,
+    /// Ready condition message.
+    pub message: String,
+    /// The Role and RoleBinding to have; None means: have none.
+    pub grant: Option<Grant>,
+    /// status.expiresAt.
+    pub expires_at: Option<Timestamp>,
+    /// status.decidedBy.
+    pub decided_by: Option<String>,
+    /// When to look again (the expiry), if nothing else changes.
+    pub requeue_at: Option<Timestamp>,
+}
+
+impl Outcome {
+    fn not_granted(
+        phase: AccessPhase,
+        reason: &'static str,
+        message: String,
+        req: &RequestView<'_>,
+    ) -> Self {
+        Outcome {
+            phase,
+            ready: false,
+            reason,
+            message,
+            grant: None,
+            expires_at: req.expires_at,
+            decided_by: None,
+            requeue_at: None,
+        }
+    }
+}
+
+/// Decides a request: pure, from what the caches hold at `now`.
+///
+/// Order: withdrawn; expired (final once the first grant's time is up);
+/// refused outright (subject, rules); the instance (must exist here and be
+/// fully managed); narrowed by the policy; then the owner's decision
+/// (a Rejected approval wins over an Approved one; then Automatic policy).
+pub fn decide(
+    req: &RequestView<'_>,
+    instance: &InstanceState,
+    policy: &AccessPolicy,
+    approvals: &[ApprovalView<'_>],
+    now: Timestamp,
+) -> Outcome {
+    let spec = req.spec;
+    let now = Timestamp::from_second(now.as_second()).unwrap_or(now);
+    if spec.withdrawn {
+        return Outcome {
+            decided_by: req.decided_by.map(String::from),
+            ..Outcome::not_granted(
+                AccessPhase::Withdrawn,
+                "Withdrawn",
+                "withdrawn by the customer; any access granted is removed".into(),
+                req,
+            )
+        };
+    }
+    if let Some(exp) = req.expires_at
+        && exp <= now
+    {
+        return Outcome {
+            decided_by: req.decided_by.map(String::from),
+            ..Outcome::not_granted(
+                AccessPhase::Expired,
+                "Expired",
+                format!(
+                    "the access ended at {}; the permissions are removed. Write a new AccessRequest for more time",
+                    format_time(exp)
+                ),
+                req,
+            )
+        };
+    }
+    if let Err(r) =
+        check_subject(&spec.subject, req.namespace).and_then(|_| check_rules(&spec.rules))
+    {
+        return Outcome::not_granted(AccessPhase::Rejected, r.reason, r.message, req);
+    }
+    let (owner_party, owner_ns, target, namespace_ready) = match instance {
+        InstanceState::Missing => {
+            return Outcome::not_granted(
+                AccessPhase::Pending,
+                "InstanceNotFound",
+                format!(
+                    "there is no ServiceInstance {} in namespace {}: access can only be asked for an instance of the request's own namespace",
+                    spec.instance_name, req.namespace
+                ),
+                req,
+            );
+        }
+        InstanceState::Deleting => {
+            return Outcome::not_granted(
+                AccessPhase::Pending,
+                "InstanceDeleting",
+                format!(
+                    "ServiceInstance {} is being deleted; its managed namespace goes with everything in it",
+                    spec.instance_name
+                ),
+                req,
+            );
+        }
+        InstanceState::NotReady => {
+            return Outcome::not_granted(
+                AccessPhase::Pending,
+                "InstanceNotReady",
+                format!(
+                    "ServiceInstance {} is not deployed yet; waiting to learn who owns its resources",
+                    spec.instance_name
+                ),
+                req,
+            );
+        }
+        InstanceState::Private => {
+            return Outcome::not_granted(
+                AccessPhase::Rejected,
+                "NotManaged",
+                format!(
+                    "ServiceInstance {} is private: its resources are in this namespace ({}) and already belong to you; manage access to them with this namespace's own RBAC. Access requests are for fully managed instances",
+                    spec.instance_name, req.namespace
+                ),
+                req,
+            );
+        }
+        InstanceState::Managed {
+            owner_party,
+            owner_namespace,
+            target_namespace,
+            namespace_ready,
+        } => (
+            *owner_party,
+            owner_namespace.as_str(),
+            target_namespace.as_str(),
+            *namespace_ready,
+        ),
+    };
+    let narrowed = narrow(&spec.rules, policy.allow_secrets);
+    let left_out = if narrowed.left_out.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; left out, because the owner does not allow access to Secrets (directly or through pods and workloads): {}",
+            narrowed.left_out.join(", ")
+        )
+    };
+    if narrowed.rules.is_empty() {
+        return Outcome::not_granted(
+            AccessPhase::Rejected,
+            "NothingToGrant",
+            format!("nothing asked for may be granted{left_out}"),
+            req,
+        );
+    }
+
+    // The owner's decision.
+    let mut effective: Vec<&ApprovalView<'_>> = Vec::new();
+    let mut ignored = Vec::new();
+    for a in approvals {
+        match standing(a.namespace, a.created, req.created, owner_ns) {
+            Standing::Effective => effective.push(a),
+            Standing::NotOwner { owner_namespace } => ignored.push(format!(
+                "{} has no effect: {}",
+                a.label(),
+                ignored_note(a.namespace, req.namespace, &owner_namespace)
+            )),
+            Standing::WrittenBeforeRequest => ignored.push(format!(
+                "{} has no effect: it was written before this request (for an earlier request of the same name)",
+                a.label()
+            )),
+        }
+    }
+    effective.sort_by_key(|a| (a.decision != AccessDecision::Rejected, a.name));
+    let ignored = if ignored.is_empty() {
+        String::new()
+    } else {
+        format!(". {}", ignored.join(". "))
+    };
+    let decided_by = match effective.first() {
+        Some(a) if a.decision == AccessDecision::Rejected => {
+            return Outcome {
+                decided_by: Some(a.label()),
+                ..Outcome::not_granted(
+                    AccessPhase::Rejected,
+                    "Rejected",
+                    format!(
+                        "rejected by the owner ({}){}; any access granted is removed",
+                        a.label(),
+                        a.reason.map(|r| format!(": {r}")).unwrap_or_default()
+                    ),
+                    req,
+                )
+            };
+        }
+        Some(a) => a.label(),
+        None if policy.approval == Approval::Automatic => "Automatic".to_string(),
+        None => {
+            return Outcome::not_granted(
+                AccessPhase::Pending,
+                "AwaitingApproval",
+                format!(
+                    "waiting for the owner ({owner_party}, namespace {owner_ns}) to write an AccessApproval with requestNamespace {}, requestName {} and decision Approved or Rejected{ignored}",
+                    req.namespace, req.name
+                ),
+                req,
+            );
+        }
+    };
+    if !namespace_ready {
+        return Outcome {
+            decided_by: Some(decided_by.clone()),
+            ..Outcome::not_granted(
+                AccessPhase::Approved,
+                "Approved",
+                format!(
+                    "approved ({decided_by}); waiting for the instance's namespace {target} to be ready"
+                ),
+                req,
+            )
+        };
+    }
+    let duration = granted_duration(spec.duration_seconds, policy);
+    let expires_at = req.expires_at.unwrap_or_else(|| {
+        now.checked_add(SignedDuration::from_secs(duration))
+            .unwrap_or(now)
+    });
+    let shortened = if spec.duration_seconds > duration {
+        format!(
+            " (shortened from {}s to the owner's maximum of {duration}s)",
+            spec.duration_seconds
+        )
+    } else {
+        String::new()
+    };
+    Outcome {
+        phase: AccessPhase::Active,
+        ready: true,
+        reason: "Active",
+        message: format!(
+            "{} may {} in namespace {target} until {}{shortened} (decided by {decided_by}){left_out}",
+            describe_subject(&spec.subject),
+            describe_rules(&narrowed.rules),
+            format_time(expires_at),
+        ),
+        grant: Some(Grant {
+            namespace: target.to_string(),
+            rules: narrowed.rules,
+            expires_at,
+        }),
+        expires_at: Some(expires_at),
+        decided_by: Some(decided_by),
+        requeue_at: Some(expires_at),
+    }
+}
+
+/// The status of an AccessApproval: whether its decision counts, and how the
+/// request it names stands. Only an approval in the owner's namespace learns
+/// anything about the request; any other one is told that it has no effect,
+/// without naming the owner or describing the customer's instance.
+/// `previous` keeps condition transition times.
+pub fn approval_status(
+    approval: &AccessApproval,
+    request: Option<&AccessRequest>,
+    instance: Option<&ServiceInstance>,
+    previous: &[Condition],
+) -> AccessApprovalStatus {
+    let generation = approval.metadata.generation;
+    let a = ApprovalView::of(approval);
+    let (rns, rname) = (
+        &approval.spec.request_namespace,
+        &approval.spec.request_name,
+    );
+    let not_owner = || {
+        (
+            false,
+            "NotOwner",
+            if a.namespace == rns.as_str() {
+                "this approval has no effect: the customer cannot approve its own request; only the namespace that owns the instance's resources can decide".to_string()
+            } else {
+                format!(
+                    "this approval has no effect: namespace {} does not own the resources of the instance AccessRequest {rns}/{rname} names; only the owner's namespace can decide",
+                    a.namespace
+                )
+            },
+        )
+    };
+    let mut request_phase = None;
+    let (ok, reason, message) = match request {
+        None => (
+            false,
+            "RequestNotFound",
+            format!(
+                "there is no AccessRequest {rns}/{rname}; check spec.requestNamespace and spec.requestName"
+            ),
+        ),
+        Some(req) => match instance_state(instance) {
+            InstanceState::Managed {
+                owner_namespace, ..
+            } => {
+                let view = RequestView::of(req);
+                match standing(a.namespace, a.created, view.created, &owner_namespace) {
+                    Standing::NotOwner { .. } => not_owner(),
+                    Standing::WrittenBeforeRequest => (
+                        false,
+                        "WrittenBeforeRequest",
+                        format!(
+                            "this approval has no effect: it is older than AccessRequest {rns}/{rname}, which was re-created since; write a new AccessApproval for the new request"
+                        ),
+                    ),
+                    Standing::Effective => {
+                        let status = req.status.as_ref();
+                        request_phase = status.and_then(|s| s.phase);
+                        effective_status(&a, req, rns, rname)
+                    }
+                }
+            }
+            _ if a.namespace == rns.as_str() => not_owner(),
+            _ => (
+                false,
+                "NotApplicable",
+                format!(
+                    "this approval has no effect: AccessRequest {rns}/{rname} does not name a fully managed instance whose resources this namespace owns (or no longer does)"
+                ),
+            ),
+        },
+    };
+    AccessApprovalStatus {
+        observed_generation: generation,
+        request_phase,
+        conditions: vec![crate::controller::status::condition(
+            previous, "Ready", ok, reason, message, generation,
+        )],
+    }
+}
+
+/// Status of an approval in the owner's namespace: what is asked, and whether
+/// this approval is what decided it.
+fn effective_status(
+    a: &ApprovalView<'_>,
+    req: &AccessRequest,
+    rns: &str,
+    rname: &str,
+) -> (bool, &'static str, String) {
+    let status = req.status.as_ref();
+    let asked = format!(
+        "{} asks to {} for {}s: {}",
+        describe_subject(&req.spec.subject),
+        describe_rules(&req.spec.rules),
+        req.spec.duration_seconds,
+        req.spec.reason
+    );
+    let processed = status
+        .is_some_and(|s| s.observed_generation == req.metadata.generation && s.phase.is_some());
+    if !processed {
+        return (
+            false,
+            "Waiting",
+            format!("the controller has not decided AccessRequest {rns}/{rname} yet. {asked}"),
+        );
+    }
+    let phase = status
+        .and_then(|s| s.phase)
+        .map(|p| p.as_str())
+        .unwrap_or_default();
+    let state = status
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| format!("{phase} ({}): {}", c.reason, c.message))
+        .unwrap_or_else(|| phase.to_string());
+    if status.and_then(|s| s.decided_by.as_deref()) == Some(a.label().as_str()) {
+        (
+            true,
+            "Applied",
+            format!(
+                "{:?}: AccessRequest {rns}/{rname} is {state}. {asked}",
+                a.decision
+            ),
+        )
+    } else {
+        (
+            false,
+            "NotApplied",
+            format!(
+                "AccessRequest {rns}/{rname} is not decided by this approval; it is {state}. {asked}"
+            ),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{AccessRequestStatus, ResourceOwner, ServiceInstanceSpec};
+    use serde_json::json;
+
+    fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> AccessRule {
+        AccessRule {
+            api_groups: groups.iter().map(|s| s.to_string()).collect(),
+            resources: resources.iter().map(|s| s.to_string()).collect(),
+            verbs: verbs.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn user(name: &str) -> AccessSubject {
+        AccessSubject {
+            kind: SubjectKind::User,
+            name: name.into(),
+            namespace: None,
+        }
+    }
+
+    fn spec(rules: Vec<AccessRule>, duration: i64) -> AccessRequestSpec {
+        AccessRequestSpec {
+            instance_name: "inst".into(),
+            subject: user("alice"),
+            rules,
+            duration_seconds: duration,
+            reason: "debugging".into(),
+            withdrawn: false,
+        }
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    fn managed(ready: bool) -> InstanceState {
+        InstanceState::Managed {
+            owner_party: Party::Isv,
+            owner_namespace: "isv".into(),
+            target_namespace: "cn-cust-inst-1234".into(),
+            namespace_ready: ready,
+        }
+    }
+
+    fn view<'a>(spec: &'a AccessRequestSpec, expires: Option<Timestamp>) -> RequestView<'a> {
+        RequestView {
+            namespace: "cust",
+            name: "req",
+            created: Some(ts("2030-01-01T00:00:00Z")),
+            spec,
+            expires_at: expires,
+            decided_by: None,
+        }
+    }
+
+    fn approval<'a>(ns: &'a str, decision: AccessDecision, created: &str) -> ApprovalView<'a> {
+        ApprovalView {
+            namespace: ns,
+            name: "ok",
+            created: Some(ts(created)),
+            decision,
+            reason: Some("on call"),
+        }
+    }
+
+    const NOW: &str = "2030-01-01T00:10:00Z";
+
+    #[test]
+    fn escalation_verbs_wildcards_and_rbac_are_refused() {
+        for r in [
+            rule(&[""], &["pods"], &["get", "escalate"]),
+            rule(&[""], &["pods"], &["bind"]),
+            rule(&[""], &["users"], &["impersonate"]),
+            rule(&[""], &["pods"], &["*"]),
+            rule(&[""], &["*"], &["get"]),
+            rule(&[""], &["pods/*"], &["get"]),
+            rule(&["*"], &["pods"], &["get"]),
+            rule(&["rbac.authorization.k8s.io"], &["roles"], &["create"]),
+            rule(&["rbac.authorization.k8s.io"], &["clusterroles"], &["get"]),
+            rule(&["example.com"], &["rolebindings"], &["get"]),
+        ] {
+            let e = check_rules(std::slice::from_ref(&r)).expect_err("refused");
+            assert_eq!(e.reason, "EscalationRefused", "{r:?}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn cluster_scoped_resources_are_refused_and_named() {
+        let e = check_rules(&[
+            rule(&[""], &["pods"], &["get"]),
+            rule(&[""], &["namespaces", "nodes"], &["get"]),
+            rule(&["storage.k8s.io"], &["storageclasses"], &["list"]),
+        ])
+        .expect_err("refused");
+        assert_eq!(e.reason, "ClusterScopedRefused");
+        for name in ["namespaces", "nodes", "storageclasses.storage.k8s.io"] {
+            assert!(e.message.contains(name), "{}", e.message);
+        }
+        let e = check_rules(&[rule(&[""], &["persistentvolumes"], &["get"])]).expect_err("pv");
+        assert_eq!(e.reason, "ClusterScopedRefused");
+        // A namespaced resource of the same name in another group is fine.
+        assert!(check_rules(&[rule(&["example.com"], &["nodes"], &["get"])]).is_ok());
+    }
+
+    #[test]
+    fn unknown_verbs_and_malformed_names_are_invalid() {
+        for r in [
+            rule(&[""], &["pods"], &["use"]),
+            rule(&[""], &["Pods"], &["get"]),
+            rule(&[""], &["pods/log/x"], &["get"]),
+            rule(&["Apps"], &["deployments"], &["get"]),
+        ] {
+            let e = check_rules(std::slice::from_ref(&r)).expect_err("refused");
+            assert_eq!(e.reason, "InvalidRule", "{r:?}");
+        }
+        assert!(
+            check_rules(&[
+                rule(&[""], &["pods", "pods/log"], &["get", "list", "watch"]),
+                rule(&["apps"], &["deployments", "deployments/scale"], &["patch"]),
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn escalation_is_reported_before_other_problems() {
+        let e = check_rules(&[
+            rule(&[""], &["namespaces"], &["get"]),
+            rule(&[""], &["pods"], &["use", "bind"]),
+        ])
+        .expect_err("refused");
+        assert_eq!(e.reason, "EscalationRefused");
+        assert!(e.message.contains("verb 'bind'"), "{}", e.message);
+    }
+
+    #[test]
+    fn subjects_must_be_the_customers_own() {
+        assert!(check_subject(&user("alice"), "cust").is_ok());
+        let sa = |ns: &str| AccessSubject {
+            kind: SubjectKind::ServiceAccount,
+            name: "bot".into(),
+            namespace: Some(ns.into()),
+        };
+        assert!(check_subject(&sa("cust"), "cust").is_ok());
+        assert_eq!(
+            check_subject(&sa("isv"), "cust").unwrap_err().reason,
+            "InvalidSubject"
+        );
+        assert_eq!(
+            check_subject(&user("system:serviceaccount:isv:admin"), "cust")
+                .unwrap_err()
+                .reason,
+            "InvalidSubject"
+        );
+        let everyone = AccessSubject {
+            kind: SubjectKind::Group,
+            name: "system:authenticated".into(),
+            namespace: None,
+        };
+        assert!(check_subject(&everyone, "cust").is_err());
+    }
+
+    #[test]
+    fn narrowing_never_grants_more_than_asked_and_merges() {
+        let asked = vec![
+            rule(&[""], &["pods", "services"], &["get", "list"]),
+            rule(&[""], &["pods"], &["get", "delete"]),
+            rule(&["apps"], &["deployments"], &["get"]),
+        ];
+        let n = narrow(&asked, false);
+        assert!(n.left_out.is_empty(), "{:?}", n.left_out);
+        assert_eq!(
+            n.rules,
+            vec![
+                rule(&[""], &["pods"], &["delete", "get", "list"]),
+                rule(&[""], &["services"], &["get", "list"]),
+                rule(&["apps"], &["deployments"], &["get"]),
+            ]
+        );
+        // Every granted triple was asked for.
+        for r in &n.rules {
+            for g in &r.api_groups {
+                for res in &r.resources {
+                    for v in &r.verbs {
+                        assert!(asked.iter().any(|a| a.api_groups.contains(g)
+                            && a.resources.contains(res)
+                            && a.verbs.contains(v)));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_direct_and_indirect_are_left_out_unless_allowed() {
+        let asked = vec![
+            rule(&[""], &["pods", "secrets"], &["get", "create"]),
+            rule(&[""], &["pods/exec", "pods/log"], &["create", "get"]),
+            rule(&["apps"], &["deployments"], &["get", "patch"]),
+            rule(&[""], &["serviceaccounts/token"], &["create"]),
+        ];
+        let n = narrow(&asked, false);
+        assert_eq!(
+            n.left_out,
+            vec![
+                "create pods",
+                "create pods/exec",
+                "create secrets",
+                "create serviceaccounts/token",
+                "get pods/exec",
+                "get secrets",
+                "patch deployments.apps",
+            ]
+        );
+        assert_eq!(
+            n.rules,
+            vec![
+                rule(&[""], &["pods/log"], &["create", "get"]),
+                rule(&[""], &["pods"], &["get"]),
+                rule(&["apps"], &["deployments"], &["get"]),
+            ]
+        );
+        let all = narrow(&asked, true);
+        assert!(all.left_out.is_empty());
+        assert!(
+            all.rules
+                .iter()
+                .any(|r| r.resources.contains(&"secrets".to_string()))
+        );
+    }
+
+    #[test]
+    fn durations_are_bounded_by_the_owners_maximum() {
+        let default = AccessPolicy::default();
+        assert_eq!(granted_duration(600, &default), 600);
+        assert_eq!(granted_duration(7200, &default), 3600);
+        let short = AccessPolicy {
+            max_duration_seconds: Some(60),
+            ..Default::default()
+        };
+        assert_eq!(granted_duration(600, &short), 60);
+    }
+
+    #[test]
+    fn grant_names_are_stable_per_uid_and_valid() {
+        let a = grant_name("debug-session", "uid-1");
+        assert_eq!(a, grant_name("debug-session", "uid-1"));
+        assert_ne!(a, grant_name("debug-session", "uid-2"));
+        assert!(a.starts_with("computenest-access-debug-session-"));
+        let long = grant_name(&"x".repeat(200), "u");
+        assert!(long.len() < 80, "{long}");
+    }
+
+    #[test]
+    fn pending_until_the_owner_decides_and_foreign_approvals_are_named() {
+        let s = spec(vec![rule(&[""], &["pods"], &["get"])], 600);
+        let req = view(&s, None);
+        let approvals = [
+            approval("dist", AccessDecision::Approved, NOW),
+            approval("cust", AccessDecision::Approved, NOW),
+        ];
+        let o = decide(
+            &req,
+            &managed(true),
+            &AccessPolicy::default(),
+            &approvals,
+            ts(NOW),
+        );
+        assert_eq!(o.phase, AccessPhase::Pending);
+        assert_eq!(o.reason, "AwaitingApproval");
+        assert!(o.grant.is_none());
+        assert!(
+            o.message.contains("AccessApproval dist/ok has no effect")
+                && o.message.contains("namespace dist does not own"),
+            "{}",
+            o.message
+        );
+        assert!(
+            o.message
+                .contains("the customer cannot approve its own request"),
+            "{}",
+            o.message
+        );
+    }
+
+    #[test]
+    fn the_owners_approval_grants_until_the_bounded_expiry() {
+        let s = spec(vec![rule(&[""], &["pods", "secrets"], &["get"])], 7200);
+        let req = view(&s, None);
+        let approvals = [approval("isv", AccessDecision::Approved, NOW)];
+        let o = decide(
+            &req,
+            &managed(true),
+            &AccessPolicy::default(),
+            &approvals,
+            ts(NOW),
+        );
+        assert_eq!(o.phase, AccessPhase::Active);
+        assert!(o.ready);
+        let g = o.grant.expect("grant");
+        assert_eq!(g.namespace, "cn-cust-inst-1234");
+        assert_eq!(g.rules, vec![rule(&[""], &["pods"], &["get"])]);
+        assert_eq!(g.expires_at, ts("2030-01-01T01:10:00Z"));
+        assert_eq!(o.requeue_at, Some(g.expires_at));
+        assert_eq!(o.decided_by.as_deref(), Some("AccessApproval isv/ok"));
+        assert!(o.message.contains("shortened"), "{}", o.message);
+        assert!(o.message.contains("get secrets"), "{}", o.message);
+    }
+
+    #[test]
+    fn expiry_is_kept_from_status_and_final_once_passed() {
+        let s = spec(vec![rule(&[""], &["pods"], &["get"])], 600);
+        let approvals = [approval("isv", AccessDecision::Approved, NOW)];
+        let kept = view(&s, Some(ts("2030-01-01T00:15:00Z")));
+        let o = decide(
+            &kept,
+            &managed(true),
+            &AccessPolicy::default(),
+            &approvals,
+            ts(NOW),
+        );
+        assert_eq!(o.expires_at, Some(ts("2030-01-01T00:15:00Z")));
+        let o = decide(
+            &kept,
+            &managed(true),
+            &AccessPolicy::default(),
+            &approvals,
+            ts("2030-01-01T00:15:00Z"),
+        );
+        assert_eq!(o.phase, AccessPhase::Expired);
+        assert!(o.grant.is_none());
+    }
+
+    #[test]
+    fn a_rejection_wins_and_carries_the_reason() {
+        let s = spec(vec![rule(&[""], &["pods"], &["get"])], 600);
+        let req = view(&s, None);
+        let mut no = approval("isv", AccessDecision::Rejected, NOW);
+        no.name = "zz-no";
+        let approvals = [approval("isv", AccessDecision::Approved, NOW), no];
+        let auto = AccessPolicy {
+            approval: Approval::Automatic,
+            ..Default::default()
+        };
+        let o = decide(&req, &managed(true), &auto, &approvals, ts(NOW));
+        assert_eq!(o.phase, AccessPhase::Rejected);
+        assert_eq!(o.reason, "Rejected");
+        assert!(o.message.contains("on call"));
+        assert_eq!(o.decided_by.as_deref(), Some("AccessApproval isv/zz-no"));
+    }
+
+    #[test]
+    fn automatic_policy_approves_and_stale_approvals_do_not_count() {
+        let s = spec(vec![rule(&[""], &["pods"], &["get"])], 600);
+        let req = view(&s, None);
+        let auto = AccessPolicy {
+            approval: Approval::Automatic,
+            ..Default::default()
+        };
+        let o = decide(&req, &managed(true), &auto, &[], ts(NOW));
+        assert_eq!(o.phase, AccessPhase::Active);
+        assert_eq!(o.decided_by.as_deref(), Some("Automatic"));
+        // Approved before the request was created: an approval for an earlier request.
+        let old = [approval(
+            "isv",
+            AccessDecision::Approved,
+            "2029-12-31T00:00:00Z",
+        )];
+        let o = decide(
+            &req,
+            &managed(true),
+            &AccessPolicy::default(),
+            &old,
+            ts(NOW),
+        );
+        assert_eq!(o.phase, AccessPhase::Pending);
+        assert!(
+            o.message.contains("written before this request"),
+            "{}",
+            o.message
+        );
+    }
+
+    #[test]
+    fn refusals_come_before_anything_is_granted() {
+        let approvals = [approval("isv", AccessDecision::Approved, NOW)];
+        let policy = AccessPolicy::default();
+        let esc = spec(vec![rule(&[""], &["pods"], &["get", "escalate"])], 600);
+        let o = decide(
+            &view(&esc, None),
+            &managed(true),
+            &policy,
+            &approvals,
+            ts(NOW),
+        );
+        assert_eq!(
+            (o.phase, o.reason),
+            (AccessPhase::Rejected, "EscalationRefused")
+        );
+        assert!(o.grant.is_none());
+        let ok = spec(vec![rule(&[""], &["pods"], &["get"])], 600);
+        let o = decide(
+            &view(&ok, None),
+            &InstanceState::Private,
+            &policy,
+            &approvals,
+            ts(NOW),
+        );
+        assert_eq!((o.phase, o.reason), (AccessPhase::Rejected, "NotManaged"));
+        let o = decide(
+            &view(&ok, None),
+            &InstanceState::Missing,
+            &policy,
+            &approvals,
+            ts(NOW),
+        );
+        assert_eq!(
+            (o.phase, o.reason),
+            (AccessPhase::Pending, "InstanceNotFound")
+        );
+        let secrets = spec(vec![rule(&[""], &["secrets"], &["get"])], 600);
+        let o = decide(
+            &view(&secrets, None),
+            &managed(true),
+            &policy,
+            &approvals,
+            ts(NOW),
+        );
+        assert_eq!(
+            (o.phase, o.reason),
+            (AccessPhase::Rejected, "NothingToGrant")
+        );
+        let mut gone = ok.clone();
+        gone.withdrawn = true;
+        let o = decide(
+            &view(&gone, None),
+            &managed(true),
+            &policy,
+            &approvals,
+            ts(NOW),
+        );
+        assert_eq!(o.phase, AccessPhase::Withdrawn);
+        // Approved, but the namespace is not there yet: nothing written, no clock started.
+        let o = decide(
+            &view(&ok, None),
+            &managed(false),
+            &policy,
+            &approvals,
+            ts(NOW),
+        );
+        assert_eq!(o.phase, AccessPhase::Approved);
+        assert!(o.grant.is_none() && o.expires_at.is_none());
+    }
+
+    fn instance(owner: Option<(Party, &str, &str)>) -> ServiceInstance {
+        let mut i = ServiceInstance::new(
+            "inst",
+            serde_json::from_value::<ServiceInstanceSpec>(json!({
+                "serviceRef": {"kind": "Service", "namespace": "isv", "name": "svc"}
+            }))
+            .expect("spec"),
+        );
+        i.metadata.namespace = Some("cust".into());
+        i.status = Some(crate::api::ServiceInstanceStatus {
+            owner: owner.map(|(party, ns, target)| ResourceOwner {
+                party,
+                namespace: ns.into(),
+                target_namespace: target.into(),
+            }),
+            ..Default::default()
+        });
+        i
+    }
+
+    #[test]
+    fn instance_state_from_status() {
+        assert_eq!(instance_state(None), InstanceState::Missing);
+        assert_eq!(
+            instance_state(Some(&instance(None))),
+            InstanceState::NotReady
+        );
+        assert_eq!(
+            instance_state(Some(&instance(Some((Party::Customer, "cust", "cust"))))),
+            InstanceState::Private
+        );
+        assert!(matches!(
+            instance_state(Some(&instance(Some((Party::Isv, "isv", "cn-x"))))),
+            InstanceState::Managed { ref owner_namespace, .. } if owner_namespace == "isv"
+        ));
+    }
+
+    #[test]
+    fn approval_status_tells_a_foreign_approver_it_has_no_effect() {
+        let inst = instance(Some((Party::Isv, "isv", "cn-x")));
+        let mut req = AccessRequest::new("req", spec(vec![rule(&[""], &["pods"], &["get"])], 60));
+        req.metadata.namespace = Some("cust".into());
+        req.metadata.generation = Some(1);
+        let mk = |ns: &str| {
+            let mut a = AccessApproval::new(
+                "ok",
+                crate::api::AccessApprovalSpec {
+                    request_namespace: "cust".into(),
+                    request_name: "req".into(),
+                    decision: AccessDecision::Approved,
+                    reason: None,
+                },
+            );
+            a.metadata.namespace = Some(ns.into());
+            a
+        };
+        let s = approval_status(&mk("dist"), Some(&req), Some(&inst), &[]);
+        assert_eq!(s.conditions[0].reason, "NotOwner");
+        assert_eq!(s.conditions[0].status, "False");
+        let s = approval_status(&mk("isv"), None, None, &[]);
+        assert_eq!(s.conditions[0].reason, "RequestNotFound");
+        let s = approval_status(&mk("isv"), Some(&req), Some(&inst), &[]);
+        assert_eq!(s.conditions[0].reason, "Waiting");
+        req.status = Some(AccessRequestStatus {
+            observed_generation: Some(1),
+            phase: Some(AccessPhase::Active),
+            decided_by: Some("AccessApproval isv/ok".into()),
+            ..Default::default()
+        });
+        let s = approval_status(&mk("isv"), Some(&req), Some(&inst), &[]);
+        assert_eq!(s.conditions[0].reason, "Applied");
+        assert_eq!(s.conditions[0].status, "True");
+        assert_eq!(s.request_phase, Some(AccessPhase::Active));
+    }
+}

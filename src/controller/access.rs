@@ -1,0 +1,812 @@
+//! AccessRequest controller: time-boxed permissions on the managed namespace
+//! of a fully managed instance, decided by the owner of its resources.
+//!
+//! Stages: decide (pure, `crate::access::decide`) from the caches: the
+//! request, its instance, the owner's AccessPolicy and the AccessApprovals
+//! naming it; then have exactly what the outcome says in the instance's
+//! managed namespace: one Role and one RoleBinding (server-side apply) while
+//! Active, none otherwise; write status only when it changed; look again at
+//! the expiry instant (no polling).
+//!
+//! Cleanup needs no finalizer (a customer could remove one and keep the
+//! access): the Role and RoleBinding are named after the request's UID and
+//! labelled with it. A deleted request is cleaned up from its deletion event;
+//! once the caches are synced, every labelled Role whose request no longer
+//! exists is removed, which covers deletions while the controller was down.
+//! When the instance is deleted, its managed namespace goes with everything
+//! in it.
+//!
+//! Also here: the AccessApproval controller (its status says whether the
+//! decision counts), and Events on both sides: on the request in the
+//! customer's namespace, on the approval and on the owner's product in the
+//! owner's namespace.
+
+use super::grant::requeue_at;
+use super::status::{condition, ready, write_status_if_changed};
+use super::{Context, Error, MANAGED_BY, MANAGED_BY_LABEL, Trigger, is_not_found, ns_of};
+use crate::access::{self, ApprovalView, InstanceState, Outcome, RequestView, labels};
+use crate::api::{
+    AccessApproval, AccessPhase, AccessPolicy, AccessRequest, AccessRequestStatus, AccessSubject,
+    DerivedService, FIELD_MANAGER, Party, ProductKind, Service, ServiceInstance, SubjectKind,
+};
+use crate::provision;
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const KIND: &str = "AccessRequest";
+const APPROVAL_KIND: &str = "AccessApproval";
+const RBAC_API_VERSION: &str = "rbac.authorization.k8s.io/v1";
+
+/// The watched kinds the access controllers react to.
+pub struct Triggers {
+    /// AccessRequests (the primary kind).
+    pub requests: Trigger<AccessRequest>,
+    /// AccessApprovals: mapped to the request they name.
+    pub approvals: Trigger<AccessApproval>,
+    /// Instances: mapped to the requests naming them.
+    pub instances: Trigger<ServiceInstance>,
+    /// Services: their AccessPolicy.
+    pub services: Trigger<Service>,
+    /// DerivedServices: their AccessPolicy (scenario 2).
+    pub derived: Trigger<DerivedService>,
+}
+
+/// Runs the AccessRequest and AccessApproval controllers and the grant
+/// cleaner until the futures made by `stopped` resolve.
+pub async fn run<F, Fut>(t: Triggers, ctx: Arc<Context>, stopped: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + Sync + 'static,
+{
+    tokio::join!(
+        request_controller(&t, ctx.clone(), stopped()),
+        approval_controller(&t, ctx.clone(), stopped()),
+        cleaner(&t.requests, ctx.clone(), stopped()),
+    );
+}
+
+fn requests_of_instance(
+    store: &Store<AccessRequest>,
+    ns: &str,
+    name: &str,
+) -> Vec<ObjectRef<AccessRequest>> {
+    store
+        .state_filter(|r| {
+            r.metadata.namespace.as_deref() == Some(ns) && r.spec.instance_name == name
+        })
+        .iter()
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
+/// Requests whose instance was bought from a product of `ns`/`name`, or from a
+/// DerivedService built on it (a Service's policy applies to both).
+fn requests_of_product(
+    ctx: &Context,
+    kind: ProductKind,
+    ns: &str,
+    name: &str,
+) -> Vec<ObjectRef<AccessRequest>> {
+    let derived: BTreeSet<(String, String)> = match kind {
+        ProductKind::Service => ctx
+            .stores
+            .derived
+            .state_filter(|d| d.spec.source.namespace == ns && d.spec.source.name == name)
+            .iter()
+            .map(|d| (ns_of(d.as_ref()), d.name_any()))
+            .collect(),
+        ProductKind::DerivedService => BTreeSet::new(),
+    };
+    let instances = ctx.stores.instances.state_filter(|i| {
+        let r = &i.spec.service_ref;
+        (r.kind == kind && r.namespace == ns && r.name == name)
+            || (r.kind == ProductKind::DerivedService
+                && derived.contains(&(r.namespace.clone(), r.name.clone())))
+    });
+    instances
+        .iter()
+        .flat_map(|i| {
+            requests_of_instance(
+                &ctx.stores.access_requests,
+                &ns_of(i.as_ref()),
+                &i.name_any(),
+            )
+        })
+        .collect()
+}
+
+fn request_of(a: &AccessApproval) -> Option<ObjectRef<AccessRequest>> {
+    Some(ObjectRef::new(&a.spec.request_name).within(&a.spec.request_namespace))
+}
+
+async fn request_controller(
+    t: &Triggers,
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let concurrency = ctx.settings.concurrency;
+    let store = ctx.stores.access_requests.clone();
+    let (s1, s2) = (store.clone(), store.clone());
+    let (c1, c2, c3, c4) = (ctx.clone(), ctx.clone(), ctx.clone(), ctx.clone());
+    Controller::for_shared_stream(t.requests.handle.clone(), store)
+        .watches_shared_stream(t.approvals.handle.clone(), |a: Arc<AccessApproval>| {
+            request_of(&a)
+        })
+        .watches_stream(t.approvals.deletions(), |a: AccessApproval| request_of(&a))
+        .watches_shared_stream(
+            t.instances.handle.clone(),
+            move |i: Arc<ServiceInstance>| {
+                requests_of_instance(&s1, &ns_of(i.as_ref()), &i.name_any())
+            },
+        )
+        .watches_stream(t.instances.deletions(), move |i: ServiceInstance| {
+            requests_of_instance(&s2, &ns_of(&i), &i.name_any())
+        })
+        .watches_shared_stream(t.services.handle.clone(), move |s: Arc<Service>| {
+            requests_of_product(&c1, ProductKind::Service, &ns_of(s.as_ref()), &s.name_any())
+        })
+        .watches_stream(t.services.deletions(), move |s: Service| {
+            requests_of_product(&c2, ProductKind::Service, &ns_of(&s), &s.name_any())
+        })
+        .watches_shared_stream(t.derived.handle.clone(), move |d: Arc<DerivedService>| {
+            requests_of_product(
+                &c3,
+                ProductKind::DerivedService,
+                &ns_of(d.as_ref()),
+                &d.name_any(),
+            )
+        })
+        .watches_stream(t.derived.deletions(), move |d: DerivedService| {
+            requests_of_product(&c4, ProductKind::DerivedService, &ns_of(&d), &d.name_any())
+        })
+        .with_config(Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(
+            reconcile,
+            |obj, e, ctx| super::on_error(KIND, obj.as_ref(), e, &ctx),
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
+}
+
+async fn reconcile(req: Arc<AccessRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let ns = ns_of(req.as_ref());
+    if !ctx.settings.watches(&ns) {
+        return Ok(Action::await_change());
+    }
+    if let Some(wait) = ctx.not_synced() {
+        return Ok(wait);
+    }
+    let result = if req.metadata.deletion_timestamp.is_some() {
+        // Held by someone else's finalizer: the access ends now all the same.
+        let targets = deletion_targets(&req, &ctx);
+        revoke(&req, &ctx, &targets, true)
+            .await
+            .map(|_| Action::await_change())
+    } else {
+        apply(&req, &ctx).await
+    };
+    ctx.metrics.reconciled(KIND, started.elapsed());
+    result
+}
+
+/// The owner's product, for the owner-side Events.
+enum Product {
+    Service(Arc<Service>),
+    Derived(Arc<DerivedService>),
+}
+
+/// The AccessPolicy that applies to an instance: the product of the party
+/// that owns its resources (the DerivedService in scenario 2, the ISV's
+/// Service otherwise). No policy (or no product any more) means the
+/// defaults: Manual approval, at most 3600 s, no Secrets.
+fn policy_of(inst: Option<&ServiceInstance>, ctx: &Context) -> (AccessPolicy, Option<Product>) {
+    let Some(inst) = inst else {
+        return (AccessPolicy::default(), None);
+    };
+    let r = &inst.spec.service_ref;
+    let owner = inst
+        .status
+        .as_ref()
+        .and_then(|s| s.owner.as_ref())
+        .map(|o| o.party);
+    let service = |ns: &str, name: &str| {
+        ctx.stores
+            .services
+            .get(&ObjectRef::new(name).within(ns))
+            .map(|s| {
+                (
+                    s.spec.access.clone().unwrap_or_default(),
+                    Some(Product::Service(s)),
+                )
+            })
+    };
+    let found = match r.kind {
+        ProductKind::Service => service(&r.namespace, &r.name),
+        ProductKind::DerivedService => {
+            let ds = ctx
+                .stores
+                .derived
+                .get(&ObjectRef::new(&r.name).within(&r.namespace));
+            match (owner, ds) {
+                (Some(Party::Distributor), Some(ds)) => Some((
+                    ds.spec.access.clone().unwrap_or_default(),
+                    Some(Product::Derived(ds)),
+                )),
+                (_, Some(ds)) => service(&ds.spec.source.namespace, &ds.spec.source.name),
+                (_, None) => None,
+            }
+        }
+    };
+    found.unwrap_or_default()
+}
+
+/// Whether the managed namespace exists for this instance (its UID label) and
+/// is not terminating: from the cache, else from the API server (the
+/// namespace's watch event may come after the instance's).
+async fn namespace_ready(
+    ctx: &Context,
+    inst: &ServiceInstance,
+    target: &str,
+) -> Result<bool, Error> {
+    let uid = inst.metadata.uid.as_deref();
+    let fits = |labels: &BTreeMap<String, String>, deleting: bool| {
+        !deleting
+            && labels
+                .get(provision::labels::INSTANCE_UID)
+                .map(String::as_str)
+                == uid
+    };
+    if let Some(m) = ctx.stores.namespaces.get(&ObjectRef::new(target))
+        && fits(m.labels(), m.metadata.deletion_timestamp.is_some())
+    {
+        return Ok(true);
+    }
+    let live = Api::<Namespace>::all(ctx.client.clone())
+        .get_metadata_opt(target)
+        .await?;
+    Ok(live.is_some_and(|m| fits(m.labels(), m.metadata.deletion_timestamp.is_some())))
+}
+
+/// Errors that retrying the same write cannot fix (RBAC, validation).
+fn is_permanent(s: &kube::core::Status) -> bool {
+    matches!(s.code, 400 | 403 | 422)
+}
+
+async fn apply(req: &AccessRequest, ctx: &Context) -> Result<Action, Error> {
+    let ns = ns_of(req);
+    let inst = ctx
+        .stores
+        .instances
+        .get(&ObjectRef::new(&req.spec.instance_name).within(&ns));
+    let mut state = access::instance_state(inst.as_deref());
+    if let (
+        InstanceState::Managed {
+            target_namespace,
+            namespace_ready: ready,
+            ..
+        },
+        Some(inst),
+    ) = (&mut state, inst.as_deref())
+    {
+        *ready = namespace_ready(ctx, inst, target_namespace).await?;
+    }
+    let (policy, product) = policy_of(inst.as_deref(), ctx);
+    let approvals = ctx
+        .stores
+        .access_approvals
+        .state_filter(|a| a.spec.request_namespace == ns && a.spec.request_name == req.name_any());
+    let views: Vec<ApprovalView<'_>> = approvals.iter().map(|a| ApprovalView::of(a)).collect();
+    let mut outcome = access::decide(
+        &RequestView::of(req),
+        &state,
+        &policy,
+        &views,
+        Timestamp::now(),
+    );
+
+    let prev = req.status.clone().unwrap_or_default();
+    let mut target_namespace = prev.target_namespace.clone();
+    let mut action = requeue_at(outcome.requeue_at);
+    match outcome.grant.clone() {
+        Some(grant) => match write_grant(req, &grant, &outcome, ctx).await {
+            Ok(()) => target_namespace = Some(grant.namespace.clone()),
+            Err(Error::Kube(kube::Error::Api(s))) if is_permanent(&s) => {
+                // Nothing half-written stays behind.
+                revoke(req, ctx, &[grant.namespace.clone()], true).await?;
+                outcome = Outcome {
+                    phase: AccessPhase::Approved,
+                    ready: false,
+                    reason: "GrantFailed",
+                    message: format!(
+                        "approved ({}), but the API server refused the Role or RoleBinding in namespace {}: {} (HTTP {}); the controller needs create, patch, bind and escalate on roles there",
+                        outcome.decided_by.as_deref().unwrap_or_default(),
+                        grant.namespace,
+                        s.message,
+                        s.code
+                    ),
+                    grant: None,
+                    expires_at: RequestView::of(req).expires_at,
+                    ..outcome
+                };
+                // The cause is outside the request: look again later, slowly.
+                action = Action::requeue(Duration::from_secs(60));
+            }
+            Err(e) => return Err(e),
+        },
+        None => {
+            let mut targets: Vec<String> = prev.target_namespace.iter().cloned().collect();
+            if let InstanceState::Managed {
+                target_namespace, ..
+            } = &state
+            {
+                targets.push(target_namespace.clone());
+            }
+            revoke(req, ctx, &targets, false).await?;
+        }
+    }
+
+    let generation = req.metadata.generation;
+    let status = AccessRequestStatus {
+        observed_generation: generation,
+        phase: Some(outcome.phase),
+        expires_at: outcome.expires_at.map(access::format_time),
+        granted_rules: outcome
+            .grant
+            .as_ref()
+            .map(|g| g.rules.clone())
+            .unwrap_or_default(),
+        decided_by: outcome.decided_by.clone(),
+        target_namespace,
+        conditions: vec![condition(
+            &prev.conditions,
+            "Ready",
+            outcome.ready,
+            outcome.reason,
+            outcome.message.clone(),
+            generation,
+        )],
+    };
+    let api = Api::<AccessRequest>::namespaced(ctx.client.clone(), &ns);
+    if write_status_if_changed(&api, &ctx.memo, req, req.status.as_ref(), &status).await? {
+        ctx.metrics.wrote(KIND, "status");
+        let before = ready(&prev.conditions).map(|c| (c.reason.clone(), c.message.clone()));
+        if before.as_ref().map(|(r, m)| (r.as_str(), m.as_str()))
+            != Some((outcome.reason, outcome.message.as_str()))
+        {
+            ctx.event(
+                req,
+                is_warning(outcome.reason),
+                outcome.reason,
+                outcome.message.clone(),
+            )
+            .await;
+        }
+        if prev.phase != Some(outcome.phase) {
+            owner_event(req, &state, product.as_ref(), &outcome, ctx).await;
+        }
+    }
+    Ok(action)
+}
+
+fn is_warning(reason: &str) -> bool {
+    !matches!(
+        reason,
+        "Active" | "AwaitingApproval" | "Approved" | "Withdrawn" | "Expired" | "InstanceNotReady"
+    )
+}
+
+/// An Event on the owner's product, in the owner's namespace: a request
+/// arrived, was granted, ended or was refused. With Automatic approval this
+/// is the owner's only record; with Manual approval it is how the owner
+/// learns that a request waits for a decision.
+async fn owner_event(
+    req: &AccessRequest,
+    state: &InstanceState,
+    product: Option<&Product>,
+    outcome: &Outcome,
+    ctx: &Context,
+) {
+    let InstanceState::Managed {
+        owner_namespace, ..
+    } = state
+    else {
+        return;
+    };
+    let (reason, warning) = match outcome.phase {
+        AccessPhase::Pending if outcome.reason == "AwaitingApproval" => ("AccessRequested", false),
+        AccessPhase::Active => ("AccessGranted", false),
+        AccessPhase::Expired | AccessPhase::Withdrawn => ("AccessEnded", false),
+        AccessPhase::Rejected => ("AccessRefused", true),
+        _ => return,
+    };
+    let spec = &req.spec;
+    let note = format!(
+        "AccessRequest {}/{} for instance {}: {} asks to {} for {}s ({}). {}{}",
+        ns_of(req),
+        req.name_any(),
+        spec.instance_name,
+        access::describe_subject(&spec.subject),
+        access::describe_rules(&spec.rules),
+        spec.duration_seconds,
+        spec.reason,
+        outcome.message,
+        if reason == "AccessRequested" {
+            format!(
+                ". Decide with an AccessApproval in namespace {owner_namespace}: requestNamespace {}, requestName {}, decision Approved or Rejected",
+                ns_of(req),
+                req.name_any()
+            )
+        } else {
+            String::new()
+        }
+    );
+    match product {
+        Some(Product::Service(s)) => ctx.event(s.as_ref(), warning, reason, note).await,
+        Some(Product::Derived(d)) => ctx.event(d.as_ref(), warning, reason, note).await,
+        None => {}
+    }
+}
+
+fn grant_labels(req: &AccessRequest) -> serde_json::Value {
+    json!({
+        MANAGED_BY_LABEL: MANAGED_BY,
+        labels::REQUEST_NAMESPACE: ns_of(req),
+        labels::REQUEST_NAME: req.name_any().chars().take(63).collect::<String>().trim_end_matches(['-', '.', '_']),
+        labels::REQUEST_UID: req.metadata.uid.clone().unwrap_or_default(),
+    })
+}
+
+fn subject_json(s: &AccessSubject) -> serde_json::Value {
+    match s.kind {
+        SubjectKind::ServiceAccount => json!({
+            "kind": "ServiceAccount",
+            "name": s.name,
+            "namespace": s.namespace.clone().unwrap_or_default(),
+        }),
+        SubjectKind::User => {
+            json!({"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": s.name})
+        }
+        SubjectKind::Group => {
+            json!({"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": s.name})
+        }
+    }
+}
+
+fn memo_key(what: &str, req: &AccessRequest, ns: &str) -> String {
+    format!(
+        "access-{what}/{}/{ns}",
+        req.metadata.uid.as_deref().unwrap_or_default()
+    )
+}
+
+/// Writes the Role (the narrowed rules) and the RoleBinding (the subject) of
+/// a request, Role first: a RoleBinding never points at a missing Role.
+async fn write_grant(
+    req: &AccessRequest,
+    grant: &access::Grant,
+    outcome: &Outcome,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let name = access::grant_name(
+        &req.name_any(),
+        req.metadata.uid.as_deref().unwrap_or_default(),
+    );
+    let metadata = json!({
+        "name": name,
+        "namespace": grant.namespace,
+        "labels": grant_labels(req),
+        "annotations": {
+            labels::EXPIRES_AT: access::format_time(grant.expires_at),
+            labels::DECIDED_BY: outcome.decided_by.clone().unwrap_or_default(),
+        },
+    });
+    let role = json!({
+        "apiVersion": RBAC_API_VERSION, "kind": "Role",
+        "metadata": metadata,
+        "rules": grant.rules,
+    });
+    let binding = json!({
+        "apiVersion": RBAC_API_VERSION, "kind": "RoleBinding",
+        "metadata": metadata,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [subject_json(&req.spec.subject)],
+    });
+    let key = memo_key("grant", req, &grant.namespace);
+    let desired = json!([role, binding]);
+    if ctx.memo.is_same(&key, &desired) {
+        return Ok(());
+    }
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    Api::<Role>::namespaced(ctx.client.clone(), &grant.namespace)
+        .patch(&name, &pp, &Patch::Apply(&role))
+        .await?;
+    ctx.metrics.wrote(KIND, "role");
+    Api::<RoleBinding>::namespaced(ctx.client.clone(), &grant.namespace)
+        .patch(&name, &pp, &Patch::Apply(&binding))
+        .await?;
+    ctx.metrics.wrote(KIND, "rolebinding");
+    ctx.memo.record(&key, &desired);
+    ctx.memo.forget(&memo_key("absent", req, &grant.namespace));
+    Ok(())
+}
+
+/// Removes the RoleBinding and the Role of a request from each namespace in
+/// `targets` (never from the request's own namespace, where nothing is ever
+/// written), binding first. Skipped where this process already removed them,
+/// unless `force`.
+async fn revoke(
+    req: &AccessRequest,
+    ctx: &Context,
+    targets: &[String],
+    force: bool,
+) -> Result<(), Error> {
+    let own = ns_of(req);
+    let name = access::grant_name(
+        &req.name_any(),
+        req.metadata.uid.as_deref().unwrap_or_default(),
+    );
+    let targets: BTreeSet<&String> = targets.iter().filter(|t| **t != own).collect();
+    for ns in targets {
+        let absent = memo_key("absent", req, ns);
+        if !force && ctx.memo.is_same(&absent, &true) {
+            continue;
+        }
+        delete_grant(ctx, ns, &name).await?;
+        ctx.memo.record(&absent, &true);
+        ctx.memo.forget(&memo_key("grant", req, ns));
+    }
+    Ok(())
+}
+
+async fn delete_grant(ctx: &Context, ns: &str, name: &str) -> Result<(), Error> {
+    let dp = DeleteParams::default();
+    match Api::<RoleBinding>::namespaced(ctx.client.clone(), ns)
+        .delete(name, &dp)
+        .await
+    {
+        Ok(_) => ctx.metrics.wrote(KIND, "delete"),
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(e.into()),
+    }
+    match Api::<Role>::namespaced(ctx.client.clone(), ns)
+        .delete(name, &dp)
+        .await
+    {
+        Ok(_) => ctx.metrics.wrote(KIND, "delete"),
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// Every namespace a request's grant could be in: the one recorded in its
+/// status, its instance's, and the deterministic managed namespace name.
+fn deletion_targets(req: &AccessRequest, ctx: &Context) -> Vec<String> {
+    let ns = ns_of(req);
+    let mut targets: Vec<String> = req
+        .status
+        .as_ref()
+        .and_then(|s| s.target_namespace.clone())
+        .into_iter()
+        .collect();
+    if let InstanceState::Managed {
+        target_namespace, ..
+    } = access::instance_state(
+        ctx.stores
+            .instances
+            .get(&ObjectRef::new(&req.spec.instance_name).within(&ns))
+            .as_deref(),
+    ) {
+        targets.push(target_namespace);
+    }
+    targets.push(provision::managed_namespace_name(
+        &ns,
+        &req.spec.instance_name,
+    ));
+    targets
+}
+
+/// Cleans up after deleted requests (from the deletion events), and once,
+/// when the caches are synced, sweeps away every grant whose request is gone.
+async fn cleaner(
+    requests: &Trigger<AccessRequest>,
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    // Subscribe before the sweep, so that no deletion falls in between.
+    let deletions = requests.deletions();
+    let work = async {
+        while !ctx.readiness.is_ready() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        for attempt in 0..6u32 {
+            match sweep(&ctx).await {
+                Ok(n) => {
+                    tracing::info!(removed = n, "access grants swept");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not sweep access grants; retrying");
+                    tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+                }
+            }
+        }
+        deletions
+            .for_each_concurrent(4, |r| {
+                let ctx = ctx.clone();
+                async move {
+                    if let Ok(req) = r {
+                        cleanup_deleted(&req, &ctx).await;
+                    }
+                }
+            })
+            .await;
+    };
+    tokio::select! {
+        _ = work => {},
+        _ = shutdown => {},
+    }
+}
+
+async fn cleanup_deleted(req: &AccessRequest, ctx: &Context) {
+    if !ctx.settings.watches(&ns_of(req)) {
+        return;
+    }
+    let targets = deletion_targets(req, ctx);
+    for attempt in 0..6u32 {
+        match revoke(req, ctx, &targets, true).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(namespace = %ns_of(req), name = %req.name_any(), error = %e, "could not remove the grant of a deleted access request; retrying");
+                ctx.metrics.error(KIND, &e.metric_reason());
+                tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+            }
+        }
+    }
+    let uid = req.metadata.uid.as_deref().unwrap_or_default();
+    ctx.memo.forget(&format!("status/{uid}"));
+    for ns in &targets {
+        ctx.memo.forget(&memo_key("absent", req, ns));
+        ctx.memo.forget(&memo_key("grant", req, ns));
+    }
+}
+
+/// Removes every Role (and its RoleBinding) labelled with the UID of an
+/// AccessRequest that no longer exists. Returns how many were removed.
+async fn sweep(ctx: &Context) -> Result<usize, Error> {
+    let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY},{}", labels::REQUEST_UID);
+    let roles = Api::<Role>::all(ctx.client.clone())
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await?;
+    let live: HashSet<String> = ctx
+        .stores
+        .access_requests
+        .state()
+        .iter()
+        .filter_map(|r| r.metadata.uid.clone())
+        .collect();
+    let mut removed = 0;
+    for role in roles.items {
+        let l = role.labels();
+        let owner_ns = l
+            .get(labels::REQUEST_NAMESPACE)
+            .cloned()
+            .unwrap_or_default();
+        let uid = l.get(labels::REQUEST_UID).cloned().unwrap_or_default();
+        if !ctx.settings.watches(&owner_ns) || live.contains(&uid) {
+            continue;
+        }
+        delete_grant(ctx, &ns_of(&role), &role.name_any()).await?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+async fn approval_controller(
+    t: &Triggers,
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let concurrency = ctx.settings.concurrency;
+    let store = ctx.stores.access_approvals.clone();
+    let by_request = {
+        let store = store.clone();
+        move |ns: String, name: String| {
+            store
+                .state_filter(|a| a.spec.request_namespace == ns && a.spec.request_name == name)
+                .iter()
+                .map(|a| ObjectRef::from_obj(a.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let (b1, b2) = (by_request.clone(), by_request);
+    Controller::for_shared_stream(t.approvals.handle.clone(), store)
+        .watches_shared_stream(t.requests.handle.clone(), move |r: Arc<AccessRequest>| {
+            b1(ns_of(r.as_ref()), r.name_any())
+        })
+        .watches_stream(t.requests.deletions(), move |r: AccessRequest| {
+            b2(ns_of(&r), r.name_any())
+        })
+        .with_config(Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(
+            reconcile_approval,
+            |obj, e, ctx| super::on_error(APPROVAL_KIND, obj.as_ref(), e, &ctx),
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
+}
+
+async fn reconcile_approval(
+    approval: Arc<AccessApproval>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let ns = ns_of(approval.as_ref());
+    if !ctx.settings.watches(&ns) || approval.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    if let Some(wait) = ctx.not_synced() {
+        return Ok(wait);
+    }
+    let request = ctx
+        .stores
+        .access_requests
+        .get(&ObjectRef::new(&approval.spec.request_name).within(&approval.spec.request_namespace));
+    let instance = request.as_ref().and_then(|r| {
+        ctx.stores
+            .instances
+            .get(&ObjectRef::new(&r.spec.instance_name).within(&ns_of(r.as_ref())))
+    });
+    let previous = approval
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let status = access::approval_status(
+        &approval,
+        request.as_deref(),
+        instance.as_deref(),
+        &previous,
+    );
+    let api = Api::<AccessApproval>::namespaced(ctx.client.clone(), &ns);
+    if write_status_if_changed(
+        &api,
+        &ctx.memo,
+        approval.as_ref(),
+        approval.status.as_ref(),
+        &status,
+    )
+    .await?
+    {
+        ctx.metrics.wrote(APPROVAL_KIND, "status");
+        if let Some(c) = ready(&status.conditions)
+            && ready(&previous).map(|p| (&p.reason, &p.message)) != Some((&c.reason, &c.message))
+        {
+            ctx.event(
+                approval.as_ref(),
+                c.status != "True" && c.reason != "Waiting",
+                &c.reason,
+                c.message.clone(),
+            )
+            .await;
+        }
+    }
+    ctx.metrics.reconciled(APPROVAL_KIND, started.elapsed());
+    Ok(Action::await_change())
+}
