@@ -6,4 +6,5 @@ mod harness;
 
 mod api_server;
 mod distribution;
+mod hostile;
 mod instances;

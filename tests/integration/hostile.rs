@@ -1,0 +1,684 @@
+//! Hostile and broken input, table-driven: every case gets a clear condition,
+//! nothing is written outside its allowed place, and the controller keeps
+//! working for everyone else.
+
+use crate::distribution::{derived_manifest, grant_manifest, service_manifest};
+use crate::harness::*;
+use computenest::api::*;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+/// How a case breaks the Service (None: a valid Service).
+type Mutate = fn(&mut Service);
+
+struct Case {
+    name: &'static str,
+    mutate: Mutate,
+    plan: &'static str,
+    params: Value,
+    service_reason: Option<&'static str>,
+    instance_reason: &'static str,
+    message: &'static str,
+}
+
+fn push(s: &mut Service, obj: Value) {
+    s.spec.template.objects.push(obj);
+}
+
+fn add_string_param(s: &mut Service, spec: Value) {
+    s.spec
+        .parameters
+        .push(serde_json::from_value(spec).expect("parameter spec"));
+}
+
+fn cases() -> Vec<Case> {
+    let valid: Mutate = |_| {};
+    vec![
+        Case {
+            name: "namespace-kind",
+            mutate: |s| {
+                push(
+                    s,
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "evil"}}),
+                )
+            },
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some("InvalidTemplate"),
+            instance_reason: "ProductInvalid",
+            message: "cluster-scoped",
+        },
+        Case {
+            name: "clusterrole",
+            mutate: |s| {
+                push(
+                    s,
+                    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "evil"}}),
+                )
+            },
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some("InvalidTemplate"),
+            instance_reason: "ProductInvalid",
+            message: "cluster-scoped",
+        },
+        Case {
+            name: "clusterrolebinding",
+            mutate: |s| {
+                push(
+                    s,
+                    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "evil"}}),
+                )
+            },
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some("InvalidTemplate"),
+            instance_reason: "ProductInvalid",
+            message: "cluster-scoped",
+        },
+        Case {
+            name: "crd",
+            mutate: |s| {
+                push(
+                    s,
+                    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "evil"}}),
+                )
+            },
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some("InvalidTemplate"),
+            instance_reason: "ProductInvalid",
+            message: "cluster-scoped",
+        },
+        Case {
+            name: "webhook",
+            mutate: |s| {
+                push(
+                    s,
+                    json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration", "metadata": {"name": "evil"}}),
+                )
+            },
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some("InvalidTemplate"),
+            instance_reason: "ProductInvalid",
+            message: "cluster-scoped",
+        },
+        Case {
+            name: "other-namespace",
+            mutate: |s| s.spec.template.objects[0]["metadata"]["namespace"] = json!("kube-system"),
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some("InvalidTemplate"),
+            instance_reason: "ProductInvalid",
+            message: "names a namespace",
+        },
+        Case {
+            name: "namespace-placeholder",
+            mutate: |s| {
+                s.spec.template.objects[0]["metadata"]["namespace"] = json!("$(params.target)")
+            },
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some("InvalidTemplate"),
+            instance_reason: "ProductInvalid",
+            message: "names a namespace",
+        },
+        Case {
+            name: "role",
+            mutate: |s| {
+                push(
+                    s,
+                    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r"}}),
+                )
+            },
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some("InvalidTemplate"),
+            instance_reason: "ProductInvalid",
+            message: "allow-list",
+        },
+        Case {
+            name: "rolebinding",
+            mutate: |s| {
+                push(
+                    s,
+                    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "r"}}),
+                )
+            },
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some("InvalidTemplate"),
+            instance_reason: "ProductInvalid",
+            message: "allow-list",
+        },
+        Case {
+            name: "pod",
+            mutate: |s| {
+                push(
+                    s,
+                    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
+                )
+            },
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some("InvalidTemplate"),
+            instance_reason: "ProductInvalid",
+            message: "allow-list",
+        },
+        Case {
+            name: "wrong-version",
+            mutate: |s| {
+                push(
+                    s,
+                    json!({"apiVersion": "apps/v1beta1", "kind": "Deployment", "metadata": {"name": "d"}}),
+                )
+            },
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some("InvalidTemplate"),
+            instance_reason: "ProductInvalid",
+            message: "allow-list",
+        },
+        Case {
+            name: "foreign-owner",
+            mutate: |s| s.spec.template.objects[0]["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Namespace", "name": "kube-system", "uid": "x"}]),
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some("InvalidTemplate"),
+            instance_reason: "ProductInvalid",
+            message: "ownerReferences",
+        },
+        Case {
+            name: "generate-name",
+            mutate: |s| {
+                push(
+                    s,
+                    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "x-"}}),
+                )
+            },
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some("InvalidTemplate"),
+            instance_reason: "ProductInvalid",
+            message: "metadata.name is required",
+        },
+        Case {
+            name: "finalizers",
+            mutate: |s| s.spec.template.objects[0]["metadata"]["finalizers"] = json!(["block/me"]),
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some("InvalidTemplate"),
+            instance_reason: "ProductInvalid",
+            message: "finalizers",
+        },
+        Case {
+            name: "no-kind",
+            mutate: |s| push(s, json!({"apiVersion": "v1", "metadata": {"name": "x"}})),
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some("InvalidTemplate"),
+            instance_reason: "ProductInvalid",
+            message: "apiVersion and kind are required",
+        },
+        Case {
+            name: "bad-regex",
+            mutate: |s| {
+                add_string_param(s, json!({"name": "tag", "type": "String", "pattern": "(["}))
+            },
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some("InvalidSchema"),
+            instance_reason: "ProductInvalid",
+            message: "not a valid regular expression",
+        },
+        Case {
+            name: "bad-default",
+            mutate: |s| s.spec.parameters[0].default = Some(json!(99)),
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some("InvalidSchema"),
+            instance_reason: "ProductInvalid",
+            message: "default: must be at most 5",
+        },
+        Case {
+            name: "plan-undeclared",
+            mutate: |s| {
+                s.spec.plans[0].parameters.insert("ghost".into(), json!(1));
+            },
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some("InvalidSchema"),
+            instance_reason: "ProductInvalid",
+            message: "does not declare",
+        },
+        Case {
+            name: "wrong-type",
+            mutate: valid,
+            plan: "basic",
+            params: json!({"replicas": "3"}),
+            service_reason: None,
+            instance_reason: "InvalidParameter",
+            message: "must be a whole number, got a string",
+        },
+        Case {
+            name: "float-for-int",
+            mutate: valid,
+            plan: "basic",
+            params: json!({"replicas": 2.5}),
+            service_reason: None,
+            instance_reason: "InvalidParameter",
+            message: "must be a whole number",
+        },
+        Case {
+            name: "out-of-range",
+            mutate: valid,
+            plan: "basic",
+            params: json!({"replicas": 1000000}),
+            service_reason: None,
+            instance_reason: "InvalidParameter",
+            message: "must be at most 5",
+        },
+        Case {
+            name: "too-long",
+            mutate: |s| {
+                add_string_param(
+                    s,
+                    json!({"name": "motd", "type": "String", "maxLength": 16}),
+                )
+            },
+            plan: "basic",
+            params: json!({"motd": "a".repeat(17)}),
+            service_reason: None,
+            instance_reason: "InvalidParameter",
+            message: "at most 16 characters",
+        },
+        Case {
+            name: "yaml-in-pattern-param",
+            mutate: |s| {
+                add_string_param(
+                    s,
+                    json!({"name": "tag", "type": "String", "pattern": "[a-z0-9.-]+"}),
+                )
+            },
+            plan: "basic",
+            params: json!({"tag": "x\nmetadata:\n  namespace: kube-system"}),
+            service_reason: None,
+            instance_reason: "InvalidParameter",
+            message: "must match the pattern",
+        },
+        Case {
+            name: "json-object-for-string",
+            mutate: |s| add_string_param(s, json!({"name": "tag", "type": "String"})),
+            plan: "basic",
+            params: json!({"tag": {"apiVersion": "v1", "kind": "Secret"}}),
+            service_reason: None,
+            instance_reason: "InvalidParameter",
+            message: "must be a string, got an object",
+        },
+        Case {
+            name: "control-characters",
+            mutate: |s| add_string_param(s, json!({"name": "tag", "type": "String"})),
+            plan: "basic",
+            params: json!({"tag": "ok\u{0000}\u{001b}[2J"}),
+            service_reason: None,
+            instance_reason: "InvalidParameter",
+            message: "control characters",
+        },
+        Case {
+            name: "namespace-parameter",
+            mutate: valid,
+            plan: "basic",
+            params: json!({"namespace": "kube-system"}),
+            service_reason: None,
+            instance_reason: "InvalidParameter",
+            message: "\"namespace\": is not a parameter",
+        },
+        Case {
+            name: "required-missing",
+            mutate: |s| {
+                add_string_param(
+                    s,
+                    json!({"name": "owner", "type": "String", "required": true}),
+                )
+            },
+            plan: "basic",
+            params: json!({}),
+            service_reason: None,
+            instance_reason: "InvalidParameter",
+            message: "\"owner\": is required",
+        },
+        Case {
+            name: "unknown-plan",
+            mutate: valid,
+            plan: "platinum",
+            params: json!({}),
+            service_reason: None,
+            instance_reason: "InvalidPlan",
+            message: "plan \"platinum\" is not sold",
+        },
+        Case {
+            name: "plan-locked",
+            mutate: valid,
+            plan: "pro",
+            params: json!({"replicas": 1}),
+            service_reason: None,
+            instance_reason: "InvalidParameter",
+            message: "is set by plan \"pro\"",
+        },
+        Case {
+            name: "unicode-name",
+            mutate: |s| {
+                add_string_param(s, json!({"name": "tag", "type": "String"}));
+                s.spec.template.objects[0]["metadata"]["name"] = json!("$(params.tag)");
+            },
+            plan: "basic",
+            params: json!({"tag": "Ünïcode\u{202e}evil"}),
+            service_reason: None,
+            instance_reason: "RenderFailed",
+            message: "is not a valid name",
+        },
+        Case {
+            name: "unknown-placeholder",
+            mutate: |s| s.spec.template.objects[0]["data"]["x"] = json!("$(params.nope)"),
+            plan: "basic",
+            params: json!({}),
+            service_reason: None,
+            instance_reason: "RenderFailed",
+            message: "unknown placeholder $(params.nope)",
+        },
+        Case {
+            name: "near-size-limit",
+            mutate: |s| {
+                add_string_param(
+                    s,
+                    json!({"name": "blob", "type": "String", "maxLength": 65536}),
+                );
+                for i in 0..10 {
+                    s.spec.template.objects[0]["data"][format!("b{i}")] = json!("$(params.blob)");
+                }
+            },
+            plan: "basic",
+            params: json!({"blob": "b".repeat(60_000)}),
+            service_reason: None,
+            instance_reason: "RenderFailed",
+            message: "bytes, more than the",
+        },
+        Case {
+            name: "typed-value-refused",
+            mutate: |s| s.spec.template.objects[0]["data"]["n"] = json!("$(params.replicas)"),
+            plan: "basic",
+            params: json!({}),
+            service_reason: None,
+            instance_reason: "ApplyFailed",
+            message: "the API server refused ConfigMap",
+        },
+    ]
+}
+
+async fn managed_objects(client: &Client, ns: &str) -> Vec<String> {
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=computenest-controller"))
+        .await
+        .map(|l| l.items.iter().map(|c| c.name_any()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn hostile_and_broken_input_gets_a_clear_condition_and_writes_nothing() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["isv", "dist", "cust", "other"]).await;
+    let (isv, dist, cust, other) = (t.ns(0), t.ns(1), t.ns(2), t.ns(3));
+    let cases = cases();
+    assert!(cases.len() >= 30, "at least 30 hostile cases");
+    for c in &cases {
+        // Fully managed, so that a wrongly written object would land in a namespace of its own.
+        let mut svc = service_manifest(c.name, "FullyManaged", false, true, "Manual");
+        (c.mutate)(&mut svc);
+        apply(&client, isv, &svc)
+            .await
+            .unwrap_or_else(|e| panic!("{}: the API server refused the Service: {e}", c.name));
+        let inst: ServiceInstance = serde_json::from_value(json!({
+            "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance", "metadata": {"name": c.name},
+            "spec": {"serviceRef": {"kind": "Service", "namespace": isv, "name": c.name}, "plan": c.plan, "parameters": c.params}
+        }))
+        .expect("instance");
+        apply(&client, cust, &inst)
+            .await
+            .unwrap_or_else(|e| panic!("{}: the API server refused the instance: {e}", c.name));
+    }
+    for c in &cases {
+        if let Some(reason) = c.service_reason {
+            let svc: Service = wait_ready(&client, isv, c.name, "False", reason).await;
+            assert!(
+                ready_message(&svc).contains(c.message),
+                "{}: {}",
+                c.name,
+                ready_message(&svc)
+            );
+        }
+        let inst: ServiceInstance =
+            wait_ready(&client, cust, c.name, "False", c.instance_reason).await;
+        assert!(
+            ready_message(&inst).contains(c.message),
+            "{}: {}",
+            c.name,
+            ready_message(&inst)
+        );
+        assert_eq!(
+            inst.status.as_ref().and_then(|s| s.phase),
+            Some(Phase::DeployFailed),
+            "{}",
+            c.name
+        );
+    }
+
+    // References across tenants without a grant, missing objects, invalid combinations.
+    apply(
+        &client,
+        isv,
+        &service_manifest("fm", "FullyManaged", true, true, "Manual"),
+    )
+    .await
+    .expect("service");
+    apply(
+        &client,
+        isv,
+        &grant_manifest("for-other", "fm", other, "Approved"),
+    )
+    .await
+    .expect("grant for another distributor");
+    apply(
+        &client,
+        dist,
+        &derived_manifest("no-grant", isv, "fm", "FullyManaged"),
+    )
+    .await
+    .expect("derived");
+    apply(
+        &client,
+        dist,
+        &derived_manifest("as-private", isv, "fm", "Private"),
+    )
+    .await
+    .expect("derived");
+    apply(
+        &client,
+        dist,
+        &derived_manifest("missing", isv, "nope", "FullyManaged"),
+    )
+    .await
+    .expect("derived");
+    wait_ready::<DerivedService>(&client, dist, "no-grant", "False", "GrantPending").await;
+    wait_ready::<DerivedService>(&client, dist, "as-private", "False", "InvalidScenario").await;
+    wait_ready::<DerivedService>(&client, dist, "missing", "False", "SourceNotFound").await;
+    let refs = [
+        (
+            "buy-no-grant",
+            "DerivedService",
+            dist,
+            "no-grant",
+            "GrantPending",
+        ),
+        (
+            "buy-as-private",
+            "DerivedService",
+            dist,
+            "as-private",
+            "InvalidScenario",
+        ),
+        (
+            "buy-missing-ds",
+            "DerivedService",
+            dist,
+            "ghost",
+            "ProductNotFound",
+        ),
+        (
+            "buy-missing-svc",
+            "Service",
+            isv,
+            "ghost",
+            "ProductNotFound",
+        ),
+        (
+            "buy-other-tenant",
+            "DerivedService",
+            other,
+            "no-grant",
+            "ProductNotFound",
+        ),
+    ];
+    for (name, kind, ns, product, _) in refs {
+        let inst: ServiceInstance = serde_json::from_value(json!({
+            "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance", "metadata": {"name": name},
+            "spec": {"serviceRef": {"kind": kind, "namespace": ns, "name": product}, "plan": "basic"}
+        }))
+        .expect("instance");
+        apply(&client, cust, &inst).await.expect("instance");
+    }
+    for (name, _, _, _, reason) in refs {
+        wait_ready::<ServiceInstance>(&client, cust, name, "False", reason).await;
+    }
+    // The grant for the other distributor was not used, and stayed as the ISV wrote it.
+    let g = Api::<DistributionGrant>::namespaced(client.clone(), isv)
+        .get("for-other")
+        .await
+        .expect("grant");
+    assert_eq!(
+        (g.spec.distributor_namespace.as_str(), g.spec.decision),
+        (other, Decision::Approved)
+    );
+
+    // Nothing was written outside its place: no managed namespace for any refused instance,
+    // nothing of ours in the customer's or a system namespace, no cluster-wide object.
+    let managed = Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default().labels(&format!("computenest.dev/instance-namespace={cust}")))
+        .await
+        .expect("list namespaces");
+    // The one case that got as far as writing (the API server refused an object)
+    // has its own managed namespace, its allowed place; no other case has one.
+    let names: Vec<String> = managed.items.iter().map(|n| n.name_any()).collect();
+    assert!(
+        names.len() == 1
+            && names[0]
+                == computenest::provision::managed_namespace_name(cust, "typed-value-refused"),
+        "managed namespaces were created for refused instances: {names:?}"
+    );
+    assert!(managed_objects(&client, cust).await.is_empty());
+    assert!(managed_objects(&client, "kube-system").await.is_empty());
+    assert!(managed_objects(&client, "default").await.is_empty());
+    for name in ["evil"] {
+        assert!(
+            Api::<ClusterRole>::all(client.clone())
+                .get_opt(name)
+                .await
+                .expect("get")
+                .is_none()
+        );
+        assert!(
+            Api::<ClusterRoleBinding>::all(client.clone())
+                .get_opt(name)
+                .await
+                .expect("get")
+                .is_none()
+        );
+        assert!(
+            Api::<Namespace>::all(client.clone())
+                .get_opt(name)
+                .await
+                .expect("get")
+                .is_none()
+        );
+    }
+
+    // The controller keeps working for everyone else.
+    apply(
+        &client,
+        isv,
+        &service_manifest("good", "Private", false, true, "Manual"),
+    )
+    .await
+    .expect("service");
+    let good: ServiceInstance = serde_json::from_value(json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance", "metadata": {"name": "good"},
+        "spec": {"serviceRef": {"kind": "Service", "namespace": isv, "name": "good"}, "plan": "basic"}
+    }))
+    .expect("instance");
+    apply(&client, cust, &good).await.expect("instance");
+    wait_ready::<ServiceInstance>(&client, cust, "good", "True", "Deployed").await;
+
+    // The ISV's namespace is deleted under a live instance: it keeps running, and says why it is no longer sellable.
+    let t2 = TestNamespaces::new(&client, &["isv2", "dist2", "cust2"]).await;
+    let (isv2, dist2, cust2) = (t2.ns(0), t2.ns(1), t2.ns(2));
+    apply(
+        &client,
+        isv2,
+        &service_manifest("fm", "FullyManaged", false, true, "Automatic"),
+    )
+    .await
+    .expect("service");
+    apply(
+        &client,
+        dist2,
+        &derived_manifest("d", isv2, "fm", "FullyManaged"),
+    )
+    .await
+    .expect("derived");
+    wait_ready::<DerivedService>(&client, dist2, "d", "True", "Sellable").await;
+    let live: ServiceInstance = serde_json::from_value(json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance", "metadata": {"name": "live"},
+        "spec": {"serviceRef": {"kind": "DerivedService", "namespace": dist2, "name": "d"}, "plan": "basic"}
+    }))
+    .expect("instance");
+    apply(&client, cust2, &live).await.expect("instance");
+    wait_ready::<ServiceInstance>(&client, cust2, "live", "True", "Deployed").await;
+    Api::<Namespace>::all(client.clone())
+        .delete(isv2, &DeleteParams::default())
+        .await
+        .expect("delete ISV namespace");
+    wait_ready::<DerivedService>(&client, dist2, "d", "False", "SourceNotFound").await;
+    wait_for(
+        "the live instance says its product is gone",
+        DEADLINE,
+        || {
+            let api = Api::<ServiceInstance>::namespaced(client.clone(), cust2);
+            async move {
+                let i = api.get("live").await.ok()?;
+                let s = i.status?;
+                let gv = s.conditions.iter().find(|c| c.type_ == "GrantValid")?;
+                (gv.status == "False"
+                    && gv.reason == "SourceNotFound"
+                    && s.phase == Some(Phase::Deployed))
+                .then_some(())
+            }
+        },
+    )
+    .await;
+    t2.cleanup().await;
+    t.cleanup().await;
+}
