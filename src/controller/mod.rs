@@ -121,6 +121,7 @@ impl Context {
             action: "Reconcile".into(),
             secondary: None,
         };
+        self.metrics.wrote(&K::kind(&()), "event");
         if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "could not publish event");
         }
