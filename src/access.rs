@@ -785,7 +785,10 @@ pub fn decide(
             )),
         }
     }
+    // Deterministic, whatever order the cache lists them in: a Rejected
+    // approval first, then by name; the ignored ones sorted for a stable message.
     effective.sort_by_key(|a| (a.decision != AccessDecision::Rejected, a.name));
+    ignored.sort();
     let ignored = if ignored.is_empty() {
         String::new()
     } else {

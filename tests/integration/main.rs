@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod access;
 mod api_server;
 mod distribution;
 mod hostile;

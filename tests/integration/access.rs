@@ -1,0 +1,886 @@
+//! Access requests, end to end: what the customer's subject may really do in
+//! the managed namespace (impersonated requests against the API server), who
+//! may decide, and when the access ends.
+
+use crate::distribution::{derived_manifest, grant_manifest, service_manifest};
+use crate::harness::*;
+use computenest::access::{grant_name, labels};
+use computenest::api::*;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// A client that acts as `user` (with `groups`), through impersonation by the
+/// test's admin credentials: every request is authorized as that user.
+async fn client_as(user: &str, groups: &[&str]) -> Client {
+    let mut config = kube::Config::infer().await.expect("kubeconfig");
+    config.auth_info.impersonate = Some(user.to_string());
+    if !groups.is_empty() {
+        config.auth_info.impersonate_groups = Some(groups.iter().map(|g| g.to_string()).collect());
+    }
+    Client::try_from(config).expect("impersonating client")
+}
+
+/// Whether a request got past authorization: success and 404 (authorized, no
+/// such object) are yes, 403 is no.
+fn authorized<T>(what: &str, r: Result<T, kube::Error>) -> bool {
+    match r {
+        Ok(_) => true,
+        Err(kube::Error::Api(s)) if s.code == 404 => true,
+        Err(kube::Error::Api(s)) if s.code == 403 => false,
+        Err(e) => panic!("{what}: unexpected error {e}"),
+    }
+}
+
+/// What one subject may do in a namespace, by real requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Can {
+    list_pods: bool,
+    get_pod: bool,
+    get_pod_log: bool,
+    delete_pod: bool,
+    get_secret: bool,
+    list_config_maps: bool,
+}
+
+async fn can(subject: &Client, ns: &str) -> Can {
+    let pods = Api::<Pod>::namespaced(subject.clone(), ns);
+    Can {
+        list_pods: authorized("list pods", pods.list(&ListParams::default()).await),
+        get_pod: authorized("get pod", pods.get("nothing-here").await),
+        get_pod_log: authorized(
+            "get pod log",
+            pods.logs("nothing-here", &Default::default()).await,
+        ),
+        delete_pod: authorized(
+            "delete pod",
+            pods.delete("nothing-here", &DeleteParams::default()).await,
+        ),
+        get_secret: authorized(
+            "get secret",
+            Api::<Secret>::namespaced(subject.clone(), ns)
+                .get("nothing-here")
+                .await,
+        ),
+        list_config_maps: authorized(
+            "list config maps",
+            Api::<ConfigMap>::namespaced(subject.clone(), ns)
+                .list(&ListParams::default())
+                .await,
+        ),
+    }
+}
+
+const NOTHING: Can = Can {
+    list_pods: false,
+    get_pod: false,
+    get_pod_log: false,
+    delete_pod: false,
+    get_secret: false,
+    list_config_maps: false,
+};
+
+/// Waits until `subject` can do exactly `expected` in `ns` (RBAC changes take
+/// effect through the API server's informers, so not always at once).
+async fn wait_can(subject: &Client, ns: &str, expected: Can, what: &str) {
+    let start = Instant::now();
+    loop {
+        let got = can(subject, ns).await;
+        if got == expected {
+            return;
+        }
+        if start.elapsed() > DEADLINE {
+            panic!("{what}: in {ns} expected {expected:?}, got {got:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn instance(name: &str, kind: &str, seller: &str, product: &str) -> ServiceInstance {
+    serde_json::from_value(json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance",
+        "metadata": {"name": name},
+        "spec": {"serviceRef": {"kind": kind, "namespace": seller, "name": product}, "plan": "basic"}
+    }))
+    .expect("instance manifest")
+}
+
+fn request(
+    name: &str,
+    instance: &str,
+    subject: serde_json::Value,
+    rules: serde_json::Value,
+    seconds: i64,
+) -> AccessRequest {
+    serde_json::from_value(json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "AccessRequest",
+        "metadata": {"name": name},
+        "spec": {"instanceName": instance, "subject": subject, "rules": rules,
+                 "durationSeconds": seconds, "reason": "investigating slow reports"}
+    }))
+    .expect("request manifest")
+}
+
+fn user(name: &str) -> serde_json::Value {
+    json!({"kind": "User", "name": name})
+}
+
+fn approval(name: &str, req_ns: &str, req: &str, decision: &str, reason: &str) -> AccessApproval {
+    serde_json::from_value(json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "AccessApproval",
+        "metadata": {"name": name},
+        "spec": {"requestNamespace": req_ns, "requestName": req, "decision": decision, "reason": reason}
+    }))
+    .expect("approval manifest")
+}
+
+fn with_access(mut svc: Service, policy: serde_json::Value) -> Service {
+    svc.spec.access = Some(serde_json::from_value(policy).expect("policy"));
+    svc
+}
+
+fn short_id() -> String {
+    format!("{:06x}", rand::random::<u32>() & 0xffffff)
+}
+
+/// Waits until the request's Ready message contains `text`.
+async fn wait_message(client: &Client, ns: &str, name: &str, text: &str) -> AccessRequest {
+    let api = Api::<AccessRequest>::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("AccessRequest {ns}/{name} message containing {text:?}"),
+        DEADLINE,
+        || {
+            let api = api.clone();
+            async move {
+                let r = api.get(name).await.ok()?;
+                ready_message(&r).contains(text).then_some(r)
+            }
+        },
+    )
+    .await
+}
+
+/// Roles and RoleBindings written for a request (by its UID), anywhere.
+async fn grants_of(client: &Client, uid: &str) -> (Vec<Role>, Vec<RoleBinding>) {
+    let lp = ListParams::default().labels(&format!("{}={uid}", labels::REQUEST_UID));
+    (
+        Api::<Role>::all(client.clone())
+            .list(&lp)
+            .await
+            .expect("roles")
+            .items,
+        Api::<RoleBinding>::all(client.clone())
+            .list(&lp)
+            .await
+            .expect("role bindings")
+            .items,
+    )
+}
+
+async fn wait_no_grants(client: &Client, uid: &str, what: &str) {
+    wait_for(what, DEADLINE, || async {
+        let (r, b) = grants_of(client, uid).await;
+        (r.is_empty() && b.is_empty()).then_some(())
+    })
+    .await;
+}
+
+/// Events about objects in `ns` with `reason`.
+async fn events(client: &Client, ns: &str, reason: &str) -> Vec<Event> {
+    Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .collect()
+}
+
+async fn wait_event(client: &Client, ns: &str, reason: &str, about: &str) {
+    wait_for(
+        &format!("an Event {reason} in {ns} about {about}"),
+        DEADLINE,
+        || async {
+            events(client, ns, reason)
+                .await
+                .iter()
+                .any(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(about))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// Scenario 3: ISV's listed FullyManaged Service resold as FullyManaged.
+/// Returns (namespaces isv, dist, cust; instance target namespace).
+async fn scenario3(client: &Client, policy: serde_json::Value) -> (TestNamespaces, String) {
+    let t = TestNamespaces::new(client, &["ar-isv", "ar-dist", "ar-cust"]).await;
+    let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
+    apply(
+        client,
+        isv,
+        &with_access(
+            service_manifest("app", "FullyManaged", true, true, "Manual"),
+            policy,
+        ),
+    )
+    .await
+    .expect("service");
+    apply(
+        client,
+        isv,
+        &grant_manifest("app-grant", "app", dist, "Approved"),
+    )
+    .await
+    .expect("grant");
+    apply(
+        client,
+        dist,
+        &derived_manifest("app-plus", isv, "app", "FullyManaged"),
+    )
+    .await
+    .expect("derived");
+    apply(
+        client,
+        cust,
+        &instance("i3", "DerivedService", dist, "app-plus"),
+    )
+    .await
+    .expect("instance");
+    let inst: ServiceInstance = wait_ready(client, cust, "i3", "True", "Deployed").await;
+    let s = inst.status.expect("status");
+    assert_eq!(s.scenario.as_deref(), Some("Scenario3"));
+    let target = s.owner.expect("owner").target_namespace;
+    (t, target)
+}
+
+#[tokio::test]
+async fn only_the_isv_approves_in_scenario_3_and_grants_exactly_what_was_asked_until_withdrawn() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let (t, target) = scenario3(
+        &client,
+        json!({"approval": "Manual", "maxDurationSeconds": 1800, "allowSecrets": false}),
+    )
+    .await;
+    let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
+    let alice_name = format!("alice-{}", short_id());
+    let alice = client_as(&alice_name, &["customer-ops"]).await;
+    wait_can(&alice, &target, NOTHING, "before any request").await;
+
+    apply(
+        &client,
+        cust,
+        &request(
+            "debug",
+            "i3",
+            user(&alice_name),
+            json!([
+                {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]},
+                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+            ]),
+            3600,
+        ),
+    )
+    .await
+    .expect("request");
+    let req: AccessRequest = wait_ready(&client, cust, "debug", "False", "AwaitingApproval").await;
+    let uid = req.uid().expect("uid");
+    let s = req.status.clone().expect("status");
+    assert_eq!(s.phase, Some(AccessPhase::Pending));
+    assert!(s.granted_rules.is_empty());
+    assert!(
+        ready_message(&req).contains(&format!("namespace {isv}")),
+        "the customer is told who decides: {}",
+        ready_message(&req)
+    );
+    // Both sides hear of it: the customer on its request, the owner on its product.
+    wait_event(&client, cust, "AwaitingApproval", "debug").await;
+    wait_event(&client, isv, "AccessRequested", "app").await;
+    wait_can(&alice, &target, NOTHING, "before approval").await;
+
+    // The distributor cannot approve for the ISV.
+    apply(
+        &client,
+        dist,
+        &approval("by-distributor", cust, "debug", "Approved", "we resell it"),
+    )
+    .await
+    .expect("distributor's approval");
+    let by_dist: AccessApproval =
+        wait_ready(&client, dist, "by-distributor", "False", "NotOwner").await;
+    assert!(
+        !ready_message(&by_dist).contains(isv),
+        "a foreign approver is not told who the owner is: {}",
+        ready_message(&by_dist)
+    );
+    wait_event(&client, dist, "NotOwner", "by-distributor").await;
+    wait_message(
+        &client,
+        cust,
+        "debug",
+        &format!("AccessApproval {dist}/by-distributor has no effect"),
+    )
+    .await;
+    // The customer cannot approve its own request.
+    apply(
+        &client,
+        cust,
+        &approval("self-service", cust, "debug", "Approved", "trust me"),
+    )
+    .await
+    .expect("customer's approval");
+    wait_ready::<AccessApproval>(&client, cust, "self-service", "False", "NotOwner").await;
+    let req = wait_message(
+        &client,
+        cust,
+        "debug",
+        "the customer cannot approve its own request",
+    )
+    .await;
+    assert_eq!(req.status.and_then(|s| s.phase), Some(AccessPhase::Pending));
+    assert_eq!(grants_of(&client, &uid).await, (vec![], vec![]));
+    wait_can(&alice, &target, NOTHING, "after foreign approvals").await;
+
+    // The ISV approves: exactly what was asked, minus Secrets, bounded in time.
+    let before = jiff::Timestamp::now();
+    apply(
+        &client,
+        isv,
+        &approval("debug-ok", cust, "debug", "Approved", "ticket 4711"),
+    )
+    .await
+    .expect("isv's approval");
+    let req: AccessRequest = wait_ready(&client, cust, "debug", "True", "Active").await;
+    let s = req.status.clone().expect("status");
+    assert_eq!(s.phase, Some(AccessPhase::Active));
+    assert_eq!(
+        s.decided_by.as_deref(),
+        Some(format!("AccessApproval {isv}/debug-ok").as_str())
+    );
+    assert_eq!(s.target_namespace.as_deref(), Some(target.as_str()));
+    assert_eq!(
+        serde_json::to_value(&s.granted_rules).expect("json"),
+        json!([{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]}])
+    );
+    let expires: jiff::Timestamp = s.expires_at.expect("expiresAt").parse().expect("rfc3339");
+    let granted = expires.duration_since(before).as_secs();
+    assert!(
+        (1790..=1810).contains(&granted),
+        "bounded by the owner's maximum of 1800 s, got {granted}"
+    );
+    assert!(
+        ready_message(&req).contains("get secrets"),
+        "{}",
+        ready_message(&req)
+    );
+    wait_can(
+        &alice,
+        &target,
+        Can {
+            list_pods: true,
+            get_pod: true,
+            get_pod_log: true,
+            ..NOTHING
+        },
+        "while active",
+    )
+    .await;
+    // Nowhere else.
+    wait_can(&alice, cust, NOTHING, "customer namespace").await;
+    wait_can(&alice, isv, NOTHING, "ISV namespace").await;
+    // One Role, one RoleBinding, labelled, named after the request's UID.
+    let (roles, bindings) = grants_of(&client, &uid).await;
+    assert_eq!((roles.len(), bindings.len()), (1, 1));
+    assert_eq!(roles[0].name_any(), grant_name("debug", &uid));
+    assert_eq!(roles[0].namespace().as_deref(), Some(target.as_str()));
+    let subjects = bindings[0].subjects.clone().unwrap_or_default();
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(
+        (subjects[0].kind.as_str(), subjects[0].name.as_str()),
+        ("User", alice_name.as_str())
+    );
+    // The ISV's approval says it counts; the others say they do not.
+    let ok: AccessApproval = wait_ready(&client, isv, "debug-ok", "True", "Applied").await;
+    assert_eq!(
+        ok.status.as_ref().and_then(|s| s.request_phase),
+        Some(AccessPhase::Active)
+    );
+    wait_event(&client, cust, "Active", "debug").await;
+    wait_event(&client, isv, "AccessGranted", "app").await;
+
+    // The customer gives it back early: gone at once, for good.
+    Api::<AccessRequest>::namespaced(client.clone(), cust)
+        .patch(
+            "debug",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"withdrawn": true}})),
+        )
+        .await
+        .expect("withdraw");
+    let req: AccessRequest = wait_ready(&client, cust, "debug", "False", "Withdrawn").await;
+    assert_eq!(
+        req.status.as_ref().and_then(|s| s.phase),
+        Some(AccessPhase::Withdrawn)
+    );
+    wait_no_grants(&client, &uid, "grant removed on withdrawal").await;
+    wait_can(&alice, &target, NOTHING, "after withdrawal").await;
+    let undo = Api::<AccessRequest>::namespaced(client.clone(), cust)
+        .patch(
+            "debug",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"withdrawn": false}})),
+        )
+        .await;
+    assert!(
+        matches!(&undo, Err(kube::Error::Api(s)) if s.message.contains("a withdrawn request stays withdrawn")),
+        "{undo:?}"
+    );
+    wait_for("the approval sees the withdrawal", DEADLINE, || async {
+        let a = Api::<AccessApproval>::namespaced(client.clone(), isv)
+            .get("debug-ok")
+            .await
+            .ok()?;
+        (a.status?.request_phase == Some(AccessPhase::Withdrawn)).then_some(())
+    })
+    .await;
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn automatic_access_expires_on_time_and_ends_with_the_request_or_the_instance() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["ar-isv", "ar-cust"]).await;
+    let (isv, cust) = (t.ns(0), t.ns(1));
+    apply(
+        &client,
+        isv,
+        &with_access(
+            service_manifest("app", "FullyManaged", false, false, "Manual"),
+            json!({"approval": "Automatic"}),
+        ),
+    )
+    .await
+    .expect("service");
+    apply(&client, cust, &instance("direct", "Service", isv, "app"))
+        .await
+        .expect("instance");
+    let inst: ServiceInstance = wait_ready(&client, cust, "direct", "True", "Deployed").await;
+    let target = inst
+        .status
+        .and_then(|s| s.owner)
+        .expect("owner")
+        .target_namespace;
+    let id = short_id();
+    let (bob_name, carol_name) = (format!("bob-{id}"), format!("carol-{id}"));
+    let (bob, carol) = (
+        client_as(&bob_name, &[]).await,
+        client_as(&carol_name, &[]).await,
+    );
+    let list_pods = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]);
+    let only_list = Can {
+        list_pods: true,
+        ..NOTHING
+    };
+
+    // Ten seconds: granted at once (Automatic), removed on time, without polling.
+    apply(
+        &client,
+        cust,
+        &request("short", "direct", user(&bob_name), list_pods.clone(), 10),
+    )
+    .await
+    .expect("short request");
+    let req: AccessRequest = wait_ready(&client, cust, "short", "True", "Active").await;
+    let granted_at = Instant::now();
+    let short_uid = req.uid().expect("uid");
+    let s = req.status.clone().expect("status");
+    assert_eq!(s.decided_by.as_deref(), Some("Automatic"));
+    wait_can(&bob, &target, only_list, "bob while active").await;
+    wait_event(&client, isv, "AccessGranted", "app").await;
+
+    // Deleting a request ends its access.
+    apply(
+        &client,
+        cust,
+        &request("long", "direct", user(&carol_name), list_pods.clone(), 3600),
+    )
+    .await
+    .expect("long request");
+    let long: AccessRequest = wait_ready(&client, cust, "long", "True", "Active").await;
+    let long_uid = long.uid().expect("uid");
+    wait_can(&carol, &target, only_list, "carol while active").await;
+    Api::<AccessRequest>::namespaced(client.clone(), cust)
+        .delete("long", &DeleteParams::default())
+        .await
+        .expect("delete request");
+    wait_no_grants(&client, &long_uid, "grant removed with its request").await;
+    wait_can(&carol, &target, NOTHING, "carol after deletion").await;
+
+    // Expiry.
+    let req: AccessRequest = wait_ready(&client, cust, "short", "False", "Expired").await;
+    assert!(
+        granted_at.elapsed() >= Duration::from_secs(7),
+        "expired early, after {:?}",
+        granted_at.elapsed()
+    );
+    assert_eq!(
+        req.status.as_ref().and_then(|s| s.phase),
+        Some(AccessPhase::Expired)
+    );
+    assert!(
+        req.status
+            .as_ref()
+            .is_some_and(|s| s.granted_rules.is_empty())
+    );
+    wait_no_grants(&client, &short_uid, "grant removed on expiry").await;
+    wait_can(&bob, &target, NOTHING, "bob after expiry").await;
+    wait_event(&client, cust, "Expired", "short").await;
+
+    // The instance goes: its namespace goes with the access in it.
+    let dave_name = format!("dave-{id}");
+    let dave = client_as(&dave_name, &[]).await;
+    apply(
+        &client,
+        cust,
+        &request("until-gone", "direct", user(&dave_name), list_pods, 3600),
+    )
+    .await
+    .expect("request");
+    wait_ready::<AccessRequest>(&client, cust, "until-gone", "True", "Active").await;
+    wait_can(&dave, &target, only_list, "dave while active").await;
+    Api::<ServiceInstance>::namespaced(client.clone(), cust)
+        .delete("direct", &DeleteParams::default())
+        .await
+        .expect("delete instance");
+    let req: AccessRequest =
+        wait_ready(&client, cust, "until-gone", "False", "InstanceNotFound").await;
+    assert_eq!(
+        req.status.as_ref().and_then(|s| s.phase),
+        Some(AccessPhase::Pending)
+    );
+    wait_can(&dave, &target, NOTHING, "dave after the instance is gone").await;
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn in_scenario_2_the_distributor_decides_and_can_reject_with_a_reason() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["ar-isv", "ar-dist", "ar-cust"]).await;
+    let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
+    apply(
+        &client,
+        isv,
+        &with_access(
+            service_manifest("app", "Private", false, true, "Manual"),
+            // The ISV's policy does not apply: the distributor owns the resources.
+            json!({"approval": "Automatic"}),
+        ),
+    )
+    .await
+    .expect("service");
+    apply(
+        &client,
+        isv,
+        &grant_manifest("app-grant", "app", dist, "Approved"),
+    )
+    .await
+    .expect("grant");
+    let mut ds = derived_manifest("managed-app", isv, "app", "FullyManaged");
+    ds.spec.access = Some(
+        serde_json::from_value(json!({"approval": "Manual", "allowSecrets": true}))
+            .expect("policy"),
+    );
+    apply(&client, dist, &ds).await.expect("derived");
+    apply(
+        &client,
+        cust,
+        &instance("i2", "DerivedService", dist, "managed-app"),
+    )
+    .await
+    .expect("instance");
+    let inst: ServiceInstance = wait_ready(&client, cust, "i2", "True", "Deployed").await;
+    let target = inst
+        .status
+        .and_then(|s| s.owner)
+        .expect("owner")
+        .target_namespace;
+    // A ServiceAccount of the customer's, by its real identity.
+    let bot = client_as(
+        &format!("system:serviceaccount:{cust}:bot"),
+        &[
+            "system:serviceaccounts",
+            &format!("system:serviceaccounts:{cust}"),
+            "system:authenticated",
+        ],
+    )
+    .await;
+    apply(
+        &client,
+        cust,
+        &request(
+            "bot-access",
+            "i2",
+            json!({"kind": "ServiceAccount", "name": "bot", "namespace": cust}),
+            json!([{"apiGroups": [""], "resources": ["secrets", "pods"], "verbs": ["get"]}]),
+            600,
+        ),
+    )
+    .await
+    .expect("request");
+    wait_ready::<AccessRequest>(&client, cust, "bot-access", "False", "AwaitingApproval").await;
+    wait_event(&client, dist, "AccessRequested", "managed-app").await;
+
+    // The ISV is not the owner here.
+    apply(
+        &client,
+        isv,
+        &approval("isv-ok", cust, "bot-access", "Approved", "sure"),
+    )
+    .await
+    .expect("isv approval");
+    wait_ready::<AccessApproval>(&client, isv, "isv-ok", "False", "NotOwner").await;
+    wait_message(
+        &client,
+        cust,
+        "bot-access",
+        &format!("AccessApproval {isv}/isv-ok has no effect"),
+    )
+    .await;
+    wait_can(&bot, &target, NOTHING, "bot before the distributor decides").await;
+
+    // The distributor rejects, with a reason.
+    apply(
+        &client,
+        dist,
+        &approval(
+            "decision",
+            cust,
+            "bot-access",
+            "Rejected",
+            "no access during the migration",
+        ),
+    )
+    .await
+    .expect("rejection");
+    let req: AccessRequest = wait_ready(&client, cust, "bot-access", "False", "Rejected").await;
+    assert!(ready_message(&req).contains("no access during the migration"));
+    assert_eq!(
+        req.status.as_ref().and_then(|s| s.phase),
+        Some(AccessPhase::Rejected)
+    );
+    wait_event(&client, cust, "Rejected", "bot-access").await;
+    wait_ready::<AccessApproval>(&client, dist, "decision", "True", "Applied").await;
+
+    // ... and changes its mind: Secrets too, since its policy allows them.
+    Api::<AccessApproval>::namespaced(client.clone(), dist)
+        .patch(
+            "decision",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"decision": "Approved", "reason": "migration done"}})),
+        )
+        .await
+        .expect("approve");
+    let req: AccessRequest = wait_ready(&client, cust, "bot-access", "True", "Active").await;
+    let uid = req.uid().expect("uid");
+    wait_can(
+        &bot,
+        &target,
+        Can {
+            get_pod: true,
+            get_secret: true,
+            ..NOTHING
+        },
+        "bot while active",
+    )
+    .await;
+    // Rejecting again ends it at once.
+    Api::<AccessApproval>::namespaced(client.clone(), dist)
+        .patch(
+            "decision",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"decision": "Rejected", "reason": "enough"}})),
+        )
+        .await
+        .expect("reject");
+    wait_ready::<AccessRequest>(&client, cust, "bot-access", "False", "Rejected").await;
+    wait_no_grants(&client, &uid, "grant removed on rejection").await;
+    wait_can(&bot, &target, NOTHING, "bot after rejection").await;
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn requests_that_cannot_be_granted_are_refused_and_write_nothing() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["ar-isv", "ar-cust", "ar-other"]).await;
+    let (isv, cust, other) = (t.ns(0), t.ns(1), t.ns(2));
+    let auto = json!({"approval": "Automatic", "allowSecrets": false});
+    apply(
+        &client,
+        isv,
+        &with_access(
+            service_manifest("managed", "FullyManaged", false, false, "Manual"),
+            auto.clone(),
+        ),
+    )
+    .await
+    .expect("managed service");
+    apply(
+        &client,
+        isv,
+        &with_access(
+            service_manifest("private", "Private", false, false, "Manual"),
+            auto,
+        ),
+    )
+    .await
+    .expect("private service");
+    apply(&client, cust, &instance("mine", "Service", isv, "private"))
+        .await
+        .expect("private instance");
+    apply(
+        &client,
+        cust,
+        &instance("theirs", "Service", isv, "managed"),
+    )
+    .await
+    .expect("managed instance");
+    let managed: ServiceInstance = wait_ready(&client, cust, "theirs", "True", "Deployed").await;
+    wait_ready::<ServiceInstance>(&client, cust, "mine", "True", "Deployed").await;
+    // An instance of another customer, with the same name as none of ours.
+    apply(
+        &client,
+        other,
+        &instance("elsewhere", "Service", isv, "managed"),
+    )
+    .await
+    .expect("other customer's instance");
+    wait_ready::<ServiceInstance>(&client, other, "elsewhere", "True", "Deployed").await;
+    let target = managed
+        .status
+        .and_then(|s| s.owner)
+        .expect("owner")
+        .target_namespace;
+
+    let get_pods = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]);
+    let eve = user(&format!("eve-{}", short_id()));
+    // (name, instance, subject, rules, phase, reason, text in the message)
+    let cases = [
+        (
+            "private",
+            "mine",
+            eve.clone(),
+            get_pods.clone(),
+            AccessPhase::Rejected,
+            "NotManaged",
+            "is private",
+        ),
+        (
+            "missing",
+            "elsewhere",
+            eve.clone(),
+            get_pods.clone(),
+            AccessPhase::Pending,
+            "InstanceNotFound",
+            "no ServiceInstance elsewhere",
+        ),
+        (
+            "escalate",
+            "theirs",
+            eve.clone(),
+            json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "escalate", "bind"]}]),
+            AccessPhase::Rejected,
+            "EscalationRefused",
+            "verb 'bind'",
+        ),
+        (
+            "grant-more",
+            "theirs",
+            eve.clone(),
+            json!([{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": ["create"]}]),
+            AccessPhase::Rejected,
+            "EscalationRefused",
+            "rolebindings",
+        ),
+        (
+            "cluster",
+            "theirs",
+            eve.clone(),
+            json!([{"apiGroups": [""], "resources": ["namespaces", "nodes"], "verbs": ["get"]}]),
+            AccessPhase::Rejected,
+            "ClusterScopedRefused",
+            "namespaces, nodes",
+        ),
+        (
+            "foreign-sa",
+            "theirs",
+            json!({"kind": "ServiceAccount", "name": "default", "namespace": isv}),
+            get_pods.clone(),
+            AccessPhase::Rejected,
+            "InvalidSubject",
+            "not in this namespace",
+        ),
+        (
+            "only-secrets",
+            "theirs",
+            eve.clone(),
+            json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]),
+            AccessPhase::Rejected,
+            "NothingToGrant",
+            "get secrets",
+        ),
+    ];
+    for (name, inst, subject, rules, ..) in &cases {
+        apply(
+            &client,
+            cust,
+            &request(name, inst, subject.clone(), rules.clone(), 600),
+        )
+        .await
+        .expect("request");
+    }
+    for (name, _, _, _, phase, reason, text) in &cases {
+        let req: AccessRequest = wait_ready(&client, cust, name, "False", reason).await;
+        let s = req.status.clone().expect("status");
+        assert_eq!(s.phase, Some(*phase), "{name}");
+        assert!(
+            s.granted_rules.is_empty() && s.expires_at.is_none(),
+            "{name}: {s:?}"
+        );
+        assert!(
+            ready_message(&req).contains(text),
+            "{name}: {}",
+            ready_message(&req)
+        );
+        let uid = req.uid().expect("uid");
+        assert_eq!(
+            grants_of(&client, &uid).await,
+            (vec![], vec![]),
+            "{name} wrote nothing"
+        );
+    }
+    // Nothing in the customer's namespace or the managed one, by any name.
+    for ns in [cust, target.as_str()] {
+        let roles = Api::<Role>::namespaced(client.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .expect("roles");
+        assert!(
+            roles
+                .items
+                .iter()
+                .all(|r| !r.name_any().starts_with("computenest-access-")),
+            "{ns}: {:?}",
+            roles.items.iter().map(|r| r.name_any()).collect::<Vec<_>>()
+        );
+    }
+    t.cleanup().await;
+}
