@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Starts a throwaway control plane, runs the integration tests against it, and
+# Starts a throwaway control plane, runs the integration tests against it, then
+# the Helm chart test (hack/test-chart.sh) against the same control plane, and
 # stops it again whatever happens. Extra arguments go to the test binary
-# (for example a test name filter).
+# (for example a test name filter). CHART_TEST=0 skips the chart test.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
@@ -22,4 +23,11 @@ trap cleanup EXIT INT TERM
 source "$dir/env"
 export KUBECONFIG KUBECTL
 cd "$root"
-cargo test --locked --test integration -- --test-threads="${TEST_THREADS:-4}" "$@"
+rc=0
+cargo test --locked --test integration -- --test-threads="${TEST_THREADS:-4}" "$@" || rc=$?
+# The tests' controller exits with the test binary (--exit-with-parent);
+# test-chart.sh waits until it is gone before it runs its own replicas.
+if [ "${CHART_TEST:-1}" != 0 ]; then
+  "$here/test-chart.sh" || rc=1
+fi
+[ "$rc" -eq 0 ] || exit "$rc"

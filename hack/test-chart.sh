@@ -1,0 +1,401 @@
+#!/usr/bin/env bash
+# The Helm chart, tested against a real control plane (the one in $KUBECONFIG;
+# hack/test-integration.sh runs this after the Rust integration tests):
+#
+#  - helm lint --strict; helm template --include-crds | kubectl apply --dry-run=server;
+#  - helm install into computenest-system (no kubelet here, so no pod starts);
+#  - the chart's RBAC is enough: two controller processes run on this machine
+#    with a token of the chart's ServiceAccount (and the Deployment's own
+#    environment), with leader election in the chart's Lease; examples
+#    scenario2 and scenario3 deploy, with their Orders;
+#  - exactly one replica leads (Lease holder, computenest_leader on /metrics);
+#  - SIGKILL of the leader: the standby takes over within the lease duration
+#    plus a few seconds and deploys a new instance; SIGTERM of the last one
+#    releases the Lease;
+#  - kubectl auth can-i as the ServiceAccount: what it may and may not do.
+#
+# Prints one line per check and, last, "chart: N passed, M failed"; exits 1 on
+# any failure. Needs KUBECONFIG (cluster admin), helm (hack/build-helm.sh builds
+# it), and target/debug/computenest-controller (built if missing).
+#
+# Environment: KUBECTL (default: kubectl from PATH), CHART_TEST_TIMEOUT=60
+# (seconds per wait), CHART_TEST_KEEP=1 (leave the release and namespaces).
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+chart="$root/charts/computenest-controller"
+release=computenest-controller
+ns=computenest-system
+timeout="${CHART_TEST_TIMEOUT:-60}"
+kubectl="${KUBECTL:-$(command -v kubectl || true)}"
+work="$(mktemp -d "${TMPDIR:-/tmp}/computenest-chart-test.XXXXXX")"
+passed=0 failed=0
+pids=()
+installed=0
+
+say() { echo "test-chart: $*" >&2; }
+pass() { passed=$((passed + 1)); echo "ok    $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL  $*"; }
+# check "what" command...: pass or fail on the command's exit status.
+check() {
+  local what="$1"; shift
+  local out
+  if out="$("$@" 2>&1)"; then pass "$what"; else fail "$what"; indent <<<"$out" | tail -n 15; fi
+}
+kc() { "$kubectl" "$@"; }
+indent() { sed 's/^/      /'; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+finish() {
+  local rc=$?
+  trap - EXIT INT TERM
+  local p
+  for p in "${pids[@]}"; do
+    if kill -0 "$p" 2>/dev/null; then kill -KILL "$p" 2>/dev/null || true; fi
+    wait "$p" 2>/dev/null || true
+  done
+  if [ "${CHART_TEST_KEEP:-0}" != 1 ] && [ -n "$kubectl" ]; then
+    cleanup_cluster >/dev/null 2>&1 || true
+  fi
+  if [ "$failed" -gt 0 ] || [ "$rc" -ne 0 ]; then
+    say "logs kept in $work"
+  else
+    rm -rf -- "$work"
+  fi
+  echo "chart: $passed passed, $failed failed"
+  if [ "$failed" -gt 0 ] || [ "$rc" -ne 0 ]; then exit 1; fi
+  exit 0
+}
+trap finish EXIT
+trap 'fail "interrupted"; exit 130' INT
+trap 'fail "terminated"; exit 143' TERM
+
+# No controller runs now, so nothing reconciles the managed instances' finalizers:
+# remove their namespaces and finalizers directly, then the example namespaces.
+cleanup_cluster() {
+  local si target
+  if [ "$installed" = 1 ]; then "$helm" uninstall "$release" -n "$ns" --wait=false; fi
+  local n
+  for n in s2-customer s3-customer; do
+    for si in $(kc get serviceinstances.computenest.dev -n "$n" -o name 2>/dev/null); do
+      target="$(kc get "$si" -n "$n" -o jsonpath='{.status.owner.targetNamespace}' 2>/dev/null)"
+      [ -z "$target" ] || [ "$target" = "$n" ] || kc delete ns "$target" --wait=false --ignore-not-found
+      kc patch "$si" -n "$n" --type merge -p '{"metadata":{"finalizers":null}}'
+    done
+  done
+  kc delete ns s2-isv s2-distributor s2-customer s3-isv s3-distributor s3-customer "$ns" \
+    --wait=false --ignore-not-found
+}
+
+# ---- prerequisites ---------------------------------------------------------------
+
+[ -n "$kubectl" ] || { fail "kubectl not found (set KUBECTL)"; exit 1; }
+[ -n "${KUBECONFIG:-}" ] || { fail "KUBECONFIG is not set; run hack/test-integration.sh, or start hack/controlplane.sh and source its env"; exit 1; }
+kc --request-timeout=5s get --raw /readyz >/dev/null 2>&1 || { fail "the API server in $KUBECONFIG does not answer"; exit 1; }
+for tool in curl python3; do
+  command -v "$tool" >/dev/null 2>&1 || { fail "$tool is not installed"; exit 1; }
+done
+
+bin="$root/target/debug/computenest-controller"
+if ! [ -x "$bin" ]; then
+  say "building $bin"
+  (cd "$root" && cargo build --locked --bin computenest-controller) || { fail "cargo build failed"; exit 1; }
+fi
+
+# The integration tests' controller ends with its test binary (--exit-with-parent);
+# make sure none is left that talks to this cluster, so that only ours write.
+test_controllers() {
+  local p args env
+  for p in /proc/[0-9]*; do
+    args="$(tr '\0' ' ' 2>/dev/null <"$p/cmdline")" || continue
+    case "$args" in *computenest-controller\ run\ *--exit-with-parent*) ;; *) continue ;; esac
+    env="$(tr '\0' '\n' 2>/dev/null <"$p/environ")" || continue
+    grep -qxF "KUBECONFIG=$KUBECONFIG" <<<"$env" && echo "${p#/proc/}"
+  done
+  return 0
+}
+deadline=$((SECONDS + 30))
+while [ -n "$(test_controllers)" ] && ((SECONDS < deadline)); do sleep 0.5; done
+if [ -n "$(test_controllers)" ]; then
+  fail "a test controller still runs against this cluster after 30 s (pids $(test_controllers | tr '\n' ' '))"
+  exit 1
+fi
+pass "no other controller runs against this cluster"
+
+helm="$("$here/build-helm.sh" | tail -n 1)" || true
+[ -x "$helm" ] || { fail "hack/build-helm.sh did not produce helm (Go >= 1.25 and the Go module proxy are needed once)"; exit 1; }
+
+# ---- static checks -----------------------------------------------------------------
+
+check "helm lint --strict" "$helm" lint --strict "$chart"
+
+kc create namespace "$ns" --dry-run=client -o yaml | kc apply -f - >/dev/null
+render_and_dry_run() {
+  "$helm" template "$release" "$chart" -n "$ns" --include-crds >"$work/rendered.yaml" 2>"$work/template.err" || { cat "$work/template.err"; return 1; }
+  kc apply --dry-run=server -f "$work/rendered.yaml"
+}
+check "helm template --include-crds | kubectl apply --dry-run=server" render_and_dry_run
+
+# ---- install -----------------------------------------------------------------------
+
+if "$helm" install "$release" "$chart" -n "$ns" >"$work/install.log" 2>&1; then
+  installed=1
+  pass "helm install $release -n $ns"
+else
+  fail "helm install $release -n $ns"; indent <"$work/install.log"
+  exit 1
+fi
+
+sa="$(kc get deployment "$release" -n "$ns" -o jsonpath='{.spec.template.spec.serviceAccountName}')"
+lease_name="$(kc get deployment "$release" -n "$ns" -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="COMPUTENEST_LEASE_NAME")].value}')"
+lease_ns="$(kc get deployment "$release" -n "$ns" -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="COMPUTENEST_LEASE_NAMESPACE")].value}')"
+lease_duration="$(kc get deployment "$release" -n "$ns" -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="COMPUTENEST_LEASE_DURATION")].value}')"
+if [ -n "$sa" ] && [ -n "$lease_name" ] && [ "$lease_ns" = "$ns" ] && [ -n "$lease_duration" ]; then
+  pass "Deployment: ServiceAccount $sa, Lease $lease_ns/$lease_name, duration ${lease_duration}s"
+else
+  fail "Deployment lacks the ServiceAccount or the lease settings (sa '$sa', lease '$lease_ns/$lease_name', duration '$lease_duration')"
+  exit 1
+fi
+
+# ---- RBAC, asked of the API server -------------------------------------------------
+
+as="system:serviceaccount:$ns:$sa"
+can() { # can yes|no ARGS... (kubectl auth can-i ARGS --as the ServiceAccount)
+  local want="$1" got; shift
+  got="$(kc auth can-i "$@" --as="$as" 2>/dev/null)"
+  got="${got:-no}"
+  if [ "$got" = "$want" ]; then pass "can-i $*: $got"; else fail "can-i $*: expected $want, got $got"; fi
+}
+# What the controller does (see templates/rbac.yaml) ...
+can yes create orders.computenest.dev -n x
+can yes patch orders.computenest.dev --subresource=status -n x
+can yes list serviceinstances.computenest.dev -A
+can yes patch serviceinstances.computenest.dev --subresource=status -n x
+can yes create distributiongrants.computenest.dev -n x
+can yes list accessrequests.computenest.dev -A
+can yes patch secrets -n x
+can yes create deployments.apps -n x
+can yes create namespaces
+can yes delete namespaces
+can yes create events.events.k8s.io -n x
+can yes get leases.coordination.k8s.io/"$lease_name" -n "$lease_ns"
+can yes patch leases.coordination.k8s.io/"$lease_name" -n "$lease_ns"
+# ... and what it never needs.
+can no update orders.computenest.dev -n x
+can no delete orders.computenest.dev -n x
+can no update services.computenest.dev -n x
+can no patch derivedservices.computenest.dev -n x
+can no patch distributiongrants.computenest.dev -n x
+can no get secrets -n x
+can no list secrets -A
+can no create clusterroles.rbac.authorization.k8s.io
+can no create clusterrolebindings.rbac.authorization.k8s.io
+can no patch leases.coordination.k8s.io/other -n "$lease_ns"
+can no get leases.coordination.k8s.io/"$lease_name" -n kube-system
+
+# ---- two replicas with the ServiceAccount's token -----------------------------------
+
+token="$(kc create token "$sa" -n "$ns" --duration=1h 2>"$work/token.err")" || { fail "kubectl create token $sa"; cat "$work/token.err"; exit 1; }
+server="$(kc config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')"
+ca="$(kc config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
+sa_kubeconfig="$work/sa.kubeconfig"
+umask 077
+cat >"$sa_kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: chart-test
+  cluster:
+    server: $server
+    certificate-authority-data: $ca
+users:
+- name: $sa
+  user:
+    token: $token
+contexts:
+- name: chart-test
+  context: {cluster: chart-test, user: $sa}
+current-context: chart-test
+EOF
+umask 022
+whoami="$(KUBECONFIG="$sa_kubeconfig" kc auth whoami -o jsonpath='{.status.userInfo.username}' 2>&1)"
+if [ "$whoami" = "$as" ]; then pass "the token authenticates as $as"; else fail "the token authenticates as '$whoami', not $as"; fi
+
+# The Deployment's environment, as the pods would get it (POD_NAME is set per replica).
+mapfile -t deploy_env < <(kc get deployment "$release" -n "$ns" -o json | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["spec"]["template"]["spec"]["containers"][0]
+for e in c.get("env", []):
+    if "value" in e:
+        print(e["name"] + "=" + e["value"])
+')
+if [ "${#deploy_env[@]}" -gt 0 ]; then pass "the Deployment's environment: ${deploy_env[*]}"; else fail "no environment in the Deployment"; fi
+
+declare -A pid_of addr_of
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start_replica() {
+  local id="$1" addr
+  addr="127.0.0.1:$(free_port)"
+  # Only the Deployment's environment and the ServiceAccount's kubeconfig;
+  # the flags repeat what the chart sets, so the leader election is explicit.
+  env -i PATH="$PATH" HOME="$HOME" "${deploy_env[@]}" POD_NAME="$id" KUBECONFIG="$sa_kubeconfig" \
+    "$bin" run --leader-election=true --lease-name "$lease_name" --lease-namespace "$lease_ns" \
+    --health-addr "$addr" --identity "$id" --exit-with-parent "$$" >"$work/$id.log" 2>&1 &
+  pid_of[$id]=$!
+  addr_of[$id]="$addr"
+  pids+=("$!")
+}
+metric() { curl -fsS --max-time 2 "http://${addr_of[$1]}/metrics" 2>/dev/null | awk -v m="$2" '$1 == m { print $2 }'; }
+holder() { kc get lease "$lease_name" -n "$lease_ns" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null; }
+# wait_until SECONDS command...: polls every 0.2 s.
+wait_until() {
+  local limit="$1"; shift
+  local end; end="$(awk -v a="$(now)" -v l="$limit" 'BEGIN { printf "%.3f", a + l }')"
+  until "$@"; do
+    awk -v e="$end" -v n="$(now)" 'BEGIN { exit !(n > e) }' && return 1
+    sleep 0.2
+  done
+}
+ready_ok() { curl -fsS --max-time 2 "http://${addr_of[$1]}/readyz" >/dev/null 2>&1; }
+health_ok() { curl -fsS --max-time 2 "http://${addr_of[$1]}/healthz" >/dev/null 2>&1; }
+# The distinct messages of refused requests in the replicas' logs (JSON lines).
+forbidden() {
+  cat "$work"/replica-*.log 2>/dev/null | python3 -c '
+import json, re, sys
+seen = []
+for line in sys.stdin:
+    if "forbidden" not in line.lower() and " 403" not in line:
+        continue
+    m = re.search(r"([a-z0-9.]+ is forbidden: User [^:]*?cannot [a-z]+ resource [^ ]+ in API group [^ ]+(?: in the namespace [^ ]+| at the cluster scope)?)", line.replace("\\", "").replace("\"", ""))
+    msg = m.group(1) if m else line.strip()[:300]
+    if msg not in seen:
+        seen.append(msg)
+print("\n".join(seen[:10]))
+'
+}
+has_holder() { local h; h="$(holder)"; [ "$h" = replica-a ] || [ "$h" = replica-b ]; }
+
+start_replica replica-a
+start_replica replica-b
+for id in replica-a replica-b; do
+  if wait_until "$timeout" health_ok "$id"; then pass "$id runs and answers /healthz (pid ${pid_of[$id]})"; else fail "$id never answered /healthz; log $work/$id.log"; tail -n 20 "$work/$id.log" | indent; exit 1; fi
+done
+if wait_until "$timeout" has_holder; then pass "Lease $lease_ns/$lease_name is held by $(holder)"; else fail "nobody took Lease $lease_ns/$lease_name within ${timeout}s (holder '$(holder)')"; exit 1; fi
+leader="$(holder)"
+if [ "$leader" = replica-a ]; then standby=replica-b; else standby=replica-a; fi
+if ready_ok "$standby"; then pass "the standby $standby is ready (/readyz 200 while waiting)"; else fail "the standby $standby does not answer /readyz 200"; fi
+# The leader is ready once every cache has listed its kind: with too little
+# RBAC a list is refused and it never is.
+if wait_until "$timeout" ready_ok "$leader"; then
+  pass "the leader $leader is ready (caches synced with the ServiceAccount's permissions)"
+else
+  fail "the leader $leader did not become ready within ${timeout}s; refused requests in its log:"
+  forbidden | indent
+  exit 1
+fi
+
+# ---- examples deploy under the chart's RBAC -----------------------------------------
+
+for f in scenario2 scenario3; do
+  check "kubectl apply examples/$f/all.yaml" kc apply --server-side -f "$root/examples/$f/all.yaml"
+done
+check "scenario2 instance Ready" kc wait --for=condition=Ready serviceinstance/source -n s2-customer --timeout="${timeout}s"
+check "scenario3 instance Ready" kc wait --for=condition=Ready serviceinstance/reports -n s3-customer --timeout="${timeout}s"
+phases="$(kc get serviceinstances.computenest.dev -n s2-customer source -o jsonpath='{.status.phase}') $(kc get serviceinstances.computenest.dev -n s3-customer reports -o jsonpath='{.status.phase}')"
+if [ "$phases" = "Deployed Deployed" ]; then pass "both instances Deployed"; else fail "instance phases are '$phases', expected Deployed Deployed"; fi
+orders_of() { kc get serviceinstances.computenest.dev -n s3-customer "$1" -o jsonpath='{range .status.billing.orders[*]}{@}{"\n"}{end}' 2>/dev/null; }
+check_orders() { # check_orders INSTANCE
+  local list n o missing=""
+  list="$(orders_of "$1")"
+  n="$(grep -c . <<<"$list")"
+  for o in $list; do kc get orders.computenest.dev -n "${o%%/*}" "${o#*/}" >/dev/null 2>&1 || missing="$missing $o"; done
+  if [ "$n" = 2 ] && [ -z "$missing" ]; then
+    pass "scenario3 $1: 2 Orders exist ($(paste -sd' ' <<<"$list"))"
+  else
+    fail "scenario3 $1: expected 2 Orders in status.billing.orders, all existing; got $n${missing:+, missing:$missing}"
+  fi
+}
+check_orders reports
+order_ready="$(kc get orders.computenest.dev -n s3-distributor -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{end}')"
+if [ "$order_ready" = True ]; then pass "the Order in s3-distributor is Ready"; else fail "the Order in s3-distributor has Ready '$order_ready' (status not written: RBAC for orders/status?)"; fi
+
+# ---- one leader ----------------------------------------------------------------------
+
+ml="$(metric "$leader" computenest_leader)"; ms="$(metric "$standby" computenest_leader)"
+if [ "$ml" = 1 ] && [ "$ms" = 0 ]; then
+  pass "exactly one leader: $leader (computenest_leader 1), $standby (computenest_leader 0)"
+else
+  fail "computenest_leader is '$ml' on the holder $leader and '$ms' on $standby; expected 1 and 0"
+fi
+reconciles_standby="$(curl -fsS --max-time 2 "http://${addr_of[$standby]}/metrics" | awk '$1 ~ /^computenest_reconciles_total/ { s += $2 } END { print s + 0 }')"
+if [ "$reconciles_standby" = 0 ]; then pass "the standby reconciled nothing"; else fail "the standby $standby counts $reconciles_standby reconciles"; fi
+
+# ---- the leader dies -------------------------------------------------------------------
+
+t_kill="$(now)"
+kill -KILL "${pid_of[$leader]}"
+wait "${pid_of[$leader]}" 2>/dev/null
+new_leader() { [ "$(holder)" = "$standby" ]; }
+limit=$((lease_duration + 10))
+if wait_until "$limit" new_leader; then
+  takeover="$(since "$t_kill")"
+  if awk -v t="$takeover" -v l="$lease_duration" 'BEGIN { exit !(t <= l + 5) }'; then
+    pass "after SIGKILL of $leader, $standby holds the Lease in ${takeover}s (lease duration ${lease_duration}s)"
+  else
+    fail "after SIGKILL of $leader, $standby took ${takeover}s to take the Lease (more than ${lease_duration}s + 5s)"
+  fi
+else
+  takeover="never"
+  fail "after SIGKILL of $leader, $standby did not take the Lease within ${limit}s (holder '$(holder)')"
+fi
+leads() { [ "$(metric "$standby" computenest_leader)" = 1 ]; }
+if wait_until 10 leads; then pass "$standby reports computenest_leader 1"; else fail "$standby does not report computenest_leader 1"; fi
+
+cat >"$work/reports-2.yaml" <<'EOF'
+apiVersion: computenest.dev/v1alpha1
+kind: ServiceInstance
+metadata: { name: reports-2, namespace: s3-customer }
+spec:
+  serviceRef: { kind: DerivedService, namespace: s3-distributor, name: analytics-plus }
+  plan: enterprise
+EOF
+check "apply a new scenario3 instance reports-2" kc apply --server-side -f "$work/reports-2.yaml"
+check "the new leader deploys reports-2" kc wait --for=condition=Ready serviceinstance/reports-2 -n s3-customer --timeout="${timeout}s"
+check_orders reports-2
+
+# ---- the last replica stops --------------------------------------------------------------
+
+kill -TERM "${pid_of[$standby]}"
+exited() { ! kill -0 "${pid_of[$standby]}" 2>/dev/null; }
+if wait_until 15 exited; then
+  wait "${pid_of[$standby]}"; code=$?
+  if [ "$code" = 0 ]; then pass "$standby exits 0 on SIGTERM"; else fail "$standby exited $code on SIGTERM"; fi
+else
+  fail "$standby did not exit within 15 s of SIGTERM"
+fi
+renew_time() { kc get lease "$lease_name" -n "$lease_ns" -o jsonpath='{.spec.renewTime}'; }
+h="$(holder)"
+if [ -z "$h" ]; then
+  pass "the Lease was released on SIGTERM (holderIdentity empty)"
+else
+  # Not released; at least the renewals must stop (a successor then waits for expiry).
+  r1="$(renew_time)"; sleep $((lease_duration / 3 + 2)); r2="$(renew_time)"
+  if [ "$r1" = "$r2" ]; then
+    pass "after SIGTERM the Lease is no longer renewed (still names $h until it expires; not released)"
+  else
+    fail "the Lease is still renewed after $standby exited (holder $h, renewTime $r1 -> $r2)"
+  fi
+fi
+
+# ---- the logs ------------------------------------------------------------------------------
+
+denied="$(forbidden)"
+if [ -z "$denied" ]; then
+  pass "no request of either replica was forbidden"
+else
+  fail "the API server refused requests of the ServiceAccount (the chart's RBAC is too narrow):"
+  indent <<<"$denied"
+fi
+echo "takeover: ${takeover}s after SIGKILL (lease duration ${lease_duration}s)"
