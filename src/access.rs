@@ -242,9 +242,7 @@ pub fn check_rules(rules: &[AccessRule]) -> Result<(), Refusal> {
             }
         }
         for group in &rule.api_groups {
-            if group.contains('*') {
-                escalation.insert(format!("API group '{group}'"));
-            } else if group == RBAC_GROUP {
+            if group.contains('*') || group == RBAC_GROUP {
                 escalation.insert(format!("API group '{group}'"));
             } else if !valid_group(group) {
                 invalid.insert(format!("API group '{group}'"));
@@ -252,9 +250,7 @@ pub fn check_rules(rules: &[AccessRule]) -> Result<(), Refusal> {
         }
         for resource in &rule.resources {
             let (base, _) = split_resource(resource);
-            if resource.contains('*') {
-                escalation.insert(format!("resource '{resource}'"));
-            } else if RBAC_RESOURCES.contains(&base) {
+            if resource.contains('*') || RBAC_RESOURCES.contains(&base) {
                 escalation.insert(format!("resource '{resource}'"));
             } else if !valid_resource(resource) {
                 invalid.insert(format!("resource '{resource}'"));

@@ -326,7 +326,7 @@ async fn apply(req: &AccessRequest, ctx: &Context) -> Result<Action, Error> {
             Ok(()) => target_namespace = Some(grant.namespace.clone()),
             Err(Error::Kube(kube::Error::Api(s))) if is_permanent(&s) => {
                 // Nothing half-written stays behind.
-                revoke(req, ctx, &[grant.namespace.clone()], true).await?;
+                revoke(req, ctx, std::slice::from_ref(&grant.namespace), true).await?;
                 outcome = Outcome {
                     phase: AccessPhase::Approved,
                     ready: false,
