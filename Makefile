@@ -39,5 +39,8 @@ demo: ## Local control plane (or $$KUBECONFIG), CRDs, controller, examples, and 
 bench: ## Provisioning benchmark against the real control plane (see BENCHMARKS.md).
 	hack/bench.sh
 
+soak: ## Reliability suite: SIGKILLs, control-plane restarts, failover, conflicts (minutes).
+	hack/soak.sh
+
 clean-cache: ## Remove the cached control-plane and helm binaries.
 	rm -rf $${HOME}/.cache/computenest

@@ -388,7 +388,7 @@ apiserver_args() {
     --service-account-issuer=https://kubernetes.default.svc \
     --service-account-key-file="$p/sa.pub" \
     --service-account-signing-key-file="$p/sa.key" \
-    --service-cluster-ip-range=10.0.0.0/24 \
+    --service-cluster-ip-range=10.0.0.0/16 \
     --authorization-mode=RBAC \
     --disable-admission-plugins=ServiceAccount \
     --allow-privileged=true

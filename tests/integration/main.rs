@@ -2,6 +2,7 @@
 //! kube-controller-manager) started by `make test`. One binary, so that one
 //! controller process serves every test of a run.
 
+mod fixtures;
 mod harness;
 
 mod access;

@@ -1,0 +1,588 @@
+//! Reliability suite (`make soak`): crashes, control-plane faults, high
+//! availability and conflicts, against a real control plane started by
+//! hack/soak.sh. Each test runs its own controller processes.
+
+#[allow(dead_code)]
+#[path = "../integration/fixtures.rs"]
+mod fixtures;
+#[allow(dead_code)]
+#[path = "../integration/harness.rs"]
+mod harness;
+
+use computenest::api::*;
+use fixtures::*;
+use harness::*;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A controller process of this test.
+struct Ctl {
+    child: Child,
+    addr: String,
+}
+
+impl Ctl {
+    fn start(extra: &[&str], log_name: &str) -> Self {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(std::env::temp_dir().join(format!("computenest-soak-{log_name}.log")))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_computenest-controller"))
+            .args(["run", "--health-addr", &addr, "--concurrency", "16"])
+            .args(extra)
+            .arg(format!("--exit-with-parent={}", std::process::id()))
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("controller starts");
+        Ctl { child, addr }
+    }
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+    fn term(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+    async fn metric(&self, name: &str) -> Option<f64> {
+        let body = http_get(&self.addr, "/metrics").await?;
+        Some(
+            body.lines()
+                .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+                .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+                .sum(),
+        )
+    }
+}
+
+fn cp_dir() -> String {
+    std::env::var("COMPUTENEST_CP_DIR").unwrap_or_else(|_| {
+        panic!("the soak suite needs COMPUTENEST_CP_DIR (the control plane's state directory): run `make soak`")
+    })
+}
+
+/// Restarts a control-plane component with its own command line (kill, then start again).
+fn restart_component(name: &str) {
+    let dir = cp_dir();
+    let pid_file = format!("{dir}/{name}.pid");
+    let pid = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .to_string();
+    let argv: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .expect("cmdline")
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).to_string())
+        .collect();
+    let _ = Command::new("kill").arg("-TERM").arg(&pid).status();
+    let start = Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+    {
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = Command::new("kill").arg("-KILL").arg(&pid).status();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(format!("{dir}/logs/{name}.log"))
+        .expect("log");
+    let child = Command::new("setsid")
+        .args(&argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().expect("log")))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("component restarts");
+    std::fs::write(&pid_file, child.id().to_string()).expect("pid file");
+}
+
+const PRODUCTS: [(&str, &str); 6] = [
+    ("DerivedService", "p1"),
+    ("DerivedService", "p2"),
+    ("DerivedService", "p3"),
+    ("DerivedService", "p4"),
+    ("Service", "priv"),
+    ("Service", "fml"),
+];
+
+/// ISV and distributor with the four derived products and two direct ones.
+async fn products(client: &Client, isv: &str, dist: &str) {
+    for (name, type_, listed) in [
+        ("priv", "Private", false),
+        ("fml", "FullyManaged", true),
+        ("fmu", "FullyManaged", false),
+    ] {
+        apply(
+            client,
+            isv,
+            &service_manifest(name, type_, listed, true, "Manual"),
+        )
+        .await
+        .expect("service");
+        apply(
+            client,
+            isv,
+            &grant_manifest(&format!("{name}-grant"), name, dist, "Approved"),
+        )
+        .await
+        .expect("grant");
+    }
+    for (name, source, type_) in [
+        ("p1", "priv", "Private"),
+        ("p2", "priv", "FullyManaged"),
+        ("p3", "fml", "FullyManaged"),
+        ("p4", "fmu", "FullyManaged"),
+    ] {
+        apply(client, dist, &derived_manifest(name, isv, source, type_))
+            .await
+            .expect("derived");
+    }
+}
+
+async fn create_instance(client: &Client, cust: &str, isv: &str, dist: &str, i: usize) -> String {
+    let (kind, product) = PRODUCTS[i % PRODUCTS.len()];
+    let seller = if kind == "Service" { isv } else { dist };
+    let name = format!("i{i}");
+    let inst: ServiceInstance = serde_json::from_value(json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance", "metadata": {"name": name},
+        "spec": {"serviceRef": {"kind": kind, "namespace": seller, "name": product}, "plan": "basic"}
+    }))
+    .expect("instance");
+    Api::<ServiceInstance>::namespaced(client.clone(), cust)
+        .create(&PostParams::default(), &inst)
+        .await
+        .expect("create instance");
+    name
+}
+
+async fn all_deployed(client: &Client, cust: &str, n: usize, deadline: Duration) {
+    wait_for(
+        &format!("{n} instances Deployed in {cust}"),
+        deadline,
+        || {
+            let api = Api::<ServiceInstance>::namespaced(client.clone(), cust);
+            async move {
+                let l = api.list(&ListParams::default()).await.ok()?;
+                let done = l
+                    .items
+                    .iter()
+                    .filter(|i| i.status.as_ref().and_then(|s| s.phase) == Some(Phase::Deployed))
+                    .count();
+                (done == n && l.items.len() == n).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+/// Checks the invariants: exactly two Orders per scenario-3 instance and none
+/// elsewhere; exactly one managed namespace per fully managed instance.
+async fn check_invariants(client: &Client, isv: &str, dist: &str, cust: &str) -> (usize, usize) {
+    let instances = Api::<ServiceInstance>::namespaced(client.clone(), cust)
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items;
+    let mut orders_by_uid: HashMap<String, usize> = HashMap::new();
+    for ns in [isv, dist, cust] {
+        for o in Api::<Order>::namespaced(client.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .expect("orders")
+            .items
+        {
+            *orders_by_uid
+                .entry(o.spec.instance.uid.clone())
+                .or_default() += 1;
+        }
+    }
+    let namespaces = Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default().labels(&format!("computenest.dev/instance-namespace={cust}")))
+        .await
+        .expect("namespaces")
+        .items;
+    let mut ns_by_uid: HashMap<String, usize> = HashMap::new();
+    for n in &namespaces {
+        *ns_by_uid
+            .entry(
+                n.labels()
+                    .get("computenest.dev/instance-uid")
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+            .or_default() += 1;
+    }
+    let (mut s3, mut managed) = (0, 0);
+    for i in &instances {
+        let uid = i.uid().unwrap_or_default();
+        let s = i.status.as_ref().expect("status");
+        let scenario = s.scenario.as_deref().unwrap_or_default();
+        let want_orders = if scenario == "Scenario3" { 2 } else { 0 };
+        s3 += usize::from(want_orders == 2);
+        assert_eq!(
+            orders_by_uid.get(&uid).copied().unwrap_or(0),
+            want_orders,
+            "{}: orders",
+            i.name_any()
+        );
+        let is_managed = s.owner.as_ref().is_some_and(|o| o.target_namespace != cust);
+        managed += usize::from(is_managed);
+        assert_eq!(
+            ns_by_uid.get(&uid).copied().unwrap_or(0),
+            usize::from(is_managed),
+            "{}: managed namespaces",
+            i.name_any()
+        );
+    }
+    assert_eq!(
+        orders_by_uid.values().sum::<usize>(),
+        2 * s3,
+        "no Order without its instance"
+    );
+    assert_eq!(
+        namespaces.len(),
+        managed,
+        "no managed namespace without its instance"
+    );
+    (s3, managed)
+}
+
+/// Deletes every instance and checks that nothing is left behind.
+async fn delete_all_and_check_empty(client: &Client, cust: &str) {
+    let api = Api::<ServiceInstance>::namespaced(client.clone(), cust);
+    api.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .expect("delete instances");
+    wait_for(
+        "every instance, managed namespace and provisioned object is gone",
+        Duration::from_secs(240),
+        || {
+            let (client, api, cust) = (client.clone(), api.clone(), cust.to_string());
+            async move {
+                let left = api.list(&ListParams::default()).await.ok()?.items.len();
+                let namespaces = Api::<Namespace>::all(client.clone())
+                    .list(
+                        &ListParams::default()
+                            .labels(&format!("computenest.dev/instance-namespace={cust}")),
+                    )
+                    .await
+                    .ok()?
+                    .items
+                    .len();
+                let objects = Api::<ConfigMap>::namespaced(client.clone(), &cust)
+                    .list(
+                        &ListParams::default()
+                            .labels("app.kubernetes.io/managed-by=computenest-controller"),
+                    )
+                    .await
+                    .ok()?
+                    .items
+                    .len();
+                (left == 0 && namespaces == 0 && objects == 0).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn crash_consistency_under_repeated_sigkill() {
+    let client = client().await;
+    install_crds(&client).await;
+    let t = TestNamespaces::new(&client, &["isv", "dist", "cust"]).await;
+    let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
+    products(&client, isv, dist).await;
+    let n: usize = std::env::var("SOAK_INSTANCES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let mut ctl = Ctl::start(&[], "crash");
+    let creator = {
+        let (client, isv, dist, cust) = (
+            client.clone(),
+            isv.to_string(),
+            dist.to_string(),
+            cust.to_string(),
+        );
+        tokio::spawn(async move {
+            for i in 0..n {
+                create_instance(&client, &cust, &isv, &dist, i).await;
+            }
+        })
+    };
+    let mut kills = 0;
+    let mut rng_state = 0x9e3779b97f4a7c15u64 ^ u64::from(std::process::id());
+    let mut next = || {
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        rng_state
+    };
+    while kills < 6 {
+        tokio::time::sleep(Duration::from_millis(300 + next() % 2200)).await;
+        ctl.kill9();
+        kills += 1;
+        ctl = Ctl::start(&[], "crash");
+    }
+    creator.await.expect("creator");
+    // A last kill after every instance exists, then let it converge.
+    tokio::time::sleep(Duration::from_millis(next() % 1500)).await;
+    ctl.kill9();
+    kills += 1;
+    let ctl = Ctl::start(&[], "crash");
+    all_deployed(&client, cust, n, Duration::from_secs(300)).await;
+    let (s3, managed) = check_invariants(&client, isv, dist, cust).await;
+    eprintln!(
+        "soak: {n} instances, {kills} SIGKILLs survived, {s3} scenario-3 instances with 2 Orders each, {managed} managed namespaces, 0 lost or misplaced"
+    );
+    delete_all_and_check_empty(&client, cust).await;
+    ctl.term();
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn control_plane_faults_apiserver_and_etcd_restarts() {
+    let client = client().await;
+    install_crds(&client).await;
+    let t = TestNamespaces::new(&client, &["isv", "dist", "cust"]).await;
+    let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
+    products(&client, isv, dist).await;
+    let mut ctl = Ctl::start(&[], "faults");
+    wait_for("controller ready", DEADLINE, || {
+        let addr = ctl.addr.clone();
+        async move { http_get(&addr, "/readyz").await.map(|_| ()) }
+    })
+    .await;
+    let pid = ctl.pid();
+    let mut total = 0;
+    for (round, component) in ["kube-apiserver", "etcd"].iter().enumerate() {
+        for i in 0..30 {
+            create_instance(&client, cust, isv, dist, round * 100 + i).await;
+        }
+        total += 30;
+        restart_component(component);
+        // Meanwhile the process stays healthy (it serves /healthz) and keeps its caches.
+        let health = http_get(&ctl.addr, "/healthz").await;
+        assert_eq!(
+            health.as_deref(),
+            Some("ok"),
+            "/healthz during the {component} restart"
+        );
+        // The API server comes back (etcd's restart makes it unready for a while).
+        let fresh = wait_for(
+            &format!("API server answers after the {component} restart"),
+            Duration::from_secs(90),
+            || async {
+                let c = Client::try_default().await.ok()?;
+                c.apiserver_version().await.ok().map(|_| c)
+            },
+        )
+        .await;
+        for i in 30..40 {
+            create_instance(&fresh, cust, isv, dist, round * 100 + i).await;
+        }
+        total += 10;
+        all_deployed(&fresh, cust, total, Duration::from_secs(180)).await;
+        assert!(
+            ctl.alive(),
+            "the controller reconnected by itself, without a restart"
+        );
+        assert_eq!(ctl.pid(), pid);
+        assert_eq!(http_get(&ctl.addr, "/readyz").await.as_deref(), Some("ok"));
+        eprintln!("soak: survived a {component} restart; {total} instances Deployed");
+    }
+    let client = Client::try_default().await.expect("client");
+    check_invariants(&client, isv, dist, cust).await;
+    delete_all_and_check_empty(&client, cust).await;
+    ctl.term();
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn high_availability_one_writer_and_failover() {
+    let client = client().await;
+    install_crds(&client).await;
+    let t = TestNamespaces::new(&client, &["isv", "dist", "cust", "lease"]).await;
+    let (isv, dist, cust, lease_ns) = (t.ns(0), t.ns(1), t.ns(2), t.ns(3));
+    products(&client, isv, dist).await;
+    let args = [
+        "--leader-election=true",
+        "--lease-namespace",
+        lease_ns,
+        "--lease-duration",
+        "6",
+    ];
+    let a = Ctl::start(&[&args[..], &["--identity", "replica-a"]].concat(), "ha-a");
+    let b = Ctl::start(&[&args[..], &["--identity", "replica-b"]].concat(), "ha-b");
+    let (leader, _) = wait_for("exactly one leader", DEADLINE, || {
+        let (aa, ba) = (a.addr.clone(), b.addr.clone());
+        async move {
+            let la = http_get(&aa, "/metrics")
+                .await
+                .map(|b| b.contains("computenest_leader 1"))?;
+            let lb = http_get(&ba, "/metrics")
+                .await
+                .map(|b| b.contains("computenest_leader 1"))?;
+            match (la, lb) {
+                (true, false) => Some(('a', 'b')),
+                (false, true) => Some(('b', 'a')),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    let (leader, standby) = if leader == 'a' { (a, b) } else { (b, a) };
+    let _ = standby.pid();
+    for i in 0..40 {
+        create_instance(&client, cust, isv, dist, i).await;
+    }
+    all_deployed(&client, cust, 40, Duration::from_secs(120)).await;
+    assert_eq!(
+        standby.metric("computenest_api_writes_total").await,
+        Some(0.0),
+        "the standby wrote nothing"
+    );
+    // One field manager on every status: ours, written by whichever replica leads.
+    let inst = Api::<ServiceInstance>::namespaced(client.clone(), cust)
+        .get("i0")
+        .await
+        .expect("instance");
+    let managers: Vec<String> = inst
+        .managed_fields()
+        .iter()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert!(
+        managers.iter().all(|m| m == "computenest-controller"
+            || m == "computenest-tests"
+            || m.starts_with("integration")
+            || m.starts_with("soak")),
+        "{managers:?}"
+    );
+
+    // Kill the leader in the middle of a batch; the standby finishes within the lease duration plus a reconcile.
+    for i in 40..80 {
+        create_instance(&client, cust, isv, dist, i).await;
+        if i == 50 {
+            leader.kill9();
+            break;
+        }
+    }
+    let killed_at = Instant::now();
+    for i in 51..80 {
+        create_instance(&client, cust, isv, dist, i).await;
+    }
+    all_deployed(&client, cust, 80, Duration::from_secs(60)).await;
+    let took = killed_at.elapsed();
+    eprintln!("soak: standby finished the work {took:?} after the leader was killed (lease 6 s)");
+    assert!(took < Duration::from_secs(6 + 20), "failover took {took:?}");
+    assert_eq!(standby.metric("computenest_leader").await, Some(1.0));
+    check_invariants(&client, isv, dist, cust).await;
+    standby.term();
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn conflicts_edits_during_status_writes_lose_nothing() {
+    let client = client().await;
+    install_crds(&client).await;
+    let t = TestNamespaces::new(&client, &["isv", "dist", "cust"]).await;
+    let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
+    products(&client, isv, dist).await;
+    let ctl = Ctl::start(&[], "conflicts");
+    for i in 0..30 {
+        create_instance(&client, cust, isv, dist, i * 6 + 4).await; // direct private: objects in the customer's namespace
+    }
+    // Customers change parameters and ISVs edit the Service while the controller writes.
+    let api = Api::<ServiceInstance>::namespaced(client.clone(), cust);
+    let svc = Api::<Service>::namespaced(client.clone(), isv);
+    for round in 1..=5 {
+        for i in 0..30 {
+            let name = format!("i{}", i * 6 + 4);
+            let p = json!({"spec": {"parameters": {"replicas": 1 + (round + i) % 5}}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&p))
+                .await
+                .expect("customer edit");
+        }
+        let p = json!({"spec": {"marketplace": {"price": format!("{round} USD")}}});
+        svc.patch("priv", &PatchParams::default(), &Patch::Merge(&p))
+            .await
+            .expect("ISV edit");
+    }
+    // Every last edit is reflected: status observed the last generation and the objects carry the last value.
+    wait_for(
+        "every instance reflects its customer's last edit",
+        Duration::from_secs(120),
+        || {
+            let (api, client, cust) = (api.clone(), client.clone(), cust.to_string());
+            async move {
+                let list = api.list(&ListParams::default()).await.ok()?;
+                let mut values = BTreeMap::new();
+                for cm in Api::<ConfigMap>::namespaced(client.clone(), &cust)
+                    .list(&ListParams::default())
+                    .await
+                    .ok()?
+                    .items
+                {
+                    values.insert(
+                        cm.name_any(),
+                        cm.data
+                            .and_then(|d| d.get("replicas").cloned())
+                            .unwrap_or_default(),
+                    );
+                }
+                list.items
+                    .iter()
+                    .all(|i| {
+                        let s = i.status.as_ref();
+                        let want = i.spec.parameters.get("replicas").map(|v| format!("n={v}"));
+                        s.and_then(|s| s.observed_generation) == i.metadata.generation
+                            && s.and_then(|s| s.phase) == Some(Phase::Deployed)
+                            && values.get(&format!("{}-config", i.name_any())) == want.as_ref()
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let errors = ctl
+        .metric("computenest_reconcile_errors_total")
+        .await
+        .unwrap_or(f64::NAN);
+    let reconciles = ctl
+        .metric("computenest_reconciles_total")
+        .await
+        .unwrap_or(f64::NAN);
+    eprintln!("soak: conflicts: {reconciles} reconciles, {errors} errors");
+    assert!(
+        errors <= reconciles * 0.1,
+        "an error loop: {errors} errors in {reconciles} reconciles"
+    );
+    ctl.term();
+    t.cleanup().await;
+}
