@@ -175,6 +175,9 @@ can yes list serviceinstances.computenest.dev -A
 can yes patch serviceinstances.computenest.dev --subresource=status -n x
 can yes create distributiongrants.computenest.dev -n x
 can yes list accessrequests.computenest.dev -A
+can yes patch accessrequests.computenest.dev --subresource=status -n x
+can yes create roles.rbac.authorization.k8s.io -n x
+can yes create rolebindings.rbac.authorization.k8s.io -n x
 can yes patch secrets -n x
 can yes create deployments.apps -n x
 can yes create namespaces
@@ -260,21 +263,23 @@ wait_until() {
 }
 ready_ok() { curl -fsS --max-time 2 "http://${addr_of[$1]}/readyz" >/dev/null 2>&1; }
 health_ok() { curl -fsS --max-time 2 "http://${addr_of[$1]}/healthz" >/dev/null 2>&1; }
-# The distinct messages of refused requests in the replicas' logs (JSON lines).
+# The distinct permissions refused to the replicas, from their logs.
 forbidden() {
-  cat "$work"/replica-*.log 2>/dev/null | python3 -c '
-import json, re, sys
-seen = []
-for line in sys.stdin:
-    if "forbidden" not in line.lower() and " 403" not in line:
-        continue
-    m = re.search(r"([a-z0-9.]+ is forbidden: User [^:]*?cannot [a-z]+ resource [^ ]+ in API group [^ ]+(?: in the namespace [^ ]+| at the cluster scope)?)", line.replace("\\", "").replace("\"", ""))
-    msg = m.group(1) if m else line.strip()[:300]
-    if msg not in seen:
-        seen.append(msg)
-print("\n".join(seen[:10]))
-'
+  cat "$work"/replica-*.log 2>/dev/null | python3 -c "$forbidden_py"
 }
+read -r -d '' forbidden_py <<'PY' || true
+import re, sys
+pat = re.compile(r'cannot (\w+) resource "([^"]+)" in API group "([^"]*)"( at the cluster scope)?')
+seen = {}
+for line in sys.stdin:
+    # The logs are JSON lines: the API server's message is quoted once or twice.
+    for m in pat.finditer(line.replace("\\", "").replace('\\"', '"')):
+        k = "cannot %s %s%s%s" % (m.group(1), m.group(2), "." + m.group(3) if m.group(3) else "",
+                                  " (cluster-wide)" if m.group(4) else "")
+        seen[k] = seen.get(k, 0) + 1
+for k, n in seen.items():
+    print("%s (%d times)" % (k, n))
+PY
 has_holder() { local h; h="$(holder)"; [ "$h" = replica-a ] || [ "$h" = replica-b ]; }
 
 start_replica replica-a
