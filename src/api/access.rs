@@ -96,7 +96,8 @@ pub struct AccessRule {
     /// Resources, for example `pods` or `pods/log`.
     #[schemars(length(min = 1, max = 32))]
     pub resources: Vec<String>,
-    /// Verbs: get, list, watch, create, update, patch, delete.
+    /// Verbs: get, list, watch, create, update, patch, delete, deletecollection.
+    /// escalate, bind, impersonate and `*` are never granted.
     #[schemars(length(min = 1, max = 8))]
     pub verbs: Vec<String>,
 }
