@@ -247,7 +247,8 @@ async fn run(args: RunArgs) -> Result<(), String> {
         .with_identity(&identity)
         .with_duration(args.lease_duration.max(2))
         .with_grace((args.lease_duration / 3).max(1))
-        .with_field_manager("computenest-controller-lease")
+        // Per replica: server-side apply detects a competing holder only between different managers.
+        .with_field_manager(format!("computenest-lease-{identity}"))
         .build()
         .await
         .map_err(|e| {
