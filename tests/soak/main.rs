@@ -111,6 +111,8 @@ fn restart_component(name: &str) {
         .append(true)
         .open(format!("{dir}/logs/{name}.log"))
         .expect("log");
+    // Detached on purpose: the control plane's stop script ends it, not this test.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new("setsid")
         .args(&argv)
         .stdin(Stdio::null())
