@@ -490,6 +490,8 @@ The controller keeps running. In another terminal:
 Walk through examples/README.md from step 8 (approve the pending application,
 revoke a grant, delete an instance). Press Ctrl-C here to stop and clean up.
 EOF
+# Ctrl-C is the normal way out from here on.
+trap 'exit 0' INT
 while :; do
   if ! kill -0 "$controller_pid" 2>/dev/null; then
     say "the controller exited; read $controller_log"
