@@ -279,7 +279,7 @@ async fn short_names_category_and_explain_work_in_kubectl() {
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let resources = run(&["api-resources", "--api-group=computenest.dev", "-o", "wide"]);
-    for short in ["cnsvc", "cngrant", "cnds", "cnsi", "cnorder", "cnaccess"] {
+    for short in ["cnsvc", "cngrant", "cnds", "cnsi", "cnorder", "cnaccess", "cnapproval"] {
         assert!(
             resources.contains(short),
             "short name {short} missing from:\n{resources}"
