@@ -1,5 +1,6 @@
 # computenest-controller: the two set-up commands are `make demo` and `make test`.
-# Prerequisites: Go >= 1.25 and Rust (stable) with rustfmt and clippy. No Docker.
+# Prerequisites: Rust (stable) with rustfmt and clippy; Go >= 1.25 (>= 1.26 for
+# `make test`: its chart test builds helm 3.22); openssl, curl, python3. No Docker.
 
 SHELL := /bin/bash
 CARGO ?= cargo
