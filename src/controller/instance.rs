@@ -753,6 +753,13 @@ async fn write_desired(
                     record_order(&api, &existing, ctx).await?;
                 }
             }
+            Err(kube::Error::Api(s)) if is_permanent(&s) => {
+                let name = order.metadata.name.as_deref().unwrap_or_default();
+                return Ok(WriteOutcome::Rejected(format!(
+                    "the API server refused Order {ns}/{name}: {} (HTTP {}); check the controller's permissions on orders",
+                    s.message, s.code
+                )));
+            }
             Err(e) => return Err(e.into()),
         }
     }

@@ -279,7 +279,15 @@ async fn short_names_category_and_explain_work_in_kubectl() {
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let resources = run(&["api-resources", "--api-group=computenest.dev", "-o", "wide"]);
-    for short in ["cnsvc", "cngrant", "cnds", "cnsi", "cnorder", "cnaccess", "cnapproval"] {
+    for short in [
+        "cnsvc",
+        "cngrant",
+        "cnds",
+        "cnsi",
+        "cnorder",
+        "cnaccess",
+        "cnapproval",
+    ] {
         assert!(
             resources.contains(short),
             "short name {short} missing from:\n{resources}"
@@ -362,6 +370,7 @@ async fn every_valid_example_passes_server_side_dry_run() {
                 file.display(),
                 String::from_utf8_lossy(&out.stderr)
             );
+            let _ = std::fs::remove_file(&ns_file);
         }
         let out = std::process::Command::new(&kubectl)
             .args(["apply", "--dry-run=server", "-f"])
