@@ -678,8 +678,92 @@ async fn write_desired(
             }
         }
     });
-    let refused = futures::future::try_join_all(writes).await?;
+    let secret_write = async {
+        // The logon URL, for the customer, in the customer's namespace.
+        let mut data = BTreeMap::new();
+        if let Some(url) = &d.logon_url {
+            data.insert("logonUrl".to_string(), ByteString(url.clone().into_bytes()));
+        }
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(d.secret_name.clone()),
+                namespace: Some(inst_ns.clone()),
+                labels: Some(BTreeMap::from([
+                    (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+                    (
+                        labels::INSTANCE_NAME.to_string(),
+                        inst.name_any().chars().take(63).collect(),
+                    ),
+                ])),
+                owner_references: inst.controller_owner_ref(&()).map(|r| vec![r]),
+                ..Default::default()
+            },
+            data: Some(data),
+            ..Default::default()
+        };
+        let mut secret_body = serde_json::to_value(&secret)?;
+        secret_body["apiVersion"] = json!("v1");
+        secret_body["kind"] = json!("Secret");
+        Api::<Secret>::namespaced(ctx.client.clone(), &inst_ns)
+            .patch(&d.secret_name, &pp, &Patch::Apply(&secret_body))
+            .await?;
+        ctx.metrics.wrote(KIND, "secret");
+        Ok::<(), Error>(())
+    };
+
+    let order_writes = async {
+        // Orders: created once, never changed; an existing one stands.
+        for order in &d.orders {
+            let ns = order.metadata.namespace.clone().unwrap_or_default();
+            let api = Api::<Order>::namespaced(ctx.client.clone(), &ns);
+            match api
+                .create(
+                    &PostParams {
+                        field_manager: Some(FIELD_MANAGER.into()),
+                        ..Default::default()
+                    },
+                    order,
+                )
+                .await
+            {
+                Ok(created) => {
+                    ctx.metrics.wrote(KIND, "order");
+                    record_order(&api, &created, ctx).await?;
+                }
+                // Written before (a retry, or a crash after the create): it stands.
+                // Its status may be missing if the crash came in between.
+                Err(e) if is_conflict(&e) => {
+                    let name = order.metadata.name.as_deref().unwrap_or_default();
+                    if let Some(existing) = api.get_opt(name).await?
+                        && existing
+                            .status
+                            .as_ref()
+                            .and_then(|s| ready(&s.conditions))
+                            .is_none()
+                    {
+                        record_order(&api, &existing, ctx).await?;
+                    }
+                }
+                Err(kube::Error::Api(s)) if is_permanent(&s) => {
+                    let name = order.metadata.name.as_deref().unwrap_or_default();
+                    return Ok(Some(format!(
+                        "the API server refused Order {ns}/{name}: {} (HTTP {}); check the controller's permissions on orders",
+                        s.message, s.code
+                    )));
+                }
+                Err(e) => return Err(Error::from(e)),
+            }
+        }
+        Ok::<Option<String>, Error>(None)
+    };
+
+    // The objects and the customer's Secret do not depend on each other. Orders
+    // come after: no sale is recorded for objects the API server refused.
+    let (refused, ()) = tokio::try_join!(futures::future::try_join_all(writes), secret_write)?;
     if let Some(msg) = refused.into_iter().flatten().next() {
+        return Ok(WriteOutcome::Rejected(msg));
+    }
+    if let Some(msg) = order_writes.await? {
         return Ok(WriteOutcome::Rejected(msg));
     }
 
@@ -691,78 +775,6 @@ async fn write_desired(
         }
     }
 
-    // The logon URL, for the customer, in the customer's namespace.
-    let mut data = BTreeMap::new();
-    if let Some(url) = &d.logon_url {
-        data.insert("logonUrl".to_string(), ByteString(url.clone().into_bytes()));
-    }
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(d.secret_name.clone()),
-            namespace: Some(inst_ns.clone()),
-            labels: Some(BTreeMap::from([
-                (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
-                (
-                    labels::INSTANCE_NAME.to_string(),
-                    inst.name_any().chars().take(63).collect(),
-                ),
-            ])),
-            owner_references: inst.controller_owner_ref(&()).map(|r| vec![r]),
-            ..Default::default()
-        },
-        data: Some(data),
-        ..Default::default()
-    };
-    let mut secret_body = serde_json::to_value(&secret)?;
-    secret_body["apiVersion"] = json!("v1");
-    secret_body["kind"] = json!("Secret");
-    Api::<Secret>::namespaced(ctx.client.clone(), &inst_ns)
-        .patch(&d.secret_name, &pp, &Patch::Apply(&secret_body))
-        .await?;
-    ctx.metrics.wrote(KIND, "secret");
-
-    // Orders: created once, never changed; an existing one stands.
-    for order in &d.orders {
-        let ns = order.metadata.namespace.clone().unwrap_or_default();
-        let api = Api::<Order>::namespaced(ctx.client.clone(), &ns);
-        match api
-            .create(
-                &PostParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..Default::default()
-                },
-                order,
-            )
-            .await
-        {
-            Ok(created) => {
-                ctx.metrics.wrote(KIND, "order");
-                record_order(&api, &created, ctx).await?;
-            }
-            // Written before (a retry, or a crash after the create): it stands.
-            // Its status may be missing if the crash came in between.
-            Err(e) if is_conflict(&e) => {
-                let name = order.metadata.name.as_deref().unwrap_or_default();
-                if let Some(existing) = api.get_opt(name).await?
-                    && existing
-                        .status
-                        .as_ref()
-                        .and_then(|s| ready(&s.conditions))
-                        .is_none()
-                {
-                    record_order(&api, &existing, ctx).await?;
-                }
-            }
-            Err(kube::Error::Api(s)) if is_permanent(&s) => {
-                let name = order.metadata.name.as_deref().unwrap_or_default();
-                return Ok(WriteOutcome::Rejected(format!(
-                    "the API server refused Order {ns}/{name}: {} (HTTP {}); check the controller's permissions on orders",
-                    s.message, s.code
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
     Ok(WriteOutcome::Done)
 }
 
