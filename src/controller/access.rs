@@ -49,6 +49,7 @@ const APPROVAL_KIND: &str = "AccessApproval";
 const RBAC_API_VERSION: &str = "rbac.authorization.k8s.io/v1";
 
 /// The watched kinds the access controllers react to.
+#[derive(Clone)]
 pub struct Triggers {
     /// AccessRequests (the primary kind).
     pub requests: Trigger<AccessRequest>,
@@ -69,10 +70,14 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = ()> + Send + Sync + 'static,
 {
+    // Each consumer owns the handles it polls and drops the rest: a shared
+    // reflector waits for every subscribed handle, so none may sit idle.
+    let for_approvals = t.clone();
+    let for_cleaner = t.requests.clone();
     tokio::join!(
-        request_controller(&t, ctx.clone(), stopped()),
-        approval_controller(&t, ctx.clone(), stopped()),
-        cleaner(&t.requests, ctx.clone(), stopped()),
+        request_controller(t, ctx.clone(), stopped()),
+        approval_controller(for_approvals, ctx.clone(), stopped()),
+        cleaner(for_cleaner, ctx.clone(), stopped()),
     );
 }
 
@@ -131,7 +136,7 @@ fn request_of(a: &AccessApproval) -> Option<ObjectRef<AccessRequest>> {
 }
 
 async fn request_controller(
-    t: &Triggers,
+    t: Triggers,
     ctx: Arc<Context>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -139,27 +144,35 @@ async fn request_controller(
     let store = ctx.stores.access_requests.clone();
     let (s1, s2) = (store.clone(), store.clone());
     let (c1, c2, c3, c4) = (ctx.clone(), ctx.clone(), ctx.clone(), ctx.clone());
-    Controller::for_shared_stream(t.requests.handle.clone(), store)
-        .watches_shared_stream(t.approvals.handle.clone(), |a: Arc<AccessApproval>| {
-            request_of(&a)
+    let Triggers {
+        requests,
+        approvals,
+        instances,
+        services,
+        derived,
+    } = t;
+    let (approvals_gone, instances_gone, services_gone, derived_gone) = (
+        approvals.deletions(),
+        instances.deletions(),
+        services.deletions(),
+        derived.deletions(),
+    );
+    Controller::for_shared_stream(requests.handle, store)
+        .watches_shared_stream(approvals.handle, |a: Arc<AccessApproval>| request_of(&a))
+        .watches_stream(approvals_gone, |a: AccessApproval| request_of(&a))
+        .watches_shared_stream(instances.handle, move |i: Arc<ServiceInstance>| {
+            requests_of_instance(&s1, &ns_of(i.as_ref()), &i.name_any())
         })
-        .watches_stream(t.approvals.deletions(), |a: AccessApproval| request_of(&a))
-        .watches_shared_stream(
-            t.instances.handle.clone(),
-            move |i: Arc<ServiceInstance>| {
-                requests_of_instance(&s1, &ns_of(i.as_ref()), &i.name_any())
-            },
-        )
-        .watches_stream(t.instances.deletions(), move |i: ServiceInstance| {
+        .watches_stream(instances_gone, move |i: ServiceInstance| {
             requests_of_instance(&s2, &ns_of(&i), &i.name_any())
         })
-        .watches_shared_stream(t.services.handle.clone(), move |s: Arc<Service>| {
+        .watches_shared_stream(services.handle, move |s: Arc<Service>| {
             requests_of_product(&c1, ProductKind::Service, &ns_of(s.as_ref()), &s.name_any())
         })
-        .watches_stream(t.services.deletions(), move |s: Service| {
+        .watches_stream(services_gone, move |s: Service| {
             requests_of_product(&c2, ProductKind::Service, &ns_of(&s), &s.name_any())
         })
-        .watches_shared_stream(t.derived.handle.clone(), move |d: Arc<DerivedService>| {
+        .watches_shared_stream(derived.handle, move |d: Arc<DerivedService>| {
             requests_of_product(
                 &c3,
                 ProductKind::DerivedService,
@@ -167,7 +180,7 @@ async fn request_controller(
                 &d.name_any(),
             )
         })
-        .watches_stream(t.derived.deletions(), move |d: DerivedService| {
+        .watches_stream(derived_gone, move |d: DerivedService| {
             requests_of_product(&c4, ProductKind::DerivedService, &ns_of(&d), &d.name_any())
         })
         .with_config(Config::default().concurrency(concurrency))
@@ -623,12 +636,13 @@ fn deletion_targets(req: &AccessRequest, ctx: &Context) -> Vec<String> {
 /// Cleans up after deleted requests (from the deletion events), and once,
 /// when the caches are synced, sweeps away every grant whose request is gone.
 async fn cleaner(
-    requests: &Trigger<AccessRequest>,
+    requests: Trigger<AccessRequest>,
     ctx: Arc<Context>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     // Subscribe before the sweep, so that no deletion falls in between.
     let deletions = requests.deletions();
+    drop(requests);
     let work = async {
         while !ctx.readiness.is_ready() {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -717,7 +731,7 @@ async fn sweep(ctx: &Context) -> Result<usize, Error> {
 }
 
 async fn approval_controller(
-    t: &Triggers,
+    t: Triggers,
     ctx: Arc<Context>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -734,11 +748,20 @@ async fn approval_controller(
         }
     };
     let (b1, b2) = (by_request.clone(), by_request);
-    Controller::for_shared_stream(t.approvals.handle.clone(), store)
-        .watches_shared_stream(t.requests.handle.clone(), move |r: Arc<AccessRequest>| {
+    let Triggers {
+        requests,
+        approvals,
+        instances,
+        services,
+        derived,
+    } = t;
+    drop((instances, services, derived)); // not polled here: must not be held
+    let requests_gone = requests.deletions();
+    Controller::for_shared_stream(approvals.handle, store)
+        .watches_shared_stream(requests.handle, move |r: Arc<AccessRequest>| {
             b1(ns_of(r.as_ref()), r.name_any())
         })
-        .watches_stream(t.requests.deletions(), move |r: AccessRequest| {
+        .watches_stream(requests_gone, move |r: AccessRequest| {
             b2(ns_of(&r), r.name_any())
         })
         .with_config(Config::default().concurrency(concurrency))

@@ -68,13 +68,13 @@ pub async fn controller(
         }
     };
     let (g1, g2, s1, s2) = (by_grant.clone(), by_grant, by_service.clone(), by_service);
+    // Handles are moved in, never cloned and kept: an idle one would stall the reflector.
+    let (grants_gone, services_gone) = (grants.deletions(), services.deletions());
     Controller::for_shared_stream(trigger, store)
-        .watches_shared_stream(grants.handle.clone(), move |g: Arc<DistributionGrant>| {
-            g1(&g)
-        })
-        .watches_stream(grants.deletions(), move |g: DistributionGrant| g2(&g))
-        .watches_shared_stream(services.handle.clone(), move |s: Arc<Service>| s1(&s))
-        .watches_stream(services.deletions(), move |s: Service| s2(&s))
+        .watches_shared_stream(grants.handle, move |g: Arc<DistributionGrant>| g1(&g))
+        .watches_stream(grants_gone, move |g: DistributionGrant| g2(&g))
+        .watches_shared_stream(services.handle, move |s: Arc<Service>| s1(&s))
+        .watches_stream(services_gone, move |s: Service| s2(&s))
         .with_config(Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(

@@ -75,23 +75,28 @@ pub async fn controller(
         }
     };
     let (s1, s2) = (of_service.clone(), of_service);
+    // Handles are moved in, never cloned and kept: an idle one would stall the reflector.
+    let (derived_gone, services_gone, namespaces_gone) = (
+        derived.deletions(),
+        services.deletions(),
+        namespaces.deletions(),
+    );
     Controller::for_shared_stream(trigger, store)
-        .watches_shared_stream(derived.handle.clone(), move |d: Arc<DerivedService>| {
+        .watches_shared_stream(derived.handle, move |d: Arc<DerivedService>| {
             instances_of(&d1, ProductKind::DerivedService, d.as_ref())
         })
-        .watches_stream(derived.deletions(), move |d: DerivedService| {
+        .watches_stream(derived_gone, move |d: DerivedService| {
             instances_of(&d2, ProductKind::DerivedService, &d)
         })
-        .watches_shared_stream(services.handle.clone(), move |s: Arc<Service>| s1(&s))
-        .watches_stream(services.deletions(), move |s: Service| s2(&s))
+        .watches_shared_stream(services.handle, move |s: Arc<Service>| s1(&s))
+        .watches_stream(services_gone, move |s: Service| s2(&s))
         .watches_shared_stream(
-            namespaces.handle.clone(),
+            namespaces.handle,
             |ns: Arc<PartialObjectMeta<Namespace>>| instance_of_namespace(&ns),
         )
-        .watches_stream(
-            namespaces.deletions(),
-            |ns: PartialObjectMeta<Namespace>| instance_of_namespace(&ns),
-        )
+        .watches_stream(namespaces_gone, |ns: PartialObjectMeta<Namespace>| {
+            instance_of_namespace(&ns)
+        })
         .with_config(Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(
@@ -546,6 +551,9 @@ async fn finish_status(
         if let Some(c) = ready(&status.conditions)
             && before.as_deref() != Some(c.reason.as_str())
             && c.reason != "Deploying"
+            // A first deployment is told by the Ready condition alone (one write
+            // less per instance); recoveries and failures get an Event.
+            && !(c.reason == "Deployed" && before.is_none())
         {
             ctx.event(inst, c.status != "True", &c.reason, c.message.clone())
                 .await;

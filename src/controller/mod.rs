@@ -422,6 +422,19 @@ pub async fn run(
         stopped.clone(),
     );
 
+    // Every handle subscribed to a shared reflector must be polled: the
+    // reflector waits for the slowest subscriber once 1024 events are
+    // buffered. The originals were only templates for the clones above.
+    drop((
+        services.trigger,
+        grants.trigger,
+        derived.trigger,
+        instances.trigger,
+        namespaces.trigger,
+        access_requests.trigger,
+        access_approvals.trigger,
+    ));
+
     let controllers = async {
         tokio::join!(
             service_ctl,

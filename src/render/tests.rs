@@ -426,3 +426,56 @@ mod fuzz {
         }
     }
 }
+
+/// The committed seed corpus (tests/fixtures/fuzz-seeds.json): strings and
+/// values that have broken template engines elsewhere, fed through every
+/// entry point. None may panic, add an object, or move one out of its namespace.
+#[test]
+fn seed_corpus_never_panics_nor_escapes() {
+    let corpus: Value = serde_json::from_str(include_str!("../../tests/fixtures/fuzz-seeds.json"))
+        .expect("corpus parses");
+    let strings: Vec<Value> = corpus["strings"].as_array().cloned().unwrap_or_default();
+    let values: Vec<Value> = corpus["values"].as_array().cloned().unwrap_or_default();
+    assert!(
+        strings.len() + values.len() >= 40,
+        "the corpus is committed"
+    );
+    let mut s = service();
+    s.parameters[1].pattern = None;
+    s.parameters[1].max_length = Some(4096);
+    let o = resolve_offering(&s, None, &default_allowed_kinds()).expect("offering");
+    for input in strings.iter().chain(values.iter()) {
+        // As a parameter value.
+        if let Ok(p) = resolve_parameters(
+            &o,
+            Some("basic"),
+            &params(json!({"adminEmail": "a", "domain": input})),
+        ) {
+            let ctx = RenderContext {
+                instance_name: "i",
+                instance_namespace: "c",
+                target_namespace: "t",
+                params: &p,
+            };
+            if let Ok(objs) = render_objects(&o.objects, &ctx, &BTreeMap::new()) {
+                assert_eq!(objs.len(), o.objects.len(), "{input}");
+                assert!(
+                    objs.iter()
+                        .all(|x| x["metadata"]["namespace"] == json!("t")),
+                    "{input}"
+                );
+            }
+            let _ = render_string("https://$(params.domain)/", &ctx);
+        }
+        // As template content and as a whole template object.
+        let mut t = s.clone();
+        t.template.objects[0]["data"]["seed"] = input.clone();
+        let _ = resolve_offering(&t, None, &default_allowed_kinds());
+        let _ = check_template_object(0, input, &default_allowed_kinds());
+        // As a plan name and an unknown parameter name.
+        if let Some(name) = input.as_str() {
+            let _ = resolve_parameters(&o, Some(name), &ParameterValues::new());
+            let _ = resolve_parameters(&o, Some("basic"), &params(json!({ name: 1 })));
+        }
+    }
+}

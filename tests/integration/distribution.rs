@@ -537,3 +537,46 @@ async fn nothing_is_written_after_convergence() {
     assert_eq!(before, after, "objects were written while idle");
     t.cleanup().await;
 }
+
+/// Every shared-watch subscriber must be polled: an idle one stalls the
+/// reflector once its 1024-event buffer is full, and then nothing is
+/// reconciled any more. Push well over a buffer of events through one kind
+/// and check the controller still answers.
+#[tokio::test]
+async fn more_events_than_a_subscriber_buffer_do_not_stall_the_controller() {
+    use futures::StreamExt;
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (isv, dist) = (t.ns(0), t.ns(1));
+    apply(
+        &client,
+        isv,
+        &service_manifest("busy", "Private", false, true, "Automatic"),
+    )
+    .await
+    .expect("service");
+    let services = Api::<Service>::namespaced(client.clone(), isv);
+    futures::stream::iter(0..1300)
+        .for_each_concurrent(16, |i| {
+            let services = services.clone();
+            async move {
+                let p = json!({"metadata": {"annotations": {"bump": i.to_string()}}});
+                services
+                    .patch("busy", &PatchParams::default(), &Patch::Merge(&p))
+                    .await
+                    .expect("bump");
+            }
+        })
+        .await;
+    // Still reconciling: a new product built on it becomes sellable.
+    apply(
+        &client,
+        dist,
+        &derived_manifest("after", isv, "busy", "Private"),
+    )
+    .await
+    .expect("derived");
+    wait_ready::<DerivedService>(&client, dist, "after", "True", "Sellable").await;
+    t.cleanup().await;
+}
