@@ -213,7 +213,8 @@ async fn controller_counter(addr: &str, name: &str) -> f64 {
     body.lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
+        .sum::<f64>()
+        + 0.0 // an empty sum is -0.0; print it as 0
 }
 
 async fn controller_counter_with(addr: &str, name: &str, label: &str) -> f64 {
