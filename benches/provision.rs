@@ -321,6 +321,8 @@ struct Round {
     p50_ms: f64,
     p99_ms: f64,
     ctl_writes: f64,
+    ctl_errors: f64,
+    reconciles: f64,
     api_writes: f64,
     api_reads: f64,
 }
@@ -364,6 +366,8 @@ async fn converge_round(
 ) -> Res<Round> {
     let (r0, w0) = apiserver_requests(client).await?;
     let c0 = controller_counter(&ctl.addr, "computenest_api_writes_total").await;
+    let e0 = controller_counter(&ctl.addr, "computenest_reconcile_errors_total").await;
+    let k0 = controller_counter(&ctl.addr, "computenest_reconciles_total").await;
     let t0 = Instant::now();
     let created = create_instances(client, &format!("bench-n{n}"), n, concurrency).await?;
     let mut lat = Vec::with_capacity(n);
@@ -389,6 +393,13 @@ async fn converge_round(
     tokio::time::sleep(Duration::from_secs(2)).await; // let trailing status writes land before counting
     let (r1, w1) = apiserver_requests(client).await?;
     let c1 = controller_counter(&ctl.addr, "computenest_api_writes_total").await;
+    let e1 = controller_counter(&ctl.addr, "computenest_reconcile_errors_total").await;
+    let k1 = controller_counter(&ctl.addr, "computenest_reconciles_total").await;
+    if let Some(body) = http_get(&ctl.addr, "/metrics").await {
+        for l in body.lines().filter(|l| l.starts_with("computenest_reconcile_errors_total{")) {
+            eprintln!("bench: N={n}: {l}");
+        }
+    }
     lat.sort_by(|a, b| a.total_cmp(b));
     Ok(Round {
         n,
@@ -396,6 +407,8 @@ async fn converge_round(
         p50_ms: percentile(&lat, 0.5),
         p99_ms: percentile(&lat, 0.99),
         ctl_writes: (c1 - c0) / n as f64,
+        ctl_errors: e1 - e0,
+        reconciles: (k1 - k0) / n as f64,
         // The API server also counts this client's N creates: subtract them.
         api_writes: (w1 - w0 - n as f64) / n as f64,
         api_reads: (r1 - r0) / n as f64,
@@ -589,8 +602,8 @@ async fn main() -> Res<()> {
         let r = converge_round(&client, &times, &ctl, n, concurrency).await?;
         total += n;
         eprintln!(
-            "bench: N={n}: {:.1} s, p50 {:.0} ms, p99 {:.0} ms, controller writes/instance {:.2}, apiserver writes/instance {:.2}, reads/instance {:.2}",
-            r.seconds, r.p50_ms, r.p99_ms, r.ctl_writes, r.api_writes, r.api_reads
+            "bench: N={n}: {:.1} s, p50 {:.0} ms, p99 {:.0} ms, controller writes/instance {:.2}, apiserver writes/instance {:.2}, reads/instance {:.2}, reconciles/instance {:.2}, reconcile errors {}",
+            r.seconds, r.p50_ms, r.p99_ms, r.ctl_writes, r.api_writes, r.api_reads, r.reconciles, r.ctl_errors
         );
         rounds.push(r);
     }
