@@ -396,7 +396,10 @@ async fn converge_round(
     let e1 = controller_counter(&ctl.addr, "computenest_reconcile_errors_total").await;
     let k1 = controller_counter(&ctl.addr, "computenest_reconciles_total").await;
     if let Some(body) = http_get(&ctl.addr, "/metrics").await {
-        for l in body.lines().filter(|l| l.starts_with("computenest_reconcile_errors_total{")) {
+        for l in body
+            .lines()
+            .filter(|l| l.starts_with("computenest_reconcile_errors_total{"))
+        {
             eprintln!("bench: N={n}: {l}");
         }
     }
@@ -603,7 +606,14 @@ async fn main() -> Res<()> {
         total += n;
         eprintln!(
             "bench: N={n}: {:.1} s, p50 {:.0} ms, p99 {:.0} ms, controller writes/instance {:.2}, apiserver writes/instance {:.2}, reads/instance {:.2}, reconciles/instance {:.2}, reconcile errors {}",
-            r.seconds, r.p50_ms, r.p99_ms, r.ctl_writes, r.api_writes, r.api_reads, r.reconciles, r.ctl_errors
+            r.seconds,
+            r.p50_ms,
+            r.p99_ms,
+            r.ctl_writes,
+            r.api_writes,
+            r.api_reads,
+            r.reconciles,
+            r.ctl_errors
         );
         rounds.push(r);
     }
