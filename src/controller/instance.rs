@@ -490,10 +490,15 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
         "digest/{}",
         inst.metadata.uid.as_deref().unwrap_or_default()
     );
-    let up_to_date = prev.is_some_and(|s| {
+    let seen_in_cache = prev.is_some_and(|s| {
         s.applied_digest.as_deref() == Some(desired.digest.as_str())
             && s.phase == Some(Phase::Deployed)
-    }) || ctx.memo.is_same(&digest_key, &desired.digest);
+    });
+    if seen_in_cache {
+        // The cache has caught up with the write: the memo entry is no longer needed.
+        ctx.memo.forget(&digest_key);
+    }
+    let up_to_date = seen_in_cache || ctx.memo.is_same(&digest_key, &desired.digest);
     if !up_to_date {
         match write_desired(inst, &desired, ctx).await? {
             WriteOutcome::Done => ctx.memo.record(&digest_key, &desired.digest),
@@ -935,6 +940,5 @@ async fn cleanup(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error>
     patch_finalizers(inst, ctx, rest).await?;
     let uid = inst.metadata.uid.as_deref().unwrap_or_default();
     ctx.memo.forget(&format!("digest/{uid}"));
-    ctx.memo.forget(&format!("status/{uid}"));
     Ok(Action::await_change())
 }

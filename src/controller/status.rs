@@ -47,8 +47,9 @@ pub fn ready(conditions: &[Condition]) -> Option<&Condition> {
     conditions.iter().find(|c| c.type_ == "Ready")
 }
 
-/// What this process last wrote, by object UID. A watch event can deliver an
-/// object older than our own last write (for example the event of our
+/// What this process wrote and the cache has not shown yet, by object UID.
+/// An entry is dropped as soon as the cache shows the written value. A watch
+/// event can deliver an object older than our own last write (for example the event of our
 /// finalizer patch, after we wrote status); comparing with the memo as well
 /// as with the cache keeps such stale copies from causing a second write.
 #[derive(Default)]
@@ -113,7 +114,9 @@ where
 {
     let key = format!("status/{}", obj.meta().uid.as_deref().unwrap_or_default());
     if current == Some(status) {
-        memo.record(&key, status);
+        // The cache shows what we want: nothing to remember. This keeps the
+        // memo to writes not yet seen in the cache, however many objects exist.
+        memo.forget(&key);
         return Ok(false);
     }
     if memo.is_same(&key, status) {
