@@ -436,8 +436,9 @@ async fn bare_client(client: &Client, n: usize, concurrency: usize) -> Res<f64> 
                 let managed = matches!(product, "p2" | "p3" | "p4" | "fml");
                 let online = product == "p3";
                 let obj: ServiceInstance = serde_json::from_value(instance_json(&name, i))?;
-                Api::<ServiceInstance>::namespaced(client.clone(), &ns).create(&PostParams::default(), &obj).await?;
-                let target = if managed { managed_namespace_name(&ns, &name) } else { ns.clone() };
+                let created = Api::<ServiceInstance>::namespaced(client.clone(), &ns).create(&PostParams::default(), &obj).await?;
+                let uid = created.metadata.uid.unwrap_or_default();
+                let target = if managed { managed_namespace_name(&ns, &name, &uid) } else { ns.clone() };
                 if managed {
                     ensure_ns(&client, &target).await?;
                 }

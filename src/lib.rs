@@ -10,6 +10,7 @@ pub mod controller;
 pub mod distribution;
 pub mod health;
 pub mod metrics;
+pub mod naming;
 pub mod provision;
 pub mod render;
 pub mod scenario;

@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the controllers (uses KUBECONFIG, or the in-cluster ServiceAccount).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML (the source of crds/).
     Crd,
 }
@@ -45,6 +45,11 @@ struct RunArgs {
     /// Reconciles running at once, per kind.
     #[arg(long, env = "COMPUTENEST_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
+    /// Seconds between sweeps for orphans: managed namespaces whose instance
+    /// is gone (for example after its finalizer was removed by hand). A sweep
+    /// also runs at start.
+    #[arg(long, env = "COMPUTENEST_SWEEP_INTERVAL", default_value_t = 300)]
+    sweep_interval: u64,
     /// Address of the /healthz, /readyz and /metrics server.
     #[arg(long, env = "COMPUTENEST_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
     health_addr: SocketAddr,
@@ -112,7 +117,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(args)) {
+            match runtime.block_on(run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e}");
@@ -134,7 +139,10 @@ fn print_crds() -> Result<(), serde_yaml::Error> {
 fn init_logging(args: &RunArgs) {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only on a terminal: a log file or a collector gets plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match args.log_format {
         LogFormat::Json => builder
             .json()
@@ -201,6 +209,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
             .cloned()
             .collect(),
         concurrency: args.concurrency.max(1),
+        sweep_interval: std::time::Duration::from_secs(args.sweep_interval.max(1)),
     };
     let client = kube::Client::try_default().await.map_err(|e| {
         format!("cannot reach Kubernetes (set KUBECONFIG or run in a cluster): {e}")

@@ -58,6 +58,8 @@ pub struct Metrics {
     pub objects: Family<KindLabels, Gauge>,
     /// Instances by phase and scenario.
     pub instances: Family<InstanceLabels, Gauge>,
+    /// Orphans removed by the periodic sweep, by what they were.
+    pub swept: Family<KindLabels, Counter>,
     /// 1 while this replica holds the leader lease.
     pub leader: Gauge,
 }
@@ -74,6 +76,12 @@ impl Default for Metrics {
         let objects = Family::<KindLabels, Gauge>::default();
         let instances = Family::<InstanceLabels, Gauge>::default();
         let leader = Gauge::default();
+        let swept = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "swept",
+            "Orphans removed by the periodic sweep (managed namespaces, access grants)",
+            swept.clone(),
+        );
         registry.register("reconciles", "Reconciles by kind", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -113,6 +121,7 @@ impl Default for Metrics {
             writes,
             objects,
             instances,
+            swept,
             leader,
         }
     }
@@ -144,6 +153,15 @@ impl Metrics {
             .get_or_create(&WriteLabels {
                 kind: kind.to_string(),
                 target: target.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one orphan removed by a sweep.
+    pub fn swept(&self, what: &str) {
+        self.swept
+            .get_or_create(&KindLabels {
+                kind: what.to_string(),
             })
             .inc();
     }

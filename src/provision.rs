@@ -8,13 +8,14 @@ use crate::api::{
     AppliedObject, Billing, InstanceRef, ItemRef, Order, OrderSpec, Party, PartyRef, ProductKind,
     ResourceOwner, ServiceInstance, Settlement,
 };
+use crate::naming::{self, short_hash};
 use crate::render::{
-    Offering, ParameterError, RenderContext, render_objects, render_string, resolve_parameters,
+    Offering, ParameterError, RenderContext, RenderError, render_objects, render_string,
+    resolve_parameters,
 };
 use crate::scenario::Scenario;
 use kube::api::ObjectMeta;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// Labels on every object and namespace written for an instance.
@@ -31,6 +32,22 @@ pub mod labels {
     pub const OWNER_NAMESPACE: &str = "computenest.dev/owner-namespace";
     /// Scenario.
     pub const SCENARIO: &str = "computenest.dev/scenario";
+    /// Annotation with the full name of the instance (label values stop at 63 characters).
+    pub const INSTANCE_NAME_ANNOTATION: &str = "computenest.dev/instance-name";
+}
+
+/// The terms an instance was sold with. They hold for its whole life: a
+/// seller's later edit of the product applies to new sales only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sale {
+    /// Scenario at the time of sale.
+    pub scenario: Scenario,
+    /// Party that owns (and pays for) the resources.
+    pub party: Party,
+    /// That party's namespace.
+    pub owner_namespace: String,
+    /// Where the resources live.
+    pub target_namespace: String,
 }
 
 /// A product that may be sold now, as the instance controller sees it.
@@ -92,55 +109,79 @@ pub struct BuildError {
     pub message: String,
 }
 
-fn short_hash(input: &str, len: usize) -> String {
-    let digest = Sha256::digest(input.as_bytes());
-    hex::encode(digest)[..len].to_string()
-}
-
-fn truncate(s: &str, n: usize) -> &str {
-    let end = s.char_indices().nth(n).map(|(i, _)| i).unwrap_or(s.len());
-    s[..end].trim_end_matches('-')
-}
-
 /// Deterministic name of the namespace created for a managed instance, so a
-/// retry after a crash finds the same one. The hash keeps `a-b/c` and `a/b-c` apart.
-pub fn managed_namespace_name(customer_ns: &str, instance: &str) -> String {
-    format!(
-        "cn-{}-{}-{}",
-        truncate(customer_ns, 20),
-        truncate(instance, 24),
-        short_hash(&format!("{customer_ns}/{instance}"), 8)
-    )
+/// retry after a crash finds the same one. The hash covers the instance's
+/// UID: a re-created instance of the same name gets a namespace of its own,
+/// and nobody can know the name before the instance exists (no squatting).
+/// A valid namespace name whatever the instance is called (`shop.v2`).
+pub fn managed_namespace_name(customer_ns: &str, instance: &str, uid: &str) -> String {
+    naming::join(&[
+        "cn",
+        &naming::label_fragment(customer_ns, 20),
+        &naming::label_fragment(instance, 24),
+        &short_hash(&format!("{customer_ns}/{instance}/{uid}"), 12),
+    ])
 }
 
 /// Deterministic name of an Order: one per instance (by UID) and role.
 pub fn order_name(customer_ns: &str, instance: &str, uid: &str, role: &str) -> String {
-    format!(
-        "{}-{}-{}-{}",
-        truncate(customer_ns, 40),
-        truncate(instance, 60),
+    naming::join(&[
+        &naming::label_fragment(customer_ns, 40),
+        &naming::label_fragment(instance, 60),
         role,
-        short_hash(uid, 10)
-    )
+        &short_hash(uid, 10),
+    ])
 }
 
-/// Builds the desired state of `instance` from a sellable product.
-pub fn build(instance: &ServiceInstance, product: &Product<'_>) -> Result<Desired, BuildError> {
+/// Name of the Secret in the customer's namespace that holds the logon URL.
+pub fn logon_secret_name(instance: &str) -> String {
+    let base = naming::label_fragment(instance, 200);
+    if base.is_empty() {
+        format!("logon-{}", short_hash(instance, 10))
+    } else {
+        format!("{base}-logon")
+    }
+}
+
+/// The terms of a new sale of `product` to `instance`.
+pub fn new_sale(instance: &ServiceInstance, product: &Product<'_>) -> Sale {
     let inst_ns = instance.metadata.namespace.as_deref().unwrap_or_default();
     let inst_name = instance.metadata.name.as_deref().unwrap_or_default();
     let uid = instance.metadata.uid.as_deref().unwrap_or_default();
     let scenario = product.scenario;
     let party = scenario.resource_owner();
-    let owner_ns = match party {
+    let owner_namespace = match party {
         Party::Customer => inst_ns,
         Party::Distributor => product.namespace,
         Party::Isv => product.isv_namespace,
     };
-    let target = if scenario.is_managed() {
-        managed_namespace_name(inst_ns, inst_name)
-    } else {
-        inst_ns.to_string()
-    };
+    Sale {
+        scenario,
+        party,
+        owner_namespace: owner_namespace.to_string(),
+        target_namespace: if scenario.is_managed() {
+            managed_namespace_name(inst_ns, inst_name, uid)
+        } else {
+            inst_ns.to_string()
+        },
+    }
+}
+
+/// Builds the desired state of `instance` from a sellable product, under the
+/// terms it was sold with (`sale`; a new sale's when None).
+pub fn build(
+    instance: &ServiceInstance,
+    product: &Product<'_>,
+    sale: Option<&Sale>,
+) -> Result<Desired, BuildError> {
+    let inst_ns = instance.metadata.namespace.as_deref().unwrap_or_default();
+    let inst_name = instance.metadata.name.as_deref().unwrap_or_default();
+    let uid = instance.metadata.uid.as_deref().unwrap_or_default();
+    let sale = sale.cloned().unwrap_or_else(|| new_sale(instance, product));
+    let scenario = sale.scenario;
+    let party = sale.party;
+    let owner_ns = sale.owner_namespace.as_str();
+    let target = sale.target_namespace.clone();
 
     let params = resolve_parameters(
         product.offering,
@@ -168,14 +209,22 @@ pub fn build(instance: &ServiceInstance, product: &Product<'_>) -> Result<Desire
         (labels::INSTANCE_NAMESPACE.to_string(), inst_ns.to_string()),
         (
             labels::INSTANCE_NAME.to_string(),
-            truncate(inst_name, 63).to_string(),
+            naming::label_value(inst_name),
         ),
+        // The proof of ownership: the controller touches no object without it.
+        (labels::INSTANCE_UID.to_string(), uid.to_string()),
         (labels::SCENARIO.to_string(), scenario.as_str().to_string()),
     ]);
     let mut objects =
-        render_objects(&product.offering.objects, &ctx, &common).map_err(|e| BuildError {
-            reason: "RenderFailed",
-            message: format!("{e}; the seller must fix the template"),
+        render_objects(&product.offering.objects, &ctx, &common).map_err(|e| match e {
+            RenderError::Collision { .. } => BuildError {
+                reason: "ObjectConflict",
+                message: e.to_string(),
+            },
+            other => BuildError {
+                reason: "RenderFailed",
+                message: format!("{other}; the seller must fix the template"),
+            },
         })?;
     if !scenario.is_managed() {
         // Customer-owned: garbage collection follows the instance.
@@ -211,11 +260,11 @@ pub fn build(instance: &ServiceInstance, product: &Product<'_>) -> Result<Desire
         None => None,
     };
     let managed_namespace_labels = scenario.is_managed().then(|| {
-        common.insert(labels::INSTANCE_UID.to_string(), uid.to_string());
         common.insert(labels::OWNER_PARTY.to_string(), party.to_string());
         common.insert(labels::OWNER_NAMESPACE.to_string(), owner_ns.to_string());
         common
     });
+    // Orders follow the terms of the sale, never a later edit of the product.
     let orders = if scenario.settlement() == Settlement::Online {
         orders(instance, product)
     } else {
@@ -248,7 +297,7 @@ pub fn build(instance: &ServiceInstance, product: &Product<'_>) -> Result<Desire
         objects,
         applied,
         logon_url,
-        secret_name: format!("{}-logon", truncate(inst_name, 240)),
+        secret_name: logon_secret_name(inst_name),
         orders,
         digest: String::new(),
     };
@@ -288,7 +337,7 @@ fn orders(instance: &ServiceInstance, product: &Product<'_>) -> Vec<Order> {
             (labels::INSTANCE_NAMESPACE.to_string(), inst_ns.clone()),
             (
                 labels::INSTANCE_NAME.to_string(),
-                truncate(&inst_name, 63).to_string(),
+                naming::label_value(&inst_name),
             ),
             (labels::INSTANCE_UID.to_string(), uid.clone()),
         ])),
@@ -391,13 +440,13 @@ mod tests {
             (Scenario::Scenario4, Party::Isv, "isv", true, 0),
         ];
         for (sc, party, owner_ns, managed, orders) in rows {
-            let d = build(&instance(), &product(sc, &o)).unwrap();
+            let d = build(&instance(), &product(sc, &o), None).unwrap();
             assert_eq!(d.owner.party, party, "{sc:?}");
             assert_eq!(d.owner.namespace, owner_ns, "{sc:?}");
             assert_eq!(d.managed_namespace_labels.is_some(), managed, "{sc:?}");
             assert_eq!(d.orders.len(), orders, "{sc:?}");
             let target = if managed {
-                managed_namespace_name("acme", "shop")
+                managed_namespace_name("acme", "shop", "u-1")
             } else {
                 "acme".to_string()
             };
@@ -417,7 +466,7 @@ mod tests {
     #[test]
     fn scenario3_orders_go_to_the_sellers() {
         let o = offering();
-        let d = build(&instance(), &product(Scenario::Scenario3, &o)).unwrap();
+        let d = build(&instance(), &product(Scenario::Scenario3, &o), None).unwrap();
         let sale = &d.orders[0];
         assert_eq!(sale.metadata.namespace.as_deref(), Some("dist"));
         assert_eq!(
@@ -437,8 +486,8 @@ mod tests {
     #[test]
     fn deterministic_names_and_digest() {
         let o = offering();
-        let a = build(&instance(), &product(Scenario::Scenario3, &o)).unwrap();
-        let b = build(&instance(), &product(Scenario::Scenario3, &o)).unwrap();
+        let a = build(&instance(), &product(Scenario::Scenario3, &o), None).unwrap();
+        let b = build(&instance(), &product(Scenario::Scenario3, &o), None).unwrap();
         assert_eq!(a.digest, b.digest);
         assert_eq!(a.billing.orders, b.billing.orders);
         let mut other = instance();
@@ -447,16 +496,29 @@ mod tests {
             .parameters
             .insert("domain".into(), json!("other.io"));
         assert_ne!(
-            build(&other, &product(Scenario::Scenario3, &o))
+            build(&other, &product(Scenario::Scenario3, &o), None)
                 .unwrap()
                 .digest,
             a.digest
         );
         assert_ne!(
-            managed_namespace_name("a-b", "c"),
-            managed_namespace_name("a", "b-c")
+            managed_namespace_name("a-b", "c", "u"),
+            managed_namespace_name("a", "b-c", "u")
         );
-        let long = managed_namespace_name(&"x".repeat(63), &"y".repeat(253));
+        // A re-created instance of the same name gets a namespace of its own.
+        assert_ne!(
+            managed_namespace_name("a", "b", "u-1"),
+            managed_namespace_name("a", "b", "u-2")
+        );
+        for name in ["shop.v2", "a.b.c", &"y.".repeat(126)] {
+            let ns = managed_namespace_name("acme", name, "u");
+            assert!(crate::naming::is_dns_label(&ns), "{ns}");
+            let order = order_name("acme", name, "u", "sale");
+            assert!(crate::render::is_dns_subdomain(&order), "{order}");
+            let secret = logon_secret_name(name);
+            assert!(crate::render::is_dns_subdomain(&secret), "{secret}");
+        }
+        let long = managed_namespace_name(&"x".repeat(63), &"y".repeat(253), "u");
         assert!(
             long.len() <= 63 && crate::render::is_dns_subdomain(&long),
             "{long}"
@@ -473,7 +535,7 @@ mod tests {
         let o = offering();
         let mut i = instance();
         i.spec.parameters.insert("replicas".into(), json!("many"));
-        let e = build(&i, &product(Scenario::Scenario1, &o)).unwrap_err();
+        let e = build(&i, &product(Scenario::Scenario1, &o), None).unwrap_err();
         assert_eq!(e.reason, "InvalidParameter");
         assert!(
             e.message.contains("\"replicas\": must be a whole number"),
@@ -482,7 +544,7 @@ mod tests {
         );
         i.spec.plan = Some("gold".into());
         assert_eq!(
-            build(&i, &product(Scenario::Scenario1, &o))
+            build(&i, &product(Scenario::Scenario1, &o), None)
                 .unwrap_err()
                 .reason,
             "InvalidPlan"

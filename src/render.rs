@@ -149,6 +149,16 @@ pub enum RenderError {
     /// The rendered object is not acceptable.
     #[error("template object {index}: {rule}")]
     Invalid { index: usize, rule: String },
+    /// Two template objects render to the same object.
+    #[error(
+        "template objects {first} and {second} both render to {kind} {name:?}; the seller must give them different names"
+    )]
+    Collision {
+        first: usize,
+        second: usize,
+        kind: String,
+        name: String,
+    },
 }
 
 /// The ISV's Service with a distributor's overrides applied, checked as a whole.
@@ -370,22 +380,53 @@ pub fn check_template_object(
             "names a namespace; remove metadata.namespace: objects are always created in the instance's target namespace".into(),
         ));
     }
-    if meta.contains_key("generateName") {
-        return Err(err(&what, "uses metadata.generateName; a fixed name is needed so that retries never duplicate objects".into()));
+    // Only what a seller may decide: the rest of metadata is the API server's
+    // (uid, resourceVersion, managedFields, ...) or the controller's
+    // (ownerReferences, finalizers), or changes write semantics (generateName).
+    for key in meta.keys() {
+        let why = match key.as_str() {
+            "name" | "labels" | "annotations" => continue,
+            "generateName" => {
+                "uses metadata.generateName; a fixed name is needed so that retries never duplicate objects"
+            }
+            "ownerReferences" => {
+                "sets metadata.ownerReferences; ownership is set by the controller"
+            }
+            "finalizers" => "sets metadata.finalizers; templates may not block deletion",
+            _ => "",
+        };
+        let rule = if why.is_empty() {
+            format!(
+                "sets metadata.{key}; a template may set only metadata.name, labels and annotations (the rest belongs to the API server or the controller)"
+            )
+        } else {
+            why.to_string()
+        };
+        return Err(err(&what, rule));
     }
-    if meta.contains_key("ownerReferences") {
-        return Err(err(
-            &what,
-            "sets metadata.ownerReferences; ownership is set by the controller".into(),
-        ));
-    }
-    if meta.contains_key("finalizers") {
-        return Err(err(
-            &what,
-            "sets metadata.finalizers; templates may not block deletion".into(),
-        ));
+    for field in ["labels", "annotations"] {
+        let Some(map) = meta.get(field) else { continue };
+        let map = map
+            .as_object()
+            .ok_or_else(|| err(&what, format!("metadata.{field} must be a map")))?;
+        if let Some(key) = map.keys().find(|k| is_reserved_key(k)) {
+            return Err(err(
+                &what,
+                format!(
+                    "sets metadata.{field} key {key:?}; keys under computenest.dev/ are the controller's (it proves ownership with them)"
+                ),
+            ));
+        }
     }
     Ok(())
+}
+
+/// Whether a label or annotation key is in the controller's own prefix
+/// (`computenest.dev/...`, or a subdomain of it such as `x.computenest.dev/...`).
+pub fn is_reserved_key(key: &str) -> bool {
+    let prefix = key.split_once('/').map(|(p, _)| p).unwrap_or_default();
+    let prefix = prefix.to_ascii_lowercase();
+    prefix == "computenest.dev" || prefix.ends_with(".computenest.dev")
 }
 
 /// Checks a value against its parameter's type and limits; the error is the rule broken.
@@ -658,6 +699,29 @@ pub fn render_objects(
             });
         }
         out.push(rendered);
+    }
+    // After rendering: two template objects (the ISV's, or the ISV's and the
+    // distributor's) must not become the same object, whatever their raw names.
+    let mut seen: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    for (index, obj) in out.iter().enumerate() {
+        let api_version = obj["apiVersion"].as_str().unwrap_or_default();
+        let group = api_version
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or_default();
+        let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Some(first) = seen.insert((group.to_string(), kind.clone(), name.clone()), index) {
+            return Err(RenderError::Collision {
+                first,
+                second: index,
+                kind,
+                name,
+            });
+        }
     }
     Ok(out)
 }

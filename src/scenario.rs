@@ -64,6 +64,21 @@ impl Scenario {
         }
     }
 
+    /// The scenario named `s` (as written by `as_str`).
+    pub fn parse(s: &str) -> Option<Self> {
+        use Scenario::*;
+        [
+            Scenario1,
+            Scenario2,
+            Scenario3,
+            Scenario4,
+            DirectPrivate,
+            DirectFullyManaged,
+        ]
+        .into_iter()
+        .find(|sc| sc.as_str() == s)
+    }
+
     /// Online only in scenario 3 (both products on the marketplace).
     pub fn settlement(&self) -> Settlement {
         match self {

@@ -87,6 +87,15 @@ pub enum Party {
     Customer,
 }
 
+impl Party {
+    /// The party named `s` (as written by `Display`).
+    pub fn parse(s: &str) -> Option<Self> {
+        [Party::Isv, Party::Distributor, Party::Customer]
+            .into_iter()
+            .find(|p| p.to_string() == s)
+    }
+}
+
 impl std::fmt::Display for Party {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

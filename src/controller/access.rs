@@ -607,7 +607,7 @@ async fn delete_grant(ctx: &Context, ns: &str, name: &str) -> Result<(), Error> 
 }
 
 /// Every namespace a request's grant could be in: the one recorded in its
-/// status, its instance's, and the deterministic managed namespace name.
+/// status and its instance's.
 fn deletion_targets(req: &AccessRequest, ctx: &Context) -> Vec<String> {
     let ns = ns_of(req);
     let mut targets: Vec<String> = req
@@ -626,10 +626,8 @@ fn deletion_targets(req: &AccessRequest, ctx: &Context) -> Vec<String> {
     ) {
         targets.push(target_namespace);
     }
-    targets.push(provision::managed_namespace_name(
-        &ns,
-        &req.spec.instance_name,
-    ));
+    // (A managed namespace's name derives from its instance's UID: with the
+    // instance gone, its namespace goes too, grants included.)
     targets
 }
 

@@ -12,12 +12,12 @@ use super::grant::requeue_at;
 use super::status::{condition, ready, write_status_if_changed};
 use super::{Context, Error, MANAGED_BY, MANAGED_BY_LABEL, is_conflict, is_not_found, ns_of};
 use crate::api::{
-    AppliedObject, DerivedService, FIELD_MANAGER, Order, Phase, ProductKind, RevocationPolicy,
-    Service, ServiceInstance, ServiceInstanceStatus,
+    DerivedService, FIELD_MANAGER, Order, Party, Phase, ProductKind, RevocationPolicy, Service,
+    ServiceInstance, ServiceInstanceStatus,
 };
 use crate::distribution::NotSellable;
 use crate::metrics::{InstanceLabels, Metrics};
-use crate::provision::{self, Desired, Product, labels};
+use crate::provision::{self, Desired, Product, Sale, labels};
 use crate::render::{AllowedKind, resolve_offering};
 use crate::scenario::Scenario;
 use futures::StreamExt;
@@ -25,7 +25,8 @@ use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{
-    Api, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams, PropagationPolicy,
+    Api, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams,
+    Preconditions, PropagationPolicy,
 };
 use kube::core::{ApiResource, PartialObjectMeta};
 use kube::runtime::controller::{Action, Config, Controller};
@@ -81,7 +82,8 @@ pub async fn controller(
         services.deletions(),
         namespaces.deletions(),
     );
-    Controller::for_shared_stream(trigger, store)
+    let sweep = sweeper(ctx.clone());
+    let controller = Controller::for_shared_stream(trigger, store)
         .watches_shared_stream(derived.handle, move |d: Arc<DerivedService>| {
             instances_of(&d1, ProductKind::DerivedService, d.as_ref())
         })
@@ -104,19 +106,39 @@ pub async fn controller(
             |obj, e, ctx| super::on_error(KIND, obj.as_ref(), e, &ctx),
             ctx,
         )
-        .for_each(|_| async {})
-        .await;
+        .for_each(|_| async {});
+    // The sweep runs beside the controller and ends with it.
+    tokio::select! {
+        _ = controller => {},
+        _ = sweep => {},
+    }
 }
 
-/// The instance a managed namespace was created for.
+/// The instance a managed namespace was created for (its full name is in an
+/// annotation: a label value stops at 63 characters).
 fn instance_of_namespace(ns: &PartialObjectMeta<Namespace>) -> Option<ObjectRef<ServiceInstance>> {
     let l = ns.labels();
-    match (
-        l.get(labels::INSTANCE_NAMESPACE),
-        l.get(labels::INSTANCE_NAME),
-    ) {
-        (Some(n), Some(name)) => Some(ObjectRef::new(name).within(n)),
-        _ => None,
+    let name = ns
+        .annotations()
+        .get(labels::INSTANCE_NAME_ANNOTATION)
+        .or_else(|| l.get(labels::INSTANCE_NAME))?;
+    let namespace = l.get(labels::INSTANCE_NAMESPACE)?;
+    Some(ObjectRef::new(name).within(namespace))
+}
+
+/// Runs `sweep_orphaned_namespaces` once the caches are synced, then every
+/// `settings.sweep_interval`.
+async fn sweeper(ctx: Arc<Context>) {
+    while !ctx.readiness.is_ready() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    loop {
+        match sweep_orphaned_namespaces(&ctx).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "orphaned managed namespaces removed"),
+            Err(e) => tracing::warn!(error = %e, "could not sweep managed namespaces; retrying"),
+        }
+        tokio::time::sleep(ctx.settings.sweep_interval).await;
     }
 }
 
@@ -315,7 +337,52 @@ async fn reconcile(inst: Arc<ServiceInstance>, ctx: Arc<Context>) -> Result<Acti
         apply(&inst, &ctx).await
     };
     ctx.metrics.reconciled(KIND, started.elapsed());
+    let key = super::failure_key(KIND, inst.as_ref());
+    match &result {
+        Ok(_) => ctx.failures.succeeded(&key),
+        Err(e) => report_repeated_failure(&inst, &ctx, &key, e).await,
+    }
     result
+}
+
+/// Failures in a row with the same error before the instance says so in its
+/// Ready condition (a transient error clears before that).
+const REPORT_AFTER: u32 = 3;
+
+/// Turns repeated identical failures into a condition on the instance (and
+/// an Event): a person sees what is wrong without reading the controller's logs.
+async fn report_repeated_failure(inst: &ServiceInstance, ctx: &Context, key: &str, e: &Error) {
+    let msg = e.to_string();
+    // `on_error` records this failure after us: count the ones before it.
+    if ctx.failures.repeated(key, &msg) + 1 < REPORT_AFTER
+        || inst.metadata.deletion_timestamp.is_some()
+    {
+        return;
+    }
+    let mut status = inst.status.clone().unwrap_or_default();
+    status.observed_generation = inst.metadata.generation;
+    let previous = status.conditions.clone();
+    let mut others: Vec<_> = previous
+        .iter()
+        .filter(|c| c.type_ != "Ready")
+        .cloned()
+        .collect();
+    status.conditions = vec![condition(
+        &previous,
+        "Ready",
+        false,
+        "ReconcileError",
+        format!(
+            "the last attempts failed with the same error, retrying with backoff (at most every {}s): {msg}",
+            super::MAX_BACKOFF.as_secs()
+        ),
+        inst.metadata.generation,
+    )];
+    status.conditions.append(&mut others);
+    let api = Api::<ServiceInstance>::namespaced(ctx.client.clone(), &ns_of(inst));
+    if let Err(e) = finish_status(inst, ctx, &api, status).await {
+        tracing::warn!(error = %e, "could not report a repeated failure in status");
+    }
 }
 
 struct StatusBuilder<'a> {
@@ -324,12 +391,17 @@ struct StatusBuilder<'a> {
 }
 
 impl<'a> StatusBuilder<'a> {
-    fn new(inst: &'a ServiceInstance, resolved: &Resolved) -> Self {
+    fn new(inst: &'a ServiceInstance, resolved: &Resolved, sold: Option<&Sale>) -> Self {
         let prev = inst.status.clone().unwrap_or_default();
         let status = ServiceInstanceStatus {
             observed_generation: inst.metadata.generation,
             product: Some(resolved.product.clone()),
-            scenario: resolved.scenario.map(|s| s.as_str().to_string()),
+            // An instance shows the scenario it was sold with; the product's
+            // current one only until it is sold.
+            scenario: sold
+                .map(|s| s.scenario)
+                .or(resolved.scenario)
+                .map(|s| s.as_str().to_string()),
             // Kept from before unless this reconcile learns better.
             owner: prev.owner.clone(),
             billing: prev.billing.clone(),
@@ -351,13 +423,15 @@ impl<'a> StatusBuilder<'a> {
             .unwrap_or_default()
     }
 
+    /// Sets the phase and the Ready condition, followed by the other
+    /// conditions given as (type, status, reason, message).
     fn set(
         &mut self,
         phase: Phase,
         ready: bool,
         reason: &str,
         message: String,
-        grant: Option<(bool, &str, String)>,
+        others: &[(&str, bool, &str, String)],
     ) {
         let generation = self.inst.metadata.generation;
         let mut conditions = vec![condition(
@@ -368,13 +442,13 @@ impl<'a> StatusBuilder<'a> {
             message,
             generation,
         )];
-        if let Some((ok, reason, message)) = grant {
+        for (type_, ok, reason, message) in others {
             conditions.push(condition(
                 self.previous(),
-                "GrantValid",
-                ok,
+                type_,
+                *ok,
                 reason,
-                message,
+                message.clone(),
                 generation,
             ));
         }
@@ -389,67 +463,173 @@ fn was_deployed(inst: &ServiceInstance) -> bool {
         .is_some_and(|s| !s.applied_objects.is_empty() || s.applied_digest.is_some())
 }
 
+/// The terms an instance was sold with, from the cluster where the cluster
+/// shows them: the labels of its managed namespace, which only the controller
+/// writes (tenants cannot write namespaces). Otherwise from status, checked:
+/// a status that names a namespace or an owner this instance cannot have is
+/// ignored, so that editing status can never point the controller elsewhere.
+fn sold_terms(inst: &ServiceInstance, ctx: &Context, isv_namespace: Option<&str>) -> Option<Sale> {
+    let ns = ns_of(inst);
+    let uid = inst.metadata.uid.clone().unwrap_or_default();
+    let derived = provision::managed_namespace_name(&ns, &inst.name_any(), &uid);
+    let status = inst.status.as_ref();
+    let claimed = status
+        .and_then(|s| s.owner.as_ref())
+        .map(|o| o.target_namespace.clone())
+        .filter(|t| *t != ns);
+    for candidate in claimed.iter().chain(std::iter::once(&derived)) {
+        let Some(m) = ctx.stores.namespaces.get(&ObjectRef::new(candidate)) else {
+            continue;
+        };
+        let l = m.labels();
+        if l.get(labels::INSTANCE_UID) != Some(&uid) {
+            continue;
+        }
+        let scenario = l.get(labels::SCENARIO).and_then(|s| Scenario::parse(s));
+        let party = l.get(labels::OWNER_PARTY).and_then(|p| Party::parse(p));
+        if let (Some(scenario), Some(party), Some(owner)) =
+            (scenario, party, l.get(labels::OWNER_NAMESPACE))
+        {
+            return Some(Sale {
+                scenario,
+                party,
+                owner_namespace: owner.clone(),
+                target_namespace: candidate.clone(),
+            });
+        }
+    }
+    if !was_deployed(inst) {
+        return None;
+    }
+    let s = status?;
+    let owner = s.owner.as_ref()?;
+    let scenario = Scenario::parse(s.scenario.as_deref()?)?;
+    if scenario.resource_owner() != owner.party {
+        return None;
+    }
+    let owner_ok = match owner.party {
+        Party::Customer => owner.namespace == ns,
+        Party::Distributor => {
+            inst.spec.service_ref.kind == ProductKind::DerivedService
+                && owner.namespace == inst.spec.service_ref.namespace
+        }
+        Party::Isv => Some(owner.namespace.as_str()) == isv_namespace,
+    };
+    let target_ok = if scenario.is_managed() {
+        // Its namespace is gone (deleted by hand): it is made again under
+        // the name this instance derives, never under another.
+        owner.target_namespace == derived
+    } else {
+        owner.target_namespace == ns
+    };
+    (owner_ok && target_ok).then(|| Sale {
+        scenario,
+        party: owner.party,
+        owner_namespace: owner.namespace.clone(),
+        target_namespace: owner.target_namespace.clone(),
+    })
+}
+
+/// Whether a reason stops sales by revoking the grant (the only case the
+/// Service's `onRevoke` policy is about).
+fn is_revocation(reason: &str) -> bool {
+    matches!(reason, "GrantRevoked" | "GrantExpired")
+}
+
+const DEPROVISIONED: &str = "resources removed (onRevoke: Deprovision)";
+
 async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
     let now = Timestamp::now();
     let resolved = resolve(inst, ctx, now);
-    let mut sb = StatusBuilder::new(inst, &resolved);
+    let isv_namespace = match (&resolved.outcome, inst.spec.service_ref.kind) {
+        (Ok((data, _)), _) => Some(data.isv_namespace.clone()),
+        (Err(_), ProductKind::Service) => Some(inst.spec.service_ref.namespace.clone()),
+        (Err(_), ProductKind::DerivedService) => None,
+    };
+    let sold = sold_terms(inst, ctx, isv_namespace.as_deref());
+    if sold.as_ref().is_some_and(|s| s.scenario.is_managed()) {
+        // Its resources live outside the customer's namespace: the finalizer
+        // must stay while it lives (restored if someone removed it).
+        ensure_finalizer(inst, ctx).await?;
+    }
+    let mut sb = StatusBuilder::new(inst, &resolved, sold.as_ref());
     let is_derived = inst.spec.service_ref.kind == ProductKind::DerivedService;
     let api = Api::<ServiceInstance>::namespaced(ctx.client.clone(), &ns_of(inst));
 
     let (data, offering) = match &resolved.outcome {
         Ok(ok) => ok,
         Err(n) => {
+            let grant = is_derived.then(|| ("GrantValid", false, n.reason, n.message.clone()));
+            let grant: Vec<_> = grant.into_iter().collect();
+            let prev_ready = inst.status.as_ref().and_then(|s| ready(&s.conditions));
             if was_deployed(inst) {
-                // Sales stopped; what runs follows the Service's revocation policy.
-                match resolved.on_revoke {
-                    RevocationPolicy::KeepRunning => {
-                        let phase = inst
-                            .status
-                            .as_ref()
-                            .and_then(|s| s.phase)
-                            .unwrap_or(Phase::Deployed);
-                        sb.set(
-                            phase,
-                            phase == Phase::Deployed,
-                            if phase == Phase::Deployed {
-                                "Deployed"
+                if is_revocation(n.reason) && resolved.on_revoke == RevocationPolicy::Deprovision {
+                    if let Some(sale) = &sold {
+                        remove_everything(inst, sale, ctx).await?;
+                    }
+                    sb.status.applied_objects.clear();
+                    sb.status.applied_digest = None;
+                    sb.status.logon_url = None;
+                    sb.set(
+                        Phase::DeployFailed,
+                        false,
+                        n.reason,
+                        format!("{DEPROVISIONED}: {}", n.message),
+                        &grant,
+                    );
+                } else {
+                    // Sales stopped; what runs keeps running (KeepRunning, or a
+                    // reason that is not a revocation: a seller's edit never
+                    // removes what a customer bought).
+                    let phase = inst
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.phase)
+                        .unwrap_or(Phase::Deployed);
+                    sb.set(
+                        phase,
+                        phase == Phase::Deployed,
+                        if phase == Phase::Deployed {
+                            "Deployed"
+                        } else {
+                            "NotSellable"
+                        },
+                        format!(
+                            "running; no longer sellable: {} ({})",
+                            n.message,
+                            if is_revocation(n.reason) {
+                                "onRevoke: KeepRunning"
                             } else {
-                                "NotSellable"
-                            },
-                            format!(
-                                "running; no longer sellable: {} (onRevoke: KeepRunning)",
-                                n.message
-                            ),
-                            Some((false, n.reason, n.message.clone())),
-                        );
-                    }
-                    RevocationPolicy::Deprovision => {
-                        remove_everything(inst, ctx).await?;
-                        sb.status.applied_objects.clear();
-                        sb.status.applied_digest = None;
-                        sb.status.logon_url = None;
-                        sb.set(
-                            Phase::DeployFailed,
-                            false,
-                            n.reason,
-                            format!("resources removed (onRevoke: Deprovision): {}", n.message),
-                            Some((false, n.reason, n.message.clone())),
-                        );
-                    }
+                                "instances already sold keep running"
+                            }
+                        ),
+                        &grant,
+                    );
                 }
+            } else if let Some(prev) =
+                prev_ready.filter(|c| c.status == "False" && c.message.starts_with(DEPROVISIONED))
+            {
+                // Removed on revocation: the Ready condition keeps saying so
+                // (and why) while the resources stay removed.
+                sb.set(
+                    Phase::DeployFailed,
+                    false,
+                    &prev.reason,
+                    prev.message.clone(),
+                    &grant,
+                );
             } else {
                 let phase = if n.reason == "GrantPending" {
                     Phase::Pending
                 } else {
                     Phase::DeployFailed
                 };
-                let grant = is_derived.then(|| (false, n.reason, n.message.clone()));
                 sb.set(
                     phase,
                     false,
                     n.reason,
                     format!("not deployed: {}", n.message),
-                    grant,
+                    &grant,
                 );
             }
             finish_status(inst, ctx, &api, sb.status).await?;
@@ -469,17 +649,33 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
         scenario: resolved.scenario.unwrap_or(Scenario::DirectPrivate),
         offering,
     };
-    let grant_ok = is_derived.then(|| {
-        (
+    let mut others: Vec<(&str, bool, &str, String)> = Vec::new();
+    if is_derived {
+        others.push((
+            "GrantValid",
             true,
             "Approved",
             "the distribution grant is approved".to_string(),
-        )
-    });
-    let desired = match provision::build(inst, &product) {
+        ));
+    }
+    if let Some(sale) = sold.as_ref().filter(|s| s.scenario != product.scenario) {
+        others.push((
+            "ProductChanged",
+            true,
+            "ProductChanged",
+            format!(
+                "sold as {} (resources owned by the {} in namespace {}); new sales of this product are {}: this instance keeps the terms it was sold with",
+                sale.scenario.as_str(),
+                sale.party,
+                sale.target_namespace,
+                product.scenario.as_str()
+            ),
+        ));
+    }
+    let desired = match provision::build(inst, &product, sold.as_ref()) {
         Ok(d) => d,
         Err(e) => {
-            sb.set(Phase::DeployFailed, false, e.reason, e.message, grant_ok);
+            sb.set(Phase::DeployFailed, false, e.reason, e.message, &others);
             finish_status(inst, ctx, &api, sb.status).await?;
             return Ok(Action::await_change());
         }
@@ -500,17 +696,27 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
     }
     let up_to_date = seen_in_cache || ctx.memo.is_same(&digest_key, &desired.digest);
     if !up_to_date {
-        match write_desired(inst, &desired, ctx).await? {
+        let outcome = write_desired(inst, &desired, ctx).await?;
+        let failed = |sb: &mut StatusBuilder, reason: &str, msg: String| {
+            sb.set(Phase::DeployFailed, false, reason, msg, &others);
+        };
+        match outcome {
             WriteOutcome::Done => ctx.memo.record(&digest_key, &desired.digest),
             WriteOutcome::Wait(msg) => {
-                sb.set(Phase::Deploying, false, "Deploying", msg, grant_ok);
+                sb.set(Phase::Deploying, false, "Deploying", msg, &others);
                 finish_status(inst, ctx, &api, sb.status).await?;
                 return Ok(Action::requeue(Duration::from_secs(2)));
             }
             WriteOutcome::Rejected(msg) => {
-                sb.set(Phase::DeployFailed, false, "ApplyFailed", msg, grant_ok);
+                failed(&mut sb, "ApplyFailed", msg);
                 finish_status(inst, ctx, &api, sb.status).await?;
                 // The cause may be outside the object (RBAC, a missing CRD): look again later, slowly.
+                return Ok(Action::requeue(Duration::from_secs(60)));
+            }
+            WriteOutcome::Conflict(msg) => {
+                failed(&mut sb, "ObjectConflict", msg);
+                finish_status(inst, ctx, &api, sb.status).await?;
+                // The other object may be removed or renamed; nothing of it is touched meanwhile.
                 return Ok(Action::requeue(Duration::from_secs(60)));
             }
         }
@@ -534,7 +740,7 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
             desired.scenario.as_str(),
             owner.party
         ),
-        grant_ok,
+        &others,
     );
     finish_status(inst, ctx, &api, sb.status).await?;
     Ok(requeue_at(resolved.grant_expiry))
@@ -598,6 +804,9 @@ enum WriteOutcome {
     Wait(String),
     /// The API server refused an object for good: retrying the same object cannot help.
     Rejected(String),
+    /// An object of a desired name exists and was not created by this
+    /// instance: nothing was written, and nothing of it changed.
+    Conflict(String),
 }
 
 /// Errors that retrying the same request cannot fix: the object itself is
@@ -608,187 +817,366 @@ fn is_permanent(s: &kube::core::Status) -> bool {
         || (s.code == 500 && s.message.contains("failed to create typed patch object"))
 }
 
-/// Writes the desired state.
+/// Whether live metadata proves that this instance created the object: its
+/// UID label, and the controller's managed-by label.
+fn owned_by(labels: &BTreeMap<String, String>, uid: &str) -> bool {
+    !uid.is_empty()
+        && labels.get(labels::INSTANCE_UID).map(String::as_str) == Some(uid)
+        && labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+}
+
+/// Who an object that is not ours seems to belong to, for the message only
+/// (labels are whatever their writer put there; nothing is decided from them).
+fn foreign_owner(labels: &BTreeMap<String, String>) -> String {
+    match (
+        labels.get(labels::INSTANCE_NAMESPACE),
+        labels.get(labels::INSTANCE_NAME),
+    ) {
+        (Some(ns), Some(name)) if labels.contains_key(labels::INSTANCE_UID) => {
+            format!("it belongs to ServiceInstance {ns}/{name}")
+        }
+        _ => "it was not created by the controller".into(),
+    }
+}
+
+/// What exists in the cluster under a name the instance wants to write.
+enum Live {
+    /// Nothing: the object is created.
+    Absent,
+    /// Created by this instance (UID label), with this UID: updated under a
+    /// UID precondition, so that a re-created object of the same name is never hit.
+    Ours(String),
+    /// Being deleted: written once it is gone.
+    Terminating,
+    /// Someone else's: never touched.
+    Foreign(String),
+}
+
+/// One object to write: where, and what.
+struct Write {
+    ar: ApiResource,
+    namespace: String,
+    name: String,
+    body: serde_json::Value,
+}
+
+impl Write {
+    fn api(&self, ctx: &Context) -> Api<DynamicObject> {
+        Api::namespaced_with(ctx.client.clone(), &self.namespace, &self.ar)
+    }
+    fn what(&self) -> String {
+        format!("{} {}/{}", self.ar.kind, self.namespace, self.name)
+    }
+}
+
+async fn look(w: &Write, ctx: &Context, uid: &str) -> Result<Live, Error> {
+    let meta = match w.api(ctx).get_metadata_opt(&w.name).await {
+        Ok(m) => m,
+        // The kind is not served or not readable: the write will say so.
+        Err(kube::Error::Api(s)) if is_permanent(&s) => None,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(match meta {
+        None => Live::Absent,
+        Some(m) if !owned_by(m.labels(), uid) => Live::Foreign(format!(
+            "{} exists and was not created by this instance ({}); nothing of it was changed. Rename the object in the product's template, or remove the existing one",
+            w.what(),
+            foreign_owner(m.labels())
+        )),
+        Some(m) if m.metadata.deletion_timestamp.is_some() => Live::Terminating,
+        Some(m) => Live::Ours(m.metadata.uid.unwrap_or_default()),
+    })
+}
+
+/// Creates or updates one object after `look`; Some(message) when the API
+/// server refused it for good.
+async fn put(w: &Write, live: &Live, ctx: &Context) -> Result<Option<String>, Error> {
+    let api = w.api(ctx);
+    let result = match live {
+        Live::Absent => {
+            // Create, never apply: an apply would take over an object that
+            // appeared since the look. A 409 here means exactly that.
+            let obj: DynamicObject = serde_json::from_value(w.body.clone())?;
+            let pp = PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            match api.create(&pp, &obj).await {
+                Err(e) if is_conflict(&e) => {
+                    return Err(Error::Waiting(format!(
+                        "{} appeared while it was being created; looking again",
+                        w.what()
+                    )));
+                }
+                r => r.map(|_| ()),
+            }
+        }
+        Live::Ours(live_uid) => {
+            let mut body = w.body.clone();
+            body["metadata"]["uid"] = json!(live_uid);
+            let pp = PatchParams::apply(FIELD_MANAGER).force();
+            match api.patch(&w.name, &pp, &Patch::Apply(&body)).await {
+                // The UID precondition failed: it was deleted and re-created meanwhile.
+                Err(e) if is_conflict(&e) => {
+                    return Err(Error::Waiting(format!(
+                        "{} was replaced while it was being written; looking again",
+                        w.what()
+                    )));
+                }
+                r => r.map(|_| ()),
+            }
+        }
+        Live::Terminating | Live::Foreign(_) => return Ok(None),
+    };
+    match result {
+        Ok(()) => {
+            ctx.metrics.wrote(KIND, "object");
+            Ok(None)
+        }
+        Err(kube::Error::Api(s)) if is_permanent(&s) => Ok(Some(format!(
+            "the API server refused {}: {} (HTTP {}); the seller must fix the template",
+            w.what(),
+            s.message,
+            s.code
+        ))),
+        Err(e) => Err(Error::from(e)),
+    }
+}
+
+/// The logon Secret in the customer's namespace.
+fn logon_secret(inst: &ServiceInstance, d: &Desired) -> Result<Write, Error> {
+    let mut data = BTreeMap::new();
+    if let Some(url) = &d.logon_url {
+        data.insert("logonUrl".to_string(), ByteString(url.clone().into_bytes()));
+    }
+    let uid = inst.metadata.uid.clone().unwrap_or_default();
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(d.secret_name.clone()),
+            namespace: Some(ns_of(inst)),
+            labels: Some(BTreeMap::from([
+                (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+                (
+                    labels::INSTANCE_NAME.to_string(),
+                    crate::naming::label_value(&inst.name_any()),
+                ),
+                (labels::INSTANCE_UID.to_string(), uid),
+            ])),
+            owner_references: inst.controller_owner_ref(&()).map(|r| vec![r]),
+            ..Default::default()
+        },
+        data: Some(data),
+        ..Default::default()
+    };
+    let mut body = serde_json::to_value(&secret)?;
+    body["apiVersion"] = json!("v1");
+    body["kind"] = json!("Secret");
+    Ok(Write {
+        ar: ApiResource::erase::<Secret>(&()),
+        namespace: ns_of(inst),
+        name: d.secret_name.clone(),
+        body,
+    })
+}
+
+/// Makes sure the managed namespace exists and belongs to this instance.
+async fn ensure_managed_namespace(
+    inst: &ServiceInstance,
+    d: &Desired,
+    ns_labels: &BTreeMap<String, String>,
+    ctx: &Context,
+) -> Result<Option<WriteOutcome>, Error> {
+    let target = &d.owner.target_namespace;
+    let uid = inst.metadata.uid.clone().unwrap_or_default();
+    let ns_api = Api::<Namespace>::all(ctx.client.clone());
+    let live = match ctx.stores.namespaces.get(&ObjectRef::new(target)) {
+        Some(m) => Some((*m).clone()),
+        None => {
+            // Create, never take over: a namespace of that name that is not
+            // in the cache (not labelled as ours) must not be written.
+            let ns = Namespace {
+                metadata: ObjectMeta {
+                    name: Some(target.clone()),
+                    labels: Some(ns_labels.clone()),
+                    annotations: Some(BTreeMap::from([(
+                        labels::INSTANCE_NAME_ANNOTATION.to_string(),
+                        inst.name_any(),
+                    )])),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let pp = PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            match ns_api.create(&pp, &ns).await {
+                Ok(_) => {
+                    ctx.metrics.wrote(KIND, "namespace");
+                    return Ok(None);
+                }
+                Err(e) if is_conflict(&e) => ns_api.get_metadata_opt(target).await?,
+                Err(kube::Error::Api(s)) if is_permanent(&s) => {
+                    return Ok(Some(WriteOutcome::Rejected(format!(
+                        "the API server refused namespace {target}: {} (HTTP {})",
+                        s.message, s.code
+                    ))));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    Ok(match live {
+        None => Some(WriteOutcome::Wait(format!(
+            "namespace {target} is being created"
+        ))),
+        Some(m) if !owned_by(m.labels(), &uid) => Some(WriteOutcome::Conflict(format!(
+            "namespace {target} exists and was not created by this instance ({}); nothing of it was changed",
+            foreign_owner(m.labels())
+        ))),
+        Some(m) if m.metadata.deletion_timestamp.is_some() => Some(WriteOutcome::Wait(format!(
+            "namespace {target} is being deleted; it is made again once it is gone"
+        ))),
+        Some(_) => None,
+    })
+}
+
+/// Writes the desired state: looks at every name first, and writes nothing
+/// at all when one of them is taken by an object this instance did not create.
 async fn write_desired(
     inst: &ServiceInstance,
     d: &Desired,
     ctx: &Context,
 ) -> Result<WriteOutcome, Error> {
-    let pp = PatchParams::apply(FIELD_MANAGER).force();
-    let inst_ns = ns_of(inst);
     let uid = inst.metadata.uid.clone().unwrap_or_default();
     let target = &d.owner.target_namespace;
 
     if let Some(ns_labels) = &d.managed_namespace_labels {
         // Finalizer first: from here on, something may exist outside the customer's namespace.
         ensure_finalizer(inst, ctx).await?;
-        let ns_api = Api::<Namespace>::all(ctx.client.clone());
-        let uid_of = |m: &PartialObjectMeta<Namespace>| {
-            m.labels()
-                .get(labels::INSTANCE_UID)
-                .cloned()
-                .unwrap_or_default()
-        };
-        let owner_uid = match ctx.stores.namespaces.get(&ObjectRef::new(target)) {
-            Some(m) => Some(uid_of(&m)),
-            None => {
-                // Create, never take over: a namespace of that name that is not
-                // in the cache (not labelled as ours) must not be written.
-                let ns = Namespace {
-                    metadata: ObjectMeta {
-                        name: Some(target.clone()),
-                        labels: Some(ns_labels.clone()),
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                };
-                let pp = PostParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..Default::default()
-                };
-                match ns_api.create(&pp, &ns).await {
-                    Ok(_) => {
-                        ctx.metrics.wrote(KIND, "namespace");
-                        Some(uid.clone())
-                    }
-                    Err(e) if is_conflict(&e) => {
-                        ns_api.get_metadata_opt(target).await?.map(|m| uid_of(&m))
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        };
-        if let Some(other) = owner_uid
-            && other != uid
-        {
-            return Ok(WriteOutcome::Wait(format!(
-                "namespace {target} exists and does not belong to this instance (instance uid label {other:?}); waiting for it to be removed"
-            )));
+        if let Some(outcome) = ensure_managed_namespace(inst, d, ns_labels, ctx).await? {
+            return Ok(outcome);
         }
     }
 
-    // The objects are independent of each other: write them at once.
-    let writes = d.objects.iter().map(|obj| {
-        let ar = resource_for(
-            &ctx.settings.allowed_kinds,
-            obj["apiVersion"].as_str().unwrap_or_default(),
-            obj["kind"].as_str().unwrap_or_default(),
-        );
-        let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), target, &ar);
-        let pp = &pp;
-        async move {
-            let name = obj["metadata"]["name"].as_str().unwrap_or_default();
-            match api.patch(name, pp, &Patch::Apply(obj)).await {
-                Ok(_) => {
-                    ctx.metrics.wrote(KIND, "object");
-                    Ok(None)
-                }
-                Err(kube::Error::Api(s)) if is_permanent(&s) => Ok(Some(format!(
-                    "the API server refused {} {name}: {} (HTTP {}); the seller must fix the template",
-                    ar.kind, s.message, s.code
-                ))),
-                Err(e) => Err(Error::from(e)),
-            }
-        }
-    });
-    let secret_write = async {
-        // The logon URL, for the customer, in the customer's namespace.
-        let mut data = BTreeMap::new();
-        if let Some(url) = &d.logon_url {
-            data.insert("logonUrl".to_string(), ByteString(url.clone().into_bytes()));
-        }
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(d.secret_name.clone()),
-                namespace: Some(inst_ns.clone()),
-                labels: Some(BTreeMap::from([
-                    (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
-                    (
-                        labels::INSTANCE_NAME.to_string(),
-                        inst.name_any().chars().take(63).collect(),
-                    ),
-                ])),
-                owner_references: inst.controller_owner_ref(&()).map(|r| vec![r]),
-                ..Default::default()
-            },
-            data: Some(data),
-            ..Default::default()
-        };
-        let mut secret_body = serde_json::to_value(&secret)?;
-        secret_body["apiVersion"] = json!("v1");
-        secret_body["kind"] = json!("Secret");
-        Api::<Secret>::namespaced(ctx.client.clone(), &inst_ns)
-            .patch(&d.secret_name, &pp, &Patch::Apply(&secret_body))
+    let mut writes = Vec::with_capacity(d.objects.len() + 1);
+    for obj in &d.objects {
+        writes.push(Write {
+            ar: resource_for(
+                &ctx.settings.allowed_kinds,
+                obj["apiVersion"].as_str().unwrap_or_default(),
+                obj["kind"].as_str().unwrap_or_default(),
+            ),
+            namespace: target.clone(),
+            name: obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            body: obj.clone(),
+        });
+    }
+    writes.push(logon_secret(inst, d)?);
+
+    // Look before writing anything (at once: the objects are independent).
+    let lives = futures::future::try_join_all(writes.iter().map(|w| look(w, ctx, &uid))).await?;
+    if let Some(msg) = lives.iter().find_map(|l| match l {
+        Live::Foreign(m) => Some(m.clone()),
+        _ => None,
+    }) {
+        return Ok(WriteOutcome::Conflict(msg));
+    }
+    if let Some(w) = writes
+        .iter()
+        .zip(&lives)
+        .find_map(|(w, l)| matches!(l, Live::Terminating).then_some(w))
+    {
+        return Ok(WriteOutcome::Wait(format!(
+            "{} is being deleted; it is made again once it is gone",
+            w.what()
+        )));
+    }
+    let refused =
+        futures::future::try_join_all(writes.iter().zip(&lives).map(|(w, l)| put(w, l, ctx)))
             .await?;
-        ctx.metrics.wrote(KIND, "secret");
-        Ok::<(), Error>(())
-    };
-
-    let order_writes = async {
-        // Orders: created once, never changed; an existing one stands.
-        for order in &d.orders {
-            let ns = order.metadata.namespace.clone().unwrap_or_default();
-            let api = Api::<Order>::namespaced(ctx.client.clone(), &ns);
-            match api
-                .create(
-                    &PostParams {
-                        field_manager: Some(FIELD_MANAGER.into()),
-                        ..Default::default()
-                    },
-                    order,
-                )
-                .await
-            {
-                Ok(created) => {
-                    ctx.metrics.wrote(KIND, "order");
-                    record_order(&api, &created, ctx).await?;
-                }
-                // Written before (a retry, or a crash after the create): it stands.
-                // Its status may be missing if the crash came in between.
-                Err(e) if is_conflict(&e) => {
-                    let name = order.metadata.name.as_deref().unwrap_or_default();
-                    if let Some(existing) = api.get_opt(name).await?
-                        && existing
-                            .status
-                            .as_ref()
-                            .and_then(|s| ready(&s.conditions))
-                            .is_none()
-                    {
-                        record_order(&api, &existing, ctx).await?;
-                    }
-                }
-                Err(kube::Error::Api(s)) if is_permanent(&s) => {
-                    let name = order.metadata.name.as_deref().unwrap_or_default();
-                    return Ok(Some(format!(
-                        "the API server refused Order {ns}/{name}: {} (HTTP {}); check the controller's permissions on orders",
-                        s.message, s.code
-                    )));
-                }
-                Err(e) => return Err(Error::from(e)),
-            }
-        }
-        Ok::<Option<String>, Error>(None)
-    };
-
-    // The objects and the customer's Secret do not depend on each other. Orders
-    // come after: no sale is recorded for objects the API server refused.
-    let (refused, ()) = tokio::try_join!(futures::future::try_join_all(writes), secret_write)?;
     if let Some(msg) = refused.into_iter().flatten().next() {
         return Ok(WriteOutcome::Rejected(msg));
     }
-    if let Some(msg) = order_writes.await? {
-        return Ok(WriteOutcome::Rejected(msg));
+    // Orders come after: no sale is recorded for objects the API server refused.
+    if let Some(outcome) = write_orders(d, ctx, &uid).await? {
+        return Ok(outcome);
     }
 
-    // Remove what left the template.
-    let keep: BTreeSet<&AppliedObject> = d.applied.iter().collect();
-    if let Some(prev) = inst.status.as_ref() {
-        for old in prev.applied_objects.iter().filter(|o| !keep.contains(o)) {
-            delete_object(ctx, old).await?;
-        }
+    // Remove what left the template: found in the cluster by this instance's
+    // UID label, never taken from status. Only an instance that was written
+    // before can have such objects.
+    if inst
+        .status
+        .as_ref()
+        .is_some_and(|s| s.applied_digest.is_some() || !s.applied_objects.is_empty())
+    {
+        let keep: BTreeSet<(String, String)> = writes
+            .iter()
+            .filter(|w| w.namespace == *target)
+            .map(|w| (w.ar.kind.clone(), w.name.clone()))
+            .collect();
+        prune(ctx, &uid, target, &keep, false).await?;
     }
 
     Ok(WriteOutcome::Done)
+}
+
+/// Orders: created once, never changed; an existing one stands if it is this instance's.
+async fn write_orders(
+    d: &Desired,
+    ctx: &Context,
+    uid: &str,
+) -> Result<Option<WriteOutcome>, Error> {
+    for order in &d.orders {
+        let ns = order.metadata.namespace.clone().unwrap_or_default();
+        let name = order.metadata.name.clone().unwrap_or_default();
+        let api = Api::<Order>::namespaced(ctx.client.clone(), &ns);
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        match api.create(&pp, order).await {
+            Ok(created) => {
+                ctx.metrics.wrote(KIND, "order");
+                record_order(&api, &created, ctx).await?;
+            }
+            // Written before (a retry, or a crash after the create): it stands.
+            // Its status may be missing if the crash came in between.
+            Err(e) if is_conflict(&e) => {
+                let Some(existing) = api.get_opt(&name).await? else {
+                    return Err(Error::Waiting(format!(
+                        "Order {ns}/{name} disappeared while it was being written"
+                    )));
+                };
+                if !owned_by(existing.labels(), uid) {
+                    return Ok(Some(WriteOutcome::Conflict(format!(
+                        "Order {ns}/{name} exists and was not written for this instance ({}); nothing of it was changed",
+                        foreign_owner(existing.labels())
+                    ))));
+                }
+                if existing
+                    .status
+                    .as_ref()
+                    .and_then(|s| ready(&s.conditions))
+                    .is_none()
+                {
+                    record_order(&api, &existing, ctx).await?;
+                }
+            }
+            Err(kube::Error::Api(s)) if is_permanent(&s) => {
+                return Ok(Some(WriteOutcome::Rejected(format!(
+                    "the API server refused Order {ns}/{name}: {} (HTTP {}); check the controller's permissions on orders",
+                    s.message, s.code
+                ))));
+            }
+            Err(e) => return Err(Error::from(e)),
+        }
+    }
+    Ok(None)
 }
 
 /// Marks an Order as recorded (Ready=True); Orders have no other state.
@@ -810,17 +1198,76 @@ async fn record_order(api: &Api<Order>, order: &Order, ctx: &Context) -> Result<
     Ok(())
 }
 
-async fn delete_object(ctx: &Context, o: &AppliedObject) -> Result<(), Error> {
-    let ar = resource_for(&ctx.settings.allowed_kinds, &o.api_version, &o.kind);
-    let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &o.namespace, &ar);
-    match api.delete(&o.name, &DeleteParams::background()).await {
-        Ok(_) => {
-            ctx.metrics.wrote(KIND, "delete");
-            Ok(())
-        }
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(e.into()),
+/// Deletes, in `namespace`, every object of an allowed kind that carries this
+/// instance's UID label and is not in `keep` (kind, name). The set comes from
+/// the cluster (label-selected metadata), and each delete is guarded by the
+/// object's UID, so a re-created object of the same name is never hit.
+/// PersistentVolumeClaims are removed only when `all` (Deprovision).
+async fn prune(
+    ctx: &Context,
+    uid: &str,
+    namespace: &str,
+    keep: &BTreeSet<(String, String)>,
+    all: bool,
+) -> Result<(), Error> {
+    if uid.is_empty() {
+        return Ok(());
     }
+    let selector = format!(
+        "{}={uid},{MANAGED_BY_LABEL}={MANAGED_BY}",
+        labels::INSTANCE_UID
+    );
+    let mut kinds: Vec<ApiResource> = ctx
+        .settings
+        .allowed_kinds
+        .iter()
+        .map(api_resource)
+        .collect();
+    if !kinds
+        .iter()
+        .any(|k| k.kind == "Secret" && k.group.is_empty())
+    {
+        kinds.push(ApiResource::erase::<Secret>(&()));
+    }
+    for ar in kinds {
+        let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), namespace, &ar);
+        let list = match api
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await
+        {
+            Ok(l) => l,
+            // A kind that is not served (its CRD is gone) holds nothing to remove.
+            Err(e) if is_not_found(&e) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for m in list.items {
+            let name = m.name_any();
+            if keep.contains(&(ar.kind.clone(), name.clone()))
+                // A product edit never deletes a customer's data: a volume
+                // that left the template stays (it goes with the instance).
+                || (ar.kind == "PersistentVolumeClaim" && ar.group.is_empty() && !all)
+                || m.metadata.deletion_timestamp.is_some()
+                || !owned_by(m.labels(), uid)
+            {
+                continue;
+            }
+            let dp = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Background),
+                preconditions: Some(Preconditions {
+                    uid: m.metadata.uid.clone(),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match api.delete(&name, &dp).await {
+                Ok(_) => ctx.metrics.wrote(KIND, "delete"),
+                // Gone already, or replaced by another object of that name: not ours to delete.
+                Err(e) if is_not_found(&e) || is_conflict(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn ensure_finalizer(inst: &ServiceInstance, ctx: &Context) -> Result<(), Error> {
@@ -858,22 +1305,29 @@ async fn patch_finalizers(
     }
 }
 
-/// Removes the objects of an instance (Deprovision) while it stays.
-async fn remove_everything(inst: &ServiceInstance, ctx: &Context) -> Result<(), Error> {
-    if let Some(s) = inst.status.as_ref() {
-        for o in &s.applied_objects {
-            delete_object(ctx, o).await?;
-        }
-        if let Some(owner) = &s.owner
-            && owner.target_namespace != ns_of(inst)
-        {
-            delete_managed_namespace(ctx, inst, &owner.target_namespace).await?;
-        }
+/// Removes the objects of an instance (Deprovision) while it stays: what
+/// carries its UID label in its target namespace, and its managed namespace.
+async fn remove_everything(
+    inst: &ServiceInstance,
+    sale: &Sale,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let uid = inst.metadata.uid.clone().unwrap_or_default();
+    if sale.target_namespace != ns_of(inst) {
+        delete_managed_namespace(ctx, inst, &sale.target_namespace).await?;
+    } else {
+        // The logon Secret stays (it is rewritten without a URL on a redeploy).
+        let keep = BTreeSet::from([(
+            "Secret".to_string(),
+            provision::logon_secret_name(&inst.name_any()),
+        )]);
+        prune(ctx, &uid, &sale.target_namespace, &keep, true).await?;
     }
     Ok(())
 }
 
-/// Deletes a managed namespace, only if it carries this instance's UID.
+/// Deletes a managed namespace, only if the live namespace carries this
+/// instance's UID label, and under a UID precondition. Ok(true) once it is gone.
 async fn delete_managed_namespace(
     ctx: &Context,
     inst: &ServiceInstance,
@@ -883,38 +1337,74 @@ async fn delete_managed_namespace(
     let Some(meta) = api.get_metadata_opt(name).await? else {
         return Ok(true);
     };
-    if meta.labels().get(labels::INSTANCE_UID).map(String::as_str) != inst.metadata.uid.as_deref() {
+    if !owned_by(
+        meta.labels(),
+        inst.metadata.uid.as_deref().unwrap_or_default(),
+    ) {
         // Not ours (or no longer ours): never delete another party's namespace.
         return Ok(true);
     }
     if meta.metadata.deletion_timestamp.is_none() {
-        let dp = DeleteParams {
-            propagation_policy: Some(PropagationPolicy::Background),
-            ..Default::default()
-        };
-        match api.delete(name, &dp).await {
-            Ok(_) => ctx.metrics.wrote(KIND, "delete"),
-            Err(e) if is_not_found(&e) => return Ok(true),
-            Err(e) => return Err(e.into()),
-        }
+        delete_namespace_guarded(ctx, &api, name, meta.metadata.uid.clone()).await?;
     }
     Ok(false)
+}
+
+/// Deletes a namespace under a UID precondition (a namespace re-created under
+/// the same name is never hit).
+async fn delete_namespace_guarded(
+    ctx: &Context,
+    api: &Api<Namespace>,
+    name: &str,
+    uid: Option<String>,
+) -> Result<(), Error> {
+    let dp = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        preconditions: Some(Preconditions {
+            uid,
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(name, &dp).await {
+        Ok(_) => {
+            ctx.metrics.wrote(KIND, "delete");
+            Ok(())
+        }
+        Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn cleanup(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
     if !inst.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
-    let target = inst
+    let ns = ns_of(inst);
+    let uid = inst.metadata.uid.clone().unwrap_or_default();
+    // Every namespace this instance may own: the one its status names (checked
+    // against the live namespace's UID label before anything is deleted) and
+    // the one its name and UID derive.
+    let mut targets: Vec<String> = inst
         .status
         .as_ref()
         .and_then(|s| s.owner.as_ref())
         .map(|o| o.target_namespace.clone())
-        .unwrap_or_else(|| provision::managed_namespace_name(&ns_of(inst), &inst.name_any()));
-    let gone = target == ns_of(inst) || delete_managed_namespace(ctx, inst, &target).await?;
+        .filter(|t| *t != ns)
+        .into_iter()
+        .collect();
+    let derived = provision::managed_namespace_name(&ns, &inst.name_any(), &uid);
+    if !targets.contains(&derived) {
+        targets.push(derived);
+    }
+    let mut gone = true;
+    for target in &targets {
+        gone &= delete_managed_namespace(ctx, inst, target).await?;
+    }
     if !gone {
+        let target = targets.join(", ");
         if inst.status.as_ref().and_then(|s| s.phase) != Some(Phase::Deleting) {
-            let api = Api::<ServiceInstance>::namespaced(ctx.client.clone(), &ns_of(inst));
+            let api = Api::<ServiceInstance>::namespaced(ctx.client.clone(), &ns);
             let mut status = inst.status.clone().unwrap_or_default();
             status.phase = Some(Phase::Deleting);
             let previous = status.conditions.clone();
@@ -938,7 +1428,47 @@ async fn cleanup(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error>
         .cloned()
         .collect();
     patch_finalizers(inst, ctx, rest).await?;
-    let uid = inst.metadata.uid.as_deref().unwrap_or_default();
     ctx.memo.forget(&format!("digest/{uid}"));
     Ok(Action::await_change())
+}
+
+/// Deletes managed namespaces whose instance no longer exists (its finalizer
+/// was removed by hand, or it went while the controller was down): at start
+/// and every `interval`. An instance is looked up live before its namespace
+/// goes, and the delete is guarded by the namespace's UID.
+pub async fn sweep_orphaned_namespaces(ctx: &Context) -> Result<usize, Error> {
+    let api = Api::<Namespace>::all(ctx.client.clone());
+    let mut removed = 0;
+    for m in ctx.stores.namespaces.state() {
+        let l = m.labels();
+        let Some(uid) = l.get(labels::INSTANCE_UID) else {
+            continue;
+        };
+        if m.metadata.deletion_timestamp.is_some()
+            || l.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY)
+        {
+            continue;
+        }
+        let Some(inst_ref) = instance_of_namespace(&m) else {
+            continue;
+        };
+        let cached = ctx.stores.instances.get(&inst_ref);
+        if cached.as_ref().and_then(|i| i.metadata.uid.as_ref()) == Some(uid) {
+            continue;
+        }
+        // Not in the cache (or another UID): ask the API server, the cache may lag.
+        let inst_api = Api::<ServiceInstance>::namespaced(
+            ctx.client.clone(),
+            inst_ref.namespace.as_deref().unwrap_or_default(),
+        );
+        let live = inst_api.get_metadata_opt(&inst_ref.name).await?;
+        if live.as_ref().and_then(|i| i.metadata.uid.as_ref()) == Some(uid) {
+            continue;
+        }
+        tracing::info!(namespace = %m.name_any(), instance = %inst_ref, "removing a managed namespace whose instance is gone");
+        delete_namespace_guarded(ctx, &api, &m.name_any(), m.metadata.uid.clone()).await?;
+        ctx.metrics.swept("namespace");
+        removed += 1;
+    }
+    Ok(removed)
 }

@@ -46,6 +46,8 @@ pub struct Settings {
     pub namespaces: Vec<String>,
     /// Reconciles run at once, per controller.
     pub concurrency: u16,
+    /// Time between sweeps for orphans (and one at start).
+    pub sweep_interval: Duration,
 }
 
 impl Settings {
@@ -91,6 +93,8 @@ pub struct Context {
     /// Whether every cache has its first full list. Until then a lookup may
     /// miss an object that exists (a grant, say), so nothing is decided.
     pub readiness: Readiness,
+    /// Consecutive reconcile failures per object, for backoff.
+    pub failures: Failures,
 }
 
 impl Context {
@@ -322,6 +326,7 @@ pub async fn run(
         settings,
         memo: status::WriteMemo::default(),
         readiness: readiness.clone(),
+        failures: Failures::default(),
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -457,7 +462,9 @@ pub async fn run(
     }
 }
 
-/// Error policy of every controller: log with the object's name, count, requeue.
+/// Error policy of every controller: log with the object's name, count, and
+/// requeue with exponential backoff per object (a permanent failure ends up
+/// retried every few minutes, not in a hot loop).
 pub fn on_error<K: Resource<DynamicType = ()>>(
     kind: &str,
     obj: &K,
@@ -465,26 +472,80 @@ pub fn on_error<K: Resource<DynamicType = ()>>(
     ctx: &Context,
 ) -> kube::runtime::controller::Action {
     let meta = obj.meta();
+    let attempts = ctx
+        .failures
+        .failed(&failure_key(kind, obj), &err.to_string());
+    let delay = backoff_delay(err, attempts);
     tracing::warn!(
         kind,
         namespace = meta.namespace.as_deref().unwrap_or_default(),
         name = meta.name.as_deref().unwrap_or_default(),
         error = %err,
+        attempts,
+        retry_in_ms = delay.as_millis() as u64,
         "reconcile failed; retrying"
     );
     ctx.metrics.error(kind, &err.metric_reason());
-    error_action(err)
+    kube::runtime::controller::Action::requeue(delay)
 }
 
-/// Requeue policy on error: exponential-ish, bounded.
-pub fn error_action(err: &Error) -> kube::runtime::controller::Action {
-    use kube::runtime::controller::Action;
-    match err {
-        Error::Waiting(_) => Action::requeue(Duration::from_secs(2)),
-        Error::Kube(kube::Error::Api(s)) if s.code == 409 => {
-            Action::requeue(Duration::from_millis(200))
+/// Key of an object in `Failures`.
+pub fn failure_key<K: Resource<DynamicType = ()>>(kind: &str, obj: &K) -> String {
+    let meta = obj.meta();
+    format!(
+        "{kind}/{}/{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+        meta.uid.as_deref().unwrap_or_default()
+    )
+}
+
+/// Longest wait between two retries of one object.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Delay before retry `attempts` (1 for the first failure): doubling from a
+/// base that depends on the error, capped at `MAX_BACKOFF`.
+pub fn backoff_delay(err: &Error, attempts: u32) -> Duration {
+    let base = match err {
+        // A conflict usually clears at once (a stale cache copy).
+        Error::Kube(kube::Error::Api(s)) if s.code == 409 => Duration::from_millis(200),
+        Error::Waiting(_) => Duration::from_secs(1),
+        _ => Duration::from_secs(2),
+    };
+    let factor = 1u32 << attempts.saturating_sub(1).min(16);
+    base.saturating_mul(factor).min(MAX_BACKOFF)
+}
+
+/// Consecutive failures per object, with the last error: the backoff's
+/// state, and what tells a repeated identical failure apart. Success forgets.
+#[derive(Default)]
+pub struct Failures(std::sync::Mutex<std::collections::HashMap<String, (u32, String)>>);
+
+impl Failures {
+    /// Records a failure; returns how many in a row.
+    pub fn failed(&self, key: &str, error: &str) -> u32 {
+        let Ok(mut m) = self.0.lock() else { return 1 };
+        let e = m.entry(key.to_string()).or_insert((0, String::new()));
+        e.0 = e.0.saturating_add(1);
+        e.1 = error.to_string();
+        e.0
+    }
+    /// How many failures in a row, with the same error as `error`, `key` has
+    /// had before this one.
+    pub fn repeated(&self, key: &str, error: &str) -> u32 {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|m| m.get(key).filter(|(_, e)| e == error).map(|(n, _)| *n))
+            .unwrap_or(0)
+    }
+    /// Forgets `key` after a success.
+    pub fn succeeded(&self, key: &str) {
+        if let Ok(mut m) = self.0.lock()
+            && !m.is_empty()
+        {
+            m.remove(key);
         }
-        _ => Action::requeue(Duration::from_secs(5)),
     }
 }
 

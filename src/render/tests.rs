@@ -257,6 +257,42 @@ fn hostile_templates_are_refused_before_rendering() {
             "metadata.name is required",
         ),
         (
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "generateName": "x-"}}),
+            "generateName",
+        ),
+        (
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "finalizers": ["a/b"]}}),
+            "finalizers",
+        ),
+        (
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "resourceVersion": "1"}}),
+            "metadata.resourceVersion",
+        ),
+        (
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "uid": "u"}}),
+            "metadata.uid",
+        ),
+        (
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "managedFields": []}}),
+            "metadata.managedFields",
+        ),
+        (
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "deletionTimestamp": "2020-01-01T00:00:00Z"}}),
+            "metadata.deletionTimestamp",
+        ),
+        (
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "labels": {"computenest.dev/instance-uid": "other"}}}),
+            "computenest.dev/",
+        ),
+        (
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "annotations": {"evil.computenest.dev/x": "1"}}}),
+            "computenest.dev/",
+        ),
+        (
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "labels": "not-a-map"}}),
+            "metadata.labels must be a map",
+        ),
+        (
             json!({"kind": "ConfigMap", "metadata": {"name": "x"}}),
             "apiVersion and kind are required",
         ),
@@ -478,4 +514,31 @@ fn seed_corpus_never_panics_nor_escapes() {
             let _ = resolve_parameters(&o, Some("basic"), &params(json!({ name: 1 })));
         }
     }
+}
+
+#[test]
+fn objects_that_render_to_the_same_name_collide_after_rendering() {
+    // Raw names differ; rendered with instance "a" and parameter "b" they are both "a-b".
+    let objects = vec![
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "$(instance.name)-b"}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a-$(params.suffix)"}}),
+    ];
+    let params = ParameterValues::from([("suffix".to_string(), json!("b"))]);
+    let ctx = RenderContext {
+        instance_name: "a",
+        instance_namespace: "acme",
+        target_namespace: "acme",
+        params: &params,
+    };
+    let err = render_objects(&objects, &ctx, &BTreeMap::new()).unwrap_err();
+    assert!(
+        matches!(&err, RenderError::Collision { first: 0, second: 1, kind, name } if kind == "ConfigMap" && name == "a-b"),
+        "{err}"
+    );
+    // Same name, different kinds: no collision.
+    let mixed = vec![
+        objects[0].clone(),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a-b"}}),
+    ];
+    assert!(render_objects(&mixed, &ctx, &BTreeMap::new()).is_ok());
 }

@@ -56,3 +56,12 @@ pub fn grant_manifest(
     }))
     .expect("grant manifest")
 }
+
+pub fn instance_of(name: &str, kind: &str, seller: &str, product: &str) -> ServiceInstance {
+    serde_json::from_value(json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance",
+        "metadata": {"name": name},
+        "spec": {"serviceRef": {"kind": kind, "namespace": seller, "name": product}, "plan": "basic"}
+    }))
+    .expect("instance manifest")
+}

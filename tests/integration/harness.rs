@@ -88,10 +88,16 @@ pub async fn ensure_controller(client: &Client) {
             let log =
                 std::fs::File::create(std::env::temp_dir().join("computenest-test-controller.log"))
                     .expect("controller log file");
-            let child = Command::new(env!("CARGO_BIN_EXE_computenest-controller"))
+            // COMPUTENEST_TEST_CONTROLLER runs the suite against another build
+            // (for example the previous release, to see a new test fail there).
+            let bin = std::env::var("COMPUTENEST_TEST_CONTROLLER")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_computenest-controller").to_string());
+            let child = Command::new(bin)
                 .args(["run", "--health-addr", &addr, "--concurrency", "8"])
                 .arg(format!("--exit-with-parent={}", std::process::id()))
                 .env("RUST_LOG", "info,kube=warn")
+                // Orphans are swept every few seconds, so tests see it happen.
+                .env("COMPUTENEST_SWEEP_INTERVAL", "3")
                 .stdout(Stdio::from(log.try_clone().expect("log handle")))
                 .stderr(Stdio::from(log))
                 .spawn()
@@ -274,4 +280,39 @@ pub fn ready_message<K: Serialize>(obj: &K) -> String {
         .and_then(|c| c["message"].as_str())
         .unwrap_or_default()
         .to_string()
+}
+
+/// A client that acts as `user` (with `groups`), through impersonation by the
+/// test's admin credentials: every request is authorized as that user.
+pub async fn impersonate(user: &str, groups: &[&str]) -> Client {
+    let mut config = kube::Config::infer().await.expect("kubeconfig");
+    config.auth_info.impersonate = Some(user.to_string());
+    if !groups.is_empty() {
+        config.auth_info.impersonate_groups = Some(groups.iter().map(|g| g.to_string()).collect());
+    }
+    Client::try_from(config).expect("impersonating client")
+}
+
+/// Gives `user` the RBAC `rules` in `ns` (a Role and a RoleBinding named after the user).
+pub async fn allow(client: &Client, ns: &str, user: &str, rules: serde_json::Value) {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let role: Role = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("test-{user}")}, "rules": rules
+    }))
+    .expect("role");
+    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("test-{user}")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": format!("test-{user}")},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]
+    }))
+    .expect("binding");
+    let pp = PostParams::default();
+    Api::<Role>::namespaced(client.clone(), ns)
+        .create(&pp, &role)
+        .await
+        .expect("role is created");
+    Api::<RoleBinding>::namespaced(client.clone(), ns)
+        .create(&pp, &binding)
+        .await
+        .expect("role binding is created");
 }

@@ -583,10 +583,21 @@ async fn hostile_and_broken_input_gets_a_clear_condition_and_writes_nothing() {
     // The one case that got as far as writing (the API server refused an object)
     // has its own managed namespace, its allowed place; no other case has one.
     let names: Vec<String> = managed.items.iter().map(|n| n.name_any()).collect();
+    let typed_uid = Api::<ServiceInstance>::namespaced(client.clone(), cust)
+        .get("typed-value-refused")
+        .await
+        .expect("instance")
+        .metadata
+        .uid
+        .unwrap_or_default();
     assert!(
         names.len() == 1
             && names[0]
-                == computenest::provision::managed_namespace_name(cust, "typed-value-refused"),
+                == computenest::provision::managed_namespace_name(
+                    cust,
+                    "typed-value-refused",
+                    &typed_uid
+                ),
         "managed namespaces were created for refused instances: {names:?}"
     );
     assert!(managed_objects(&client, cust).await.is_empty());

@@ -481,7 +481,11 @@ async fn bad_parameters_and_hostile_templates_are_refused_and_nothing_is_written
         assert!(
             !namespace_exists(
                 &client,
-                &computenest::provision::managed_namespace_name(cust, name)
+                &computenest::provision::managed_namespace_name(
+                    cust,
+                    name,
+                    inst.metadata.uid.as_deref().unwrap_or_default()
+                )
             )
             .await
         );
@@ -740,6 +744,7 @@ async fn revocation_stops_new_sales_and_running_instances_follow_the_policy() {
     .await
     .expect("instance");
     let refused: ServiceInstance = wait_ready(&client, cust, "new", "False", "GrantRevoked").await;
+    let refused_uid = refused.metadata.uid.clone().unwrap_or_default();
     assert_eq!(
         refused.status.and_then(|s| s.phase),
         Some(Phase::DeployFailed)
@@ -747,7 +752,7 @@ async fn revocation_stops_new_sales_and_running_instances_follow_the_policy() {
     assert!(
         !namespace_exists(
             &client,
-            &computenest::provision::managed_namespace_name(cust, "new")
+            &computenest::provision::managed_namespace_name(cust, "new", &refused_uid)
         )
         .await
     );

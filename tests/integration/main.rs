@@ -10,3 +10,4 @@ mod api_server;
 mod distribution;
 mod hostile;
 mod instances;
+mod ownership;

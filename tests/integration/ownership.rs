@@ -1,0 +1,603 @@
+//! The controller is a deputy no tenant can steer (issue 12): each test drives
+//! one attack through the API server as the attacking party (impersonation)
+//! and checks that the victim is exactly as it was, and that the attacker's
+//! object says what happened. Each test first proves that the controller
+//! looked (a status it wrote, a condition), so none can pass with the
+//! controller stopped.
+
+use crate::fixtures::*;
+use crate::harness::*;
+use computenest::api::*;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+/// What a tenant may do with its own instances (and, as the premise of the
+/// attacks on status, their status subresource), and with ConfigMaps.
+fn customer_rules() -> serde_json::Value {
+    json!([
+        {"apiGroups": ["computenest.dev"], "resources": ["serviceinstances", "serviceinstances/status"], "verbs": ["*"]},
+        {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["*"]}
+    ])
+}
+
+/// The identity of an object that must not change: UID and resourceVersion.
+fn fingerprint<K: Resource>(obj: &K) -> (String, String) {
+    (
+        obj.meta().uid.clone().unwrap_or_default(),
+        obj.meta().resource_version.clone().unwrap_or_default(),
+    )
+}
+
+async fn victim_config_map(client: &Client, ns: &str, name: &str) -> ConfigMap {
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"owner": "victim"}},
+        "data": {"precious": "data that must survive"}
+    }))
+    .expect("config map");
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("victim config map")
+}
+
+async fn config_map(client: &Client, ns: &str, name: &str) -> Option<ConfigMap> {
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .expect("get config map")
+}
+
+/// A ConfigMap is exactly as it was: same UID, resourceVersion and data.
+async fn assert_unchanged(client: &Client, before: &ConfigMap, what: &str) {
+    let ns = before.namespace().unwrap_or_default();
+    let after = config_map(client, &ns, &before.name_any())
+        .await
+        .unwrap_or_else(|| panic!("{what}: {ns}/{} was deleted", before.name_any()));
+    assert_eq!(fingerprint(&after), fingerprint(before), "{what}: changed");
+    assert_eq!(after.data, before.data, "{what}: data changed");
+    assert_eq!(
+        after.metadata.labels, before.metadata.labels,
+        "{what}: labels changed"
+    );
+    assert_eq!(
+        after.metadata.owner_references, before.metadata.owner_references,
+        "{what}: ownerReferences changed"
+    );
+}
+
+async fn direct_private(client: &Client, isv: &str) {
+    apply(
+        client,
+        isv,
+        &service_manifest("web", "Private", false, true, "Automatic"),
+    )
+    .await
+    .expect("service");
+}
+
+#[tokio::test]
+async fn a_forged_status_never_makes_the_controller_delete_anything() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["own-isv", "own-cust", "own-victim"]).await;
+    let (isv, cust, victim_ns) = (t.ns(0), t.ns(1), t.ns(2));
+    direct_private(&client, isv).await;
+    let victim = victim_config_map(&client, victim_ns, "precious").await;
+    let neighbour = victim_config_map(&client, cust, "neighbour").await;
+    let rb: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "ops"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "ops"}]
+    }))
+    .expect("binding");
+    let rb = Api::<RoleBinding>::namespaced(client.clone(), victim_ns)
+        .create(&PostParams::default(), &rb)
+        .await
+        .expect("victim binding");
+    allow(&client, cust, "mallory", customer_rules()).await;
+    let mallory = impersonate("mallory", &[]).await;
+
+    apply(&mallory, cust, &instance_of("shop", "Service", isv, "web"))
+        .await
+        .expect("mallory buys");
+    let inst: ServiceInstance = wait_ready(&client, cust, "shop", "True", "Deployed").await;
+    let real_digest = inst.status.as_ref().and_then(|s| s.applied_digest.clone());
+
+    // The attack: status names other parties' objects as "applied", with a
+    // digest that makes the controller think the template changed.
+    let forged = json!({"status": {
+        "appliedDigest": "forged",
+        "appliedObjects": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "namespace": victim_ns, "name": "precious"},
+            {"apiVersion": "v1", "kind": "ConfigMap", "namespace": cust, "name": "neighbour"},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "namespace": victim_ns, "name": "ops"}
+        ]
+    }});
+    Api::<ServiceInstance>::namespaced(mallory.clone(), cust)
+        .patch_status("shop", &PatchParams::default(), &Patch::Merge(&forged))
+        .await
+        .expect("mallory may write the status (the premise of the attack)");
+    // The controller looked: it put the real digest back.
+    wait_for(
+        "the controller rewrites the forged status",
+        DEADLINE,
+        || {
+            let api = Api::<ServiceInstance>::namespaced(client.clone(), cust);
+            let real = real_digest.clone();
+            async move {
+                let i = api.get("shop").await.ok()?;
+                (i.status?.applied_digest == real).then_some(())
+            }
+        },
+    )
+    .await;
+    assert_unchanged(&client, &victim, "another tenant's ConfigMap").await;
+    assert_unchanged(&client, &neighbour, "the customer's own ConfigMap").await;
+    let rb_after = Api::<RoleBinding>::namespaced(client.clone(), victim_ns)
+        .get("ops")
+        .await
+        .expect("the victim's RoleBinding still exists");
+    assert_eq!(fingerprint(&rb_after), fingerprint(&rb));
+    // And the instance's own objects are all still there.
+    assert!(config_map(&client, cust, "shop-config").await.is_some());
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_name_that_is_taken_stops_the_instance_and_the_owner_keeps_its_object() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["col-isv", "col-dist", "col-cust"]).await;
+    let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
+    direct_private(&client, isv).await;
+    allow(&client, cust, "mallory", customer_rules()).await;
+    let mallory = impersonate("mallory", &[]).await;
+
+    // 1. The customer's own ConfigMap has the name the template renders.
+    let own = victim_config_map(&client, cust, "taken-config").await;
+    apply(&mallory, cust, &instance_of("taken", "Service", isv, "web"))
+        .await
+        .expect("instance");
+    let inst: ServiceInstance = wait_ready(&client, cust, "taken", "False", "ObjectConflict").await;
+    let msg = ready_message(&inst);
+    assert!(
+        msg.contains("ConfigMap") && msg.contains("taken-config") && msg.contains("not created by"),
+        "{msg}"
+    );
+    assert_unchanged(&client, &own, "the customer's ConfigMap").await;
+    // Deleting the instance does not garbage-collect it either.
+    Api::<ServiceInstance>::namespaced(mallory.clone(), cust)
+        .delete("taken", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for("instance taken is gone", DEADLINE, || {
+        let api = Api::<ServiceInstance>::namespaced(client.clone(), cust);
+        async move { api.get_opt("taken").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+
+    // 2. Another instance's object: a product with a fixed object name.
+    let mut fixed = service_manifest("fixed", "Private", false, true, "Automatic");
+    fixed.spec.template.objects = vec![json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared-config"}, "data": {"who": "$(instance.name)"}
+    })];
+    apply(&client, isv, &fixed).await.expect("service");
+    apply(
+        &mallory,
+        cust,
+        &instance_of("first", "Service", isv, "fixed"),
+    )
+    .await
+    .expect("first");
+    wait_ready::<ServiceInstance>(&client, cust, "first", "True", "Deployed").await;
+    let firsts = config_map(&client, cust, "shared-config")
+        .await
+        .expect("first's object");
+    apply(
+        &mallory,
+        cust,
+        &instance_of("second", "Service", isv, "fixed"),
+    )
+    .await
+    .expect("second");
+    let second: ServiceInstance =
+        wait_ready(&client, cust, "second", "False", "ObjectConflict").await;
+    assert!(
+        ready_message(&second).contains(&format!("ServiceInstance {cust}/first")),
+        "names the owner: {}",
+        ready_message(&second)
+    );
+    assert_unchanged(&client, &firsts, "the first instance's object").await;
+    Api::<ServiceInstance>::namespaced(mallory.clone(), cust)
+        .delete("second", &DeleteParams::default())
+        .await
+        .expect("delete second");
+    wait_for("instance second is gone", DEADLINE, || {
+        let api = Api::<ServiceInstance>::namespaced(client.clone(), cust);
+        async move { api.get_opt("second").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    // The first instance is told nothing changed: touch it and see it stay Deployed.
+    assert_unchanged(
+        &client,
+        &firsts,
+        "the first instance's object after the second went",
+    )
+    .await;
+
+    // 3. A distributor's extra object that renders to the ISV's object's name.
+    apply(&client, isv, &grant_manifest("g", "web", dist, "Approved"))
+        .await
+        .expect("grant");
+    let mut ds = derived_manifest("web-plus", isv, "web", "Private");
+    ds.spec.overrides.extra_objects = vec![json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "clash-config"}, "data": {"brand": "x"}
+    })];
+    apply(&client, dist, &ds).await.expect("derived");
+    wait_ready::<DerivedService>(&client, dist, "web-plus", "True", "Sellable").await;
+    apply(
+        &mallory,
+        cust,
+        &instance_of("clash", "DerivedService", dist, "web-plus"),
+    )
+    .await
+    .expect("clash");
+    let clash: ServiceInstance =
+        wait_ready(&client, cust, "clash", "False", "ObjectConflict").await;
+    assert!(
+        ready_message(&clash).contains("both render to ConfigMap \"clash-config\""),
+        "{}",
+        ready_message(&clash)
+    );
+    assert!(config_map(&client, cust, "clash-config").await.is_none());
+    t.cleanup().await;
+}
+
+async fn scenario_managed_direct(client: &Client, isv: &str) {
+    apply(
+        client,
+        isv,
+        &service_manifest("managed", "FullyManaged", false, true, "Automatic"),
+    )
+    .await
+    .expect("service");
+}
+
+async fn namespace_gone(client: &Client, name: &str) -> Option<()> {
+    let ns = Api::<Namespace>::all(client.clone())
+        .get_opt(name)
+        .await
+        .ok()?;
+    ns.is_none_or(|n| n.metadata.deletion_timestamp.is_some())
+        .then_some(())
+}
+
+#[tokio::test]
+async fn a_removed_finalizer_is_restored_and_an_orphaned_namespace_is_swept() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["fin-isv", "fin-cust"]).await;
+    let (isv, cust) = (t.ns(0), t.ns(1));
+    scenario_managed_direct(&client, isv).await;
+    allow(&client, cust, "mallory", customer_rules()).await;
+    let mallory = impersonate("mallory", &[]).await;
+    let api = Api::<ServiceInstance>::namespaced(mallory.clone(), cust);
+    let no_finalizers = json!({"metadata": {"finalizers": null}});
+
+    apply(
+        &mallory,
+        cust,
+        &instance_of("m1", "Service", isv, "managed"),
+    )
+    .await
+    .expect("instance");
+    let inst: ServiceInstance = wait_ready(&client, cust, "m1", "True", "Deployed").await;
+    let target = inst
+        .status
+        .and_then(|s| s.owner)
+        .map(|o| o.target_namespace)
+        .expect("target");
+    // Remove the finalizer while the instance lives: it comes back.
+    api.patch("m1", &PatchParams::default(), &Patch::Merge(&no_finalizers))
+        .await
+        .expect("mallory edits her instance");
+    wait_for("the finalizer is restored", DEADLINE, || {
+        let api = api.clone();
+        async move {
+            let i = api.get("m1").await.ok()?;
+            (!i.finalizers().is_empty()).then_some(())
+        }
+    })
+    .await;
+    // Delete it and remove the finalizer at once: the instance is gone
+    // before any cleanup, and the sweep removes the namespace it left.
+    api.delete("m1", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let _ = api
+        .patch("m1", &PatchParams::default(), &Patch::Merge(&no_finalizers))
+        .await;
+    wait_for(
+        &format!("the orphaned namespace {target} is removed"),
+        DEADLINE,
+        || namespace_gone(&client, &target),
+    )
+    .await;
+    // The same name can be bought again, and deploys into a namespace of its own.
+    apply(
+        &mallory,
+        cust,
+        &instance_of("m1", "Service", isv, "managed"),
+    )
+    .await
+    .expect("again");
+    let again: ServiceInstance = wait_ready(&client, cust, "m1", "True", "Deployed").await;
+    let again_target = again
+        .status
+        .and_then(|s| s.owner)
+        .map(|o| o.target_namespace)
+        .expect("target");
+    assert_ne!(again_target, target);
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_product_edit_never_moves_deletes_or_bills_what_was_sold() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["pe-isv", "pe-dist", "pe-cust"]).await;
+    let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
+    // A private product with a volume: the customer's data.
+    let mut svc = service_manifest("web", "Private", false, true, "Automatic");
+    svc.spec.template.objects.push(json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "$(instance.name)-data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    }));
+    apply(&client, isv, &svc).await.expect("service");
+    apply(&client, cust, &instance_of("mine", "Service", isv, "web"))
+        .await
+        .expect("instance");
+    wait_ready::<ServiceInstance>(&client, cust, "mine", "True", "Deployed").await;
+    let pvc_api = Api::<PersistentVolumeClaim>::namespaced(client.clone(), cust);
+    let pvc = pvc_api.get("mine-data").await.expect("pvc");
+    let cm = config_map(&client, cust, "mine-config")
+        .await
+        .expect("config map");
+
+    // The ISV makes the product fully managed (same template).
+    let mut managed = svc.clone();
+    managed.spec.type_ = ServiceType::FullyManaged;
+    managed.spec.marketplace.listed = true;
+    apply(&client, isv, &managed).await.expect("type change");
+    let changed = wait_for("ProductChanged on the instance", DEADLINE, || {
+        let api = Api::<ServiceInstance>::namespaced(client.clone(), cust);
+        async move {
+            let i = api.get("mine").await.ok()?;
+            let c = i
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "ProductChanged" && c.status == "True")?
+                .clone();
+            Some((i, c))
+        }
+    })
+    .await;
+    assert!(
+        changed.1.message.contains("sold as DirectPrivate")
+            && changed.1.message.contains("DirectFullyManaged"),
+        "{}",
+        changed.1.message
+    );
+    let s = changed.0.status.expect("status");
+    assert_eq!(s.scenario.as_deref(), Some("DirectPrivate"));
+    assert_eq!(
+        s.owner.as_ref().map(|o| o.target_namespace.as_str()),
+        Some(cust)
+    );
+    assert_eq!(
+        fingerprint(
+            &pvc_api
+                .get("mine-data")
+                .await
+                .expect("the volume is still there")
+        ),
+        fingerprint(&pvc)
+    );
+    let cm_after = config_map(&client, cust, "mine-config")
+        .await
+        .expect("config map still there");
+    assert_eq!(cm_after.uid(), cm.uid());
+    let managed = Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default().labels(&format!("computenest.dev/instance-namespace={cust}")))
+        .await
+        .expect("namespaces");
+    assert!(
+        managed.items.is_empty(),
+        "no namespace was made for a private sale"
+    );
+
+    // An offline sale (scenario 4) stays offline when the ISV lists its Service:
+    // no Order is written after the fact.
+    apply(
+        &client,
+        isv,
+        &service_manifest("unlisted", "FullyManaged", false, true, "Automatic"),
+    )
+    .await
+    .expect("service");
+    apply(
+        &client,
+        isv,
+        &grant_manifest("g4", "unlisted", dist, "Approved"),
+    )
+    .await
+    .expect("grant");
+    apply(
+        &client,
+        dist,
+        &derived_manifest("resold", isv, "unlisted", "FullyManaged"),
+    )
+    .await
+    .expect("derived");
+    apply(
+        &client,
+        cust,
+        &instance_of("s4", "DerivedService", dist, "resold"),
+    )
+    .await
+    .expect("instance");
+    let s4: ServiceInstance = wait_ready(&client, cust, "s4", "True", "Deployed").await;
+    assert_eq!(
+        s4.status.as_ref().and_then(|s| s.scenario.as_deref()),
+        Some("Scenario4")
+    );
+    apply(
+        &client,
+        isv,
+        &service_manifest("unlisted", "FullyManaged", true, true, "Automatic"),
+    )
+    .await
+    .expect("listed now");
+    wait_for("ProductChanged on s4", DEADLINE, || {
+        let api = Api::<ServiceInstance>::namespaced(client.clone(), cust);
+        async move {
+            let i = api.get("s4").await.ok()?;
+            i.status?
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "ProductChanged" && c.message.contains("Scenario3"))
+                .then_some(())
+        }
+    })
+    .await;
+    for ns in [isv, dist] {
+        let orders = Api::<Order>::namespaced(client.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .expect("orders");
+        assert!(
+            orders.items.is_empty(),
+            "no Order in {ns}: {:?}",
+            orders.items
+        );
+    }
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn any_legal_instance_name_gets_valid_derived_names() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["dots-isv", "dots-cust"]).await;
+    let (isv, cust) = (t.ns(0), t.ns(1));
+    // Products whose objects take any name (a Service object could not: its
+    // name must be a DNS-1035 label, which the API server says on the instance).
+    for (product, type_) in [("cfgm", "FullyManaged"), ("cfg", "Private")] {
+        let mut s = service_manifest(product, type_, false, true, "Automatic");
+        s.spec.template.objects.retain(|o| o["kind"] == "ConfigMap");
+        apply(&client, isv, &s).await.expect("service");
+    }
+    let long = format!("{}end", "long.name-x.".repeat(20));
+    for (name, product) in [
+        ("shop.v2", "cfgm"),
+        ("a.b.c", "cfg"),
+        (long.as_str(), "cfgm"),
+    ] {
+        apply(&client, cust, &instance_of(name, "Service", isv, product))
+            .await
+            .expect("instance");
+    }
+    for name in ["shop.v2", "a.b.c", long.as_str()] {
+        let inst: ServiceInstance = wait_ready(&client, cust, name, "True", "Deployed").await;
+        let target = inst
+            .status
+            .and_then(|s| s.owner)
+            .map(|o| o.target_namespace)
+            .expect("target");
+        assert!(
+            computenest::naming::is_dns_label(&target),
+            "{name}: {target}"
+        );
+    }
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_failure_that_repeats_backs_off_and_is_reported_on_the_instance() {
+    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["bo-isv", "bo-cust"]).await;
+    let (isv, cust) = (t.ns(0), t.ns(1));
+    direct_private(&client, isv).await;
+    // Every ConfigMap write in the customer's namespace fails with a 500
+    // (a webhook nobody answers): a failure that retrying does not fix.
+    let hook_name = format!("computenest-test-{cust}");
+    let hook: ValidatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": hook_name},
+        "webhooks": [{
+            "name": "deny.computenest.test",
+            "clientConfig": {"url": "https://127.0.0.1:9/deny"},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["configmaps"]}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": cust}},
+            "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"], "timeoutSeconds": 1
+        }]
+    }))
+    .expect("webhook");
+    let hooks = Api::<ValidatingWebhookConfiguration>::all(client.clone());
+    hooks
+        .create(&PostParams::default(), &hook)
+        .await
+        .expect("webhook is created");
+    apply(&client, cust, &instance_of("stuck", "Service", isv, "web"))
+        .await
+        .expect("instance");
+    let inst: ServiceInstance = wait_ready(&client, cust, "stuck", "False", "ReconcileError").await;
+    assert!(
+        ready_message(&inst).contains("retrying with backoff"),
+        "{}",
+        ready_message(&inst)
+    );
+    // Backoff: each retry waits twice as long as the one before (the log
+    // says how long; a constant short delay would say 200 ms every time).
+    let log = std::env::temp_dir().join("computenest-test-controller.log");
+    let field = |line: &str, key: &str| -> Option<u64> {
+        let rest = line.split(&format!(" {key}=")).nth(1)?;
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let delays = wait_for("four failed attempts in the log", DEADLINE, || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let delays: Vec<(u64, u64)> = text
+            .lines()
+            .filter(|l| {
+                l.contains("reconcile failed") && l.contains(cust) && l.contains("name=\"stuck\"")
+            })
+            .filter_map(|l| Some((field(l, "attempts")?, field(l, "retry_in_ms")?)))
+            .collect();
+        let done = delays.iter().any(|(n, _)| *n >= 4);
+        async move { done.then_some(delays) }
+    })
+    .await;
+    for (attempts, delay) in &delays {
+        assert_eq!(
+            *delay,
+            (2000u64 << (attempts - 1)).min(300_000),
+            "attempt {attempts} waits {delay} ms: {delays:?}"
+        );
+    }
+    hooks
+        .delete(&hook_name, &DeleteParams::default())
+        .await
+        .expect("webhook removed");
+    // Once the cause is gone, the instance recovers by itself.
+    wait_ready::<ServiceInstance>(&client, cust, "stuck", "True", "Deployed").await;
+    t.cleanup().await;
+}
