@@ -535,6 +535,15 @@ async fn nothing_is_written_after_convergence() {
     tokio::time::sleep(Duration::from_secs(4)).await; // an idle interval: the thing measured, not a wait
     let after = resource_versions(&client, &[isv, dist]).await;
     assert_eq!(before, after, "objects were written while idle");
+    // The controller was looking all along: a later change is processed.
+    apply(
+        &client,
+        dist,
+        &derived_manifest("pending", isv, "svc", "FullyManaged"),
+    )
+    .await
+    .expect("derived");
+    wait_ready::<DerivedService>(&client, dist, "pending", "False", "GrantPending").await;
     t.cleanup().await;
 }
 

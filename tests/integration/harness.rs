@@ -315,4 +315,25 @@ pub async fn allow(client: &Client, ns: &str, user: &str, rules: serde_json::Val
         .create(&pp, &binding)
         .await
         .expect("role binding is created");
+    // RBAC is served from the API server's caches: wait until it answers yes.
+    use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+    let first = &rules[0];
+    let review: SubjectAccessReview = serde_json::from_value(serde_json::json!({
+        "spec": {"user": user, "resourceAttributes": {
+            "namespace": ns,
+            "group": first["apiGroups"][0],
+            "resource": first["resources"][0].as_str().unwrap_or_default().split('/').next(),
+            "verb": first["verbs"][0].as_str().map(|v| if v == "*" { "get" } else { v }),
+        }}
+    }))
+    .expect("review");
+    wait_for(&format!("RBAC allows {user} in {ns}"), DEADLINE, || {
+        let api = Api::<SubjectAccessReview>::all(client.clone());
+        let review = review.clone();
+        async move {
+            let r = api.create(&PostParams::default(), &review).await.ok()?;
+            r.status.filter(|s| s.allowed).map(|_| ())
+        }
+    })
+    .await;
 }

@@ -38,6 +38,34 @@ fn cases() -> Vec<Case> {
     let valid: Mutate = |_| {};
     vec![
         Case {
+            name: "pinned-resource-version",
+            mutate: |s| {
+                push(
+                    s,
+                    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "$(instance.name)-pinned", "resourceVersion": "1"}}),
+                )
+            },
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some("InvalidTemplate"),
+            instance_reason: "ProductInvalid",
+            message: "metadata.resourceVersion",
+        },
+        Case {
+            name: "forged-ownership-label",
+            mutate: |s| {
+                push(
+                    s,
+                    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "$(instance.name)-forged", "labels": {"computenest.dev/instance-uid": "someone-else"}}}),
+                )
+            },
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some("InvalidTemplate"),
+            instance_reason: "ProductInvalid",
+            message: "computenest.dev/",
+        },
+        Case {
             name: "namespace-kind",
             mutate: |s| {
                 push(

@@ -662,6 +662,17 @@ async fn a_second_reconcile_with_nothing_changed_writes_nothing() {
         before.1, after.1,
         "provisioned objects or the namespace were rewritten"
     );
+    // The controller was looking all along: a later change to the same
+    // instance is processed (events of one object are handled in order).
+    Api::<ServiceInstance>::namespaced(client.clone(), cust)
+        .patch(
+            "i",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"plan": "no-such-plan"}})),
+        )
+        .await
+        .expect("change the plan");
+    wait_ready::<ServiceInstance>(&client, cust, "i", "False", "InvalidPlan").await;
     t.cleanup().await;
 }
 
