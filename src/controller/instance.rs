@@ -956,6 +956,7 @@ fn logon_secret(inst: &ServiceInstance, d: &Desired) -> Result<Write, Error> {
             namespace: Some(ns_of(inst)),
             labels: Some(BTreeMap::from([
                 (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+                (labels::INSTANCE_NAMESPACE.to_string(), ns_of(inst)),
                 (
                     labels::INSTANCE_NAME.to_string(),
                     crate::naming::label_value(&inst.name_any()),

@@ -337,3 +337,101 @@ pub async fn allow(client: &Client, ns: &str, user: &str, rules: serde_json::Val
     })
     .await;
 }
+
+/// Every object that matches `selector`, wherever a write could land: every
+/// kind templates may create (the controller's default allow-list) plus
+/// Roles, RoleBindings and Orders in every namespace, and the cluster-scoped
+/// kinds a hostile template could aim at, through cluster-scoped URLs.
+/// Each as `Kind namespace/name uid=<instance-uid label>`.
+pub async fn everything_labelled(client: &Client, selector: &str) -> Vec<String> {
+    use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+    let lp = kube::api::ListParams::default().labels(selector);
+    let mut kinds: Vec<(ApiResource, bool)> = computenest::render::default_allowed_kinds()
+        .iter()
+        .map(|k| {
+            (
+                ApiResource::from_gvk_with_plural(
+                    &GroupVersionKind::gvk(&k.group, &k.version, &k.kind),
+                    &k.plural,
+                ),
+                true,
+            )
+        })
+        .collect();
+    for (g, v, k, plural, namespaced) in [
+        ("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
+        (
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            true,
+        ),
+        ("computenest.dev", "v1alpha1", "Order", "orders", true),
+        ("", "v1", "Namespace", "namespaces", false),
+        ("", "v1", "PersistentVolume", "persistentvolumes", false),
+        (
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            false,
+        ),
+        (
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            false,
+        ),
+        (
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+            false,
+        ),
+        (
+            "admissionregistration.k8s.io",
+            "v1",
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfigurations",
+            false,
+        ),
+        (
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            false,
+        ),
+    ] {
+        kinds.push((
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(g, v, k), plural),
+            namespaced,
+        ));
+    }
+    let mut found = Vec::new();
+    for (ar, _namespaced) in kinds {
+        // Api::all lists a namespaced kind across every namespace, and a
+        // cluster-scoped kind through its cluster-scoped URL.
+        let api = Api::<DynamicObject>::all_with(client.clone(), &ar);
+        let list = api
+            .list_metadata(&lp)
+            .await
+            .unwrap_or_else(|e| panic!("list {}: {e}", ar.plural));
+        for m in list.items {
+            found.push(format!(
+                "{} {}/{} uid={}",
+                ar.kind,
+                m.metadata.namespace.clone().unwrap_or_default(),
+                m.name_any(),
+                m.labels()
+                    .get("computenest.dev/instance-uid")
+                    .cloned()
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    found
+}

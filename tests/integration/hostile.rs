@@ -631,6 +631,23 @@ async fn hostile_and_broken_input_gets_a_clear_condition_and_writes_nothing() {
     assert!(managed_objects(&client, cust).await.is_empty());
     assert!(managed_objects(&client, "kube-system").await.is_empty());
     assert!(managed_objects(&client, "default").await.is_empty());
+    // Everywhere a write could land (every allow-listed kind and the RBAC
+    // kinds in every namespace, the cluster-scoped kinds through their own
+    // URLs): only the one case that was written has anything.
+    let written = everything_labelled(
+        &client,
+        &format!("computenest.dev/instance-namespace={cust}"),
+    )
+    .await;
+    let stray: Vec<&String> = written
+        .iter()
+        .filter(|w| !w.ends_with(&format!("uid={typed_uid}")))
+        .collect();
+    assert!(stray.is_empty(), "written for refused instances: {stray:?}");
+    assert!(
+        written.iter().any(|w| w.starts_with("Namespace ")),
+        "the written case is found (the search looks in the right places): {written:?}"
+    );
     for name in ["evil"] {
         assert!(
             Api::<ClusterRole>::all(client.clone())
