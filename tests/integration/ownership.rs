@@ -350,6 +350,15 @@ async fn a_product_edit_never_moves_deletes_or_bills_what_was_sold() {
     ensure_controller(&client).await;
     let t = TestNamespaces::new(&client, &["pe-isv", "pe-dist", "pe-cust"]).await;
     let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
+    // The attacker is the seller: the ISV edits its own Service.
+    allow(
+        &client,
+        isv,
+        "ivan",
+        json!([{"apiGroups": ["computenest.dev"], "resources": ["services", "distributiongrants"], "verbs": ["*"]}]),
+    )
+    .await;
+    let ivan = impersonate("ivan", &[]).await;
     // A private product with a volume: the customer's data.
     let mut svc = service_manifest("web", "Private", false, true, "Automatic");
     svc.spec.template.objects.push(json!({
@@ -371,7 +380,7 @@ async fn a_product_edit_never_moves_deletes_or_bills_what_was_sold() {
     let mut managed = svc.clone();
     managed.spec.type_ = ServiceType::FullyManaged;
     managed.spec.marketplace.listed = true;
-    apply(&client, isv, &managed).await.expect("type change");
+    apply(&ivan, isv, &managed).await.expect("type change");
     let changed = wait_for("ProductChanged on the instance", DEADLINE, || {
         let api = Api::<ServiceInstance>::namespaced(client.clone(), cust);
         async move {
@@ -412,14 +421,35 @@ async fn a_product_edit_never_moves_deletes_or_bills_what_was_sold() {
         .await
         .expect("config map still there");
     assert_eq!(cm_after.uid(), cm.uid());
-    let managed = Api::<Namespace>::all(client.clone())
+    let namespaces = Api::<Namespace>::all(client.clone())
         .list(&ListParams::default().labels(&format!("computenest.dev/instance-namespace={cust}")))
         .await
         .expect("namespaces");
     assert!(
-        managed.items.is_empty(),
+        namespaces.items.is_empty(),
         "no namespace was made for a private sale"
     );
+    // The ISV drops the volume from its template: objects that left are
+    // removed, but never a volume (the customer's data).
+    managed
+        .spec
+        .template
+        .objects
+        .retain(|o| o["kind"] != "PersistentVolumeClaim" && o["kind"] != "ServiceAccount");
+    apply(&ivan, isv, &managed).await.expect("template change");
+    wait_for(
+        "the ServiceAccount that left the template is removed",
+        DEADLINE,
+        || {
+            let api =
+                Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), cust);
+            async move { api.get_opt("mine").await.ok()?.is_none().then_some(()) }
+        },
+    )
+    .await;
+    let pvc_after = pvc_api.get("mine-data").await.expect("the volume stays");
+    assert_eq!(pvc_after.uid(), pvc.uid());
+    assert!(pvc_after.metadata.deletion_timestamp.is_none());
 
     // An offline sale (scenario 4) stays offline when the ISV lists its Service:
     // no Order is written after the fact.
@@ -457,7 +487,7 @@ async fn a_product_edit_never_moves_deletes_or_bills_what_was_sold() {
         Some("Scenario4")
     );
     apply(
-        &client,
+        &ivan,
         isv,
         &service_manifest("unlisted", "FullyManaged", true, true, "Automatic"),
     )
@@ -495,6 +525,8 @@ async fn any_legal_instance_name_gets_valid_derived_names() {
     ensure_controller(&client).await;
     let t = TestNamespaces::new(&client, &["dots-isv", "dots-cust"]).await;
     let (isv, cust) = (t.ns(0), t.ns(1));
+    allow(&client, cust, "carol", customer_rules()).await;
+    let carol = impersonate("carol", &[]).await;
     // Products whose objects take any name (a Service object could not: its
     // name must be a DNS-1035 label, which the API server says on the instance).
     for (product, type_) in [("cfgm", "FullyManaged"), ("cfg", "Private")] {
@@ -508,7 +540,7 @@ async fn any_legal_instance_name_gets_valid_derived_names() {
         ("a.b.c", "cfg"),
         (long.as_str(), "cfgm"),
     ] {
-        apply(&client, cust, &instance_of(name, "Service", isv, product))
+        apply(&carol, cust, &instance_of(name, "Service", isv, product))
             .await
             .expect("instance");
     }
