@@ -841,6 +841,9 @@ fn foreign_owner(labels: &BTreeMap<String, String>) -> String {
 
 /// What exists in the cluster under a name the instance wants to write.
 enum Live {
+    /// Not looked at: a first deployment creates, and looks only if the
+    /// create finds the name taken (no read for a fresh sale).
+    Unknown,
     /// Nothing: the object is created.
     Absent,
     /// Created by this instance (UID label), with this UID: updated under a
@@ -850,6 +853,17 @@ enum Live {
     Terminating,
     /// Someone else's: never touched.
     Foreign(String),
+}
+
+/// What writing one object came to.
+enum Put {
+    Written,
+    /// The API server refused it for good.
+    Refused(String),
+    /// The name is taken by an object this instance did not create.
+    Taken(String),
+    /// The name is held by an object being deleted.
+    Wait(String),
 }
 
 /// One object to write: where, and what.
@@ -888,52 +902,72 @@ async fn look(w: &Write, ctx: &Context, uid: &str) -> Result<Live, Error> {
     })
 }
 
-/// Creates or updates one object after `look`; Some(message) when the API
-/// server refused it for good.
-async fn put(w: &Write, live: &Live, ctx: &Context) -> Result<Option<String>, Error> {
+/// Creates or updates one object. Creation is a POST, never an apply: an
+/// apply would take over an object of the same name; a POST fails on it.
+async fn put(w: &Write, live: Live, ctx: &Context, uid: &str) -> Result<Put, Error> {
     let api = w.api(ctx);
     let result = match live {
-        Live::Absent => {
-            // Create, never apply: an apply would take over an object that
-            // appeared since the look. A 409 here means exactly that.
+        Live::Unknown | Live::Absent => {
             let obj: DynamicObject = serde_json::from_value(w.body.clone())?;
             let pp = PostParams {
                 field_manager: Some(FIELD_MANAGER.into()),
                 ..Default::default()
             };
             match api.create(&pp, &obj).await {
-                Err(e) if is_conflict(&e) => {
-                    return Err(Error::Waiting(format!(
-                        "{} appeared while it was being created; looking again",
-                        w.what()
-                    )));
-                }
+                // The name is taken: look at what holds it, and decide from that.
+                Err(e) if is_conflict(&e) => match look(w, ctx, uid).await? {
+                    Live::Ours(live_uid) => return apply_ours(w, &live_uid, ctx).await,
+                    Live::Foreign(msg) => return Ok(Put::Taken(msg)),
+                    Live::Terminating => return Ok(Put::Wait(terminating(w))),
+                    Live::Absent | Live::Unknown => {
+                        return Err(Error::Waiting(format!(
+                            "{} appeared and went while it was being created; looking again",
+                            w.what()
+                        )));
+                    }
+                },
                 r => r.map(|_| ()),
             }
         }
-        Live::Ours(live_uid) => {
-            let mut body = w.body.clone();
-            body["metadata"]["uid"] = json!(live_uid);
-            let pp = PatchParams::apply(FIELD_MANAGER).force();
-            match api.patch(&w.name, &pp, &Patch::Apply(&body)).await {
-                // The UID precondition failed: it was deleted and re-created meanwhile.
-                Err(e) if is_conflict(&e) => {
-                    return Err(Error::Waiting(format!(
-                        "{} was replaced while it was being written; looking again",
-                        w.what()
-                    )));
-                }
-                r => r.map(|_| ()),
-            }
-        }
-        Live::Terminating | Live::Foreign(_) => return Ok(None),
+        Live::Ours(live_uid) => return apply_ours(w, &live_uid, ctx).await,
+        Live::Foreign(msg) => return Ok(Put::Taken(msg)),
+        Live::Terminating => return Ok(Put::Wait(terminating(w))),
     };
+    written(w, result, ctx)
+}
+
+fn terminating(w: &Write) -> String {
+    format!(
+        "{} is being deleted; it is made again once it is gone",
+        w.what()
+    )
+}
+
+/// Updates an object this instance created, under its UID (a precondition:
+/// an object deleted and re-created meanwhile is never hit).
+async fn apply_ours(w: &Write, live_uid: &str, ctx: &Context) -> Result<Put, Error> {
+    let mut body = w.body.clone();
+    body["metadata"]["uid"] = json!(live_uid);
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let result = match w.api(ctx).patch(&w.name, &pp, &Patch::Apply(&body)).await {
+        Err(e) if is_conflict(&e) => {
+            return Err(Error::Waiting(format!(
+                "{} was replaced while it was being written; looking again",
+                w.what()
+            )));
+        }
+        r => r.map(|_| ()),
+    };
+    written(w, result, ctx)
+}
+
+fn written(w: &Write, result: Result<(), kube::Error>, ctx: &Context) -> Result<Put, Error> {
     match result {
         Ok(()) => {
             ctx.metrics.wrote(KIND, "object");
-            Ok(None)
+            Ok(Put::Written)
         }
-        Err(kube::Error::Api(s)) if is_permanent(&s) => Ok(Some(format!(
+        Err(kube::Error::Api(s)) if is_permanent(&s) => Ok(Put::Refused(format!(
             "the API server refused {}: {} (HTTP {}); the seller must fix the template",
             w.what(),
             s.message,
@@ -1078,30 +1112,46 @@ async fn write_desired(
     }
     writes.push(logon_secret(inst, d)?);
 
-    // Look before writing anything (at once: the objects are independent).
-    let lives = futures::future::try_join_all(writes.iter().map(|w| look(w, ctx, &uid))).await?;
+    // An instance written before looks at every name first, and writes
+    // nothing at all if one is taken. A first deployment creates at once
+    // (a create never takes anything over) and looks only where a name is
+    // taken: no read for a fresh sale.
+    let first = !was_deployed(inst);
+    let lives = if first {
+        writes.iter().map(|_| Live::Unknown).collect()
+    } else {
+        futures::future::try_join_all(writes.iter().map(|w| look(w, ctx, &uid))).await?
+    };
     if let Some(msg) = lives.iter().find_map(|l| match l {
         Live::Foreign(m) => Some(m.clone()),
         _ => None,
     }) {
         return Ok(WriteOutcome::Conflict(msg));
     }
-    if let Some(w) = writes
-        .iter()
-        .zip(&lives)
-        .find_map(|(w, l)| matches!(l, Live::Terminating).then_some(w))
-    {
-        return Ok(WriteOutcome::Wait(format!(
-            "{} is being deleted; it is made again once it is gone",
-            w.what()
-        )));
+    let uid_ref = uid.as_str();
+    let results =
+        futures::future::try_join_all(writes.into_iter().zip(lives).map(|(w, l)| async move {
+            let r = put(&w, l, ctx, uid_ref).await;
+            r.map(|p| (w, p))
+        }))
+        .await?;
+    let mut refused = None;
+    let mut waiting = None;
+    for (_, p) in &results {
+        match p {
+            Put::Written => {}
+            Put::Taken(msg) => return Ok(WriteOutcome::Conflict(msg.clone())),
+            Put::Refused(msg) => refused = refused.or(Some(msg.clone())),
+            Put::Wait(msg) => waiting = waiting.or(Some(msg.clone())),
+        }
     }
-    let refused =
-        futures::future::try_join_all(writes.iter().zip(&lives).map(|(w, l)| put(w, l, ctx)))
-            .await?;
-    if let Some(msg) = refused.into_iter().flatten().next() {
+    if let Some(msg) = refused {
         return Ok(WriteOutcome::Rejected(msg));
     }
+    if let Some(msg) = waiting {
+        return Ok(WriteOutcome::Wait(msg));
+    }
+    let writes: Vec<Write> = results.into_iter().map(|(w, _)| w).collect();
     // Orders come after: no sale is recorded for objects the API server refused.
     if let Some(outcome) = write_orders(d, ctx, &uid).await? {
         return Ok(outcome);
