@@ -251,6 +251,45 @@ pub fn resolve_offering(
         }
         offering.plans = subset;
     }
+    // A default is refused, not half applied, when a plan this product sells
+    // sets the same parameter: instances of that plan would silently ignore it.
+    for name in ov.parameter_defaults.keys() {
+        let pinning: Vec<&str> = offering
+            .plans
+            .iter()
+            .filter(|p| p.parameters.contains_key(name))
+            .map(|p| p.name.as_str())
+            .collect();
+        if !pinning.is_empty() {
+            let plans = pinning
+                .iter()
+                .map(|p| format!("{p:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let (noun, verb) = if pinning.len() == 1 {
+                ("plan", "sets")
+            } else {
+                ("plans", "set")
+            };
+            return Err(OfferingError::Override {
+                field: format!("parameterDefaults.{name}"),
+                rule: format!(
+                    "{noun} {plans} of the source Service {verb} parameter {name:?} and this product sells {}, so instances of {} would never use this default; remove the default, or leave {} out of overrides.plans",
+                    if pinning.len() == 1 { "it" } else { "them" },
+                    if pinning.len() == 1 {
+                        "that plan"
+                    } else {
+                        "those plans"
+                    },
+                    if pinning.len() == 1 {
+                        "that plan"
+                    } else {
+                        "those plans"
+                    },
+                ),
+            });
+        }
+    }
     for (i, obj) in ov.extra_objects.iter().enumerate() {
         check_template_object(i, obj, allowed).map_err(|e| OfferingError::Override {
             field: format!("extraObjects[{i}]"),
