@@ -6,7 +6,7 @@
 use super::status::{condition, ready, write_status_if_changed};
 use super::{Context, Error, ns_of};
 use crate::api::{DistributionGrant, DistributionGrantStatus, GrantState, Service};
-use crate::distribution::{grant_state, select_grant};
+use crate::distribution::{grant_state, select_grant, unreadable_expiry};
 use futures::StreamExt;
 use jiff::Timestamp;
 use kube::api::Api;
@@ -122,6 +122,14 @@ pub fn desired_status(
             format!(
                 "Service {service} does not exist in namespace {ns}: this grant (decision {:?}) allows nothing until it does; create the Service, or write a new grant that names an existing one (spec.serviceName is immutable)",
                 grant.spec.decision
+            ),
+        ),
+        (Some(_), _) if unreadable_expiry(grant).is_some() => (
+            false,
+            "InvalidExpiry",
+            format!(
+                "spec.expiresAt {:?} is not an RFC 3339 time (for example 2030-01-31T00:00:00Z): this grant allows no sales until it is fixed",
+                grant.spec.expires_at.as_deref().unwrap_or_default()
             ),
         ),
         (Some(_), Some(other)) => (
@@ -362,6 +370,19 @@ mod tests {
         // Distribution disabled changes nothing for a grant that allows nothing anyway.
         let (_, reason, _, _) = ready_of(&grant("g", "Pending"), Some(&off), None);
         assert_eq!(reason, "Pending");
+    }
+
+    #[test]
+    fn an_unreadable_expiry_is_reported() {
+        let mut g = grant("g", "Approved");
+        g.spec.expires_at = Some("2030-01-01T00:00:00+99:00".into());
+        let svc = service(true);
+        let (status, reason, message, state) = ready_of(&g, Some(&svc), None);
+        assert_eq!(
+            (status.as_str(), reason.as_str(), state),
+            ("False", "InvalidExpiry", Some(GrantState::Approved))
+        );
+        assert!(message.contains("+99:00"), "{message}");
     }
 
     #[test]
