@@ -167,7 +167,12 @@ pub fn desired_status(
                 false,
                 "Pending",
                 format!(
-                    "{distributor} applied to resell Service {service}; set spec.decision to Approved or Rejected"
+                    "{distributor} applied to resell Service {service}; set spec.decision to Approved or Rejected{}",
+                    if svc.spec.distribution.approval == crate::api::Approval::Automatic {
+                        " (the Service's approval is Automatic, which approves applications written from now on; this one was written before and waits for a decision)"
+                    } else {
+                        ""
+                    }
                 ),
             ),
             GrantState::Rejected => (
@@ -368,8 +373,19 @@ mod tests {
             "{message}"
         );
         // Distribution disabled changes nothing for a grant that allows nothing anyway.
-        let (_, reason, _, _) = ready_of(&grant("g", "Pending"), Some(&off), None);
+        let (_, reason, message, _) = ready_of(&grant("g", "Pending"), Some(&off), None);
         assert_eq!(reason, "Pending");
+        assert!(!message.contains("Automatic"), "{message}");
+        // Automatic approval applies to new applications; a pending one says so.
+        let mut auto = service(true);
+        auto.spec.distribution.approval = crate::api::Approval::Automatic;
+        let (_, reason, message, _) = ready_of(&grant("g", "Pending"), Some(&auto), None);
+        assert_eq!(reason, "Pending");
+        assert!(
+            message
+                .contains("approval is Automatic, which approves applications written from now on"),
+            "{message}"
+        );
     }
 
     #[test]
