@@ -389,6 +389,51 @@ fn a_default_for_a_parameter_a_sold_plan_sets_is_refused() {
     assert!(resolve_offering(&no_plans, Some(&ov), &allowed).is_ok());
 }
 
+/// Locking a required parameter that has no default leaves only the plan to
+/// set it: a product that sells a plan which does not is refused (no buyer
+/// could ever buy it), instead of telling every buyer "is required" for a
+/// parameter they are not allowed to set.
+#[test]
+fn a_locked_required_parameter_without_a_value_is_refused() {
+    let s = service(); // adminEmail: required, no default, set by no plan
+    let allowed = default_allowed_kinds();
+    let resolve = |ov: Value| {
+        let ov: Overrides = serde_json::from_value(ov).unwrap();
+        resolve_offering(&s, Some(&ov), &allowed)
+    };
+    let err = resolve(json!({"lockedParameters": ["adminEmail"]}))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("override lockedParameters: parameter \"adminEmail\" is required, has no default and buyers may not set it"), "{err}");
+    assert!(
+        err.contains("no instance of plans \"basic\", \"pro\" could be deployed"),
+        "{err}"
+    );
+    // With the distributor's default, the lock is fine and the default is used.
+    let o = resolve(json!({"lockedParameters": ["adminEmail"], "parameterDefaults": {"adminEmail": "ops@reseller.io"}}))
+        .unwrap();
+    let p = resolve_parameters(&o, Some("basic"), &params(json!({}))).unwrap();
+    assert_eq!(p["adminEmail"], json!("ops@reseller.io"));
+    // Without plans.
+    let mut no_plans = service();
+    no_plans.plans.clear();
+    let ov: Overrides =
+        serde_json::from_value(json!({"lockedParameters": ["adminEmail"]})).unwrap();
+    let err = resolve_offering(&no_plans, Some(&ov), &allowed)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("so no instance could be deployed"), "{err}");
+    // Every sold plan sets it: fine.
+    let mut pinned = service();
+    for plan in &mut pinned.plans {
+        plan.parameters
+            .insert("adminEmail".into(), json!("isv@x.io"));
+    }
+    let ov: Overrides =
+        serde_json::from_value(json!({"lockedParameters": ["adminEmail"]})).unwrap();
+    assert!(resolve_offering(&pinned, Some(&ov), &allowed).is_ok());
+}
+
 #[test]
 fn schema_errors_in_the_service() {
     let allowed = default_allowed_kinds();
