@@ -79,6 +79,8 @@ pub struct Sellable {
     pub grant_name: String,
     /// When the grant expires, if it does.
     pub grant_expiry: Option<Timestamp>,
+    /// Version of the source Service the offering was resolved from.
+    pub source_version: String,
 }
 
 /// Why a derived product may not be sold now.
@@ -268,6 +270,7 @@ pub fn evaluate_derived(
         offering,
         grant_name,
         grant_expiry: expiry,
+        source_version: service.spec.version.clone(),
     })
 }
 
@@ -367,6 +370,7 @@ mod tests {
         );
         let ok = eval(Some(&fm_listed), &derived("FullyManaged"), Some(&approved)).unwrap();
         assert_eq!(ok.scenario, Scenario::Scenario3);
+        assert_eq!(ok.source_version, "1.0");
         let mut wrong_version = derived("FullyManaged");
         wrong_version.spec.source.version = Some("2.0".into());
         assert_eq!(

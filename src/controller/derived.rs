@@ -151,6 +151,7 @@ pub fn desired_status(
                 state: "Approved".into(),
             });
             status.plans = s.offering.plans.iter().map(|p| p.name.clone()).collect();
+            status.source_version = Some(s.source_version.clone());
             status.conditions = vec![condition(
                 previous,
                 "Ready",

@@ -102,6 +102,7 @@ async fn every_row_of_the_scenario_table_and_the_invalid_combination() {
         assert_eq!(s.settlement, Some(settlement), "{name}");
         assert_eq!(s.resource_owner, Some(owner), "{name}");
         assert_eq!(s.plans, vec!["basic".to_string(), "pro".to_string()]);
+        assert_eq!(s.source_version.as_deref(), Some("1.0.0"), "{name}");
     }
     let bad: DerivedService = wait_ready(&client, dist, "bad", "False", "InvalidScenario").await;
     assert!(
