@@ -843,3 +843,51 @@ async fn an_expiry_the_controller_cannot_read_allows_no_sales() {
     wait_ready::<DerivedService>(&client, dist, "d", "True", "Sellable").await;
     t.cleanup().await;
 }
+
+/// An access policy where it cannot apply is accepted (the product still
+/// sells) but named in the Ready message, never silently ignored.
+#[tokio::test]
+async fn an_access_policy_that_cannot_apply_is_named_on_the_object() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (isv, dist) = (t.ns(0), t.ns(1));
+    let policy: AccessPolicy =
+        serde_json::from_value(json!({"approval": "Automatic"})).expect("policy");
+    let mut private = service_manifest("priv", "Private", false, true, "Automatic");
+    private.spec.access = Some(policy.clone());
+    apply(&client, isv, &private).await.expect("service");
+    apply(
+        &client,
+        isv,
+        &service_manifest("fm", "FullyManaged", true, true, "Automatic"),
+    )
+    .await
+    .expect("service");
+    let svc: Service = wait_ready(&client, isv, "priv", "True", "Valid").await;
+    assert!(
+        ready_message(&svc).contains("spec.access has no effect on a Private Service"),
+        "{}",
+        ready_message(&svc)
+    );
+    let mut s3 = derived_manifest("s3", isv, "fm", "FullyManaged");
+    s3.spec.access = Some(policy.clone());
+    apply(&client, dist, &s3).await.expect("derived");
+    let mut s2 = derived_manifest("s2", isv, "priv", "FullyManaged");
+    s2.spec.access = Some(policy);
+    apply(&client, dist, &s2).await.expect("derived");
+    let got: DerivedService = wait_ready(&client, dist, "s3", "True", "Sellable").await;
+    assert!(
+        ready_message(&got).contains("spec.access has no effect in Scenario3"),
+        "{}",
+        ready_message(&got)
+    );
+    // In scenario 2 the distributor owns the resources: its policy applies, no note.
+    let got: DerivedService = wait_ready(&client, dist, "s2", "True", "Sellable").await;
+    assert!(
+        !ready_message(&got).contains("note"),
+        "{}",
+        ready_message(&got)
+    );
+    t.cleanup().await;
+}
