@@ -891,3 +891,35 @@ async fn an_access_policy_that_cannot_apply_is_named_on_the_object() {
     );
     t.cleanup().await;
 }
+
+/// Locking a required parameter that has no default and that a sold plan does
+/// not set would leave every buyer of that plan with "is required" for a
+/// parameter they may not set: the DerivedService is refused instead, and
+/// accepted once the distributor gives the parameter a default.
+#[tokio::test]
+async fn locking_a_required_parameter_nobody_can_set_is_refused() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (isv, dist) = (t.ns(0), t.ns(1));
+    let mut svc = service_manifest("svc", "Private", false, true, "Automatic");
+    svc.spec.parameters.push(
+        serde_json::from_value(json!({"name": "adminEmail", "type": "String", "required": true}))
+            .expect("parameter"),
+    );
+    apply(&client, isv, &svc).await.expect("service");
+    let mut ds = derived_manifest("locked", isv, "svc", "Private");
+    ds.spec.overrides.locked_parameters = vec!["adminEmail".into()];
+    apply(&client, dist, &ds).await.expect("derived");
+    let got: DerivedService = wait_ready(&client, dist, "locked", "False", "InvalidOverride").await;
+    let msg = ready_message(&got);
+    assert!(
+        msg.contains("parameter \"adminEmail\" is required, has no default and buyers may not set it, so no instance of plans \"basic\", \"pro\" could be deployed"),
+        "{msg}"
+    );
+    ds.spec.overrides.parameter_defaults =
+        [("adminEmail".to_string(), json!("ops@reseller.example"))].into();
+    apply(&client, dist, &ds).await.expect("derived");
+    wait_ready::<DerivedService>(&client, dist, "locked", "True", "Sellable").await;
+    t.cleanup().await;
+}
