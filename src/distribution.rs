@@ -33,6 +33,17 @@ pub fn grant_state(grant: &DistributionGrant, now: Timestamp) -> (GrantState, Op
     (state, pending_expiry)
 }
 
+/// The grant's `expiresAt` when it is set but is not a time the controller
+/// can read. The API server's `date-time` check is looser than RFC 3339 (it
+/// takes offsets such as `+99:00`); such a grant must not allow sales for ever.
+pub fn unreadable_expiry(grant: &DistributionGrant) -> Option<&str> {
+    grant
+        .spec
+        .expires_at
+        .as_deref()
+        .filter(|s| s.parse::<Timestamp>().is_err())
+}
+
 /// Picks the grant for one distributor and Service among the grants of the
 /// ISV's namespace: an effective approval wins, then the application, then
 /// the others, by name, so the choice is stable.
@@ -68,6 +79,8 @@ pub struct Sellable {
     pub grant_name: String,
     /// When the grant expires, if it does.
     pub grant_expiry: Option<Timestamp>,
+    /// Version of the source Service the offering was resolved from.
+    pub source_version: String,
 }
 
 /// Why a derived product may not be sold now.
@@ -189,7 +202,17 @@ pub fn evaluate_derived(
         ..with_scenario(reason, message)
     };
     match state {
-        GrantState::Approved => {}
+        GrantState::Approved => {
+            if let Some(bad) = unreadable_expiry(grant) {
+                return Err(refuse(
+                    "GrantInvalid",
+                    format!(
+                        "DistributionGrant {}/{grant_name} is Approved but its spec.expiresAt {bad:?} is not an RFC 3339 time (for example 2030-01-31T00:00:00Z), so when it ends cannot be known: no sales until the ISV fixes it",
+                        src.namespace
+                    ),
+                ));
+            }
+        }
         GrantState::Pending => {
             return Err(refuse(
                 "GrantPending",
@@ -247,6 +270,7 @@ pub fn evaluate_derived(
         offering,
         grant_name,
         grant_expiry: expiry,
+        source_version: service.spec.version.clone(),
     })
 }
 
@@ -346,6 +370,7 @@ mod tests {
         );
         let ok = eval(Some(&fm_listed), &derived("FullyManaged"), Some(&approved)).unwrap();
         assert_eq!(ok.scenario, Scenario::Scenario3);
+        assert_eq!(ok.source_version, "1.0");
         let mut wrong_version = derived("FullyManaged");
         wrong_version.spec.source.version = Some("2.0".into());
         assert_eq!(
@@ -387,6 +412,25 @@ mod tests {
             ..Default::default()
         });
         assert!(eval(Some(&fm_listed), &ds, None).unwrap_err().should_apply);
+    }
+
+    #[test]
+    fn an_approval_with_an_unreadable_expiry_sells_nothing() {
+        let fm_listed = service("FullyManaged", true, true);
+        for bad in ["2030-01-01T00:00:00+99:00", "next tuesday"] {
+            let g = grant("g", "Approved", Some(bad));
+            assert_eq!(unreadable_expiry(&g), Some(bad));
+            let e = eval(Some(&fm_listed), &derived("FullyManaged"), Some(&g)).unwrap_err();
+            assert_eq!(e.reason, "GrantInvalid", "{bad}");
+            assert!(
+                e.message.contains("is not an RFC 3339 time"),
+                "{}",
+                e.message
+            );
+        }
+        let good = grant("g", "Approved", Some("2030-01-01T00:00:00+02:00"));
+        assert_eq!(unreadable_expiry(&good), None);
+        assert!(eval(Some(&fm_listed), &derived("FullyManaged"), Some(&good)).is_ok());
     }
 
     #[test]

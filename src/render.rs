@@ -261,6 +261,78 @@ pub fn resolve_offering(
         }
         offering.plans = subset;
     }
+    // A default is refused, not half applied, when a plan this product sells
+    // sets the same parameter: instances of that plan would silently ignore it.
+    for name in ov.parameter_defaults.keys() {
+        let pinning: Vec<&str> = offering
+            .plans
+            .iter()
+            .filter(|p| p.parameters.contains_key(name))
+            .map(|p| p.name.as_str())
+            .collect();
+        if !pinning.is_empty() {
+            let plans = pinning
+                .iter()
+                .map(|p| format!("{p:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let (noun, verb) = if pinning.len() == 1 {
+                ("plan", "sets")
+            } else {
+                ("plans", "set")
+            };
+            return Err(OfferingError::Override {
+                field: format!("parameterDefaults.{name}"),
+                rule: format!(
+                    "{noun} {plans} of the source Service {verb} parameter {name:?} and this product sells {}, so instances of {} would never use this default; remove the default, or leave {} out of overrides.plans",
+                    if pinning.len() == 1 { "it" } else { "them" },
+                    if pinning.len() == 1 {
+                        "that plan"
+                    } else {
+                        "those plans"
+                    },
+                    if pinning.len() == 1 {
+                        "that plan"
+                    } else {
+                        "those plans"
+                    },
+                ),
+            });
+        }
+    }
+    // A locked parameter that is required and has no default can only come
+    // from the plan: where the plan does not set it, no buyer could ever buy.
+    for name in &ov.locked_parameters {
+        let Some(spec) = find_param(&offering.parameters, name) else {
+            continue;
+        };
+        if !spec.required || spec.default.is_some() {
+            continue;
+        }
+        let open: Vec<String> = offering
+            .plans
+            .iter()
+            .filter(|p| !p.parameters.contains_key(name))
+            .map(|p| format!("{:?}", p.name))
+            .collect();
+        let whom = match open.as_slice() {
+            [] if !offering.plans.is_empty() => continue,
+            [] => "no instance could be deployed".to_string(),
+            [one] => format!("no instance of plan {one} could be deployed"),
+            many => format!("no instance of plans {} could be deployed", many.join(", ")),
+        };
+        return Err(OfferingError::Override {
+            field: "lockedParameters".into(),
+            rule: format!(
+                "parameter {name:?} is required, has no default and buyers may not set it, so {whom}; give it a default in overrides.parameterDefaults, or unlock it{}",
+                if offering.plans.is_empty() {
+                    ""
+                } else {
+                    ", or sell only plans that set it"
+                }
+            ),
+        });
+    }
     for (i, obj) in ov.extra_objects.iter().enumerate() {
         check_template_object(i, obj, allowed).map_err(|e| OfferingError::Override {
             field: format!("extraObjects[{i}]"),

@@ -64,13 +64,14 @@ pub struct AccessRequestSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.kind != 'ServiceAccount' || has(self.namespace)").message("a ServiceAccount subject needs its namespace"))]
+#[x_kube(validation = Rule::new("self.kind == 'ServiceAccount' || !has(self.namespace)").message("namespace applies only to a ServiceAccount subject; users and groups have none: remove it"))]
 pub struct AccessSubject {
     /// User, Group or ServiceAccount.
     pub kind: SubjectKind,
     /// Name of the subject.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
-    /// Namespace of a ServiceAccount (must be the customer's).
+    /// Namespace of a ServiceAccount (must be the customer's); refused for a User or Group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }

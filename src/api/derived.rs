@@ -133,7 +133,7 @@ pub struct DerivedServiceStatus {
     /// Plans this product sells (after the plan subset).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plans: Vec<String>,
-    /// Version of the source Service the offering was resolved from.
+    /// Version of the source Service the offering was resolved from (set while Ready).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_version: Option<String>,
     /// Ready is True when the product may be sold now.
@@ -148,6 +148,7 @@ pub struct DerivedServiceStatus {
 pub struct GrantRef {
     /// Name of the DistributionGrant in the source's namespace.
     pub name: String,
-    /// Its effective state (Pending, Approved, Rejected, Revoked, Expired, Missing).
+    /// Its effective state (Pending, Approved, Rejected, Revoked, Expired), or
+    /// Deleted once the ISV deleted the grant the product sold under.
     pub state: String,
 }

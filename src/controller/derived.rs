@@ -151,19 +151,21 @@ pub fn desired_status(
                 state: "Approved".into(),
             });
             status.plans = s.offering.plans.iter().map(|p| p.name.clone()).collect();
+            status.source_version = Some(s.source_version.clone());
             status.conditions = vec![condition(
                 previous,
                 "Ready",
                 true,
                 "Sellable",
                 format!(
-                    "{} ({:?} settlement, resources owned by the {}); may be sold now",
+                    "{} ({:?} settlement, resources owned by the {}); may be sold now{}",
                     scenario.map(|s| s.as_str()).unwrap_or_default(),
                     status.settlement.unwrap_or(crate::api::Settlement::Offline),
                     status
                         .resource_owner
                         .map(|p| p.to_string())
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    access_note(ds, s.scenario)
                 ),
                 generation,
             )];
@@ -191,6 +193,25 @@ pub fn desired_status(
         }
     }
     status
+}
+
+/// A distributor's access policy counts only where the distributor owns the
+/// resources (scenario 2); elsewhere the product is sellable, and its Ready
+/// message says that `spec.access` has no effect, instead of keeping quiet.
+pub fn access_note(ds: &DerivedService, scenario: crate::scenario::Scenario) -> String {
+    use crate::api::Party;
+    let why = match scenario.resource_owner() {
+        _ if ds.spec.access.is_none() => return String::new(),
+        Party::Distributor => return String::new(),
+        Party::Isv => {
+            "the ISV owns the resources, so its Service's spec.access decides access requests"
+        }
+        Party::Customer => "the customer owns the resources and needs no access request",
+    };
+    format!(
+        "; note: spec.access has no effect in {}: {why}; remove spec.access",
+        scenario.as_str()
+    )
 }
 
 async fn reconcile(ds: Arc<DerivedService>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -325,5 +346,41 @@ async fn apply_for_distribution(ds: &DerivedService, ctx: &Context) -> Result<()
         // Someone (the ISV, or an earlier reconcile) wrote it already: it stands.
         Err(e) if is_conflict(&e) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Scenario;
+    use serde_json::json;
+
+    #[test]
+    fn an_access_policy_that_cannot_apply_is_named_in_the_message() {
+        let mut ds: DerivedService = serde_json::from_value(json!({
+            "apiVersion": "computenest.dev/v1alpha1", "kind": "DerivedService",
+            "metadata": {"name": "d", "namespace": "dist"},
+            "spec": {"source": {"namespace": "isv", "name": "s"}, "type": "FullyManaged",
+                     "access": {"approval": "Automatic"}}
+        }))
+        .unwrap();
+        assert_eq!(access_note(&ds, Scenario::Scenario2), "");
+        for (scenario, owner) in [
+            (Scenario::Scenario1, "the customer owns the resources"),
+            (Scenario::Scenario3, "its Service's spec.access decides"),
+            (Scenario::Scenario4, "its Service's spec.access decides"),
+        ] {
+            let note = access_note(&ds, scenario);
+            assert!(
+                note.contains(&format!(
+                    "spec.access has no effect in {}",
+                    scenario.as_str()
+                )),
+                "{note}"
+            );
+            assert!(note.contains(owner), "{note}");
+        }
+        ds.spec.access = None;
+        assert_eq!(access_note(&ds, Scenario::Scenario3), "");
     }
 }

@@ -1,29 +1,75 @@
 //! DistributionGrant controller: the effective state (with expiry, on time),
-//! and an Event for each decision, in the ISV's namespace.
+//! whether the grant can allow anything (its Service exists and has
+//! distribution enabled, and no other grant for the same pair takes
+//! precedence), and an Event for each change, in the ISV's namespace.
 
-use super::status::{condition, write_status_if_changed};
+use super::status::{condition, ready, write_status_if_changed};
 use super::{Context, Error, ns_of};
-use crate::api::{DistributionGrant, DistributionGrantStatus, GrantState};
-use crate::distribution::grant_state;
+use crate::api::{DistributionGrant, DistributionGrantStatus, GrantState, Service};
+use crate::distribution::{grant_state, select_grant, unreadable_expiry};
 use futures::StreamExt;
 use jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::reflector::{ReflectHandle, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const KIND: &str = "DistributionGrant";
 
-/// The DistributionGrant controller, until `shutdown`.
+/// The DistributionGrant controller, until `shutdown`. Besides its own
+/// changes, a grant is reconciled when the Service it names is created,
+/// changed or deleted, and when another grant for the same Service and
+/// distributor changes or goes (it may take or give up precedence).
 pub async fn controller(
-    trigger: ReflectHandle<DistributionGrant>,
+    grants: super::Trigger<DistributionGrant>,
+    services: super::Trigger<Service>,
     store: Store<DistributionGrant>,
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let concurrency = ctx.settings.concurrency;
-    Controller::for_shared_stream(trigger, store)
+    let by_service = {
+        let store = store.clone();
+        move |s: &Service| {
+            let ns = s.metadata.namespace.clone().unwrap_or_default();
+            let name = s.metadata.name.clone().unwrap_or_default();
+            store
+                .state_filter(|g| {
+                    g.metadata.namespace.as_deref() == Some(ns.as_str())
+                        && g.spec.service_name == name
+                })
+                .into_iter()
+                .map(|g| ObjectRef::from_obj(g.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let siblings = {
+        let store = store.clone();
+        move |g: &DistributionGrant| {
+            store
+                .state_filter(|o| {
+                    o.metadata.namespace == g.metadata.namespace
+                        && o.metadata.name != g.metadata.name
+                        && o.spec.service_name == g.spec.service_name
+                        && o.spec.distributor_namespace == g.spec.distributor_namespace
+                })
+                .into_iter()
+                .map(|o| ObjectRef::from_obj(o.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let (s1, s2, g1, g2) = (by_service.clone(), by_service, siblings.clone(), siblings);
+    // Every handle is moved into the controller, which polls it: an idle
+    // subscriber would stall the shared reflector. The second grant handle is
+    // a subscriber of its own, for the siblings of each changed grant.
+    let (services_gone, grants_gone) = (services.deletions(), grants.deletions());
+    let sibling_changes = grants.handle.clone();
+    Controller::for_shared_stream(grants.handle, store)
+        .watches_shared_stream(sibling_changes, move |g: Arc<DistributionGrant>| g1(&g))
+        .watches_stream(grants_gone, move |g: DistributionGrant| g2(&g))
+        .watches_shared_stream(services.handle, move |s: Arc<Service>| s1(&s))
+        .watches_stream(services_gone, move |s: Service| s2(&s))
         .with_config(Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(
@@ -35,9 +81,24 @@ pub async fn controller(
         .await;
 }
 
-/// Pure: the status a grant should have at `now`, and when to look again.
+/// What a grant's status is computed from, besides the grant itself.
+#[derive(Clone, Copy, Debug)]
+pub struct Surroundings<'a> {
+    /// The Service the grant names, in the grant's namespace, if it exists.
+    pub service: Option<&'a Service>,
+    /// The grant in effect for the same Service and distributor (the one
+    /// `select_grant` picks among every such grant, this one included).
+    pub in_effect: Option<&'a DistributionGrant>,
+}
+
+/// Pure: the status a grant should have at `now`, and when its own expiry
+/// falls (to look again then). The decision is reported as the ISV wrote it
+/// (`status.state`); the Ready condition says whether the grant allows sales,
+/// and if not, why: a missing Service or one with distribution disabled, or
+/// another grant for the same pair that takes precedence, before the decision.
 pub fn desired_status(
     grant: &DistributionGrant,
+    around: Surroundings<'_>,
     now: Timestamp,
 ) -> (DistributionGrantStatus, Option<Timestamp>) {
     let previous = grant
@@ -47,48 +108,92 @@ pub fn desired_status(
         .unwrap_or_default();
     let generation = grant.metadata.generation;
     let (state, expiry) = grant_state(grant, now);
-    let (ok, reason, message) = match state {
-        GrantState::Approved => (
-            true,
-            "Approved",
+    let ns = grant.metadata.namespace.as_deref().unwrap_or_default();
+    let name = grant.metadata.name.as_deref().unwrap_or_default();
+    let service = &grant.spec.service_name;
+    let distributor = &grant.spec.distributor_namespace;
+    let superseded_by = around
+        .in_effect
+        .filter(|other| other.metadata.name.as_deref() != Some(name));
+    let (ok, reason, message) = match (around.service, superseded_by) {
+        (None, _) => (
+            false,
+            "ServiceNotFound",
             format!(
-                "{} may resell Service {}{}",
-                grant.spec.distributor_namespace,
-                grant.spec.service_name,
-                grant
-                    .spec
-                    .expires_at
-                    .as_deref()
-                    .map(|e| format!(" until {e}"))
-                    .unwrap_or_default()
+                "Service {service} does not exist in namespace {ns}: this grant (decision {:?}) allows nothing until it does; create the Service, or write a new grant that names an existing one (spec.serviceName is immutable)",
+                grant.spec.decision
             ),
         ),
-        GrantState::Pending => (
+        (Some(_), _) if unreadable_expiry(grant).is_some() => (
             false,
-            "Pending",
+            "InvalidExpiry",
             format!(
-                "{} applied to resell Service {}; set spec.decision to Approved or Rejected",
-                grant.spec.distributor_namespace, grant.spec.service_name
+                "spec.expiresAt {:?} is not an RFC 3339 time (for example 2030-01-31T00:00:00Z): this grant allows no sales until it is fixed",
+                grant.spec.expires_at.as_deref().unwrap_or_default()
             ),
         ),
-        GrantState::Rejected => (
+        (Some(_), Some(other)) => (
             false,
-            "Rejected",
-            "the application was rejected".to_string(),
-        ),
-        GrantState::Revoked => (
-            false,
-            "Revoked",
-            "the grant was revoked: new sales stopped".to_string(),
-        ),
-        GrantState::Expired => (
-            false,
-            "Expired",
+            "Superseded",
             format!(
-                "the grant expired at {}; extend spec.expiresAt to allow sales again",
-                grant.spec.expires_at.as_deref().unwrap_or("?")
+                "DistributionGrant {ns}/{} also covers Service {service} for {distributor} and takes precedence (it is {:?}; an Approved grant wins, then Pending, Expired, Revoked, Rejected, ties by name): this grant (decision {:?}) has no effect while both exist; delete one of them",
+                other.metadata.name.as_deref().unwrap_or_default(),
+                grant_state(other, now).0,
+                grant.spec.decision
             ),
         ),
+        (Some(svc), None) => match state {
+            GrantState::Approved if !svc.spec.distribution.enabled => (
+                false,
+                "DistributionDisabled",
+                format!(
+                    "{distributor} is approved to resell Service {service}, but its distribution is disabled (spec.distribution.enabled is false): no sales until it is enabled"
+                ),
+            ),
+            GrantState::Approved => (
+                true,
+                "Approved",
+                format!(
+                    "{distributor} may resell Service {service}{}",
+                    grant
+                        .spec
+                        .expires_at
+                        .as_deref()
+                        .map(|e| format!(" until {e}"))
+                        .unwrap_or_default()
+                ),
+            ),
+            GrantState::Pending => (
+                false,
+                "Pending",
+                format!(
+                    "{distributor} applied to resell Service {service}; set spec.decision to Approved or Rejected{}",
+                    if svc.spec.distribution.approval == crate::api::Approval::Automatic {
+                        " (the Service's approval is Automatic, which approves applications written from now on; this one was written before and waits for a decision)"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            GrantState::Rejected => (
+                false,
+                "Rejected",
+                "the application was rejected".to_string(),
+            ),
+            GrantState::Revoked => (
+                false,
+                "Revoked",
+                "the grant was revoked: new sales stopped".to_string(),
+            ),
+            GrantState::Expired => (
+                false,
+                "Expired",
+                format!(
+                    "the grant expired at {}; extend spec.expiresAt to allow sales again",
+                    grant.spec.expires_at.as_deref().unwrap_or("?")
+                ),
+            ),
+        },
     };
     let status = DistributionGrantStatus {
         observed_generation: generation,
@@ -100,6 +205,14 @@ pub fn desired_status(
     (status, expiry)
 }
 
+/// The Event reason for a Ready reason: an application is announced as `Applied`.
+fn event_reason(reason: &str) -> &str {
+    match reason {
+        "Pending" => "Applied",
+        other => other,
+    }
+}
+
 async fn reconcile(grant: Arc<DistributionGrant>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let ns = ns_of(grant.as_ref());
@@ -109,9 +222,38 @@ async fn reconcile(grant: Arc<DistributionGrant>, ctx: Arc<Context>) -> Result<A
     if let Some(wait) = ctx.not_synced() {
         return Ok(wait);
     }
-    let (status, expiry) = desired_status(&grant, Timestamp::now());
+    let now = Timestamp::now();
+    let service = ctx
+        .stores
+        .services
+        .get(&ObjectRef::new(&grant.spec.service_name).within(&ns));
+    let mut pair = ctx.stores.grants.state_filter(|g| {
+        g.metadata.namespace.as_deref() == Some(ns.as_str())
+            && g.spec.service_name == grant.spec.service_name
+            && g.spec.distributor_namespace == grant.spec.distributor_namespace
+    });
+    // The cache may not show this very version yet: judge the one reconciled.
+    pair.retain(|g| g.metadata.name != grant.metadata.name);
+    pair.push(grant.clone());
+    let in_effect = select_grant(
+        pair.iter().map(|g| g.as_ref()),
+        &grant.spec.service_name,
+        &grant.spec.distributor_namespace,
+        now,
+    );
+    let around = Surroundings {
+        service: service.as_deref(),
+        in_effect,
+    };
+    let (status, _) = desired_status(&grant, around, now);
+    // Look again when this grant or another of the pair expires: precedence may change then.
+    let next = pair.iter().filter_map(|g| grant_state(g, now).1).min();
     let api = Api::<DistributionGrant>::namespaced(ctx.client.clone(), &ns);
-    let before = grant.status.as_ref().and_then(|s| s.state);
+    let before = grant
+        .status
+        .as_ref()
+        .and_then(|s| ready(&s.conditions))
+        .map(|c| c.reason.clone());
     if write_status_if_changed(
         &api,
         &ctx.memo,
@@ -122,32 +264,20 @@ async fn reconcile(grant: Arc<DistributionGrant>, ctx: Arc<Context>) -> Result<A
     .await?
     {
         ctx.metrics.wrote(KIND, "status");
-        if before != status.state
-            && let Some(state) = status.state
+        if let Some(c) = ready(&status.conditions)
+            && before.as_deref() != Some(c.reason.as_str())
         {
-            let note = status
-                .conditions
-                .first()
-                .map(|c| c.message.clone())
-                .unwrap_or_default();
-            let reason = match state {
-                GrantState::Pending => "Applied",
-                GrantState::Approved => "Approved",
-                GrantState::Rejected => "Rejected",
-                GrantState::Revoked => "Revoked",
-                GrantState::Expired => "Expired",
-            };
             ctx.event(
                 grant.as_ref(),
-                state != GrantState::Approved && state != GrantState::Pending,
-                reason,
-                note,
+                c.status != "True" && c.reason != "Pending",
+                event_reason(&c.reason),
+                c.message.clone(),
             )
             .await;
         }
     }
     ctx.metrics.reconciled(KIND, started.elapsed());
-    Ok(requeue_at(expiry))
+    Ok(requeue_at(next))
 }
 
 /// Requeue at an instant (plus a second, so that the clock has passed it), or wait for a change.
@@ -158,5 +288,148 @@ pub fn requeue_at(at: Option<Timestamp>) -> Action {
             Action::requeue(wait)
         }
         None => Action::await_change(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn service(enabled: bool) -> Service {
+        serde_json::from_value(json!({
+            "apiVersion": "computenest.dev/v1alpha1", "kind": "Service",
+            "metadata": {"name": "db", "namespace": "isv"},
+            "spec": {"type": "Private", "version": "1.0", "distribution": {"enabled": enabled},
+                     "template": {"objects": []}}
+        }))
+        .unwrap()
+    }
+
+    fn grant(name: &str, decision: &str) -> DistributionGrant {
+        serde_json::from_value(json!({
+            "apiVersion": "computenest.dev/v1alpha1", "kind": "DistributionGrant",
+            "metadata": {"name": name, "namespace": "isv", "generation": 1},
+            "spec": {"serviceName": "db", "distributorNamespace": "dist", "decision": decision}
+        }))
+        .unwrap()
+    }
+
+    fn now() -> Timestamp {
+        "2026-01-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn ready_of(
+        g: &DistributionGrant,
+        service: Option<&Service>,
+        in_effect: Option<&DistributionGrant>,
+    ) -> (String, String, String, Option<GrantState>) {
+        let (status, _) = desired_status(
+            g,
+            Surroundings {
+                service,
+                in_effect: in_effect.or(Some(g)),
+            },
+            now(),
+        );
+        let c = ready(&status.conditions).cloned().unwrap_or_default();
+        (c.status, c.reason, c.message, status.state)
+    }
+
+    #[test]
+    fn an_approved_grant_is_ready_only_while_its_service_exists_with_distribution_enabled() {
+        let g = grant("g", "Approved");
+        let svc = service(true);
+        let (status, reason, _, state) = ready_of(&g, Some(&svc), None);
+        assert_eq!(
+            (status.as_str(), reason.as_str(), state),
+            ("True", "Approved", Some(GrantState::Approved))
+        );
+        // No Service of that name in the grant's namespace: not Ready, and the
+        // decision is still reported as the ISV wrote it.
+        let (status, reason, message, state) = ready_of(&g, None, None);
+        assert_eq!(
+            (status.as_str(), reason.as_str(), state),
+            ("False", "ServiceNotFound", Some(GrantState::Approved))
+        );
+        assert!(
+            message.contains("Service db does not exist in namespace isv"),
+            "{message}"
+        );
+        assert!(message.contains("decision Approved"), "{message}");
+        // Whatever the decision, a missing Service is what the grant reports.
+        for decision in ["Pending", "Rejected", "Revoked"] {
+            let (_, reason, _, _) = ready_of(&grant("g", decision), None, None);
+            assert_eq!(reason, "ServiceNotFound", "{decision}");
+        }
+        let off = service(false);
+        let (status, reason, message, _) = ready_of(&g, Some(&off), None);
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "DistributionDisabled")
+        );
+        assert!(
+            message.contains("spec.distribution.enabled is false"),
+            "{message}"
+        );
+        // Distribution disabled changes nothing for a grant that allows nothing anyway.
+        let (_, reason, message, _) = ready_of(&grant("g", "Pending"), Some(&off), None);
+        assert_eq!(reason, "Pending");
+        assert!(!message.contains("Automatic"), "{message}");
+        // Automatic approval applies to new applications; a pending one says so.
+        let mut auto = service(true);
+        auto.spec.distribution.approval = crate::api::Approval::Automatic;
+        let (_, reason, message, _) = ready_of(&grant("g", "Pending"), Some(&auto), None);
+        assert_eq!(reason, "Pending");
+        assert!(
+            message
+                .contains("approval is Automatic, which approves applications written from now on"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_expiry_is_reported() {
+        let mut g = grant("g", "Approved");
+        g.spec.expires_at = Some("2030-01-01T00:00:00+99:00".into());
+        let svc = service(true);
+        let (status, reason, message, state) = ready_of(&g, Some(&svc), None);
+        assert_eq!(
+            (status.as_str(), reason.as_str(), state),
+            ("False", "InvalidExpiry", Some(GrantState::Approved))
+        );
+        assert!(message.contains("+99:00"), "{message}");
+    }
+
+    #[test]
+    fn a_grant_that_another_grant_overrides_says_so() {
+        let svc = service(true);
+        let approved = grant("a-approved", "Approved");
+        let revoked = grant("b-revoked", "Revoked");
+        let pair = [approved.clone(), revoked.clone()];
+        let in_effect = select_grant(pair.iter(), "db", "dist", now());
+        assert_eq!(
+            in_effect.and_then(|g| g.metadata.name.as_deref()),
+            Some("a-approved")
+        );
+        // The revoked one does not stop sales: it must not claim to.
+        let (status, reason, message, state) = ready_of(&revoked, Some(&svc), in_effect);
+        assert_eq!(
+            (status.as_str(), reason.as_str(), state),
+            ("False", "Superseded", Some(GrantState::Revoked))
+        );
+        assert!(
+            message.contains("DistributionGrant isv/a-approved also covers Service db for dist"),
+            "{message}"
+        );
+        assert!(message.contains("it is Approved"), "{message}");
+        let (status, reason, _, _) = ready_of(&approved, Some(&svc), in_effect);
+        assert_eq!((status.as_str(), reason.as_str()), ("True", "Approved"));
+    }
+
+    #[test]
+    fn events_announce_applications() {
+        assert_eq!(event_reason("Pending"), "Applied");
+        assert_eq!(event_reason("ServiceNotFound"), "ServiceNotFound");
     }
 }

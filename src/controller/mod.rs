@@ -392,7 +392,8 @@ pub async fn run(
         stopped(),
     );
     let grant_ctl = grant::controller(
-        grants.trigger.handle.clone(),
+        grants.trigger.clone(),
+        services.trigger.clone(),
         stores.grants.clone(),
         ctx.clone(),
         stopped(),

@@ -48,7 +48,10 @@ pub fn desired_status(svc: &Service, allowed: &[crate::render::AllowedKind]) -> 
             "Ready",
             true,
             "Valid",
-            "template and parameter schema are valid",
+            format!(
+                "template and parameter schema are valid{}",
+                access_note(svc)
+            ),
             generation,
         ),
         Err(e) => condition(
@@ -66,6 +69,17 @@ pub fn desired_status(svc: &Service, allowed: &[crate::render::AllowedKind]) -> 
     ServiceStatus {
         observed_generation: generation,
         conditions: vec![ready],
+    }
+}
+
+/// The ISV's access policy counts only for instances whose resources the ISV
+/// owns (a FullyManaged Service); on a Private one the Ready message says that
+/// it has no effect, instead of keeping quiet.
+pub fn access_note(svc: &Service) -> &'static str {
+    if svc.spec.access.is_some() && svc.spec.type_ == crate::api::ServiceType::Private {
+        "; note: spec.access has no effect on a Private Service: its instances' resources belong to the customer (or, in scenario 2, to the distributor, whose DerivedService's spec.access decides); remove spec.access"
+    } else {
+        ""
     }
 }
 
@@ -97,4 +111,39 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error
     }
     ctx.metrics.reconciled(KIND, started.elapsed());
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn service(type_: &str, access: bool) -> Service {
+        let mut v = json!({
+            "apiVersion": "computenest.dev/v1alpha1", "kind": "Service",
+            "metadata": {"name": "s", "namespace": "isv"},
+            "spec": {"type": type_, "version": "1", "template": {"objects": []}}
+        });
+        if access {
+            v["spec"]["access"] = json!({"approval": "Automatic"});
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn an_access_policy_that_cannot_apply_is_named_in_the_message() {
+        let allowed = crate::render::default_allowed_kinds();
+        let message = |s: &Service| {
+            let st = desired_status(s, &allowed);
+            let c = ready(&st.conditions).cloned().unwrap_or_default();
+            assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Valid"));
+            c.message
+        };
+        assert!(
+            message(&service("Private", true))
+                .contains("spec.access has no effect on a Private Service")
+        );
+        assert!(!message(&service("Private", false)).contains("note"));
+        assert!(!message(&service("FullyManaged", true)).contains("note"));
+    }
 }

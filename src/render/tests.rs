@@ -370,6 +370,106 @@ fn overrides_apply_and_are_checked() {
     }
 }
 
+/// A distributor's default for a parameter that a sold plan sets would be
+/// ignored by that plan's instances: it is refused, naming the parameter and
+/// every such plan. Plans the product does not sell do not count.
+#[test]
+fn a_default_for_a_parameter_a_sold_plan_sets_is_refused() {
+    let s = service();
+    let allowed = default_allowed_kinds();
+    let resolve = |ov: Value| {
+        let ov: Overrides = serde_json::from_value(ov).unwrap();
+        resolve_offering(&s, Some(&ov), &allowed)
+    };
+    // "pro" sets replicas; "basic" does not. Selling both: refused, naming "pro" only.
+    let err = resolve(json!({"parameterDefaults": {"replicas": 2}})).unwrap_err();
+    let OfferingError::Override { field, rule } = &err else {
+        panic!("not an override error: {err:?}");
+    };
+    assert_eq!(field, "parameterDefaults.replicas");
+    assert!(
+        rule.contains("plan \"pro\" of the source Service sets parameter \"replicas\""),
+        "{rule}"
+    );
+    assert!(!rule.contains("basic"), "{rule}");
+    assert!(
+        rule.contains("leave that plan out of overrides.plans"),
+        "{rule}"
+    );
+    // Selling only "basic": the default applies to every sale, so it is accepted and used.
+    let o = resolve(json!({"parameterDefaults": {"replicas": 2}, "plans": ["basic"]})).unwrap();
+    let p = resolve_parameters(&o, Some("basic"), &params(json!({"adminEmail": "a"}))).unwrap();
+    assert_eq!(p["replicas"], json!(2));
+    // Both plans set tier: both are named.
+    let err = resolve(json!({"parameterDefaults": {"tier": "large"}}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("plans \"basic\", \"pro\" of the source Service set parameter \"tier\""),
+        "{err}"
+    );
+    // Selling only "pro": still refused (every sale would ignore it), naming "pro".
+    let err = resolve(json!({"parameterDefaults": {"tier": "large"}, "plans": ["pro"]}))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("plan \"pro\""), "{err}");
+    assert!(!err.contains("basic"), "{err}");
+    // Locking a parameter a plan sets is harmless (the plan's value stands) and accepted.
+    assert!(resolve(json!({"lockedParameters": ["replicas"]})).is_ok());
+    // A Service without plans: any default applies.
+    let mut no_plans = service();
+    no_plans.plans.clear();
+    let ov: Overrides =
+        serde_json::from_value(json!({"parameterDefaults": {"replicas": 2, "tier": "large"}}))
+            .unwrap();
+    assert!(resolve_offering(&no_plans, Some(&ov), &allowed).is_ok());
+}
+
+/// Locking a required parameter that has no default leaves only the plan to
+/// set it: a product that sells a plan which does not is refused (no buyer
+/// could ever buy it), instead of telling every buyer "is required" for a
+/// parameter they are not allowed to set.
+#[test]
+fn a_locked_required_parameter_without_a_value_is_refused() {
+    let s = service(); // adminEmail: required, no default, set by no plan
+    let allowed = default_allowed_kinds();
+    let resolve = |ov: Value| {
+        let ov: Overrides = serde_json::from_value(ov).unwrap();
+        resolve_offering(&s, Some(&ov), &allowed)
+    };
+    let err = resolve(json!({"lockedParameters": ["adminEmail"]}))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("override lockedParameters: parameter \"adminEmail\" is required, has no default and buyers may not set it"), "{err}");
+    assert!(
+        err.contains("no instance of plans \"basic\", \"pro\" could be deployed"),
+        "{err}"
+    );
+    // With the distributor's default, the lock is fine and the default is used.
+    let o = resolve(json!({"lockedParameters": ["adminEmail"], "parameterDefaults": {"adminEmail": "ops@reseller.io"}}))
+        .unwrap();
+    let p = resolve_parameters(&o, Some("basic"), &params(json!({}))).unwrap();
+    assert_eq!(p["adminEmail"], json!("ops@reseller.io"));
+    // Without plans.
+    let mut no_plans = service();
+    no_plans.plans.clear();
+    let ov: Overrides =
+        serde_json::from_value(json!({"lockedParameters": ["adminEmail"]})).unwrap();
+    let err = resolve_offering(&no_plans, Some(&ov), &allowed)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("so no instance could be deployed"), "{err}");
+    // Every sold plan sets it: fine.
+    let mut pinned = service();
+    for plan in &mut pinned.plans {
+        plan.parameters
+            .insert("adminEmail".into(), json!("isv@x.io"));
+    }
+    let ov: Overrides =
+        serde_json::from_value(json!({"lockedParameters": ["adminEmail"]})).unwrap();
+    assert!(resolve_offering(&pinned, Some(&ov), &allowed).is_ok());
+}
+
 #[test]
 fn schema_errors_in_the_service() {
     let allowed = default_allowed_kinds();

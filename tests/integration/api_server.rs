@@ -153,6 +153,43 @@ async fn cel_rules_reject_bad_input_with_their_message_and_accept_good_input() {
         rejection(create_json::<Service>(&client, ns, bad_range).await)
             .contains("minimum must not be greater than maximum")
     );
+    // Limits that the parameter's type would never use are refused, not ignored.
+    for (name, param, want) in [
+        (
+            "pattern-on-integer",
+            json!({"name": "size", "type": "Integer", "pattern": "[0-9]+"}),
+            "pattern applies only to String parameters",
+        ),
+        (
+            "maxlength-on-integer",
+            json!({"name": "size", "type": "Integer", "maxLength": 3}),
+            "maxLength applies only to String parameters",
+        ),
+        (
+            "minimum-on-string",
+            json!({"name": "size", "type": "String", "minimum": 1}),
+            "minimum and maximum apply only to Integer and Number parameters",
+        ),
+        (
+            "maximum-on-boolean",
+            json!({"name": "size", "type": "Boolean", "maximum": 1}),
+            "minimum and maximum apply only to Integer and Number parameters",
+        ),
+    ] {
+        let mut v = service_json(name, json!([]));
+        v["spec"]["parameters"][0] = param;
+        v["spec"]["template"]["objects"][0]["data"]["k"] = json!("x");
+        let got = rejection(create_json::<Service>(&client, ns, v).await);
+        assert!(got.contains(want), "{name}: {got}");
+    }
+    let mut fitting = service_json("fitting", json!([]));
+    fitting["spec"]["parameters"] = json!([
+        {"name": "size", "type": "Number", "minimum": 0.5, "maximum": 2},
+        {"name": "tag", "type": "String", "pattern": "[a-z]+", "maxLength": 8}
+    ]);
+    create_json::<Service>(&client, ns, fitting)
+        .await
+        .expect("limits that fit their types are accepted");
 
     // Grant: immutable references and decision transitions.
     let grants = Api::<DistributionGrant>::namespaced(client.clone(), ns);
@@ -253,6 +290,14 @@ async fn cel_rules_reject_bad_input_with_their_message_and_accept_good_input() {
     assert!(
         rejection(create_json::<AccessRequest>(&client, ns, ar).await)
             .contains("a ServiceAccount subject needs its namespace")
+    );
+    // ... and a user or group has none: a namespace there would be ignored, so it is refused.
+    let ar = json!({"apiVersion": "computenest.dev/v1alpha1", "kind": "AccessRequest", "metadata": {"name": "b"},
+        "spec": {"instanceName": "i", "subject": {"kind": "User", "name": "jane", "namespace": "elsewhere"},
+                 "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}], "durationSeconds": 600, "reason": "x"}});
+    assert!(
+        rejection(create_json::<AccessRequest>(&client, ns, ar).await)
+            .contains("namespace applies only to a ServiceAccount subject")
     );
     t.cleanup().await;
 }

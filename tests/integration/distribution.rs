@@ -102,6 +102,7 @@ async fn every_row_of_the_scenario_table_and_the_invalid_combination() {
         assert_eq!(s.settlement, Some(settlement), "{name}");
         assert_eq!(s.resource_owner, Some(owner), "{name}");
         assert_eq!(s.plans, vec!["basic".to_string(), "pro".to_string()]);
+        assert_eq!(s.source_version.as_deref(), Some("1.0.0"), "{name}");
     }
     let bad: DerivedService = wait_ready(&client, dist, "bad", "False", "InvalidScenario").await;
     assert!(
@@ -587,5 +588,347 @@ async fn more_events_than_a_subscriber_buffer_do_not_stall_the_controller() {
     .await
     .expect("derived");
     wait_ready::<DerivedService>(&client, dist, "after", "True", "Sellable").await;
+    t.cleanup().await;
+}
+
+/// Waits for an Event with `reason` about the object named `about` in `ns`.
+async fn wait_event(client: &Client, ns: &str, reason: &str, about: &str) {
+    use k8s_openapi::api::events::v1::Event;
+    wait_for(
+        &format!("an Event {reason} in {ns} about {about}"),
+        DEADLINE,
+        || async {
+            Api::<Event>::namespaced(client.clone(), ns)
+                .list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some(reason)
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(about)
+                })
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// A grant that names a Service which is not in its own namespace allows
+/// nothing, and says so (the decision stays as the ISV wrote it); it turns
+/// Ready when the Service appears, and says so again when it goes. A second
+/// grant for the same pair that does not decide says that it does not, until
+/// the one that decides is deleted.
+#[tokio::test]
+async fn a_grant_reports_a_missing_service_and_a_grant_that_overrides_it() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (isv, dist) = (t.ns(0), t.ns(1));
+    // A Service of that name exists, but in another namespace: it does not count.
+    apply(
+        &client,
+        dist,
+        &service_manifest("later", "Private", false, true, "Manual"),
+    )
+    .await
+    .expect("service elsewhere");
+    apply(
+        &client,
+        isv,
+        &grant_manifest("g", "later", dist, "Approved"),
+    )
+    .await
+    .expect("grant");
+    let g: DistributionGrant = wait_ready(&client, isv, "g", "False", "ServiceNotFound").await;
+    let msg = ready_message(&g);
+    assert!(
+        msg.contains(&format!("Service later does not exist in namespace {isv}")),
+        "{msg}"
+    );
+    assert_eq!(g.spec.decision, Decision::Approved, "the decision stands");
+    assert_eq!(g.status.and_then(|s| s.state), Some(GrantState::Approved));
+    wait_event(&client, isv, "ServiceNotFound", "g").await;
+
+    // The Service appears: the grant is Ready without any edit of its own.
+    apply(
+        &client,
+        isv,
+        &service_manifest("later", "Private", false, true, "Manual"),
+    )
+    .await
+    .expect("service");
+    wait_ready::<DistributionGrant>(&client, isv, "g", "True", "Approved").await;
+
+    // Distribution disabled on the Service: the approval allows nothing, and says so.
+    patch_service(
+        &client,
+        isv,
+        "later",
+        json!({"distribution": {"enabled": false}}),
+    )
+    .await;
+    let g: DistributionGrant = wait_ready(&client, isv, "g", "False", "DistributionDisabled").await;
+    assert!(
+        ready_message(&g).contains("spec.distribution.enabled is false"),
+        "{}",
+        ready_message(&g)
+    );
+    patch_service(
+        &client,
+        isv,
+        "later",
+        json!({"distribution": {"enabled": true}}),
+    )
+    .await;
+    wait_ready::<DistributionGrant>(&client, isv, "g", "True", "Approved").await;
+
+    // A second grant for the same pair, Revoked: g still decides (an approval
+    // wins), so the second one must not claim that sales stopped.
+    apply(
+        &client,
+        isv,
+        &grant_manifest("h", "later", dist, "Approved"),
+    )
+    .await
+    .expect("second grant");
+    set_decision(&client, isv, "h", json!({"decision": "Revoked"})).await;
+    let h: DistributionGrant = wait_ready(&client, isv, "h", "False", "Superseded").await;
+    assert!(
+        ready_message(&h).contains(&format!(
+            "DistributionGrant {isv}/g also covers Service later for {dist}"
+        )),
+        "{}",
+        ready_message(&h)
+    );
+    apply(
+        &client,
+        dist,
+        &derived_manifest("d", isv, "later", "Private"),
+    )
+    .await
+    .expect("derived");
+    wait_ready::<DerivedService>(&client, dist, "d", "True", "Sellable").await;
+    // g goes: h decides now, and says so; sales stop.
+    Api::<DistributionGrant>::namespaced(client.clone(), isv)
+        .delete("g", &DeleteParams::default())
+        .await
+        .expect("delete g");
+    wait_ready::<DistributionGrant>(&client, isv, "h", "False", "Revoked").await;
+    wait_ready::<DerivedService>(&client, dist, "d", "False", "GrantRevoked").await;
+
+    // The Service is deleted: the remaining grant reports it.
+    Api::<Service>::namespaced(client.clone(), isv)
+        .delete("later", &DeleteParams::default())
+        .await
+        .expect("delete service");
+    wait_ready::<DistributionGrant>(&client, isv, "h", "False", "ServiceNotFound").await;
+    t.cleanup().await;
+}
+
+/// A distributor's default for a parameter that a plan it sells sets would be
+/// ignored by that plan's instances: the DerivedService is refused
+/// (InvalidOverride, naming the parameter and the plan), so is every sale of
+/// it; selling only plans that leave the parameter open makes the default
+/// apply; an ISV's later plan change that pins it refuses it again.
+#[tokio::test]
+async fn a_default_for_a_parameter_a_sold_plan_sets_is_refused() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["isv", "dist", "cust"]).await;
+    let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
+    // Plans: "basic" leaves replicas open, "pro" sets it to 3.
+    apply(
+        &client,
+        isv,
+        &service_manifest("svc", "Private", false, true, "Automatic"),
+    )
+    .await
+    .expect("service");
+    let mut ds = derived_manifest("pinned", isv, "svc", "Private");
+    ds.spec.overrides.parameter_defaults = [("replicas".to_string(), json!(2))].into();
+    apply(&client, dist, &ds).await.expect("derived");
+    let got: DerivedService = wait_ready(&client, dist, "pinned", "False", "InvalidOverride").await;
+    let msg = ready_message(&got);
+    assert!(msg.contains("override parameterDefaults.replicas"), "{msg}");
+    assert!(
+        msg.contains("plan \"pro\" of the source Service sets parameter \"replicas\""),
+        "{msg}"
+    );
+    assert!(!msg.contains("basic"), "{msg}");
+    wait_event(&client, dist, "InvalidOverride", "pinned").await;
+
+    // A sale of the refused product deploys nothing.
+    let si: ServiceInstance = serde_json::from_value(json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance",
+        "metadata": {"name": "site"},
+        "spec": {"serviceRef": {"kind": "DerivedService", "namespace": dist, "name": "pinned"}, "plan": "basic"}
+    }))
+    .expect("instance");
+    apply(&client, cust, &si).await.expect("instance");
+    wait_ready::<ServiceInstance>(&client, cust, "site", "False", "InvalidOverride").await;
+    let configs = Api::<ConfigMap>::namespaced(client.clone(), cust);
+    assert!(
+        configs.get_opt("site-config").await.expect("get").is_none(),
+        "nothing deployed from a refused product"
+    );
+
+    // Selling only "basic": the default applies to every sale.
+    ds.spec.overrides.plans = vec!["basic".into()];
+    apply(&client, dist, &ds).await.expect("derived");
+    let got: DerivedService = wait_ready(&client, dist, "pinned", "True", "Sellable").await;
+    assert_eq!(got.status.map(|s| s.plans), Some(vec!["basic".to_string()]));
+    wait_ready::<ServiceInstance>(&client, cust, "site", "True", "Deployed").await;
+    let cm = configs.get("site-config").await.expect("config map");
+    assert_eq!(
+        cm.data.and_then(|d| d.get("replicas").cloned()).as_deref(),
+        Some("n=2"),
+        "the distributor's default is used"
+    );
+
+    // The ISV pins replicas in "basic" too: the default would be ignored again, so it is refused.
+    patch_service(
+        &client,
+        isv,
+        "svc",
+        json!({"plans": [{"name": "basic", "parameters": {"replicas": 1}}, {"name": "pro", "parameters": {"replicas": 3}}]}),
+    )
+    .await;
+    let got: DerivedService = wait_ready(&client, dist, "pinned", "False", "InvalidOverride").await;
+    assert!(
+        ready_message(&got)
+            .contains("plan \"basic\" of the source Service sets parameter \"replicas\""),
+        "{}",
+        ready_message(&got)
+    );
+    t.cleanup().await;
+}
+
+/// The API server's `date-time` check takes expiries that are not RFC 3339
+/// (an offset of +99:00); such a grant must not allow sales for ever: it
+/// allows none, and both the grant and the product say why.
+#[tokio::test]
+async fn an_expiry_the_controller_cannot_read_allows_no_sales() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (isv, dist) = (t.ns(0), t.ns(1));
+    apply(
+        &client,
+        isv,
+        &service_manifest("svc", "Private", false, true, "Manual"),
+    )
+    .await
+    .expect("service");
+    let mut g = grant_manifest("g", "svc", dist, "Approved");
+    g.spec.expires_at = Some("2030-01-01T00:00:00+99:00".into());
+    apply(&client, isv, &g)
+        .await
+        .expect("the API server takes this expiry");
+    apply(&client, dist, &derived_manifest("d", isv, "svc", "Private"))
+        .await
+        .expect("derived");
+    let got: DistributionGrant = wait_ready(&client, isv, "g", "False", "InvalidExpiry").await;
+    assert!(
+        ready_message(&got).contains("+99:00"),
+        "{}",
+        ready_message(&got)
+    );
+    let ds: DerivedService = wait_ready(&client, dist, "d", "False", "GrantInvalid").await;
+    assert!(
+        ready_message(&ds).contains("is not an RFC 3339 time"),
+        "{}",
+        ready_message(&ds)
+    );
+    set_decision(
+        &client,
+        isv,
+        "g",
+        json!({"expiresAt": "2099-01-01T00:00:00+02:00"}),
+    )
+    .await;
+    wait_ready::<DistributionGrant>(&client, isv, "g", "True", "Approved").await;
+    wait_ready::<DerivedService>(&client, dist, "d", "True", "Sellable").await;
+    t.cleanup().await;
+}
+
+/// An access policy where it cannot apply is accepted (the product still
+/// sells) but named in the Ready message, never silently ignored.
+#[tokio::test]
+async fn an_access_policy_that_cannot_apply_is_named_on_the_object() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (isv, dist) = (t.ns(0), t.ns(1));
+    let policy: AccessPolicy =
+        serde_json::from_value(json!({"approval": "Automatic"})).expect("policy");
+    let mut private = service_manifest("priv", "Private", false, true, "Automatic");
+    private.spec.access = Some(policy.clone());
+    apply(&client, isv, &private).await.expect("service");
+    apply(
+        &client,
+        isv,
+        &service_manifest("fm", "FullyManaged", true, true, "Automatic"),
+    )
+    .await
+    .expect("service");
+    let svc: Service = wait_ready(&client, isv, "priv", "True", "Valid").await;
+    assert!(
+        ready_message(&svc).contains("spec.access has no effect on a Private Service"),
+        "{}",
+        ready_message(&svc)
+    );
+    let mut s3 = derived_manifest("s3", isv, "fm", "FullyManaged");
+    s3.spec.access = Some(policy.clone());
+    apply(&client, dist, &s3).await.expect("derived");
+    let mut s2 = derived_manifest("s2", isv, "priv", "FullyManaged");
+    s2.spec.access = Some(policy);
+    apply(&client, dist, &s2).await.expect("derived");
+    let got: DerivedService = wait_ready(&client, dist, "s3", "True", "Sellable").await;
+    assert!(
+        ready_message(&got).contains("spec.access has no effect in Scenario3"),
+        "{}",
+        ready_message(&got)
+    );
+    // In scenario 2 the distributor owns the resources: its policy applies, no note.
+    let got: DerivedService = wait_ready(&client, dist, "s2", "True", "Sellable").await;
+    assert!(
+        !ready_message(&got).contains("note"),
+        "{}",
+        ready_message(&got)
+    );
+    t.cleanup().await;
+}
+
+/// Locking a required parameter that has no default and that a sold plan does
+/// not set would leave every buyer of that plan with "is required" for a
+/// parameter they may not set: the DerivedService is refused instead, and
+/// accepted once the distributor gives the parameter a default.
+#[tokio::test]
+async fn locking_a_required_parameter_nobody_can_set_is_refused() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (isv, dist) = (t.ns(0), t.ns(1));
+    let mut svc = service_manifest("svc", "Private", false, true, "Automatic");
+    svc.spec.parameters.push(
+        serde_json::from_value(json!({"name": "adminEmail", "type": "String", "required": true}))
+            .expect("parameter"),
+    );
+    apply(&client, isv, &svc).await.expect("service");
+    let mut ds = derived_manifest("locked", isv, "svc", "Private");
+    ds.spec.overrides.locked_parameters = vec!["adminEmail".into()];
+    apply(&client, dist, &ds).await.expect("derived");
+    let got: DerivedService = wait_ready(&client, dist, "locked", "False", "InvalidOverride").await;
+    let msg = ready_message(&got);
+    assert!(
+        msg.contains("parameter \"adminEmail\" is required, has no default and buyers may not set it, so no instance of plans \"basic\", \"pro\" could be deployed"),
+        "{msg}"
+    );
+    ds.spec.overrides.parameter_defaults =
+        [("adminEmail".to_string(), json!("ops@reseller.example"))].into();
+    apply(&client, dist, &ds).await.expect("derived");
+    wait_ready::<DerivedService>(&client, dist, "locked", "True", "Sellable").await;
     t.cleanup().await;
 }
