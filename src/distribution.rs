@@ -10,7 +10,19 @@ use jiff::Timestamp;
 /// Name of the grant the controller writes when a distributor applies. Dots
 /// cannot appear in a namespace name, so the pair is unambiguous.
 pub fn application_grant_name(service: &str, distributor_namespace: &str) -> String {
-    format!("{service}.{distributor_namespace}")
+    let name = format!("{service}.{distributor_namespace}");
+    if name.len() <= 253 {
+        return name;
+    }
+    // A Service name of up to 253 characters plus a namespace does not fit
+    // an object name: keep a readable prefix and a hash of the whole.
+    let keep = 253 - 1 - 63 - 1 - 16;
+    let prefix: String = service.chars().take(keep).collect();
+    let prefix = prefix.trim_end_matches(['-', '.']);
+    format!(
+        "{prefix}-{}.{distributor_namespace}",
+        crate::naming::short_hash(&name, 16)
+    )
 }
 
 /// Effective state of a grant at `now`, and when it will expire (to requeue then).
@@ -277,6 +289,16 @@ pub fn evaluate_derived(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn application_names_are_valid_for_any_service_name() {
+        assert_eq!(application_grant_name("web", "dist"), "web.dist");
+        let long = "s".repeat(253);
+        let a = application_grant_name(&long, &"d".repeat(63));
+        assert!(a.len() <= 253 && crate::render::is_dns_subdomain(&a), "{a}");
+        let b = application_grant_name(&format!("{}x", "s".repeat(252)), &"d".repeat(63));
+        assert_ne!(a, b, "different services, different applications");
+    }
     use crate::render::default_allowed_kinds;
     use serde_json::json;
 
