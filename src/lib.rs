@@ -1,8 +1,10 @@
 //! computenest-controller: software distribution on Kubernetes.
 //!
-//! Layout: `api` (the custom resources), pure domain logic (`scenario`,
-//! `render`), one controller module per kind under `controller`, and the
-//! runtime concerns (`metrics`, `leader`, `health`) apart.
+//! Layout: `api` (the custom resources); pure domain logic with no API calls
+//! (`scenario`, `render`, `distribution`, `provision`, `access`, and `naming`
+//! for the names, labels and hashes they derive); one controller module per
+//! kind under `controller`; the runtime concerns (`metrics`, `health`) apart.
+//! Pure modules never import `controller`.
 
 pub mod access;
 pub mod api;

@@ -7,6 +7,11 @@
 
 use sha2::{Digest, Sha256};
 
+/// Label put on everything the controller creates.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Its value.
+pub const MANAGED_BY: &str = "computenest-controller";
+
 /// The first `len` hex digits of the SHA-256 of `input`.
 pub fn short_hash(input: &str, len: usize) -> String {
     let digest = hex::encode(Sha256::digest(input.as_bytes()));

@@ -203,8 +203,8 @@ pub fn build(
     };
     let mut common = BTreeMap::from([
         (
-            crate::controller::MANAGED_BY_LABEL.to_string(),
-            crate::controller::MANAGED_BY.to_string(),
+            naming::MANAGED_BY_LABEL.to_string(),
+            naming::MANAGED_BY.to_string(),
         ),
         (labels::INSTANCE_NAMESPACE.to_string(), inst_ns.to_string()),
         (
@@ -331,8 +331,8 @@ fn orders(instance: &ServiceInstance, product: &Product<'_>) -> Vec<Order> {
         namespace: Some(ns.to_string()),
         labels: Some(BTreeMap::from([
             (
-                crate::controller::MANAGED_BY_LABEL.to_string(),
-                crate::controller::MANAGED_BY.to_string(),
+                naming::MANAGED_BY_LABEL.to_string(),
+                naming::MANAGED_BY.to_string(),
             ),
             (labels::INSTANCE_NAMESPACE.to_string(), inst_ns.clone()),
             (

@@ -32,10 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// Label put on everything the controller creates.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// Its value.
-pub const MANAGED_BY: &str = "computenest-controller";
+pub use crate::naming::{MANAGED_BY, MANAGED_BY_LABEL};
 
 /// Operator settings that the controllers read.
 #[derive(Clone, Debug)]
