@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the controllers (uses KUBECONFIG, or the in-cluster ServiceAccount).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML (the source of crds/).
     Crd,
 }
@@ -79,6 +79,20 @@ struct RunArgs {
     /// NetworkPolicy, PodDisruptionBudget.
     #[arg(long, env = "COMPUTENEST_ALLOWED_KINDS", value_delimiter = ',')]
     allowed_kinds: Vec<String>,
+    /// Seconds between sweeps that remove access grants (Roles and
+    /// RoleBindings) whose AccessRequest is gone. The sweep also runs at
+    /// start and at once after a burst of deletions.
+    #[arg(long, env = "COMPUTENEST_SWEEP_INTERVAL", default_value_t = 300)]
+    sweep_interval: u64,
+    /// What AccessRequests may ever be granted: a JSON or YAML list of RBAC
+    /// rules (apiGroups, resources, verbs; every permission named, no `*`).
+    /// The controller's own RBAC must hold exactly these (the chart binds
+    /// access.grantableRules to it); requests outside them are narrowed with
+    /// a condition instead of failing at the API server. Default: the
+    /// built-in safe set (reading the usual namespaced objects except
+    /// Secrets, pod logs, deleting pods, scaling).
+    #[arg(long, env = "COMPUTENEST_GRANTABLE_RULES")]
+    grantable_rules: Option<String>,
     /// Exit when the process with this PID ends (used by the test harness so
     /// that no controller outlives its test run).
     #[arg(long, hide = true)]
@@ -112,7 +126,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(args)) {
+            match runtime.block_on(run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e}");
@@ -201,7 +215,22 @@ async fn run(args: RunArgs) -> Result<(), String> {
             .cloned()
             .collect(),
         concurrency: args.concurrency.max(1),
+        sweep_interval: std::time::Duration::from_secs(args.sweep_interval.max(1)),
+        grantable: computenest::access::Permissions::of_rules(
+            &match args.grantable_rules.as_deref() {
+                Some(text) if !text.trim().is_empty() => {
+                    computenest::access::parse_grantable_rules(text)
+                        .map_err(|e| format!("--grantable-rules: {e}"))?
+                }
+                _ => computenest::access::default_grantable_rules(),
+            },
+        ),
     };
+    tracing::info!(
+        permissions = settings.grantable.len(),
+        sweep_interval_s = settings.sweep_interval.as_secs(),
+        "access: grantable set and sweep interval"
+    );
     let client = kube::Client::try_default().await.map_err(|e| {
         format!("cannot reach Kubernetes (set KUBECONFIG or run in a cluster): {e}")
     })?;

@@ -10,9 +10,13 @@
 //!
 //! Cleanup needs no finalizer (a customer could remove one and keep the
 //! access): the Role and RoleBinding are named after the request's UID and
-//! labelled with it. A deleted request is cleaned up from its deletion event;
-//! once the caches are synced, every labelled Role whose request no longer
-//! exists is removed, which covers deletions while the controller was down.
+//! labelled with it. The cleaner compares the request cache with itself
+//! every second (no event can be dropped: the cache is the truth, even after
+//! a watch restart) and removes the grants of the few requests that left
+//! it. A sweep runs at start, every `--sweep-interval`, at once after a burst
+//! of deletions and after a failed cleanup: it lists the labelled Roles and
+//! RoleBindings, confirms with a live GET that their request is gone (or is
+//! another one of the same name) and deletes them with a UID precondition.
 //! When the instance is deleted, its managed namespace goes with everything
 //! in it.
 //!
@@ -23,7 +27,9 @@
 
 use super::grant::requeue_at;
 use super::status::{condition, ready, write_status_if_changed};
-use super::{Context, Error, MANAGED_BY, MANAGED_BY_LABEL, Trigger, is_not_found, ns_of};
+use super::{
+    Context, Error, MANAGED_BY, MANAGED_BY_LABEL, Trigger, is_conflict, is_not_found, ns_of,
+};
 use crate::access::{self, ApprovalView, InstanceState, Outcome, RequestView, labels};
 use crate::api::{
     AccessApproval, AccessPhase, AccessPolicy, AccessRequest, AccessRequestStatus, AccessSubject,
@@ -34,12 +40,12 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,11 +79,10 @@ where
     // Each consumer owns the handles it polls and drops the rest: a shared
     // reflector waits for every subscribed handle, so none may sit idle.
     let for_approvals = t.clone();
-    let for_cleaner = t.requests.clone();
     tokio::join!(
         request_controller(t, ctx.clone(), stopped()),
         approval_controller(for_approvals, ctx.clone(), stopped()),
-        cleaner(for_cleaner, ctx.clone(), stopped()),
+        cleaner(ctx.clone(), stopped()),
     );
 }
 
@@ -323,10 +328,12 @@ async fn apply(req: &AccessRequest, ctx: &Context) -> Result<Action, Error> {
         .access_approvals
         .state_filter(|a| a.spec.request_namespace == ns && a.spec.request_name == req.name_any());
     let views: Vec<ApprovalView<'_>> = approvals.iter().map(|a| ApprovalView::of(a)).collect();
+    let view = RequestView::of(req);
     let mut outcome = access::decide(
-        &RequestView::of(req),
+        &view,
         &state,
         &policy,
+        &ctx.settings.grantable,
         &views,
         Timestamp::now(),
     );
@@ -345,7 +352,7 @@ async fn apply(req: &AccessRequest, ctx: &Context) -> Result<Action, Error> {
                     ready: false,
                     reason: "GrantFailed",
                     message: format!(
-                        "approved ({}), but the API server refused the Role or RoleBinding in namespace {}: {} (HTTP {}); the controller needs create, patch, bind and escalate on roles there",
+                        "approved ({}), but the API server refused the Role or RoleBinding in namespace {}: {} (HTTP {}); the controller's own RBAC must hold every permission of its grantable set (the chart binds access.grantableRules to it), and create and patch on roles and rolebindings",
                         outcome.decided_by.as_deref().unwrap_or_default(),
                         grant.namespace,
                         s.message,
@@ -375,6 +382,7 @@ async fn apply(req: &AccessRequest, ctx: &Context) -> Result<Action, Error> {
     let generation = req.metadata.generation;
     let status = AccessRequestStatus {
         observed_generation: generation,
+        request_digest: Some(view.digest.clone()),
         phase: Some(outcome.phase),
         expires_at: outcome.expires_at.map(access::format_time),
         granted_rules: outcome
@@ -459,9 +467,10 @@ async fn owner_event(
         outcome.message,
         if reason == "AccessRequested" {
             format!(
-                ". Decide with an AccessApproval in namespace {owner_namespace}: requestNamespace {}, requestName {}, decision Approved or Rejected",
+                ". Decide with an AccessApproval in namespace {owner_namespace}: requestNamespace {}, requestName {}, {}, decision Approved or Rejected",
                 ns_of(req),
-                req.name_any()
+                req.name_any(),
+                RequestView::of(req).pins()
             )
         } else {
             String::new()
@@ -523,6 +532,7 @@ async fn write_grant(
         "namespace": grant.namespace,
         "labels": grant_labels(req),
         "annotations": {
+            labels::REQUEST: req.name_any(),
             labels::EXPIRES_AT: access::format_time(grant.expires_at),
             labels::DECIDED_BY: outcome.decided_by.clone().unwrap_or_default(),
         },
@@ -633,42 +643,91 @@ fn deletion_targets(req: &AccessRequest, ctx: &Context) -> Vec<String> {
     targets
 }
 
-/// Cleans up after deleted requests (from the deletion events), and once,
-/// when the caches are synced, sweeps away every grant whose request is gone.
-async fn cleaner(
-    requests: Trigger<AccessRequest>,
-    ctx: Arc<Context>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
-    // Subscribe before the sweep, so that no deletion falls in between.
-    let deletions = requests.deletions();
-    drop(requests);
+/// Requests gone between two looks beyond which the cleaner sweeps (two
+/// lists) rather than removing the grants of each (a few deletes each).
+const BURST: usize = 32;
+/// How often the cleaner compares the request cache with itself.
+const TICK: Duration = Duration::from_secs(1);
+/// Deletes and live reads of a sweep in flight at once.
+const SWEEP_CONCURRENCY: usize = 16;
+
+/// The requests in the cache, by UID.
+fn cached_requests(ctx: &Context) -> HashMap<String, Arc<AccessRequest>> {
+    ctx.stores
+        .access_requests
+        .state()
+        .into_iter()
+        .filter_map(|r| r.metadata.uid.clone().map(|u| (u, r)))
+        .collect()
+}
+
+/// Removes the grants of deleted requests. Not from the deletion events (a
+/// bounded broadcast that drops events when it lags, and a watch restart
+/// reports no deletions at all): from the cache, compared with itself every
+/// second. A few requests gone are cleaned up one by one; a burst, a failed
+/// cleanup, the start and every `sweep_interval` run a sweep.
+async fn cleaner(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let work = async {
         while !ctx.readiness.is_ready() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        for attempt in 0..6u32 {
-            match sweep(&ctx).await {
-                Ok(n) => {
-                    tracing::info!(removed = n, "access grants swept");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not sweep access grants; retrying");
-                    tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
-                }
-            }
-        }
-        deletions
-            .for_each_concurrent(4, |r| {
-                let ctx = ctx.clone();
-                async move {
-                    if let Ok(req) = r {
-                        cleanup_deleted(&req, &ctx).await;
+        let interval = ctx.settings.sweep_interval.max(Duration::from_secs(1));
+        let mut known = cached_requests(&ctx);
+        let mut next_sweep = Instant::now();
+        loop {
+            if Instant::now() >= next_sweep {
+                let started = Instant::now();
+                match sweep(&ctx).await {
+                    Ok(n) => {
+                        tracing::info!(
+                            removed = n,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "access grants swept"
+                        );
+                        next_sweep = Instant::now() + interval;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not sweep access grants; retrying");
+                        ctx.metrics.error(KIND, &e.metric_reason());
+                        next_sweep = Instant::now() + interval.min(Duration::from_secs(10));
                     }
                 }
-            })
-            .await;
+            }
+            tokio::time::sleep(TICK).await;
+            let current = cached_requests(&ctx);
+            let gone: Vec<Arc<AccessRequest>> = known
+                .iter()
+                .filter(|(uid, _)| !current.contains_key(*uid))
+                .map(|(_, r)| r.clone())
+                .collect();
+            known = current;
+            if gone.is_empty() {
+                continue;
+            }
+            for req in &gone {
+                forget(req, &ctx);
+            }
+            if gone.len() > BURST {
+                tracing::info!(
+                    deleted = gone.len(),
+                    "access requests deleted at once; sweeping"
+                );
+                next_sweep = Instant::now();
+                continue;
+            }
+            let failed = futures::stream::iter(gone)
+                .map(|req| {
+                    let ctx = ctx.clone();
+                    async move { !cleanup_deleted(&req, &ctx).await }
+                })
+                .buffer_unordered(8)
+                .filter(|failed| futures::future::ready(*failed))
+                .count()
+                .await;
+            if failed > 0 {
+                next_sweep = next_sweep.min(Instant::now() + Duration::from_secs(5));
+            }
+        }
     };
     tokio::select! {
         _ = work => {},
@@ -676,35 +735,126 @@ async fn cleaner(
     }
 }
 
-async fn cleanup_deleted(req: &AccessRequest, ctx: &Context) {
+/// Removes the grant of a deleted request; false if that failed (a sweep follows).
+async fn cleanup_deleted(req: &AccessRequest, ctx: &Context) -> bool {
     if !ctx.settings.watches(&ns_of(req)) {
-        return;
+        return true;
     }
     let targets = deletion_targets(req, ctx);
-    for attempt in 0..6u32 {
-        match revoke(req, ctx, &targets, true).await {
-            Ok(()) => break,
-            Err(e) => {
-                tracing::warn!(namespace = %ns_of(req), name = %req.name_any(), error = %e, "could not remove the grant of a deleted access request; retrying");
-                ctx.metrics.error(KIND, &e.metric_reason());
-                tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
-            }
+    match revoke(req, ctx, &targets, true).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(namespace = %ns_of(req), name = %req.name_any(), error = %e, "could not remove the grant of a deleted access request; a sweep follows");
+            ctx.metrics.error(KIND, &e.metric_reason());
+            false
         }
     }
+}
+
+/// Drops what this process remembers of a deleted request.
+fn forget(req: &AccessRequest, ctx: &Context) {
     let uid = req.metadata.uid.as_deref().unwrap_or_default();
     ctx.memo.forget(&format!("status/{uid}"));
-    for ns in &targets {
+    for ns in &deletion_targets(req, ctx) {
         ctx.memo.forget(&memo_key("absent", req, ns));
         ctx.memo.forget(&memo_key("grant", req, ns));
     }
 }
 
-/// Removes every Role (and its RoleBinding) labelled with the UID of an
-/// AccessRequest that no longer exists. Returns how many were removed.
+/// A labelled Role or RoleBinding, as listed.
+struct Granted {
+    binding: bool,
+    namespace: String,
+    name: String,
+    uid: String,
+}
+
+/// The request a grant was written for: namespace, name (None when the
+/// label was cut and no annotation says it), UID.
+type RequestKey = (String, Option<String>, String);
+
+fn request_key(meta: &kube::core::ObjectMeta) -> Option<RequestKey> {
+    let l = meta.labels.as_ref()?;
+    let ns = l.get(labels::REQUEST_NAMESPACE)?.clone();
+    let uid = l.get(labels::REQUEST_UID)?.clone();
+    if ns.is_empty() || uid.is_empty() {
+        return None;
+    }
+    let name = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(labels::REQUEST))
+        .cloned()
+        .or_else(|| {
+            l.get(labels::REQUEST_NAME)
+                .filter(|n| !n.is_empty() && n.len() < 63)
+                .cloned()
+        });
+    Some((ns, name, uid))
+}
+
+/// Whether the request a grant was written for is gone, by a live read (the
+/// cache may lag): no such request, or one of that name with another UID.
+async fn request_gone(ctx: &Context, key: &RequestKey) -> Result<bool, Error> {
+    let (ns, name, uid) = key;
+    let api = Api::<AccessRequest>::namespaced(ctx.client.clone(), ns);
+    match name {
+        Some(name) => Ok(match api.get_metadata_opt(name).await? {
+            None => true,
+            Some(m) => m.metadata.uid.as_deref() != Some(uid.as_str()),
+        }),
+        None => Ok(!api
+            .list_metadata(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .any(|m| m.metadata.uid.as_deref() == Some(uid.as_str()))),
+    }
+}
+
+/// Deletes one granted object, only if it is still the one listed (UID
+/// precondition): a Role re-created under the same name is never hit.
+async fn delete_granted(ctx: &Context, g: &Granted) -> Result<bool, Error> {
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(g.uid.clone()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    let result = if g.binding {
+        Api::<RoleBinding>::namespaced(ctx.client.clone(), &g.namespace)
+            .delete(&g.name, &dp)
+            .await
+            .map(|_| ())
+    } else {
+        Api::<Role>::namespaced(ctx.client.clone(), &g.namespace)
+            .delete(&g.name, &dp)
+            .await
+            .map(|_| ())
+    };
+    match result {
+        Ok(()) => {
+            ctx.metrics.wrote(KIND, "delete");
+            Ok(true)
+        }
+        Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes every Role and RoleBinding labelled with the UID of an
+/// AccessRequest that no longer exists (confirmed by a live read), with a
+/// UID precondition, bindings first. Only objects carrying the controller's
+/// labels are listed. Returns how many were removed.
 async fn sweep(ctx: &Context) -> Result<usize, Error> {
     let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY},{}", labels::REQUEST_UID);
+    let lp = ListParams::default().labels(&selector);
+    let bindings = Api::<RoleBinding>::all(ctx.client.clone())
+        .list_metadata(&lp)
+        .await?;
     let roles = Api::<Role>::all(ctx.client.clone())
-        .list_metadata(&ListParams::default().labels(&selector))
+        .list_metadata(&lp)
         .await?;
     let live: HashSet<String> = ctx
         .stores
@@ -713,21 +863,79 @@ async fn sweep(ctx: &Context) -> Result<usize, Error> {
         .iter()
         .filter_map(|r| r.metadata.uid.clone())
         .collect();
-    let mut removed = 0;
-    for role in roles.items {
-        let l = role.labels();
-        let owner_ns = l
-            .get(labels::REQUEST_NAMESPACE)
-            .cloned()
-            .unwrap_or_default();
-        let uid = l.get(labels::REQUEST_UID).cloned().unwrap_or_default();
-        if !ctx.settings.watches(&owner_ns) || live.contains(&uid) {
+    let mut orphans: BTreeMap<RequestKey, Vec<Granted>> = BTreeMap::new();
+    let listed = bindings
+        .items
+        .into_iter()
+        .map(|m| (true, m.metadata))
+        .chain(roles.items.into_iter().map(|m| (false, m.metadata)));
+    for (binding, m) in listed {
+        let Some(key) = request_key(&m) else {
+            continue;
+        };
+        if !ctx.settings.watches(&key.0) || live.contains(&key.2) {
             continue;
         }
-        delete_grant(ctx, &ns_of(&role), &role.name_any()).await?;
-        removed += 1;
+        let (Some(namespace), Some(name), Some(uid)) = (m.namespace, m.name, m.uid) else {
+            continue;
+        };
+        orphans.entry(key).or_default().push(Granted {
+            binding,
+            namespace,
+            name,
+            uid,
+        });
     }
-    Ok(removed)
+    if orphans.is_empty() {
+        return Ok(0);
+    }
+    // Confirm each request is gone, then delete its objects (bindings first).
+    let confirmed: Vec<Result<Option<Vec<Granted>>, Error>> = futures::stream::iter(orphans)
+        .map(|(key, objects)| async move { Ok(request_gone(ctx, &key).await?.then_some(objects)) })
+        .buffer_unordered(SWEEP_CONCURRENCY)
+        .collect()
+        .await;
+    let mut first_error = None;
+    let mut bindings = Vec::new();
+    let mut roles = Vec::new();
+    for c in confirmed {
+        match c {
+            Ok(Some(objects)) => {
+                for g in objects {
+                    if g.binding {
+                        bindings.push(g);
+                    } else {
+                        roles.push(g);
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let mut removed = 0;
+    for batch in [bindings, roles] {
+        let results: Vec<Result<bool, Error>> = futures::stream::iter(batch)
+            .map(|g| async move { delete_granted(ctx, &g).await })
+            .buffer_unordered(SWEEP_CONCURRENCY)
+            .collect()
+            .await;
+        for r in results {
+            match r {
+                Ok(true) => removed += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(removed),
+    }
 }
 
 async fn approval_controller(
