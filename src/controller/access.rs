@@ -10,10 +10,11 @@
 //!
 //! Cleanup needs no finalizer (a customer could remove one and keep the
 //! access): the Role and RoleBinding are named after the request's UID and
-//! labelled with it. The cleaner compares the request cache with itself
-//! every second (no event can be dropped: the cache is the truth, even after
-//! a watch restart) and removes the grants of the few requests that left
-//! it. A sweep runs at start, every `--sweep-interval`, at once after a burst
+//! labelled with it. The cleaner takes the deletion events (fast, but
+//! dropped when their bounded broadcast lags) and compares the request cache
+//! with itself every second (nothing can be missed there: the cache is the
+//! truth, even after a watch restart), and removes the grants of the few
+//! requests that left it. A sweep runs at start, every `--sweep-interval`, at once after a burst
 //! of deletions and after a failed cleanup: it lists the labelled Roles and
 //! RoleBindings, confirms with a live GET that their request is gone (or is
 //! another one of the same name) and deletes them with a UID precondition.
@@ -79,10 +80,11 @@ where
     // Each consumer owns the handles it polls and drops the rest: a shared
     // reflector waits for every subscribed handle, so none may sit idle.
     let for_approvals = t.clone();
+    let for_cleaner = t.requests.clone();
     tokio::join!(
         request_controller(t, ctx.clone(), stopped()),
         approval_controller(for_approvals, ctx.clone(), stopped()),
-        cleaner(ctx.clone(), stopped()),
+        cleaner(for_cleaner, ctx.clone(), stopped()),
     );
 }
 
@@ -588,30 +590,54 @@ async fn revoke(
         if !force && ctx.memo.is_same(&absent, &true) {
             continue;
         }
-        delete_grant(ctx, ns, &name).await?;
+        delete_grant(
+            ctx,
+            ns,
+            &name,
+            req.metadata.uid.as_deref().unwrap_or_default(),
+        )
+        .await?;
         ctx.memo.record(&absent, &true);
         ctx.memo.forget(&memo_key("grant", req, ns));
     }
     Ok(())
 }
 
-async fn delete_grant(ctx: &Context, ns: &str, name: &str) -> Result<(), Error> {
-    let dp = DeleteParams::default();
-    match Api::<RoleBinding>::namespaced(ctx.client.clone(), ns)
-        .delete(name, &dp)
-        .await
-    {
-        Ok(_) => ctx.metrics.wrote(KIND, "delete"),
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(e.into()),
+/// Deletes the RoleBinding and the Role `name` of request `request_uid` in
+/// `ns`, binding first: only objects carrying the controller's labels with
+/// this request's UID (an object of that name written by someone else stays),
+/// each with a UID precondition.
+async fn delete_grant(ctx: &Context, ns: &str, name: &str, request_uid: &str) -> Result<(), Error> {
+    if request_uid.is_empty() {
+        return Ok(());
     }
-    match Api::<Role>::namespaced(ctx.client.clone(), ns)
-        .delete(name, &dp)
-        .await
-    {
-        Ok(_) => ctx.metrics.wrote(KIND, "delete"),
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(e.into()),
+    let lp = ListParams::default()
+        .labels(&format!(
+            "{MANAGED_BY_LABEL}={MANAGED_BY},{}={request_uid}",
+            labels::REQUEST_UID
+        ))
+        .fields(&format!("metadata.name={name}"));
+    let bindings = Api::<RoleBinding>::namespaced(ctx.client.clone(), ns)
+        .list_metadata(&lp)
+        .await?;
+    let roles = Api::<Role>::namespaced(ctx.client.clone(), ns)
+        .list_metadata(&lp)
+        .await?;
+    let listed = bindings
+        .items
+        .into_iter()
+        .map(|m| (true, m.metadata))
+        .chain(roles.items.into_iter().map(|m| (false, m.metadata)));
+    for (binding, m) in listed {
+        if let Some(uid) = m.uid {
+            let g = Granted {
+                binding,
+                namespace: ns.to_string(),
+                name: name.to_string(),
+                uid,
+            };
+            delete_granted(ctx, &g).await?;
+        }
     }
     Ok(())
 }
@@ -648,6 +674,10 @@ fn deletion_targets(req: &AccessRequest, ctx: &Context) -> Vec<String> {
 const BURST: usize = 32;
 /// How often the cleaner compares the request cache with itself.
 const TICK: Duration = Duration::from_secs(1);
+/// When the grants of deleted requests are looked for again: a reconcile
+/// that started before the deletion reached the cache may still write a
+/// grant after it was removed.
+const RECHECK: [Duration; 2] = [Duration::from_secs(5), Duration::from_secs(30)];
 /// Deletes and live reads of a sweep in flight at once.
 const SWEEP_CONCURRENCY: usize = 16;
 
@@ -661,18 +691,32 @@ fn cached_requests(ctx: &Context) -> HashMap<String, Arc<AccessRequest>> {
         .collect()
 }
 
-/// Removes the grants of deleted requests. Not from the deletion events (a
-/// bounded broadcast that drops events when it lags, and a watch restart
-/// reports no deletions at all): from the cache, compared with itself every
-/// second. A few requests gone are cleaned up one by one; a burst, a failed
-/// cleanup, the start and every `sweep_interval` run a sweep.
-async fn cleaner(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+/// Removes the grants of deleted requests. Not from the deletion events
+/// alone (a bounded broadcast that drops events when it lags, and a watch
+/// restart reports no deletions at all): also from the cache, compared with
+/// itself every second. A few requests gone are cleaned up one by one, and
+/// looked at again 5 s and 30 s later (a reconcile in flight may have
+/// written the grant again); a burst, a failed cleanup, the start and every
+/// `sweep_interval` run a sweep.
+async fn cleaner(
+    requests: Trigger<AccessRequest>,
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    // The deletion events are the fast path, and the only one for a request
+    // created and deleted between two looks at the cache; they may be
+    // dropped, which the comparison of the cache and the sweeps make up for.
+    let mut deletions = Some(Box::pin(requests.deletions()));
+    drop(requests); // its reflector handle is not polled here
     let work = async {
         while !ctx.readiness.is_ready() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let interval = ctx.settings.sweep_interval.max(Duration::from_secs(1));
         let mut known = cached_requests(&ctx);
+        let mut recheck: Vec<(Instant, Arc<AccessRequest>)> = Vec::new();
+        // After a burst: more sweeps shortly after the first (see RECHECK).
+        let mut sweeps_after: Vec<Instant> = Vec::new();
         let mut next_sweep = Instant::now();
         loop {
             if Instant::now() >= next_sweep {
@@ -684,7 +728,9 @@ async fn cleaner(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
                             elapsed_ms = started.elapsed().as_millis() as u64,
                             "access grants swept"
                         );
-                        next_sweep = Instant::now() + interval;
+                        let now = Instant::now();
+                        sweeps_after.retain(|at| *at > now);
+                        next_sweep = sweeps_after.iter().copied().min().unwrap_or(now + interval);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "could not sweep access grants; retrying");
@@ -693,32 +739,77 @@ async fn cleaner(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
                     }
                 }
             }
-            tokio::time::sleep(TICK).await;
+            // One tick, taking the deletion events that arrive meanwhile.
+            let mut events: HashMap<String, Arc<AccessRequest>> = HashMap::new();
+            let tick = tokio::time::sleep(TICK);
+            tokio::pin!(tick);
+            loop {
+                let Some(stream) = deletions.as_mut() else {
+                    tick.as_mut().await;
+                    break;
+                };
+                tokio::select! {
+                    _ = &mut tick => break,
+                    event = stream.next() => match event {
+                        Some(Ok(r)) => {
+                            if let Some(uid) = r.metadata.uid.clone() {
+                                events.insert(uid, Arc::new(r));
+                            }
+                        }
+                        Some(Err(_)) => {}
+                        None => deletions = None,
+                    },
+                }
+            }
             let current = cached_requests(&ctx);
-            let gone: Vec<Arc<AccessRequest>> = known
-                .iter()
-                .filter(|(uid, _)| !current.contains_key(*uid))
-                .map(|(_, r)| r.clone())
-                .collect();
+            for (uid, r) in known.iter() {
+                if !current.contains_key(uid) {
+                    events.entry(uid.clone()).or_insert_with(|| r.clone());
+                }
+            }
+            let gone: Vec<Arc<AccessRequest>> = events.into_values().collect();
             known = current;
-            if gone.is_empty() {
+            let now = Instant::now();
+            let (due, later): (Vec<_>, Vec<_>) = recheck.drain(..).partition(|(at, _)| *at <= now);
+            recheck = later;
+            if gone.is_empty() && due.is_empty() {
                 continue;
             }
-            for req in &gone {
-                forget(req, &ctx);
-            }
+            tracing::debug!(
+                deleted = gone.len(),
+                rechecked = due.len(),
+                "access requests left the cache"
+            );
             if gone.len() > BURST {
+                for req in &gone {
+                    forget(req, &ctx);
+                }
                 tracing::info!(
                     deleted = gone.len(),
                     "access requests deleted at once; sweeping"
                 );
                 next_sweep = Instant::now();
+                sweeps_after.extend(RECHECK.iter().map(|d| now + *d));
                 continue;
             }
-            let failed = futures::stream::iter(gone)
+            let work: Vec<Arc<AccessRequest>> = gone
+                .iter()
+                .cloned()
+                .chain(due.into_iter().map(|(_, r)| r))
+                .collect();
+            recheck.extend(
+                gone.into_iter()
+                    .flat_map(|r| RECHECK.iter().map(move |d| (now + *d, r.clone()))),
+            );
+            let failed = futures::stream::iter(work)
                 .map(|req| {
                     let ctx = ctx.clone();
-                    async move { !cleanup_deleted(&req, &ctx).await }
+                    async move {
+                        let failed = !cleanup_deleted(&req, &ctx).await;
+                        // After the cleanup, which records what it removed.
+                        forget(&req, &ctx);
+                        failed
+                    }
                 })
                 .buffer_unordered(8)
                 .filter(|failed| futures::future::ready(*failed))
@@ -741,6 +832,7 @@ async fn cleanup_deleted(req: &AccessRequest, ctx: &Context) -> bool {
         return true;
     }
     let targets = deletion_targets(req, ctx);
+    tracing::info!(namespace = %ns_of(req), name = %req.name_any(), ?targets, "DEBUG cleanup of a deleted access request");
     match revoke(req, ctx, &targets, true).await {
         Ok(()) => true,
         Err(e) => {

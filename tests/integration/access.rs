@@ -1329,10 +1329,11 @@ async fn custom_resources_endpoint_writes_and_secrets_are_not_granted_by_default
 /// Issue 12, item 7: grants never outlive their request, even when 10,000
 /// requests are deleted at once (16 deletecollection calls in parallel, one
 /// per label group, so that the API server deletes them with several
-/// workers). The deletion events of such a burst overflow the controller's
-/// bounded deletion broadcast (1024 events, dropped when it lags), so they
-/// cannot be what removes the grants; every Role and RoleBinding must be
-/// gone within 60 s all the same. 200 of the requests are Active (Automatic
+/// workers). The deletion events of such a burst can overflow the
+/// controller's bounded deletion broadcast (1024 events, dropped when a
+/// receiver lags: the old controller dropped hundreds of batches and kept
+/// grants), so they cannot be all that removes the grants; every Role and
+/// RoleBinding must be gone within 60 s of the last request all the same. 200 of the requests are Active (Automatic
 /// approval), spread over the burst; the others wait for an instance that
 /// does not exist (a grant exists only for an Active request, and 10,000 of
 /// them would take minutes to write on two cores).
@@ -1485,5 +1486,79 @@ async fn grants_are_gone_within_60s_after_10000_requests_are_deleted_at_once() {
         deleted_at.elapsed()
     );
     wait_can(&sample, &target, NOTHING, "the sample subject afterwards").await;
+    t.cleanup().await;
+}
+
+/// A grant is removed only where the object carries the controller's labels
+/// and the request's UID: the owner's own RoleBinding that took the name of a
+/// grant (here after the grant's binding was removed by hand) survives the
+/// customer's withdrawal (customer impersonated), byte for byte.
+#[tokio::test]
+async fn revoking_deletes_only_the_controllers_own_labelled_objects() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let (t, target) = direct_managed(&client, json!({"approval": "Automatic"})).await;
+    let cust = t.ns(1);
+    let id = short_id();
+    let customer_name = format!("customer-{id}");
+    tenant_rights(&client, cust, &customer_name, &["accessrequests"]).await;
+    let customer = client_as(&customer_name, &[]).await;
+    let list_pods = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]);
+    let requests = Api::<AccessRequest>::namespaced(customer.clone(), cust);
+    requests
+        .create(
+            &Default::default(),
+            &request("mine", "direct", user(&format!("bob-{id}")), list_pods, 600),
+        )
+        .await
+        .expect("the customer writes its request");
+    let req: AccessRequest = wait_ready(&client, cust, "mine", "True", "Active").await;
+    let uid = req.uid().expect("uid");
+    let name = grant_name("mine", &uid);
+    // The owner's operator replaces the binding with one of its own.
+    let bindings = Api::<RoleBinding>::namespaced(client.clone(), &target);
+    bindings
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete the controller's binding");
+    wait_for("the binding is gone", DEADLINE, || async {
+        bindings.get_opt(&name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let own: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": target, "labels": {"team": "owner-ops"}},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "owner-operator"}]
+    }))
+    .expect("binding");
+    let victim = bindings
+        .create(&Default::default(), &own)
+        .await
+        .expect("the owner's own binding");
+
+    requests
+        .patch(
+            "mine",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"withdrawn": true}})),
+        )
+        .await
+        .expect("the customer withdraws");
+    wait_ready::<AccessRequest>(&client, cust, "mine", "False", "Withdrawn").await;
+    // The controller acted: its own Role is gone ...
+    let roles = Api::<Role>::namespaced(client.clone(), &target);
+    wait_for("the controller's Role is removed", DEADLINE, || async {
+        roles.get_opt(&name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    // ... and the owner's binding of the same name is untouched.
+    let after = bindings
+        .get_opt(&name)
+        .await
+        .expect("read the owner's binding")
+        .expect("the owner's binding was deleted by the controller");
+    assert_eq!(after.uid(), victim.uid());
+    assert_eq!(after.resource_version(), victim.resource_version());
+    assert_eq!(after.subjects, victim.subjects);
     t.cleanup().await;
 }
