@@ -8,6 +8,9 @@
 #    with a token of the chart's ServiceAccount (and the Deployment's own
 #    environment), with leader election in the chart's Lease; examples
 #    scenario2 and scenario3 deploy, with their Orders;
+#  - an AccessRequest is granted under the chart's RBAC (no bind, no escalate:
+#    the Role holds only permissions of access.grantableRules, Secrets are left
+#    out with a message) and its Role goes with it;
 #  - exactly one replica leads (Lease holder, computenest_leader on /metrics);
 #  - SIGKILL of the leader: the standby takes over within the lease duration
 #    plus a few seconds and deploys a new instance; SIGTERM of the last one
@@ -178,6 +181,15 @@ can yes list accessrequests.computenest.dev -A
 can yes patch accessrequests.computenest.dev --subresource=status -n x
 can yes create roles.rbac.authorization.k8s.io -n x
 can yes create rolebindings.rbac.authorization.k8s.io -n x
+can yes list roles.rbac.authorization.k8s.io -A
+can yes list rolebindings.rbac.authorization.k8s.io -A
+can yes get accessrequests.computenest.dev -n x
+# The grantable set (access.grantableRules), held by the controller itself so
+# that it can write Roles with it without "escalate" ...
+can yes get pods --subresource=log -n x
+can yes list deployments.apps -n x
+can yes patch deployments.apps --subresource=scale -n x
+can yes delete pods -n x
 can yes patch secrets -n x
 can yes create deployments.apps -n x
 can yes create namespaces
@@ -195,6 +207,14 @@ can no get secrets -n x
 can no list secrets -A
 can no create clusterroles.rbac.authorization.k8s.io
 can no create clusterrolebindings.rbac.authorization.k8s.io
+# ... and never "bind" or "escalate": no bug can grant more than it holds.
+can no escalate roles.rbac.authorization.k8s.io -n x
+can no bind roles.rbac.authorization.k8s.io -n x
+can no escalate clusterroles.rbac.authorization.k8s.io
+can no bind clusterroles.rbac.authorization.k8s.io
+can no create pods --subresource=exec -n x
+can no create serviceaccounts --subresource=token -n x
+can no create endpoints -n x
 can no patch leases.coordination.k8s.io/other -n "$lease_ns"
 can no get leases.coordination.k8s.io/"$lease_name" -n kube-system
 
@@ -323,6 +343,61 @@ check_orders() { # check_orders INSTANCE
   fi
 }
 check_orders reports
+
+# ---- an access request is granted under the chart's RBAC (no escalate, no bind) --------
+
+target3="$(kc get serviceinstances.computenest.dev -n s3-customer reports -o jsonpath='{.status.owner.targetNamespace}')"
+cat >"$work/access-request.yaml" <<'EOF'
+apiVersion: computenest.dev/v1alpha1
+kind: AccessRequest
+metadata: { name: chart-test, namespace: s3-customer }
+spec:
+  instanceName: reports
+  subject: { kind: User, name: chart-test-jane }
+  rules:
+    - { apiGroups: [""], resources: [pods, pods/log], verbs: [get, list] }
+    - { apiGroups: [apps], resources: [deployments/scale], verbs: [patch] }
+    - { apiGroups: [""], resources: [secrets], verbs: [get] }
+  durationSeconds: 600
+  reason: chart test
+EOF
+check "apply an AccessRequest in s3-customer" kc apply --server-side -f "$work/access-request.yaml"
+digest_of() { kc get accessrequests.computenest.dev -n s3-customer chart-test -o jsonpath='{.status.requestDigest}' 2>/dev/null; }
+has_digest() { [ -n "$(digest_of)" ]; }
+if wait_until "$timeout" has_digest; then pass "the AccessRequest has status.requestDigest"; else fail "no status.requestDigest on the AccessRequest"; fi
+req_uid="$(kc get accessrequests.computenest.dev -n s3-customer chart-test -o jsonpath='{.metadata.uid}')"
+cat >"$work/access-approval.yaml" <<EOF
+apiVersion: computenest.dev/v1alpha1
+kind: AccessApproval
+metadata: { name: chart-test, namespace: s3-isv }
+spec:
+  requestNamespace: s3-customer
+  requestName: chart-test
+  requestUID: "$req_uid"
+  requestDigest: "$(digest_of)"
+  decision: Approved
+  reason: chart test
+EOF
+check "the owner (s3-isv) approves it, naming its UID and digest" kc apply --server-side -f "$work/access-approval.yaml"
+check "the AccessRequest is Active (its Role written with the ServiceAccount's own permissions)" \
+  kc wait --for=condition=Ready accessrequests.computenest.dev/chart-test -n s3-customer --timeout="${timeout}s"
+access_msg="$(kc get accessrequests.computenest.dev -n s3-customer chart-test -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}')"
+case "$access_msg" in
+  *"platform does not let the controller grant them"*"get secrets"*) pass "get secrets is left out: outside the grantable set" ;;
+  *) fail "the Ready message does not say that get secrets is outside the grantable set: $access_msg" ;;
+esac
+subject_can() { # subject_can yes|no ARGS...
+  local want="$1" got; shift
+  got="$(kc auth can-i "$@" -n "$target3" --as=chart-test-jane 2>/dev/null)"
+  got="${got:-no}"
+  if [ "$got" = "$want" ]; then pass "the subject can-i $* in $target3: $got"; else fail "the subject can-i $* in $target3: expected $want, got $got"; fi
+}
+subject_can yes get pods --subresource=log
+subject_can yes patch deployments.apps --subresource=scale
+subject_can no get secrets
+check "the AccessRequest is deleted" kc delete accessrequests.computenest.dev -n s3-customer chart-test
+no_grant() { [ -z "$(kc get roles.rbac.authorization.k8s.io -n "$target3" -l "computenest.dev/access-request-uid=$req_uid" -o name 2>/dev/null)" ]; }
+if wait_until "$timeout" no_grant; then pass "its Role is removed with it"; else fail "the Role of the deleted AccessRequest is still in $target3"; fi
 order_ready="$(kc get orders.computenest.dev -n s3-distributor -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{end}')"
 if [ "$order_ready" = True ]; then pass "the Order in s3-distributor is Ready"; else fail "the Order in s3-distributor has Ready '$order_ready' (status not written: RBAC for orders/status?)"; fi
 

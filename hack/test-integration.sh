@@ -2,7 +2,8 @@
 # Starts a throwaway control plane, runs the integration tests against it, then
 # the Helm chart test (hack/test-chart.sh) against the same control plane, and
 # stops it again whatever happens. Extra arguments go to the test binary
-# (for example a test name filter). CHART_TEST=0 skips the chart test.
+# (for example a test name filter); without any, the #[ignore]d heavy tests
+# run afterwards, alone. CHART_TEST=0 skips the chart test.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
@@ -25,6 +26,11 @@ export KUBECONFIG KUBECTL
 cd "$root"
 rc=0
 cargo test --locked --test integration -- --test-threads="${TEST_THREADS:-4}" "$@" || rc=$?
+# The heavy tests (#[ignore]d: 10,000 AccessRequests deleted at once) run
+# alone, with a controller of their own, so that they starve no other test.
+if [ "$#" -eq 0 ]; then
+  cargo test --locked --test integration -- --ignored --test-threads=1 || rc=$?
+fi
 # The tests' controller exits with the test binary (--exit-with-parent);
 # test-chart.sh waits until it is gone before it runs its own replicas.
 if [ "${CHART_TEST:-1}" != 0 ]; then

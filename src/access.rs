@@ -17,6 +17,7 @@ use crate::api::{
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
 
 /// Longest access when the owner's AccessPolicy sets no maximum.
 pub const DEFAULT_MAX_DURATION_SECONDS: i64 = 3600;
@@ -102,32 +103,268 @@ pub const CLUSTER_SCOPED: [(&str, &str); 33] = [
     ("resource.k8s.io", "resourceslices"),
 ];
 
-/// Kinds whose objects run pods from a pod template: creating or changing one
-/// can mount any Secret of the namespace and run as any of its ServiceAccounts.
-const WORKLOADS: [(&str, &str); 9] = [
-    ("", "pods"),
-    ("", "replicationcontrollers"),
-    ("", "podtemplates"),
-    ("apps", "deployments"),
-    ("apps", "replicasets"),
-    ("apps", "statefulsets"),
-    ("apps", "daemonsets"),
-    ("batch", "jobs"),
-    ("batch", "cronjobs"),
+const READ: &[&str] = &["get", "list", "watch"];
+const SCALE: &[&str] = &["get", "update", "patch"];
+const WRITE: &[&str] = &["create", "update", "patch"];
+
+/// One line of a built-in permission table: API group, resources, verbs.
+pub type TableRow = (
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+/// The built-in safe set: what may be granted without the owner naming it,
+/// because it reaches no Secret and runs nothing of the subject's choosing.
+/// Reading the usual namespaced objects except Secrets (Kubernetes' own
+/// `view` role, roughly), pod logs, deleting pods (their controller
+/// re-creates them from the owner's template) and scaling. Everything else
+/// (writes, Secrets, custom resources, which may run pods) is granted only
+/// where the owner's AccessPolicy names it.
+pub const SAFE: &[TableRow] = &[
+    (
+        "",
+        &[
+            "pods",
+            "pods/log",
+            "pods/status",
+            "services",
+            "services/status",
+            "endpoints",
+            "configmaps",
+            "persistentvolumeclaims",
+            "persistentvolumeclaims/status",
+            "events",
+            "serviceaccounts",
+            "replicationcontrollers",
+            "replicationcontrollers/status",
+            "podtemplates",
+            "limitranges",
+            "resourcequotas",
+            "resourcequotas/status",
+        ],
+        READ,
+    ),
+    ("", &["pods"], &["delete", "deletecollection"]),
+    ("", &["replicationcontrollers/scale"], SCALE),
+    (
+        "apps",
+        &[
+            "deployments",
+            "deployments/status",
+            "replicasets",
+            "replicasets/status",
+            "statefulsets",
+            "statefulsets/status",
+            "daemonsets",
+            "daemonsets/status",
+            "controllerrevisions",
+        ],
+        READ,
+    ),
+    (
+        "apps",
+        &[
+            "deployments/scale",
+            "replicasets/scale",
+            "statefulsets/scale",
+        ],
+        SCALE,
+    ),
+    (
+        "batch",
+        &["jobs", "jobs/status", "cronjobs", "cronjobs/status"],
+        READ,
+    ),
+    (
+        "autoscaling",
+        &[
+            "horizontalpodautoscalers",
+            "horizontalpodautoscalers/status",
+        ],
+        READ,
+    ),
+    (
+        "policy",
+        &["poddisruptionbudgets", "poddisruptionbudgets/status"],
+        READ,
+    ),
+    (
+        "networking.k8s.io",
+        &["ingresses", "ingresses/status", "networkpolicies"],
+        READ,
+    ),
+    ("discovery.k8s.io", &["endpointslices"], READ),
+    ("events.k8s.io", &["events"], READ),
 ];
 
-/// Subresources that reach inside running pods (and so their mounted Secrets)
-/// or mint credentials.
-const INSIDE_WORKLOADS: [(&str, &str); 7] = [
-    ("", "pods/exec"),
-    ("", "pods/attach"),
-    ("", "pods/portforward"),
-    ("", "pods/proxy"),
-    ("", "pods/ephemeralcontainers"),
-    ("", "services/proxy"),
-    ("", "serviceaccounts/token"),
+/// What the owner's `allowSecrets: true` adds: Secrets themselves, getting
+/// inside running pods (and so their mounted Secrets), minting
+/// ServiceAccount tokens, and creating or changing the built-in workloads
+/// (which can mount any Secret and run as any ServiceAccount of the
+/// namespace). Custom resources that run pods are not here: the owner names
+/// them in `allowedRules`.
+pub const SECRETS: &[TableRow] = &[
+    ("", &["secrets"], &ALLOWED_VERBS),
+    (
+        "",
+        &["pods/exec", "pods/attach", "pods/portforward"],
+        &["get", "create"],
+    ),
+    (
+        "",
+        &["pods/proxy", "services/proxy"],
+        &["get", "create", "update", "patch", "delete"],
+    ),
+    (
+        "",
+        &["pods/ephemeralcontainers"],
+        &["get", "update", "patch"],
+    ),
+    ("", &["serviceaccounts/token"], &["create"]),
+    (
+        "",
+        &["pods", "replicationcontrollers", "podtemplates"],
+        WRITE,
+    ),
+    (
+        "apps",
+        &["deployments", "replicasets", "statefulsets", "daemonsets"],
+        WRITE,
+    ),
+    ("batch", &["jobs", "cronjobs"], WRITE),
 ];
 
+/// Resources whose writes are never granted, whoever allows them: they let
+/// the subject point a Service at any address, including other namespaces'
+/// pods and the cluster's own endpoints (CVE-2021-25740).
+pub const ENDPOINTS: [(&str, &str); 2] =
+    [("", "endpoints"), ("discovery.k8s.io", "endpointslices")];
+
+/// Verbs that change objects.
+const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
+
+/// One grantable permission: API group, resource (with subresource), verb.
+pub type Permission = (String, String, String);
+
+/// A set of exact permissions (no wildcards: `*` matches only `*`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Permissions(BTreeSet<Permission>);
+
+impl Permissions {
+    /// Every (group, resource, verb) a list of rules names.
+    pub fn of_rules(rules: &[AccessRule]) -> Self {
+        let mut set = BTreeSet::new();
+        for r in rules {
+            for g in &r.api_groups {
+                for res in &r.resources {
+                    for v in &r.verbs {
+                        set.insert((g.clone(), res.clone(), v.clone()));
+                    }
+                }
+            }
+        }
+        Permissions(set)
+    }
+    /// Every permission of a built-in table.
+    pub fn of_table(table: &[TableRow]) -> Self {
+        let mut set = BTreeSet::new();
+        for (g, resources, verbs) in table {
+            for res in *resources {
+                for v in *verbs {
+                    set.insert((g.to_string(), res.to_string(), v.to_string()));
+                }
+            }
+        }
+        Permissions(set)
+    }
+    /// Whether the set holds this permission.
+    pub fn contains(&self, group: &str, resource: &str, verb: &str) -> bool {
+        self.0
+            .contains(&(group.to_string(), resource.to_string(), verb.to_string()))
+    }
+    /// How many permissions.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// The set as RBAC rules: one rule per API group and verb set, sorted.
+    pub fn to_rules(&self) -> Vec<AccessRule> {
+        merge(
+            self.0
+                .iter()
+                .map(|(g, r, v)| (g.as_str(), r.as_str(), v.as_str())),
+        )
+    }
+}
+
+/// Groups (group, resource, verb) triples into rules: resources with the
+/// same verbs in the same group share a rule. Sorted, duplicates collapse.
+fn merge<'a>(triples: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> Vec<AccessRule> {
+    // group -> resource -> verbs
+    let mut keep: BTreeMap<&str, BTreeMap<&str, BTreeSet<&str>>> = BTreeMap::new();
+    for (g, r, v) in triples {
+        keep.entry(g).or_default().entry(r).or_default().insert(v);
+    }
+    // (group, verbs) -> resources
+    let mut merged: BTreeMap<(&str, Vec<&str>), Vec<&str>> = BTreeMap::new();
+    for (group, resources) in keep {
+        for (resource, verbs) in resources {
+            merged
+                .entry((group, verbs.into_iter().collect()))
+                .or_default()
+                .push(resource);
+        }
+    }
+    merged
+        .into_iter()
+        .map(|((group, verbs), resources)| AccessRule {
+            api_groups: vec![group.to_string()],
+            resources: resources.into_iter().map(String::from).collect(),
+            verbs: verbs.into_iter().map(String::from).collect(),
+        })
+        .collect()
+}
+
+static SAFE_SET: LazyLock<Permissions> = LazyLock::new(|| Permissions::of_table(SAFE));
+static SECRETS_SET: LazyLock<Permissions> = LazyLock::new(|| Permissions::of_table(SECRETS));
+
+/// What the controller may grant when the platform says nothing
+/// (`--grantable-rules` unset): the built-in safe set. The chart's default
+/// `access.grantableRules` is the same list (a unit test keeps them equal).
+pub fn default_grantable_rules() -> Vec<AccessRule> {
+    SAFE_SET.to_rules()
+}
+
+/// Reads and checks the platform's grantable set (`--grantable-rules`): a
+/// JSON or YAML list of RBAC rules with apiGroups, resources and verbs only
+/// (no resourceNames, no nonResourceURLs), naming every permission exactly.
+/// Refused: wildcards, escalation verbs, RBAC objects, cluster-scoped
+/// resources, writes to endpoints, unknown verbs.
+pub fn parse_grantable_rules(text: &str) -> Result<Vec<AccessRule>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct Rule {
+        api_groups: Vec<String>,
+        resources: Vec<String>,
+        verbs: Vec<String>,
+    }
+    let rules: Vec<Rule> = serde_yaml::from_str(text)
+        .map_err(|e| format!("not a list of rules with apiGroups, resources and verbs: {e}"))?;
+    let rules: Vec<AccessRule> = rules
+        .into_iter()
+        .map(|r| AccessRule {
+            api_groups: r.api_groups,
+            resources: r.resources,
+            verbs: r.verbs,
+        })
+        .collect();
+    check_rules(&rules).map_err(|r| format!("{}: {}", r.reason, r.message))?;
+    Ok(rules)
+}
 /// Labels and annotations on the Role and RoleBinding of a request.
 pub mod labels {
     /// Namespace of the AccessRequest.
@@ -136,6 +373,8 @@ pub mod labels {
     pub const REQUEST_NAME: &str = "computenest.dev/access-request-name";
     /// UID of the AccessRequest: the orphan sweep matches on it.
     pub const REQUEST_UID: &str = "computenest.dev/access-request-uid";
+    /// Annotation: the full name of the AccessRequest (the label may be cut).
+    pub const REQUEST: &str = "computenest.dev/access-request";
     /// Annotation: when the access ends.
     pub const EXPIRES_AT: &str = "computenest.dev/expires-at";
     /// Annotation: who decided.
@@ -226,11 +465,13 @@ pub fn check_subject(subject: &AccessSubject, customer_ns: &str) -> Result<(), R
 }
 
 /// Checks the rules on their own: escalation (verbs escalate, bind,
-/// impersonate, `*`; wildcards; RBAC resources) first, then cluster-scoped
-/// resources, then malformed or unknown verbs, resources and groups. Every
-/// offending item of the first class found is named.
+/// impersonate, `*`; wildcards; RBAC resources) first, then writes to
+/// endpoints and endpointslices, then cluster-scoped resources, then
+/// malformed or unknown verbs, resources and groups. Every offending item of
+/// the first class found is named.
 pub fn check_rules(rules: &[AccessRule]) -> Result<(), Refusal> {
     let mut escalation = BTreeSet::new();
+    let mut endpoints = BTreeSet::new();
     let mut cluster = BTreeSet::new();
     let mut invalid = BTreeSet::new();
     for rule in rules {
@@ -259,6 +500,13 @@ pub fn check_rules(rules: &[AccessRule]) -> Result<(), Refusal> {
                     if CLUSTER_SCOPED.contains(&(group.as_str(), base)) {
                         cluster.insert(qualified(group, resource));
                     }
+                    if ENDPOINTS.contains(&(group.as_str(), base)) {
+                        for verb in &rule.verbs {
+                            if WRITE_VERBS.contains(&verb.as_str()) {
+                                endpoints.insert(format!("{verb} {}", qualified(group, resource)));
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -269,6 +517,15 @@ pub fn check_rules(rules: &[AccessRule]) -> Result<(), Refusal> {
             message: format!(
                 "never granted: {}. Escalation verbs (escalate, bind, impersonate, '*'), wildcards and RBAC objects would let the subject reach beyond what is asked for or grant further; name the resources and verbs you need",
                 joined(&escalation)
+            ),
+        });
+    }
+    if !endpoints.is_empty() {
+        return Err(Refusal {
+            reason: "EndpointsWriteRefused",
+            message: format!(
+                "never granted: {}. Writing endpoints or endpointslices lets a Service point at any address, other namespaces' pods included (CVE-2021-25740); reading them is fine",
+                joined(&endpoints)
             ),
         });
     }
@@ -294,77 +551,79 @@ pub fn check_rules(rules: &[AccessRule]) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Whether one permission reaches Secrets, directly or indirectly: reading
-/// Secrets, getting inside running pods (exec, attach, port-forward, proxy,
-/// ephemeral containers), minting ServiceAccount tokens, or creating and
-/// changing workloads (which may mount any Secret and run as any
-/// ServiceAccount of the namespace).
-pub fn reaches_secrets(group: &str, resource: &str, verb: &str) -> bool {
-    let (base, sub) = split_resource(resource);
-    if group.is_empty() && base == "secrets" {
-        return true;
-    }
-    if INSIDE_WORKLOADS.contains(&(group, resource)) {
-        return true;
-    }
-    sub.is_none()
-        && WORKLOADS.contains(&(group, base))
-        && matches!(verb, "create" | "update" | "patch")
-}
-
-/// The rules narrowed to what the owner allows.
+/// The rules narrowed to what may be granted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Narrowed {
     /// What may be granted: one rule per API group and verb set, sorted.
     pub rules: Vec<AccessRule>,
-    /// What was asked for and left out (`verb resource`), sorted.
-    pub left_out: Vec<String>,
+    /// Asked for, allowed by the owner, but outside what the platform lets
+    /// the controller grant (`verb resource`), sorted.
+    pub not_grantable: Vec<String>,
+    /// Asked for and not allowed by the owner's AccessPolicy, sorted.
+    pub not_allowed: Vec<String>,
 }
 
-/// Narrows checked rules to what the owner allows: never more than asked
-/// (every granted verb/resource pair was asked for), and nothing that
-/// reaches Secrets unless `allow_secrets`. Duplicates collapse.
-pub fn narrow(rules: &[AccessRule], allow_secrets: bool) -> Narrowed {
-    // group -> resource -> verbs
-    let mut keep: BTreeMap<&str, BTreeMap<&str, BTreeSet<&str>>> = BTreeMap::new();
-    let mut left_out = BTreeSet::new();
+impl Narrowed {
+    /// What was left out and why, for a message: empty when nothing was.
+    pub fn left_out(&self) -> String {
+        let mut s = String::new();
+        if !self.not_grantable.is_empty() {
+            s.push_str(&format!(
+                "; left out, because the platform does not let the controller grant them (its grantable set, the chart's access.grantableRules): {}",
+                self.not_grantable.join(", ")
+            ));
+        }
+        if !self.not_allowed.is_empty() {
+            s.push_str(&format!(
+                "; left out, because the owner's AccessPolicy does not allow them (built in are reads of the usual objects except Secrets, pod logs, deleting pods and scaling; Secrets, exec and workload writes need allowSecrets; anything else, custom resources included, must be named in allowedRules): {}",
+                self.not_allowed.join(", ")
+            ));
+        }
+        s
+    }
+}
+
+/// What the owner allows: the built-in safe set, the Secret-reaching set
+/// with `allowSecrets`, and what `allowedRules` names.
+pub fn owner_allows(policy: &AccessPolicy, group: &str, resource: &str, verb: &str) -> bool {
+    SAFE_SET.contains(group, resource, verb)
+        || (policy.allow_secrets && SECRETS_SET.contains(group, resource, verb))
+        || policy.allowed_rules.iter().any(|r| {
+            r.api_groups.iter().any(|g| g == group)
+                && r.resources.iter().any(|x| x == resource)
+                && r.verbs.iter().any(|v| v == verb)
+        })
+}
+
+/// Narrows checked rules to what may be granted: never more than asked
+/// (every granted verb/resource pair was asked for), only what the owner
+/// allows (an allow-list: [`owner_allows`]), and only what the platform lets
+/// the controller grant (`grantable`, the same permissions the controller's
+/// own RBAC holds, so that the API server never has to refuse a Role as an
+/// escalation). Duplicates collapse.
+pub fn narrow(rules: &[AccessRule], policy: &AccessPolicy, grantable: &Permissions) -> Narrowed {
+    let mut keep = Vec::new();
+    let mut not_grantable = BTreeSet::new();
+    let mut not_allowed = BTreeSet::new();
     for rule in rules {
         for group in &rule.api_groups {
             for resource in &rule.resources {
                 for verb in &rule.verbs {
-                    if !allow_secrets && reaches_secrets(group, resource, verb) {
-                        left_out.insert(format!("{verb} {}", qualified(group, resource)));
+                    if !grantable.contains(group, resource, verb) {
+                        not_grantable.insert(format!("{verb} {}", qualified(group, resource)));
+                    } else if !owner_allows(policy, group, resource, verb) {
+                        not_allowed.insert(format!("{verb} {}", qualified(group, resource)));
                     } else {
-                        keep.entry(group)
-                            .or_default()
-                            .entry(resource)
-                            .or_default()
-                            .insert(verb);
+                        keep.push((group.as_str(), resource.as_str(), verb.as_str()));
                     }
                 }
             }
         }
     }
-    // (group, verbs) -> resources: resources with the same verbs share a rule.
-    let mut merged: BTreeMap<(&str, Vec<&str>), Vec<&str>> = BTreeMap::new();
-    for (group, resources) in keep {
-        for (resource, verbs) in resources {
-            merged
-                .entry((group, verbs.into_iter().collect()))
-                .or_default()
-                .push(resource);
-        }
-    }
     Narrowed {
-        rules: merged
-            .into_iter()
-            .map(|((group, verbs), resources)| AccessRule {
-                api_groups: vec![group.to_string()],
-                resources: resources.into_iter().map(String::from).collect(),
-                verbs: verbs.into_iter().map(String::from).collect(),
-            })
-            .collect(),
-        left_out: left_out.into_iter().collect(),
+        rules: merge(keep.into_iter()),
+        not_grantable: not_grantable.into_iter().collect(),
+        not_allowed: not_allowed.into_iter().collect(),
     }
 }
 
@@ -479,7 +738,30 @@ pub fn instance_state(inst: Option<&ServiceInstance>) -> InstanceState {
     }
 }
 
-/// Whether an approval, by where and when it was written, can decide a request.
+/// Digest of what a request asks for: its instance, subject, rules and
+/// duration (`sha256:` and 32 hex digits). An approval names it, with the
+/// request's UID, so that it approves exactly what its author read.
+pub fn request_digest(spec: &AccessRequestSpec) -> String {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Asked<'a> {
+        instance_name: &'a str,
+        subject: &'a AccessSubject,
+        rules: &'a [AccessRule],
+        duration_seconds: i64,
+    }
+    let bytes = serde_json::to_vec(&Asked {
+        instance_name: &spec.instance_name,
+        subject: &spec.subject,
+        rules: &spec.rules,
+        duration_seconds: spec.duration_seconds,
+    })
+    .unwrap_or_default();
+    format!("sha256:{}", &hex::encode(Sha256::digest(&bytes))[..32])
+}
+
+/// Whether an approval, by where it was written and what it names, can
+/// decide a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Standing {
     /// It counts.
@@ -489,27 +771,59 @@ pub enum Standing {
         /// The namespace that could decide.
         owner_namespace: String,
     },
-    /// Written before the request existed (for an earlier request of that name).
+    /// An unpinned rejection written before the request existed (for an
+    /// earlier request of that name).
     WrittenBeforeRequest,
+    /// Approved without naming the request (spec.requestUID and
+    /// spec.requestDigest): no effect.
+    NotPinned,
+    /// Names another request: a different UID (the request was deleted and
+    /// re-created) or a different digest.
+    OtherRequest {
+        /// `requestUID` or `requestDigest`.
+        field: &'static str,
+        /// What the approval names.
+        pinned: String,
+    },
 }
 
-/// Judges an approval: it counts only in the owner's namespace, and only if
-/// it is not older than the request (an approval for a deleted request never
-/// carries over to a new request of the same name).
-pub fn standing(
-    approval_ns: &str,
-    approval_created: Option<Timestamp>,
-    request_created: Option<Timestamp>,
-    owner_ns: &str,
-) -> Standing {
-    if approval_ns != owner_ns {
+/// Judges an approval: it counts only in the owner's namespace. An Approved
+/// decision counts only if it names this request by UID and digest (so an
+/// approval never carries over to another request of the same name, or to
+/// wider rules); a Rejected one counts if it names this request, or names
+/// none and is not older than the request.
+pub fn standing(a: &ApprovalView<'_>, req: &RequestView<'_>, owner_ns: &str) -> Standing {
+    if a.namespace != owner_ns {
         return Standing::NotOwner {
             owner_namespace: owner_ns.to_string(),
         };
     }
-    match (approval_created, request_created) {
-        (Some(a), Some(r)) if a < r => Standing::WrittenBeforeRequest,
-        _ => Standing::Effective,
+    if let Some(uid) = a.request_uid
+        && Some(uid) != req.uid
+    {
+        return Standing::OtherRequest {
+            field: "requestUID",
+            pinned: uid.to_string(),
+        };
+    }
+    if let Some(digest) = a.request_digest
+        && digest != req.digest
+    {
+        return Standing::OtherRequest {
+            field: "requestDigest",
+            pinned: digest.to_string(),
+        };
+    }
+    let pinned = a.request_uid.is_some() && a.request_digest.is_some();
+    match a.decision {
+        AccessDecision::Approved if !pinned => Standing::NotPinned,
+        AccessDecision::Approved => Standing::Effective,
+        AccessDecision::Rejected => match (a.created, req.created) {
+            (Some(c), Some(r)) if c < r && a.request_uid.is_none() => {
+                Standing::WrittenBeforeRequest
+            }
+            _ => Standing::Effective,
+        },
     }
 }
 
@@ -538,6 +852,10 @@ pub struct ApprovalView<'a> {
     pub decision: AccessDecision,
     /// The owner's reason.
     pub reason: Option<&'a str>,
+    /// spec.requestUID.
+    pub request_uid: Option<&'a str>,
+    /// spec.requestDigest.
+    pub request_digest: Option<&'a str>,
 }
 
 impl<'a> ApprovalView<'a> {
@@ -549,6 +867,8 @@ impl<'a> ApprovalView<'a> {
             created: a.metadata.creation_timestamp.as_ref().map(|t| t.0),
             decision: a.spec.decision,
             reason: a.spec.reason.as_deref(),
+            request_uid: a.spec.request_uid.as_deref(),
+            request_digest: a.spec.request_digest.as_deref(),
         }
     }
     fn label(&self) -> String {
@@ -563,6 +883,10 @@ pub struct RequestView<'a> {
     pub namespace: &'a str,
     /// Its name.
     pub name: &'a str,
+    /// Its UID.
+    pub uid: Option<&'a str>,
+    /// Its digest ([`request_digest`]).
+    pub digest: String,
     /// Its creationTimestamp.
     pub created: Option<Timestamp>,
     /// What is asked for.
@@ -580,6 +904,8 @@ impl<'a> RequestView<'a> {
         RequestView {
             namespace: r.metadata.namespace.as_deref().unwrap_or_default(),
             name: r.metadata.name.as_deref().unwrap_or_default(),
+            uid: r.metadata.uid.as_deref(),
+            digest: request_digest(&r.spec),
             created: r.metadata.creation_timestamp.as_ref().map(|t| t.0),
             spec: &r.spec,
             expires_at: status
@@ -587,6 +913,31 @@ impl<'a> RequestView<'a> {
                 .and_then(|t| t.parse().ok()),
             decided_by: status.and_then(|s| s.decided_by.as_deref()),
         }
+    }
+    /// `requestUID <uid>, requestDigest <digest>`: how an approval names it.
+    pub fn pins(&self) -> String {
+        format!(
+            "requestUID {}, requestDigest {}",
+            self.uid.unwrap_or_default(),
+            self.digest
+        )
+    }
+}
+
+/// Why an approval that names another request has no effect, for messages.
+fn other_request_note(field: &str, pinned: &str, req: &RequestView<'_>) -> String {
+    if field == "requestUID" {
+        format!(
+            "it approves the request with UID {pinned}, and AccessRequest {}/{} is another one (UID {}): it was deleted and re-created since the owner read it",
+            req.namespace,
+            req.name,
+            req.uid.unwrap_or_default()
+        )
+    } else {
+        format!(
+            "it approves what a request with digest {pinned} asked for, and AccessRequest {}/{} asks for something else (digest {})",
+            req.namespace, req.name, req.digest
+        )
     }
 }
 
@@ -652,6 +1003,7 @@ pub fn decide(
     req: &RequestView<'_>,
     instance: &InstanceState,
     policy: &AccessPolicy,
+    grantable: &Permissions,
     approvals: &[ApprovalView<'_>],
     now: Timestamp,
 ) -> Outcome {
@@ -746,15 +1098,8 @@ pub fn decide(
             *namespace_ready,
         ),
     };
-    let narrowed = narrow(&spec.rules, policy.allow_secrets);
-    let left_out = if narrowed.left_out.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "; left out, because the owner does not allow access to Secrets (directly or through pods and workloads): {}",
-            narrowed.left_out.join(", ")
-        )
-    };
+    let narrowed = narrow(&spec.rules, policy, grantable);
+    let left_out = narrowed.left_out();
     if narrowed.rules.is_empty() {
         return Outcome::not_granted(
             AccessPhase::Rejected,
@@ -768,7 +1113,7 @@ pub fn decide(
     let mut effective: Vec<&ApprovalView<'_>> = Vec::new();
     let mut ignored = Vec::new();
     for a in approvals {
-        match standing(a.namespace, a.created, req.created, owner_ns) {
+        match standing(a, req, owner_ns) {
             Standing::Effective => effective.push(a),
             Standing::NotOwner { owner_namespace } => ignored.push(format!(
                 "{} has no effect: {}",
@@ -778,6 +1123,15 @@ pub fn decide(
             Standing::WrittenBeforeRequest => ignored.push(format!(
                 "{} has no effect: it was written before this request (for an earlier request of the same name)",
                 a.label()
+            )),
+            Standing::NotPinned => ignored.push(format!(
+                "{} has no effect: an approval must name the request it approves (spec.requestUID and spec.requestDigest)",
+                a.label()
+            )),
+            Standing::OtherRequest { field, pinned } => ignored.push(format!(
+                "{} has no effect: {}",
+                a.label(),
+                other_request_note(field, &pinned, req)
             )),
         }
     }
@@ -813,8 +1167,10 @@ pub fn decide(
                 AccessPhase::Pending,
                 "AwaitingApproval",
                 format!(
-                    "waiting for the owner ({owner_party}, namespace {owner_ns}) to write an AccessApproval with requestNamespace {}, requestName {} and decision Approved or Rejected{ignored}",
-                    req.namespace, req.name
+                    "waiting for the owner ({owner_party}, namespace {owner_ns}) to write an AccessApproval with requestNamespace {}, requestName {}, {} and decision Approved or Rejected{ignored}",
+                    req.namespace,
+                    req.name,
+                    req.pins()
                 ),
                 req,
             );
@@ -899,6 +1255,7 @@ pub fn approval_status(
         )
     };
     let mut request_phase = None;
+    let mut pins = None;
     let (ok, reason, message) = match request {
         None => (
             false,
@@ -912,13 +1269,39 @@ pub fn approval_status(
                 owner_namespace, ..
             } => {
                 let view = RequestView::of(req);
-                match standing(a.namespace, a.created, view.created, &owner_namespace) {
+                let standing = standing(&a, &view, &owner_namespace);
+                if !matches!(standing, Standing::NotOwner { .. }) {
+                    // The owner learns how to name the request it reads about.
+                    pins = Some((view.uid.map(String::from), view.digest.clone()));
+                }
+                let asked = asked(req);
+                let how = format!(
+                    "To approve exactly this request, set spec.requestUID: {} and spec.requestDigest: {}",
+                    view.uid.unwrap_or_default(),
+                    view.digest
+                );
+                match standing {
                     Standing::NotOwner { .. } => not_owner(),
                     Standing::WrittenBeforeRequest => (
                         false,
                         "WrittenBeforeRequest",
                         format!(
-                            "this approval has no effect: it is older than AccessRequest {rns}/{rname}, which was re-created since; write a new AccessApproval for the new request"
+                            "this approval has no effect: it is older than AccessRequest {rns}/{rname}, which was re-created since; write a new AccessApproval for the new request. {asked}. {how}"
+                        ),
+                    ),
+                    Standing::NotPinned => (
+                        false,
+                        "NotPinned",
+                        format!(
+                            "this approval has no effect: an Approved decision must name the request it approves, by spec.requestUID and spec.requestDigest. AccessRequest {rns}/{rname}: {asked}. {how}"
+                        ),
+                    ),
+                    Standing::OtherRequest { field, pinned } => (
+                        false,
+                        "RequestChanged",
+                        format!(
+                            "this approval has no effect: {}. Nothing is granted for it. It now {asked}. {how}",
+                            other_request_note(field, &pinned, &view)
                         ),
                     ),
                     Standing::Effective => {
@@ -938,13 +1321,30 @@ pub fn approval_status(
             ),
         },
     };
+    let (request_uid, request_digest) = match pins {
+        Some((uid, digest)) => (uid, Some(digest)),
+        None => (None, None),
+    };
     AccessApprovalStatus {
         observed_generation: generation,
         request_phase,
+        request_uid,
+        request_digest,
         conditions: vec![crate::controller::status::condition(
             previous, "Ready", ok, reason, message, generation,
         )],
     }
+}
+
+/// `User alice asks to get pods for 600s: why`
+fn asked(req: &AccessRequest) -> String {
+    format!(
+        "{} asks to {} for {}s: {}",
+        describe_subject(&req.spec.subject),
+        describe_rules(&req.spec.rules),
+        req.spec.duration_seconds,
+        req.spec.reason
+    )
 }
 
 /// Status of an approval in the owner's namespace: what is asked, and whether
@@ -956,13 +1356,7 @@ fn effective_status(
     rname: &str,
 ) -> (bool, &'static str, String) {
     let status = req.status.as_ref();
-    let asked = format!(
-        "{} asks to {} for {}s: {}",
-        describe_subject(&req.spec.subject),
-        describe_rules(&req.spec.rules),
-        req.spec.duration_seconds,
-        req.spec.reason
-    );
+    let asked = asked(req);
     let processed = status
         .is_some_and(|s| s.observed_generation == req.metadata.generation && s.phase.is_some());
     if !processed {
@@ -1050,6 +1444,8 @@ mod tests {
         RequestView {
             namespace: "cust",
             name: "req",
+            uid: Some("uid-1"),
+            digest: request_digest(spec),
             created: Some(ts("2030-01-01T00:00:00Z")),
             spec,
             expires_at: expires,
@@ -1057,14 +1453,26 @@ mod tests {
         }
     }
 
-    fn approval<'a>(ns: &'a str, decision: AccessDecision, created: &str) -> ApprovalView<'a> {
+    /// An approval that names `req` (its UID and digest).
+    fn approval<'a>(
+        ns: &'a str,
+        decision: AccessDecision,
+        created: &str,
+        req: &'a RequestView<'_>,
+    ) -> ApprovalView<'a> {
         ApprovalView {
             namespace: ns,
             name: "ok",
             created: Some(ts(created)),
             decision,
             reason: Some("on call"),
+            request_uid: req.uid,
+            request_digest: Some(req.digest.as_str()),
         }
+    }
+
+    fn platform() -> Permissions {
+        Permissions::of_rules(&default_grantable_rules())
     }
 
     const NOW: &str = "2030-01-01T00:10:00Z";
@@ -1171,8 +1579,8 @@ mod tests {
             rule(&[""], &["pods"], &["get", "delete"]),
             rule(&["apps"], &["deployments"], &["get"]),
         ];
-        let n = narrow(&asked, false);
-        assert!(n.left_out.is_empty(), "{:?}", n.left_out);
+        let n = narrow(&asked, &AccessPolicy::default(), &platform());
+        assert!(n.left_out().is_empty(), "{:?}", n);
         assert_eq!(
             n.rules,
             vec![
@@ -1203,12 +1611,16 @@ mod tests {
             rule(&["apps"], &["deployments"], &["get", "patch"]),
             rule(&[""], &["serviceaccounts/token"], &["create"]),
         ];
-        let n = narrow(&asked, false);
+        // A platform that lets the controller grant all of it.
+        let everything = Permissions::of_rules(&asked);
+        let n = narrow(&asked, &AccessPolicy::default(), &everything);
+        assert!(n.not_grantable.is_empty());
         assert_eq!(
-            n.left_out,
+            n.not_allowed,
             vec![
                 "create pods",
                 "create pods/exec",
+                "create pods/log",
                 "create secrets",
                 "create serviceaccounts/token",
                 "get pods/exec",
@@ -1219,17 +1631,147 @@ mod tests {
         assert_eq!(
             n.rules,
             vec![
-                rule(&[""], &["pods/log"], &["create", "get"]),
-                rule(&[""], &["pods"], &["get"]),
+                rule(&[""], &["pods", "pods/log"], &["get"]),
                 rule(&["apps"], &["deployments"], &["get"]),
             ]
         );
-        let all = narrow(&asked, true);
-        assert!(all.left_out.is_empty());
+        let secrets = AccessPolicy {
+            allow_secrets: true,
+            ..Default::default()
+        };
+        let all = narrow(&asked, &secrets, &everything);
+        assert_eq!(all.not_allowed, vec!["create pods/log"], "{all:?}");
         assert!(
             all.rules
                 .iter()
                 .any(|r| r.resources.contains(&"secrets".to_string()))
+        );
+        // The default platform grants none of it, whatever the owner allows.
+        let n = narrow(&asked, &secrets, &platform());
+        assert!(
+            n.not_grantable.contains(&"get secrets".to_string()),
+            "{n:?}"
+        );
+        assert!(
+            n.left_out()
+                .contains("the platform does not let the controller grant them")
+        );
+    }
+
+    #[test]
+    fn custom_resources_and_unknown_kinds_need_the_owner_to_name_them() {
+        let asked = vec![
+            rule(&["argoproj.io"], &["rollouts"], &["get", "patch"]),
+            rule(&["tekton.dev"], &["taskruns"], &["create"]),
+            rule(&["example.com"], &["widgets"], &["get"]),
+            rule(&[""], &["pods"], &["list"]),
+        ];
+        let everything = Permissions::of_rules(&asked);
+        let n = narrow(&asked, &AccessPolicy::default(), &everything);
+        assert_eq!(n.rules, vec![rule(&[""], &["pods"], &["list"])]);
+        assert_eq!(
+            n.not_allowed,
+            vec![
+                "create taskruns.tekton.dev",
+                "get rollouts.argoproj.io",
+                "get widgets.example.com",
+                "patch rollouts.argoproj.io",
+            ]
+        );
+        let named = AccessPolicy {
+            allowed_rules: vec![rule(&["argoproj.io"], &["rollouts"], &["get"])],
+            ..Default::default()
+        };
+        let n = narrow(&asked, &named, &everything);
+        assert_eq!(
+            n.rules,
+            vec![
+                rule(&[""], &["pods"], &["list"]),
+                rule(&["argoproj.io"], &["rollouts"], &["get"]),
+            ]
+        );
+        // ... and still only within the platform's set.
+        let n = narrow(&asked, &named, &platform());
+        assert_eq!(n.rules, vec![rule(&[""], &["pods"], &["list"])]);
+        assert!(
+            n.not_grantable
+                .contains(&"get rollouts.argoproj.io".to_string())
+        );
+        // `*` in the owner's policy matches nothing but a literal `*`, which
+        // check_rules refuses anyway.
+        let star = AccessPolicy {
+            allowed_rules: vec![rule(&["*"], &["*"], &["*"])],
+            ..Default::default()
+        };
+        assert_eq!(
+            narrow(&asked, &star, &everything).rules,
+            vec![rule(&[""], &["pods"], &["list"])]
+        );
+    }
+
+    #[test]
+    fn endpoint_writes_are_refused_outright() {
+        for r in [
+            rule(&[""], &["endpoints"], &["create"]),
+            rule(&[""], &["endpoints"], &["get", "patch"]),
+            rule(&["discovery.k8s.io"], &["endpointslices"], &["update"]),
+            rule(
+                &["discovery.k8s.io"],
+                &["endpointslices"],
+                &["deletecollection"],
+            ),
+        ] {
+            let e = check_rules(std::slice::from_ref(&r)).expect_err("refused");
+            assert_eq!(e.reason, "EndpointsWriteRefused", "{r:?}");
+            assert!(e.message.contains("CVE-2021-25740"));
+        }
+        assert!(check_rules(&[rule(&[""], &["endpoints"], &["get", "list", "watch"])]).is_ok());
+        assert!(
+            parse_grantable_rules(
+                r#"[{"apiGroups": [""], "resources": ["endpoints"], "verbs": ["create"]}]"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn the_platforms_grantable_set_is_checked() {
+        let ok = parse_grantable_rules(
+            "- apiGroups: ['']\n  resources: [pods, pods/log]\n  verbs: [get, list]\n",
+        )
+        .expect("valid");
+        assert_eq!(Permissions::of_rules(&ok).len(), 4);
+        for bad in [
+            r#"[{"apiGroups": ["*"], "resources": ["pods"], "verbs": ["get"]}]"#,
+            r#"[{"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]}]"#,
+            r#"[{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["get"]}]"#,
+            r#"[{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]"#,
+            r#"[{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"], "resourceNames": ["x"]}]"#,
+            r#"{"apiGroups": [""]}"#,
+        ] {
+            assert!(parse_grantable_rules(bad).is_err(), "{bad}");
+        }
+        // The built-in default is itself a valid grantable set, and safe.
+        let default = default_grantable_rules();
+        assert!(check_rules(&default).is_ok());
+        let set = Permissions::of_rules(&default);
+        assert!(!set.contains("", "secrets", "get"));
+        assert!(!set.contains("", "pods/exec", "create"));
+        assert!(!set.contains("apps", "deployments", "patch"));
+        assert!(set.contains("", "pods/log", "get"));
+    }
+
+    #[test]
+    fn the_charts_default_grantable_rules_are_the_built_in_default() {
+        let values: serde_yaml::Value =
+            serde_yaml::from_str(include_str!("../charts/computenest-controller/values.yaml"))
+                .expect("values.yaml");
+        let rules = serde_yaml::to_string(&values["access"]["grantableRules"]).expect("yaml");
+        let chart = parse_grantable_rules(&rules).expect("the chart's grantable rules are valid");
+        assert_eq!(
+            Permissions::of_rules(&chart),
+            Permissions::of_rules(&default_grantable_rules()),
+            "charts/computenest-controller/values.yaml access.grantableRules must equal default_grantable_rules()"
         );
     }
 
@@ -1260,13 +1802,14 @@ mod tests {
         let s = spec(vec![rule(&[""], &["pods"], &["get"])], 600);
         let req = view(&s, None);
         let approvals = [
-            approval("dist", AccessDecision::Approved, NOW),
-            approval("cust", AccessDecision::Approved, NOW),
+            approval("dist", AccessDecision::Approved, NOW, &req),
+            approval("cust", AccessDecision::Approved, NOW, &req),
         ];
         let o = decide(
             &req,
             &managed(true),
             &AccessPolicy::default(),
+            &platform(),
             &approvals,
             ts(NOW),
         );
@@ -1291,11 +1834,12 @@ mod tests {
     fn the_owners_approval_grants_until_the_bounded_expiry() {
         let s = spec(vec![rule(&[""], &["pods", "secrets"], &["get"])], 7200);
         let req = view(&s, None);
-        let approvals = [approval("isv", AccessDecision::Approved, NOW)];
+        let approvals = [approval("isv", AccessDecision::Approved, NOW, &req)];
         let o = decide(
             &req,
             &managed(true),
             &AccessPolicy::default(),
+            &platform(),
             &approvals,
             ts(NOW),
         );
@@ -1314,12 +1858,13 @@ mod tests {
     #[test]
     fn expiry_is_kept_from_status_and_final_once_passed() {
         let s = spec(vec![rule(&[""], &["pods"], &["get"])], 600);
-        let approvals = [approval("isv", AccessDecision::Approved, NOW)];
         let kept = view(&s, Some(ts("2030-01-01T00:15:00Z")));
+        let approvals = [approval("isv", AccessDecision::Approved, NOW, &kept)];
         let o = decide(
             &kept,
             &managed(true),
             &AccessPolicy::default(),
+            &platform(),
             &approvals,
             ts(NOW),
         );
@@ -1328,6 +1873,7 @@ mod tests {
             &kept,
             &managed(true),
             &AccessPolicy::default(),
+            &platform(),
             &approvals,
             ts("2030-01-01T00:15:00Z"),
         );
@@ -1339,14 +1885,21 @@ mod tests {
     fn a_rejection_wins_and_carries_the_reason() {
         let s = spec(vec![rule(&[""], &["pods"], &["get"])], 600);
         let req = view(&s, None);
-        let mut no = approval("isv", AccessDecision::Rejected, NOW);
+        let mut no = approval("isv", AccessDecision::Rejected, NOW, &req);
         no.name = "zz-no";
-        let approvals = [approval("isv", AccessDecision::Approved, NOW), no];
+        let approvals = [approval("isv", AccessDecision::Approved, NOW, &req), no];
         let auto = AccessPolicy {
             approval: Approval::Automatic,
             ..Default::default()
         };
-        let o = decide(&req, &managed(true), &auto, &approvals, ts(NOW));
+        let o = decide(
+            &req,
+            &managed(true),
+            &auto,
+            &platform(),
+            &approvals,
+            ts(NOW),
+        );
         assert_eq!(o.phase, AccessPhase::Rejected);
         assert_eq!(o.reason, "Rejected");
         assert!(o.message.contains("on call"));
@@ -1361,39 +1914,102 @@ mod tests {
             approval: Approval::Automatic,
             ..Default::default()
         };
-        let o = decide(&req, &managed(true), &auto, &[], ts(NOW));
+        let o = decide(&req, &managed(true), &auto, &platform(), &[], ts(NOW));
         assert_eq!(o.phase, AccessPhase::Active);
         assert_eq!(o.decided_by.as_deref(), Some("Automatic"));
-        // Approved before the request was created: an approval for an earlier request.
-        let old = [approval(
+        // Approvals that do not name this request do not count.
+        let pending = |approvals: &[ApprovalView<'_>], text: &str| {
+            let o = decide(
+                &req,
+                &managed(true),
+                &AccessPolicy::default(),
+                &platform(),
+                approvals,
+                ts(NOW),
+            );
+            assert_eq!(o.phase, AccessPhase::Pending, "{}", o.message);
+            assert!(o.grant.is_none());
+            assert!(o.message.contains(text), "{text}: {}", o.message);
+        };
+        let mut unpinned = approval("isv", AccessDecision::Approved, NOW, &req);
+        (unpinned.request_uid, unpinned.request_digest) = (None, None);
+        pending(&[unpinned.clone()], "must name the request it approves");
+        let mut uid_only = unpinned.clone();
+        uid_only.request_uid = Some("uid-1");
+        pending(&[uid_only], "must name the request it approves");
+        let mut recreated = approval("isv", AccessDecision::Approved, NOW, &req);
+        recreated.request_uid = Some("uid-0");
+        pending(&[recreated], "deleted and re-created");
+        let mut wider = approval("isv", AccessDecision::Approved, NOW, &req);
+        wider.request_digest = Some("sha256:0000");
+        pending(&[wider], "asks for something else");
+        // Even written long before: a pinned approval names this very request.
+        let early = approval(
             "isv",
             AccessDecision::Approved,
             "2029-12-31T00:00:00Z",
-        )];
+            &req,
+        );
         let o = decide(
             &req,
             &managed(true),
             &AccessPolicy::default(),
-            &old,
+            &platform(),
+            &[early],
             ts(NOW),
         );
-        assert_eq!(o.phase, AccessPhase::Pending);
-        assert!(
-            o.message.contains("written before this request"),
-            "{}",
-            o.message
+        assert_eq!(o.phase, AccessPhase::Active);
+        // An unpinned rejection counts, unless it is older than the request.
+        let mut no = unpinned.clone();
+        no.decision = AccessDecision::Rejected;
+        let o = decide(
+            &req,
+            &managed(true),
+            &auto,
+            &platform(),
+            &[no.clone()],
+            ts(NOW),
         );
+        assert_eq!(o.phase, AccessPhase::Rejected);
+        no.created = Some(ts("2029-12-31T00:00:00Z"));
+        let o = decide(&req, &managed(true), &auto, &platform(), &[no], ts(NOW));
+        assert_eq!(o.phase, AccessPhase::Active, "{}", o.message);
+        assert!(o.message.is_empty() || !o.message.contains("rejected"));
+    }
+
+    #[test]
+    fn the_digest_covers_what_is_asked_and_nothing_else() {
+        let s = spec(vec![rule(&[""], &["pods"], &["get"])], 600);
+        let d = request_digest(&s);
+        assert!(d.starts_with("sha256:") && d.len() == 39, "{d}");
+        assert_eq!(d, request_digest(&s.clone()));
+        let mut reason = s.clone();
+        reason.reason = "another reason".into();
+        reason.withdrawn = true;
+        assert_eq!(d, request_digest(&reason));
+        let wider = spec(vec![rule(&[""], &["pods", "configmaps"], &["get"])], 600);
+        let longer = spec(vec![rule(&[""], &["pods"], &["get"])], 601);
+        let mut other = s.clone();
+        other.subject = user("mallory");
+        let mut inst = s.clone();
+        inst.instance_name = "other".into();
+        for changed in [wider, longer, other, inst] {
+            assert_ne!(d, request_digest(&changed), "{changed:?}");
+        }
     }
 
     #[test]
     fn refusals_come_before_anything_is_granted() {
-        let approvals = [approval("isv", AccessDecision::Approved, NOW)];
+        let ok = spec(vec![rule(&[""], &["pods"], &["get"])], 600);
+        let ok_view = view(&ok, None);
+        let approvals = [approval("isv", AccessDecision::Approved, NOW, &ok_view)];
         let policy = AccessPolicy::default();
         let esc = spec(vec![rule(&[""], &["pods"], &["get", "escalate"])], 600);
         let o = decide(
             &view(&esc, None),
             &managed(true),
             &policy,
+            &platform(),
             &approvals,
             ts(NOW),
         );
@@ -1402,11 +2018,11 @@ mod tests {
             (AccessPhase::Rejected, "EscalationRefused")
         );
         assert!(o.grant.is_none());
-        let ok = spec(vec![rule(&[""], &["pods"], &["get"])], 600);
         let o = decide(
             &view(&ok, None),
             &InstanceState::Private,
             &policy,
+            &platform(),
             &approvals,
             ts(NOW),
         );
@@ -1415,6 +2031,7 @@ mod tests {
             &view(&ok, None),
             &InstanceState::Missing,
             &policy,
+            &platform(),
             &approvals,
             ts(NOW),
         );
@@ -1427,6 +2044,7 @@ mod tests {
             &view(&secrets, None),
             &managed(true),
             &policy,
+            &platform(),
             &approvals,
             ts(NOW),
         );
@@ -1440,6 +2058,7 @@ mod tests {
             &view(&gone, None),
             &managed(true),
             &policy,
+            &platform(),
             &approvals,
             ts(NOW),
         );
@@ -1449,6 +2068,7 @@ mod tests {
             &view(&ok, None),
             &managed(false),
             &policy,
+            &platform(),
             &approvals,
             ts(NOW),
         );
@@ -1499,12 +2119,16 @@ mod tests {
         let mut req = AccessRequest::new("req", spec(vec![rule(&[""], &["pods"], &["get"])], 60));
         req.metadata.namespace = Some("cust".into());
         req.metadata.generation = Some(1);
-        let mk = |ns: &str| {
+        req.metadata.uid = Some("uid-1".into());
+        let digest = request_digest(&req.spec);
+        let mk_pinned = |ns: &str, uid: Option<&str>, digest: Option<&str>| {
             let mut a = AccessApproval::new(
                 "ok",
                 crate::api::AccessApprovalSpec {
                     request_namespace: "cust".into(),
                     request_name: "req".into(),
+                    request_uid: uid.map(String::from),
+                    request_digest: digest.map(String::from),
                     decision: AccessDecision::Approved,
                     reason: None,
                 },
@@ -1512,13 +2136,34 @@ mod tests {
             a.metadata.namespace = Some(ns.into());
             a
         };
+        let mk = |ns: &str| mk_pinned(ns, Some("uid-1"), Some(&digest));
         let s = approval_status(&mk("dist"), Some(&req), Some(&inst), &[]);
         assert_eq!(s.conditions[0].reason, "NotOwner");
         assert_eq!(s.conditions[0].status, "False");
+        // A foreign approver learns nothing of the request.
+        assert_eq!((s.request_uid, s.request_digest), (None, None));
         let s = approval_status(&mk("isv"), None, None, &[]);
         assert_eq!(s.conditions[0].reason, "RequestNotFound");
         let s = approval_status(&mk("isv"), Some(&req), Some(&inst), &[]);
         assert_eq!(s.conditions[0].reason, "Waiting");
+        // The owner is told how to name the request, next to what it asks.
+        let s = approval_status(&mk_pinned("isv", None, None), Some(&req), Some(&inst), &[]);
+        assert_eq!(s.conditions[0].reason, "NotPinned");
+        assert_eq!(s.request_uid.as_deref(), Some("uid-1"));
+        assert_eq!(s.request_digest.as_deref(), Some(digest.as_str()));
+        assert!(
+            s.conditions[0].message.contains("get pods"),
+            "{}",
+            s.conditions[0].message
+        );
+        let s = approval_status(
+            &mk_pinned("isv", Some("uid-0"), Some(&digest)),
+            Some(&req),
+            Some(&inst),
+            &[],
+        );
+        assert_eq!(s.conditions[0].reason, "RequestChanged");
+        assert!(s.conditions[0].message.contains("deleted and re-created"));
         req.status = Some(AccessRequestStatus {
             observed_generation: Some(1),
             phase: Some(AccessPhase::Active),

@@ -45,11 +45,6 @@ struct RunArgs {
     /// Reconciles running at once, per kind.
     #[arg(long, env = "COMPUTENEST_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
-    /// Seconds between sweeps for orphans: managed namespaces whose instance
-    /// is gone (for example after its finalizer was removed by hand). A sweep
-    /// also runs at start.
-    #[arg(long, env = "COMPUTENEST_SWEEP_INTERVAL", default_value_t = 300)]
-    sweep_interval: u64,
     /// Address of the /healthz, /readyz and /metrics server.
     #[arg(long, env = "COMPUTENEST_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
     health_addr: SocketAddr,
@@ -84,6 +79,22 @@ struct RunArgs {
     /// NetworkPolicy, PodDisruptionBudget.
     #[arg(long, env = "COMPUTENEST_ALLOWED_KINDS", value_delimiter = ',')]
     allowed_kinds: Vec<String>,
+    /// Seconds between sweeps for orphans: managed namespaces whose instance
+    /// is gone (for example after its finalizer was removed by hand), and
+    /// access grants (Roles and RoleBindings) whose AccessRequest is gone.
+    /// The sweeps also run at start; the access sweep at once after a burst
+    /// of deletions.
+    #[arg(long, env = "COMPUTENEST_SWEEP_INTERVAL", default_value_t = 300)]
+    sweep_interval: u64,
+    /// What AccessRequests may ever be granted: a JSON or YAML list of RBAC
+    /// rules (apiGroups, resources, verbs; every permission named, no `*`).
+    /// The controller's own RBAC must hold exactly these (the chart binds
+    /// access.grantableRules to it); requests outside them are narrowed with
+    /// a condition instead of failing at the API server. Default: the
+    /// built-in safe set (reading the usual namespaced objects except
+    /// Secrets, pod logs, deleting pods, scaling).
+    #[arg(long, env = "COMPUTENEST_GRANTABLE_RULES")]
+    grantable_rules: Option<String>,
     /// Exit when the process with this PID ends (used by the test harness so
     /// that no controller outlives its test run).
     #[arg(long, hide = true)]
@@ -210,7 +221,21 @@ async fn run(args: RunArgs) -> Result<(), String> {
             .collect(),
         concurrency: args.concurrency.max(1),
         sweep_interval: std::time::Duration::from_secs(args.sweep_interval.max(1)),
+        grantable: computenest::access::Permissions::of_rules(
+            &match args.grantable_rules.as_deref() {
+                Some(text) if !text.trim().is_empty() => {
+                    computenest::access::parse_grantable_rules(text)
+                        .map_err(|e| format!("--grantable-rules: {e}"))?
+                }
+                _ => computenest::access::default_grantable_rules(),
+            },
+        ),
     };
+    tracing::info!(
+        permissions = settings.grantable.len(),
+        sweep_interval_s = settings.sweep_interval.as_secs(),
+        "access: grantable set and sweep interval"
+    );
     let client = kube::Client::try_default().await.map_err(|e| {
         format!("cannot reach Kubernetes (set KUBECONFIG or run in a cluster): {e}")
     })?;

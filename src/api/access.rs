@@ -98,7 +98,8 @@ pub struct AccessRule {
     #[schemars(length(min = 1, max = 32))]
     pub resources: Vec<String>,
     /// Verbs: get, list, watch, create, update, patch, delete, deletecollection.
-    /// escalate, bind, impersonate and `*` are never granted.
+    /// escalate, bind, impersonate and `*` are never granted, nor writes to
+    /// endpoints or endpointslices.
     #[schemars(length(min = 1, max = 8))]
     pub verbs: Vec<String>,
 }
@@ -110,6 +111,12 @@ pub struct AccessRequestStatus {
     /// The metadata.generation last reconciled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Digest of what is asked for (instance, subject, rules, duration):
+    /// `sha256:<32 hex digits>`. The owner's AccessApproval must name it
+    /// (spec.requestDigest), with this request's metadata.uid
+    /// (spec.requestUID), to approve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_digest: Option<String>,
     /// Pending, Approved, Active, Expired, Rejected or Withdrawn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<AccessPhase>,

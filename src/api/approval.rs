@@ -57,8 +57,31 @@ pub struct AccessApprovalSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("requestName is immutable; write a new approval instead"))]
     #[schemars(length(min = 1, max = 253))]
     pub request_name: String,
+    /// UID (metadata.uid) of the AccessRequest this decision is about. An
+    /// Approved decision counts only with requestUID and requestDigest both
+    /// matching the request: a request deleted and re-created under the same
+    /// name (possibly asking for more) is a different request, and this
+    /// approval does not count for it. Read both from this approval's
+    /// status (status.requestUID, status.requestDigest, shown with what the
+    /// request asks for), from the AccessRequested Event on the owner's
+    /// product, or from the request itself (metadata.uid, status.requestDigest).
+    #[serde(
+        default,
+        rename = "requestUID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 128))]
+    pub request_uid: Option<String>,
+    /// Digest of what the request asks for (instance, subject, rules and
+    /// duration), as in the request's status.requestDigest
+    /// (`sha256:<32 hex digits>`). Required with requestUID to approve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub request_digest: Option<String>,
     /// Approved or Rejected. May be changed: Rejected after Approved ends the
     /// access at once; Approved again resumes it until the original expiry.
+    /// Approved counts only with requestUID and requestDigest; Rejected
+    /// counts without them (for the request of that name written before it).
     pub decision: AccessDecision,
     /// Why, shown to the customer in the request's status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,6 +108,19 @@ pub struct AccessApprovalStatus {
     /// Phase of the AccessRequest this approval names, as last seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_phase: Option<AccessPhase>,
+    /// UID of the AccessRequest this approval names, as last seen (only for
+    /// an approval in the owner's namespace). Copy it to spec.requestUID to
+    /// approve that request, after reading what it asks for in the Ready message.
+    #[serde(
+        default,
+        rename = "requestUID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub request_uid: Option<String>,
+    /// Digest of that request (its status.requestDigest), as last seen; copy
+    /// it to spec.requestDigest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_digest: Option<String>,
     /// Ready is True when this decision is the one that counts for the
     /// request; False (with the reason) when it has no effect.
     #[serde(default)]

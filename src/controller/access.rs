@@ -10,9 +10,14 @@
 //!
 //! Cleanup needs no finalizer (a customer could remove one and keep the
 //! access): the Role and RoleBinding are named after the request's UID and
-//! labelled with it. A deleted request is cleaned up from its deletion event;
-//! once the caches are synced, every labelled Role whose request no longer
-//! exists is removed, which covers deletions while the controller was down.
+//! labelled with it. The cleaner takes the deletion events (fast, but
+//! dropped when their bounded broadcast lags) and compares the request cache
+//! with itself every second (nothing can be missed there: the cache is the
+//! truth, even after a watch restart), and removes the grants of the few
+//! requests that left it. A sweep runs at start, every `--sweep-interval`, at once after a burst
+//! of deletions and after a failed cleanup: it lists the labelled Roles and
+//! RoleBindings, confirms with a live GET that their request is gone (or is
+//! another one of the same name) and deletes them with a UID precondition.
 //! When the instance is deleted, its managed namespace goes with everything
 //! in it.
 //!
@@ -23,7 +28,9 @@
 
 use super::grant::requeue_at;
 use super::status::{condition, ready, write_status_if_changed};
-use super::{Context, Error, MANAGED_BY, MANAGED_BY_LABEL, Trigger, is_not_found, ns_of};
+use super::{
+    Context, Error, MANAGED_BY, MANAGED_BY_LABEL, Trigger, is_conflict, is_not_found, ns_of,
+};
 use crate::access::{self, ApprovalView, InstanceState, Outcome, RequestView, labels};
 use crate::api::{
     AccessApproval, AccessPhase, AccessPolicy, AccessRequest, AccessRequestStatus, AccessSubject,
@@ -34,12 +41,12 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -323,10 +330,12 @@ async fn apply(req: &AccessRequest, ctx: &Context) -> Result<Action, Error> {
         .access_approvals
         .state_filter(|a| a.spec.request_namespace == ns && a.spec.request_name == req.name_any());
     let views: Vec<ApprovalView<'_>> = approvals.iter().map(|a| ApprovalView::of(a)).collect();
+    let view = RequestView::of(req);
     let mut outcome = access::decide(
-        &RequestView::of(req),
+        &view,
         &state,
         &policy,
+        &ctx.settings.grantable,
         &views,
         Timestamp::now(),
     );
@@ -345,7 +354,7 @@ async fn apply(req: &AccessRequest, ctx: &Context) -> Result<Action, Error> {
                     ready: false,
                     reason: "GrantFailed",
                     message: format!(
-                        "approved ({}), but the API server refused the Role or RoleBinding in namespace {}: {} (HTTP {}); the controller needs create, patch, bind and escalate on roles there",
+                        "approved ({}), but the API server refused the Role or RoleBinding in namespace {}: {} (HTTP {}); the controller's own RBAC must hold every permission of its grantable set (the chart binds access.grantableRules to it), and create and patch on roles and rolebindings",
                         outcome.decided_by.as_deref().unwrap_or_default(),
                         grant.namespace,
                         s.message,
@@ -375,6 +384,7 @@ async fn apply(req: &AccessRequest, ctx: &Context) -> Result<Action, Error> {
     let generation = req.metadata.generation;
     let status = AccessRequestStatus {
         observed_generation: generation,
+        request_digest: Some(view.digest.clone()),
         phase: Some(outcome.phase),
         expires_at: outcome.expires_at.map(access::format_time),
         granted_rules: outcome
@@ -459,9 +469,10 @@ async fn owner_event(
         outcome.message,
         if reason == "AccessRequested" {
             format!(
-                ". Decide with an AccessApproval in namespace {owner_namespace}: requestNamespace {}, requestName {}, decision Approved or Rejected",
+                ". Decide with an AccessApproval in namespace {owner_namespace}: requestNamespace {}, requestName {}, {}, decision Approved or Rejected",
                 ns_of(req),
-                req.name_any()
+                req.name_any(),
+                RequestView::of(req).pins()
             )
         } else {
             String::new()
@@ -523,6 +534,7 @@ async fn write_grant(
         "namespace": grant.namespace,
         "labels": grant_labels(req),
         "annotations": {
+            labels::REQUEST: req.name_any(),
             labels::EXPIRES_AT: access::format_time(grant.expires_at),
             labels::DECIDED_BY: outcome.decided_by.clone().unwrap_or_default(),
         },
@@ -578,30 +590,54 @@ async fn revoke(
         if !force && ctx.memo.is_same(&absent, &true) {
             continue;
         }
-        delete_grant(ctx, ns, &name).await?;
+        delete_grant(
+            ctx,
+            ns,
+            &name,
+            req.metadata.uid.as_deref().unwrap_or_default(),
+        )
+        .await?;
         ctx.memo.record(&absent, &true);
         ctx.memo.forget(&memo_key("grant", req, ns));
     }
     Ok(())
 }
 
-async fn delete_grant(ctx: &Context, ns: &str, name: &str) -> Result<(), Error> {
-    let dp = DeleteParams::default();
-    match Api::<RoleBinding>::namespaced(ctx.client.clone(), ns)
-        .delete(name, &dp)
-        .await
-    {
-        Ok(_) => ctx.metrics.wrote(KIND, "delete"),
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(e.into()),
+/// Deletes the RoleBinding and the Role `name` of request `request_uid` in
+/// `ns`, binding first: only objects carrying the controller's labels with
+/// this request's UID (an object of that name written by someone else stays),
+/// each with a UID precondition.
+async fn delete_grant(ctx: &Context, ns: &str, name: &str, request_uid: &str) -> Result<(), Error> {
+    if request_uid.is_empty() {
+        return Ok(());
     }
-    match Api::<Role>::namespaced(ctx.client.clone(), ns)
-        .delete(name, &dp)
-        .await
-    {
-        Ok(_) => ctx.metrics.wrote(KIND, "delete"),
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(e.into()),
+    let lp = ListParams::default()
+        .labels(&format!(
+            "{MANAGED_BY_LABEL}={MANAGED_BY},{}={request_uid}",
+            labels::REQUEST_UID
+        ))
+        .fields(&format!("metadata.name={name}"));
+    let bindings = Api::<RoleBinding>::namespaced(ctx.client.clone(), ns)
+        .list_metadata(&lp)
+        .await?;
+    let roles = Api::<Role>::namespaced(ctx.client.clone(), ns)
+        .list_metadata(&lp)
+        .await?;
+    let listed = bindings
+        .items
+        .into_iter()
+        .map(|m| (true, m.metadata))
+        .chain(roles.items.into_iter().map(|m| (false, m.metadata)));
+    for (binding, m) in listed {
+        if let Some(uid) = m.uid {
+            let g = Granted {
+                binding,
+                namespace: ns.to_string(),
+                name: name.to_string(),
+                uid,
+            };
+            delete_granted(ctx, &g).await?;
+        }
     }
     Ok(())
 }
@@ -631,42 +667,156 @@ fn deletion_targets(req: &AccessRequest, ctx: &Context) -> Vec<String> {
     targets
 }
 
-/// Cleans up after deleted requests (from the deletion events), and once,
-/// when the caches are synced, sweeps away every grant whose request is gone.
+/// Requests gone between two looks beyond which the cleaner sweeps (two
+/// lists) rather than removing the grants of each (a few deletes each).
+const BURST: usize = 32;
+/// How often the cleaner compares the request cache with itself.
+const TICK: Duration = Duration::from_secs(1);
+/// When the grants of deleted requests are looked for again: a reconcile
+/// that started before the deletion reached the cache may still write a
+/// grant after it was removed.
+const RECHECK: [Duration; 2] = [Duration::from_secs(5), Duration::from_secs(30)];
+/// Deletes and live reads of a sweep in flight at once.
+const SWEEP_CONCURRENCY: usize = 16;
+
+/// The requests in the cache, by UID.
+fn cached_requests(ctx: &Context) -> HashMap<String, Arc<AccessRequest>> {
+    ctx.stores
+        .access_requests
+        .state()
+        .into_iter()
+        .filter_map(|r| r.metadata.uid.clone().map(|u| (u, r)))
+        .collect()
+}
+
+/// Removes the grants of deleted requests. Not from the deletion events
+/// alone (a bounded broadcast that drops events when it lags, and a watch
+/// restart reports no deletions at all): also from the cache, compared with
+/// itself every second. A few requests gone are cleaned up one by one, and
+/// looked at again 5 s and 30 s later (a reconcile in flight may have
+/// written the grant again); a burst, a failed cleanup, the start and every
+/// `sweep_interval` run a sweep.
 async fn cleaner(
     requests: Trigger<AccessRequest>,
     ctx: Arc<Context>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    // Subscribe before the sweep, so that no deletion falls in between.
-    let deletions = requests.deletions();
-    drop(requests);
+    // The deletion events are the fast path, and the only one for a request
+    // created and deleted between two looks at the cache; they may be
+    // dropped, which the comparison of the cache and the sweeps make up for.
+    let mut deletions = Some(Box::pin(requests.deletions()));
+    drop(requests); // its reflector handle is not polled here
     let work = async {
         while !ctx.readiness.is_ready() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        for attempt in 0..6u32 {
-            match sweep(&ctx).await {
-                Ok(n) => {
-                    tracing::info!(removed = n, "access grants swept");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not sweep access grants; retrying");
-                    tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
-                }
-            }
-        }
-        deletions
-            .for_each_concurrent(4, |r| {
-                let ctx = ctx.clone();
-                async move {
-                    if let Ok(req) = r {
-                        cleanup_deleted(&req, &ctx).await;
+        let interval = ctx.settings.sweep_interval.max(Duration::from_secs(1));
+        let mut known = cached_requests(&ctx);
+        let mut recheck: Vec<(Instant, Arc<AccessRequest>)> = Vec::new();
+        // After a burst: more sweeps shortly after the first (see RECHECK).
+        let mut sweeps_after: Vec<Instant> = Vec::new();
+        let mut next_sweep = Instant::now();
+        loop {
+            if Instant::now() >= next_sweep {
+                let started = Instant::now();
+                match sweep(&ctx).await {
+                    Ok(n) => {
+                        tracing::info!(
+                            removed = n,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "access grants swept"
+                        );
+                        let now = Instant::now();
+                        sweeps_after.retain(|at| *at > now);
+                        next_sweep = sweeps_after.iter().copied().min().unwrap_or(now + interval);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not sweep access grants; retrying");
+                        ctx.metrics.error(KIND, &e.metric_reason());
+                        next_sweep = Instant::now() + interval.min(Duration::from_secs(10));
                     }
                 }
-            })
-            .await;
+            }
+            // One tick, taking the deletion events that arrive meanwhile.
+            let mut events: HashMap<String, Arc<AccessRequest>> = HashMap::new();
+            let tick = tokio::time::sleep(TICK);
+            tokio::pin!(tick);
+            loop {
+                let Some(stream) = deletions.as_mut() else {
+                    tick.as_mut().await;
+                    break;
+                };
+                tokio::select! {
+                    _ = &mut tick => break,
+                    event = stream.next() => match event {
+                        Some(Ok(r)) => {
+                            if let Some(uid) = r.metadata.uid.clone() {
+                                events.insert(uid, Arc::new(r));
+                            }
+                        }
+                        Some(Err(_)) => {}
+                        None => deletions = None,
+                    },
+                }
+            }
+            let current = cached_requests(&ctx);
+            for (uid, r) in known.iter() {
+                if !current.contains_key(uid) {
+                    events.entry(uid.clone()).or_insert_with(|| r.clone());
+                }
+            }
+            let gone: Vec<Arc<AccessRequest>> = events.into_values().collect();
+            known = current;
+            let now = Instant::now();
+            let (due, later): (Vec<_>, Vec<_>) = recheck.drain(..).partition(|(at, _)| *at <= now);
+            recheck = later;
+            if gone.is_empty() && due.is_empty() {
+                continue;
+            }
+            tracing::debug!(
+                deleted = gone.len(),
+                rechecked = due.len(),
+                "access requests left the cache"
+            );
+            if gone.len() > BURST {
+                for req in &gone {
+                    forget(req, &ctx);
+                }
+                tracing::info!(
+                    deleted = gone.len(),
+                    "access requests deleted at once; sweeping"
+                );
+                next_sweep = Instant::now();
+                sweeps_after.extend(RECHECK.iter().map(|d| now + *d));
+                continue;
+            }
+            let work: Vec<Arc<AccessRequest>> = gone
+                .iter()
+                .cloned()
+                .chain(due.into_iter().map(|(_, r)| r))
+                .collect();
+            recheck.extend(
+                gone.into_iter()
+                    .flat_map(|r| RECHECK.iter().map(move |d| (now + *d, r.clone()))),
+            );
+            let failed = futures::stream::iter(work)
+                .map(|req| {
+                    let ctx = ctx.clone();
+                    async move {
+                        let failed = !cleanup_deleted(&req, &ctx).await;
+                        // After the cleanup, which records what it removed.
+                        forget(&req, &ctx);
+                        failed
+                    }
+                })
+                .buffer_unordered(8)
+                .filter(|failed| futures::future::ready(*failed))
+                .count()
+                .await;
+            if failed > 0 {
+                next_sweep = next_sweep.min(Instant::now() + Duration::from_secs(5));
+            }
+        }
     };
     tokio::select! {
         _ = work => {},
@@ -674,35 +824,127 @@ async fn cleaner(
     }
 }
 
-async fn cleanup_deleted(req: &AccessRequest, ctx: &Context) {
+/// Removes the grant of a deleted request; false if that failed (a sweep follows).
+async fn cleanup_deleted(req: &AccessRequest, ctx: &Context) -> bool {
     if !ctx.settings.watches(&ns_of(req)) {
-        return;
+        return true;
     }
     let targets = deletion_targets(req, ctx);
-    for attempt in 0..6u32 {
-        match revoke(req, ctx, &targets, true).await {
-            Ok(()) => break,
-            Err(e) => {
-                tracing::warn!(namespace = %ns_of(req), name = %req.name_any(), error = %e, "could not remove the grant of a deleted access request; retrying");
-                ctx.metrics.error(KIND, &e.metric_reason());
-                tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
-            }
+    tracing::info!(namespace = %ns_of(req), name = %req.name_any(), ?targets, "DEBUG cleanup of a deleted access request");
+    match revoke(req, ctx, &targets, true).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(namespace = %ns_of(req), name = %req.name_any(), error = %e, "could not remove the grant of a deleted access request; a sweep follows");
+            ctx.metrics.error(KIND, &e.metric_reason());
+            false
         }
     }
+}
+
+/// Drops what this process remembers of a deleted request.
+fn forget(req: &AccessRequest, ctx: &Context) {
     let uid = req.metadata.uid.as_deref().unwrap_or_default();
     ctx.memo.forget(&format!("status/{uid}"));
-    for ns in &targets {
+    for ns in &deletion_targets(req, ctx) {
         ctx.memo.forget(&memo_key("absent", req, ns));
         ctx.memo.forget(&memo_key("grant", req, ns));
     }
 }
 
-/// Removes every Role (and its RoleBinding) labelled with the UID of an
-/// AccessRequest that no longer exists. Returns how many were removed.
+/// A labelled Role or RoleBinding, as listed.
+struct Granted {
+    binding: bool,
+    namespace: String,
+    name: String,
+    uid: String,
+}
+
+/// The request a grant was written for: namespace, name (None when the
+/// label was cut and no annotation says it), UID.
+type RequestKey = (String, Option<String>, String);
+
+fn request_key(meta: &kube::core::ObjectMeta) -> Option<RequestKey> {
+    let l = meta.labels.as_ref()?;
+    let ns = l.get(labels::REQUEST_NAMESPACE)?.clone();
+    let uid = l.get(labels::REQUEST_UID)?.clone();
+    if ns.is_empty() || uid.is_empty() {
+        return None;
+    }
+    let name = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(labels::REQUEST))
+        .cloned()
+        .or_else(|| {
+            l.get(labels::REQUEST_NAME)
+                .filter(|n| !n.is_empty() && n.len() < 63)
+                .cloned()
+        });
+    Some((ns, name, uid))
+}
+
+/// Whether the request a grant was written for is gone, by a live read (the
+/// cache may lag): no such request, or one of that name with another UID.
+async fn request_gone(ctx: &Context, key: &RequestKey) -> Result<bool, Error> {
+    let (ns, name, uid) = key;
+    let api = Api::<AccessRequest>::namespaced(ctx.client.clone(), ns);
+    match name {
+        Some(name) => Ok(match api.get_metadata_opt(name).await? {
+            None => true,
+            Some(m) => m.metadata.uid.as_deref() != Some(uid.as_str()),
+        }),
+        None => Ok(!api
+            .list_metadata(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .any(|m| m.metadata.uid.as_deref() == Some(uid.as_str()))),
+    }
+}
+
+/// Deletes one granted object, only if it is still the one listed (UID
+/// precondition): a Role re-created under the same name is never hit.
+async fn delete_granted(ctx: &Context, g: &Granted) -> Result<bool, Error> {
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(g.uid.clone()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    let result = if g.binding {
+        Api::<RoleBinding>::namespaced(ctx.client.clone(), &g.namespace)
+            .delete(&g.name, &dp)
+            .await
+            .map(|_| ())
+    } else {
+        Api::<Role>::namespaced(ctx.client.clone(), &g.namespace)
+            .delete(&g.name, &dp)
+            .await
+            .map(|_| ())
+    };
+    match result {
+        Ok(()) => {
+            ctx.metrics.wrote(KIND, "delete");
+            Ok(true)
+        }
+        Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes every Role and RoleBinding labelled with the UID of an
+/// AccessRequest that no longer exists (confirmed by a live read), with a
+/// UID precondition, bindings first. Only objects carrying the controller's
+/// labels are listed. Returns how many were removed.
 async fn sweep(ctx: &Context) -> Result<usize, Error> {
     let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY},{}", labels::REQUEST_UID);
+    let lp = ListParams::default().labels(&selector);
+    let bindings = Api::<RoleBinding>::all(ctx.client.clone())
+        .list_metadata(&lp)
+        .await?;
     let roles = Api::<Role>::all(ctx.client.clone())
-        .list_metadata(&ListParams::default().labels(&selector))
+        .list_metadata(&lp)
         .await?;
     let live: HashSet<String> = ctx
         .stores
@@ -711,21 +953,79 @@ async fn sweep(ctx: &Context) -> Result<usize, Error> {
         .iter()
         .filter_map(|r| r.metadata.uid.clone())
         .collect();
-    let mut removed = 0;
-    for role in roles.items {
-        let l = role.labels();
-        let owner_ns = l
-            .get(labels::REQUEST_NAMESPACE)
-            .cloned()
-            .unwrap_or_default();
-        let uid = l.get(labels::REQUEST_UID).cloned().unwrap_or_default();
-        if !ctx.settings.watches(&owner_ns) || live.contains(&uid) {
+    let mut orphans: BTreeMap<RequestKey, Vec<Granted>> = BTreeMap::new();
+    let listed = bindings
+        .items
+        .into_iter()
+        .map(|m| (true, m.metadata))
+        .chain(roles.items.into_iter().map(|m| (false, m.metadata)));
+    for (binding, m) in listed {
+        let Some(key) = request_key(&m) else {
+            continue;
+        };
+        if !ctx.settings.watches(&key.0) || live.contains(&key.2) {
             continue;
         }
-        delete_grant(ctx, &ns_of(&role), &role.name_any()).await?;
-        removed += 1;
+        let (Some(namespace), Some(name), Some(uid)) = (m.namespace, m.name, m.uid) else {
+            continue;
+        };
+        orphans.entry(key).or_default().push(Granted {
+            binding,
+            namespace,
+            name,
+            uid,
+        });
     }
-    Ok(removed)
+    if orphans.is_empty() {
+        return Ok(0);
+    }
+    // Confirm each request is gone, then delete its objects (bindings first).
+    let confirmed: Vec<Result<Option<Vec<Granted>>, Error>> = futures::stream::iter(orphans)
+        .map(|(key, objects)| async move { Ok(request_gone(ctx, &key).await?.then_some(objects)) })
+        .buffer_unordered(SWEEP_CONCURRENCY)
+        .collect()
+        .await;
+    let mut first_error = None;
+    let mut bindings = Vec::new();
+    let mut roles = Vec::new();
+    for c in confirmed {
+        match c {
+            Ok(Some(objects)) => {
+                for g in objects {
+                    if g.binding {
+                        bindings.push(g);
+                    } else {
+                        roles.push(g);
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let mut removed = 0;
+    for batch in [bindings, roles] {
+        let results: Vec<Result<bool, Error>> = futures::stream::iter(batch)
+            .map(|g| async move { delete_granted(ctx, &g).await })
+            .buffer_unordered(SWEEP_CONCURRENCY)
+            .collect()
+            .await;
+        for r in results {
+            match r {
+                Ok(true) => removed += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(removed),
+    }
 }
 
 async fn approval_controller(

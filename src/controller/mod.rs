@@ -43,8 +43,13 @@ pub struct Settings {
     pub namespaces: Vec<String>,
     /// Reconciles run at once, per controller.
     pub concurrency: u16,
-    /// Time between sweeps for orphans (and one at start).
+    /// Time between sweeps for orphans: managed namespaces whose instance is
+    /// gone, access grants whose AccessRequest is gone (also run at start;
+    /// the access sweep at once after a burst of deletions).
     pub sweep_interval: Duration,
+    /// What the controller may grant through AccessRequests: the platform's
+    /// grantable set, which the controller's own RBAC holds (no escalate).
+    pub grantable: crate::access::Permissions,
 }
 
 impl Settings {

@@ -6,6 +6,7 @@ use crate::distribution::{derived_manifest, grant_manifest, service_manifest};
 use crate::harness::*;
 use computenest::access::{grant_name, labels};
 use computenest::api::*;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -136,6 +137,45 @@ fn approval(name: &str, req_ns: &str, req: &str, decision: &str, reason: &str) -
         "spec": {"requestNamespace": req_ns, "requestName": req, "decision": decision, "reason": reason}
     }))
     .expect("approval manifest")
+}
+
+/// An approval that names the request it approves (spec.requestUID and
+/// spec.requestDigest), as the owner copies them.
+fn pinned(
+    name: &str,
+    req_ns: &str,
+    req: &str,
+    decision: &str,
+    reason: &str,
+    (uid, digest): &(String, String),
+) -> AccessApproval {
+    serde_json::from_value(json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "AccessApproval",
+        "metadata": {"name": name},
+        "spec": {"requestNamespace": req_ns, "requestName": req, "decision": decision, "reason": reason,
+                 "requestUID": uid, "requestDigest": digest}
+    }))
+    .expect("approval manifest")
+}
+
+/// The request's UID and status.requestDigest, once the controller wrote it
+/// (read as JSON: what `kubectl get -o jsonpath` shows).
+async fn pins_of(client: &Client, ns: &str, name: &str) -> (String, String) {
+    let api = Api::<AccessRequest>::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("AccessRequest {ns}/{name} has status.requestDigest"),
+        DEADLINE,
+        || {
+            let api = api.clone();
+            async move {
+                let r = api.get(name).await.ok()?;
+                let v = serde_json::to_value(&r).ok()?;
+                let digest = v["status"]["requestDigest"].as_str()?.to_string();
+                Some((r.uid()?, digest))
+            }
+        },
+    )
+    .await
 }
 
 fn with_access(mut svc: Service, policy: serde_json::Value) -> Service {
@@ -347,12 +387,15 @@ async fn only_the_isv_approves_in_scenario_3_and_grants_exactly_what_was_asked_u
     assert_eq!(grants_of(&client, &uid).await, (vec![], vec![]));
     wait_can(&alice, &target, NOTHING, "after foreign approvals").await;
 
-    // The ISV approves: exactly what was asked, minus Secrets, bounded in time.
+    // The ISV approves, naming the request: exactly what was asked, minus
+    // Secrets, bounded in time.
     let before = jiff::Timestamp::now();
+    let pins = pins_of(&client, cust, "debug").await;
+    assert_eq!(pins.0, uid);
     apply(
         &client,
         isv,
-        &approval("debug-ok", cust, "debug", "Approved", "ticket 4711"),
+        &pinned("debug-ok", cust, "debug", "Approved", "ticket 4711", &pins),
     )
     .await
     .expect("isv's approval");
@@ -679,23 +722,35 @@ async fn in_scenario_2_the_distributor_decides_and_can_reject_with_a_reason() {
     wait_event(&client, cust, "Rejected", "bot-access").await;
     wait_ready::<AccessApproval>(&client, dist, "decision", "True", "Applied").await;
 
-    // ... and changes its mind: Secrets too, since its policy allows them.
+    // ... and changes its mind, naming the request. Its policy allows
+    // Secrets, but the platform does not let the controller grant them (the
+    // default grantable set): left out, with the reason, instead of a Role
+    // the API server would refuse as an escalation.
+    let pins = pins_of(&client, cust, "bot-access").await;
     Api::<AccessApproval>::namespaced(client.clone(), dist)
         .patch(
             "decision",
             &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"decision": "Approved", "reason": "migration done"}})),
+            &Patch::Merge(
+                &json!({"spec": {"decision": "Approved", "reason": "migration done",
+                                           "requestUID": pins.0, "requestDigest": pins.1}}),
+            ),
         )
         .await
         .expect("approve");
     let req: AccessRequest = wait_ready(&client, cust, "bot-access", "True", "Active").await;
     let uid = req.uid().expect("uid");
+    assert!(
+        ready_message(&req).contains("the platform does not let the controller grant them")
+            && ready_message(&req).contains("get secrets"),
+        "{}",
+        ready_message(&req)
+    );
     wait_can(
         &bot,
         &target,
         Can {
             get_pod: true,
-            get_secret: true,
             ..NOTHING
         },
         "bot while active",
@@ -882,5 +937,628 @@ async fn requests_that_cannot_be_granted_are_refused_and_write_nothing() {
             roles.items.iter().map(|r| r.name_any()).collect::<Vec<_>>()
         );
     }
+    t.cleanup().await;
+}
+
+/// A direct purchase of a FullyManaged Service with `policy`: (namespaces
+/// isv, cust; the instance's managed namespace).
+async fn direct_managed(client: &Client, policy: serde_json::Value) -> (TestNamespaces, String) {
+    let t = TestNamespaces::new(client, &["ar-isv", "ar-cust"]).await;
+    let (isv, cust) = (t.ns(0), t.ns(1));
+    apply(
+        client,
+        isv,
+        &with_access(
+            service_manifest("app", "FullyManaged", false, false, "Manual"),
+            policy,
+        ),
+    )
+    .await
+    .expect("service");
+    apply(client, cust, &instance("direct", "Service", isv, "app"))
+        .await
+        .expect("instance");
+    let inst: ServiceInstance = wait_ready(client, cust, "direct", "True", "Deployed").await;
+    let target = inst
+        .status
+        .and_then(|s| s.owner)
+        .expect("owner")
+        .target_namespace;
+    (t, target)
+}
+
+/// Lets `user` do `verbs` on `resources` of computenest.dev in `ns` (a
+/// tenant's own rights there, as the chart's tenant roles would give).
+async fn tenant_rights(client: &Client, ns: &str, user: &str, resources: &[&str]) {
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": format!("tenant-{user}")},
+        "rules": [{"apiGroups": ["computenest.dev"], "resources": resources,
+                   "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}]
+    }))
+    .expect("role");
+    apply(client, ns, &role).await.expect("tenant role");
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": format!("tenant-{user}")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": format!("tenant-{user}")},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]
+    }))
+    .expect("binding");
+    apply(client, ns, &binding).await.expect("tenant binding");
+    // RBAC takes effect through the API server's informers: wait for it.
+    for resource in resources {
+        wait_for(
+            &format!("{user} may create {resource} in {ns}"),
+            DEADLINE,
+            || async {
+                allowed(client, user, ns, "computenest.dev", resource, "create")
+                    .await
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+/// Whether `user` may do `verb` on `group`/`resource` in `ns`, as the API
+/// server's authorizer says (a SubjectAccessReview).
+async fn allowed(
+    client: &Client,
+    user: &str,
+    ns: &str,
+    group: &str,
+    resource: &str,
+    verb: &str,
+) -> bool {
+    use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+    let (resource, sub) = match resource.split_once('/') {
+        Some((r, s)) => (r, Some(s)),
+        None => (resource, None),
+    };
+    let review: SubjectAccessReview = serde_json::from_value(json!({
+        "spec": {"user": user, "resourceAttributes": {
+            "namespace": ns, "group": group, "resource": resource, "subresource": sub, "verb": verb}}
+    }))
+    .expect("review");
+    Api::<SubjectAccessReview>::all(client.clone())
+        .create(&Default::default(), &review)
+        .await
+        .expect("subject access review")
+        .status
+        .is_some_and(|s| s.allowed)
+}
+
+/// Issue 12, item 7: an approval pins the request it approves. The customer
+/// (impersonated) deletes its request after the owner read it and writes a
+/// wider one under the same name; the owner (impersonated) then approves
+/// what it read. Nothing is granted, and the approval says why.
+#[tokio::test]
+async fn an_approval_pins_its_request_so_a_recreated_wider_request_gets_nothing() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let (t, target) = direct_managed(&client, json!({"approval": "Manual"})).await;
+    let (isv, cust) = (t.ns(0), t.ns(1));
+    let id = short_id();
+    let (customer_name, owner_name, alice_name) = (
+        format!("customer-{id}"),
+        format!("owner-{id}"),
+        format!("alice-{id}"),
+    );
+    tenant_rights(&client, cust, &customer_name, &["accessrequests"]).await;
+    tenant_rights(&client, isv, &owner_name, &["accessapprovals"]).await;
+    let customer = client_as(&customer_name, &[]).await;
+    let owner = client_as(&owner_name, &[]).await;
+    let alice = client_as(&alice_name, &[]).await;
+    let requests = Api::<AccessRequest>::namespaced(customer.clone(), cust);
+    let approvals = Api::<AccessApproval>::namespaced(owner.clone(), isv);
+    let narrow = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]);
+    let wide = json!([{"apiGroups": [""], "resources": ["pods", "configmaps"], "verbs": ["list"]}]);
+
+    // The customer asks for little; the owner reads what (and which request) it is.
+    requests
+        .create(
+            &Default::default(),
+            &request("debug", "direct", user(&alice_name), narrow, 600),
+        )
+        .await
+        .expect("the customer writes its request");
+    wait_ready::<AccessRequest>(&client, cust, "debug", "False", "AwaitingApproval").await;
+    let read = pins_of(&client, cust, "debug").await;
+    wait_can(&alice, &target, NOTHING, "before any decision").await;
+
+    // The customer swaps it for a wider one under the same name.
+    requests
+        .delete("debug", &DeleteParams::default())
+        .await
+        .expect("the customer deletes its request");
+    wait_for("the old request is gone", DEADLINE, || async {
+        match requests.get_opt("debug").await {
+            Ok(None) => Some(()),
+            Ok(Some(r)) if r.uid().as_deref() != Some(read.0.as_str()) => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    requests
+        .create(
+            &Default::default(),
+            &request("debug", "direct", user(&alice_name), wide, 600),
+        )
+        .await
+        .expect("the customer writes a wider request");
+    let swapped: AccessRequest =
+        wait_ready(&client, cust, "debug", "False", "AwaitingApproval").await;
+    let swapped_uid = swapped.uid().expect("uid");
+    assert_ne!(swapped_uid, read.0);
+
+    // The owner approves what it read.
+    approvals
+        .create(
+            &Default::default(),
+            &pinned("debug-ok", cust, "debug", "Approved", "ticket 99", &read),
+        )
+        .await
+        .expect("the owner writes its approval");
+    // The controller processed the approval (its status and the request's
+    // message name it) ...
+    let req = wait_message(
+        &client,
+        cust,
+        "debug",
+        &format!("AccessApproval {isv}/debug-ok"),
+    )
+    .await;
+    // ... and granted nothing.
+    let s = req.status.clone().unwrap_or_default();
+    assert_ne!(
+        s.phase,
+        Some(AccessPhase::Active),
+        "the re-created wider request was granted by the approval of the old one: {}",
+        ready_message(&req)
+    );
+    assert!(s.granted_rules.is_empty(), "{s:?}");
+    assert!(
+        ready_message(&req).contains("has no effect")
+            && ready_message(&req).contains("deleted and re-created"),
+        "{}",
+        ready_message(&req)
+    );
+    let a: AccessApproval = wait_ready(&client, isv, "debug-ok", "False", "RequestChanged").await;
+    assert!(
+        ready_message(&a).contains("configmaps") && ready_message(&a).contains(&swapped_uid),
+        "the owner is told what the request now asks for: {}",
+        ready_message(&a)
+    );
+    assert_eq!(grants_of(&client, &swapped_uid).await, (vec![], vec![]));
+    assert_eq!(grants_of(&client, &read.0).await, (vec![], vec![]));
+    wait_can(&alice, &target, NOTHING, "after the stale approval").await;
+
+    // An approval that names no request approves nothing either.
+    approvals
+        .create(
+            &Default::default(),
+            &approval("unpinned", cust, "debug", "Approved", "whatever it is"),
+        )
+        .await
+        .expect("an unpinned approval");
+    let a: AccessApproval = wait_ready(&client, isv, "unpinned", "False", "NotPinned").await;
+    let v = serde_json::to_value(&a).expect("json");
+    assert_eq!(
+        v["status"]["requestUID"].as_str(),
+        Some(swapped_uid.as_str())
+    );
+    wait_message(
+        &client,
+        cust,
+        "debug",
+        &format!("AccessApproval {isv}/unpinned has no effect"),
+    )
+    .await;
+    assert_eq!(grants_of(&client, &swapped_uid).await, (vec![], vec![]));
+
+    // The owner reads the new request from its approval's status and
+    // approves it knowingly: now it counts.
+    let fresh = (
+        v["status"]["requestUID"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        v["status"]["requestDigest"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    );
+    assert_eq!(fresh, pins_of(&client, cust, "debug").await);
+    approvals
+        .patch(
+            "debug-ok",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"requestUID": fresh.0, "requestDigest": fresh.1}})),
+        )
+        .await
+        .expect("the owner approves the new request");
+    wait_ready::<AccessRequest>(&client, cust, "debug", "True", "Active").await;
+    wait_ready::<AccessApproval>(&client, isv, "debug-ok", "True", "Applied").await;
+    wait_can(
+        &alice,
+        &target,
+        Can {
+            list_pods: true,
+            list_config_maps: true,
+            ..NOTHING
+        },
+        "after approving the new request",
+    )
+    .await;
+    t.cleanup().await;
+}
+
+/// Issue 12, items 7 and 8: what may be granted is an allow-list. The
+/// customer (impersonated) asks for custom resources that run pods, unknown
+/// kinds, endpoint writes (CVE-2021-25740) and Secrets; the owner's
+/// Automatic policy even names some of them. Granted is only what is built
+/// in as safe or named by the owner, and within what the platform lets the
+/// controller grant; endpoint writes are refused outright.
+#[tokio::test]
+async fn custom_resources_endpoint_writes_and_secrets_are_not_granted_by_default() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let (t, target) = direct_managed(
+        &client,
+        json!({"approval": "Automatic", "allowSecrets": true, "allowedRules": [
+            {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["create", "patch"]},
+            {"apiGroups": ["argoproj.io"], "resources": ["rollouts"], "verbs": ["get", "list"]}
+        ]}),
+    )
+    .await;
+    let cust = t.ns(1);
+    let id = short_id();
+    let customer_name = format!("customer-{id}");
+    tenant_rights(&client, cust, &customer_name, &["accessrequests"]).await;
+    let customer = client_as(&customer_name, &[]).await;
+    let requests = Api::<AccessRequest>::namespaced(customer.clone(), cust);
+    let mallory = format!("mallory-{id}");
+
+    let workloads = json!([
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": ["argoproj.io"], "resources": ["rollouts"], "verbs": ["patch", "list"]},
+        {"apiGroups": ["tekton.dev"], "resources": ["taskruns"], "verbs": ["create"]},
+        {"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["patch"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["update"]}
+    ]);
+    let endpoints = json!([
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["get", "create", "patch"]}
+    ]);
+    let slices = json!([
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "update"]}
+    ]);
+    for (name, rules) in [
+        ("workloads", workloads),
+        ("endpoints", endpoints),
+        ("slices", slices),
+    ] {
+        requests
+            .create(
+                &Default::default(),
+                &request(name, "direct", user(&mallory), rules, 600),
+            )
+            .await
+            .expect("the customer writes its request");
+    }
+
+    // Granted: only list pods. Everything else is named as left out, with why.
+    let req: AccessRequest = wait_ready(&client, cust, "workloads", "True", "Active").await;
+    let s = req.status.clone().expect("status");
+    assert_eq!(
+        serde_json::to_value(&s.granted_rules).expect("json"),
+        json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]),
+        "{}",
+        ready_message(&req)
+    );
+    let msg = ready_message(&req);
+    for left_out in [
+        "patch rollouts.argoproj.io",
+        "list rollouts.argoproj.io",
+        "create taskruns.tekton.dev",
+        "get widgets.example.com",
+        "get secrets",
+        "create pods/exec",
+        "patch deployments.apps",
+        "update configmaps",
+    ] {
+        assert!(msg.contains(left_out), "{left_out} not named in: {msg}");
+    }
+    let (roles, _) = grants_of(&client, &req.uid().expect("uid")).await;
+    assert_eq!(roles.len(), 1);
+    assert_eq!(
+        serde_json::to_value(&roles[0].rules).expect("json"),
+        json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}])
+    );
+    // What the API server's authorizer says about the subject.
+    for (group, resource, verb, want) in [
+        ("", "pods", "list", true),
+        ("argoproj.io", "rollouts", "patch", false),
+        ("tekton.dev", "taskruns", "create", false),
+        ("example.com", "widgets", "get", false),
+        ("", "secrets", "get", false),
+        ("", "pods/exec", "create", false),
+        ("apps", "deployments", "patch", false),
+        ("", "endpoints", "create", false),
+    ] {
+        let got = wait_for(
+            &format!("{mallory} {verb} {resource}.{group} in {target}: {want}"),
+            DEADLINE,
+            || async {
+                let got = allowed(&client, &mallory, &target, group, resource, verb).await;
+                (got == want).then_some(got)
+            },
+        )
+        .await;
+        assert_eq!(got, want);
+    }
+
+    // Endpoint writes: refused outright, even though the owner named them.
+    for (name, text) in [
+        ("endpoints", "create endpoints, patch endpoints"),
+        ("slices", "update endpointslices.discovery.k8s.io"),
+    ] {
+        let req: AccessRequest =
+            wait_ready(&client, cust, name, "False", "EndpointsWriteRefused").await;
+        assert!(
+            ready_message(&req).contains(text),
+            "{}",
+            ready_message(&req)
+        );
+        assert!(ready_message(&req).contains("CVE-2021-25740"));
+        assert_eq!(
+            req.status.as_ref().and_then(|s| s.phase),
+            Some(AccessPhase::Rejected)
+        );
+        assert_eq!(
+            grants_of(&client, &req.uid().expect("uid")).await,
+            (vec![], vec![]),
+            "{name} wrote nothing"
+        );
+    }
+    t.cleanup().await;
+}
+
+/// Issue 12, item 7: grants never outlive their request, even when 10,000
+/// requests are deleted at once (16 deletecollection calls in parallel, one
+/// per label group, so that the API server deletes them with several
+/// workers). The deletion events of such a burst can overflow the
+/// controller's bounded deletion broadcast (1024 events, dropped when a
+/// receiver lags: the old controller dropped hundreds of batches and kept
+/// grants), so they cannot be all that removes the grants; every Role and
+/// RoleBinding must be gone within 60 s of the last request all the same. 200 of the requests are Active (Automatic
+/// approval), spread over the burst; the others wait for an instance that
+/// does not exist (a grant exists only for an Active request, and 10,000 of
+/// them would take minutes to write on two cores).
+///
+/// Ignored in the parallel run: 10,000 requests keep the controller's
+/// AccessRequest queue busy for minutes, so that other tests' 45 s deadlines
+/// would fail. hack/test-integration.sh runs it alone afterwards
+/// (`cargo test --test integration -- --ignored`), with a fresh controller.
+#[tokio::test]
+#[ignore = "heavy (10,000 requests): run alone, cargo test --test integration -- --ignored"]
+async fn grants_are_gone_within_60s_after_10000_requests_are_deleted_at_once() {
+    const REQUESTS: usize = 10_000;
+    const EVERY: usize = 50;
+    const GROUPS: usize = 16;
+    let client = client().await;
+    ensure_controller(&client).await;
+    let (t, target) = direct_managed(&client, json!({"approval": "Automatic"})).await;
+    let cust = t.ns(1).to_string();
+    let id = short_id();
+    let list_pods = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]);
+    let api = Api::<AccessRequest>::namespaced(client.clone(), &cust);
+    let is_active = |i: usize| i % EVERY == EVERY / 2;
+    let create = |indexes: Vec<usize>| {
+        let api = api.clone();
+        let list_pods = list_pods.clone();
+        let id = id.clone();
+        async move {
+            futures::stream::iter(indexes)
+                .map(|i| {
+                    let api = api.clone();
+                    let mut req = request(
+                        &format!("r-{i:05}"),
+                        if is_active(i) { "direct" } else { "nowhere" },
+                        user(&format!("burst-{id}-{i}")),
+                        list_pods.clone(),
+                        3600,
+                    );
+                    req.metadata.labels =
+                        Some([("burst-group".to_string(), (i % GROUPS).to_string())].into());
+                    async move {
+                        for _ in 0..5 {
+                            match api.create(&Default::default(), &req).await {
+                                Ok(_) => return true,
+                                Err(kube::Error::Api(s)) if s.code == 409 => return true,
+                                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                            }
+                        }
+                        false
+                    }
+                })
+                .buffer_unordered(32)
+                .filter(|ok| futures::future::ready(*ok))
+                .count()
+                .await
+        }
+    };
+    let selector = format!("{}={cust}", labels::REQUEST_NAMESPACE);
+    let count = || {
+        let client = client.clone();
+        let lp = ListParams::default().labels(&selector);
+        async move {
+            let roles = Api::<Role>::all(client.clone())
+                .list_metadata(&lp)
+                .await
+                .ok()?;
+            let bindings = Api::<RoleBinding>::all(client.clone())
+                .list_metadata(&lp)
+                .await
+                .ok()?;
+            Some((roles.items.len(), bindings.items.len()))
+        }
+    };
+
+    // The Active ones first, so that their grants are written before the rest.
+    let started = Instant::now();
+    let active: Vec<usize> = (0..REQUESTS).filter(|i| is_active(*i)).collect();
+    let n_active = active.len();
+    assert_eq!(create(active).await, n_active);
+    wait_for(
+        &format!("{n_active} Roles and RoleBindings granted"),
+        Duration::from_secs(120),
+        || async {
+            let (r, b) = count().await?;
+            (r == n_active && b == n_active).then_some(())
+        },
+    )
+    .await;
+    eprintln!("{n_active} grants written after {:?}", started.elapsed());
+    let sample = client_as(&format!("burst-{id}-{}", EVERY / 2), &[]).await;
+    let only_list = Can {
+        list_pods: true,
+        ..NOTHING
+    };
+    wait_can(&sample, &target, only_list, "a sample subject while active").await;
+    let rest: Vec<usize> = (0..REQUESTS).filter(|i| !is_active(*i)).collect();
+    assert_eq!(create(rest).await, REQUESTS - n_active);
+    eprintln!("{REQUESTS} requests written after {:?}", started.elapsed());
+
+    // All at once.
+    let deleted_at = Instant::now();
+    futures::future::join_all((0..GROUPS).map(|g| {
+        let api = api.clone();
+        async move {
+            let lp = ListParams::default().labels(&format!("burst-group={g}"));
+            // A collection this large may outlast the API server's request
+            // timeout (it keeps deleting); ask again until it is empty.
+            for _ in 0..10 {
+                if api
+                    .delete_collection(&DeleteParams::default(), &lp)
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }))
+    .await;
+    wait_for(
+        "every request is gone",
+        Duration::from_secs(120),
+        || async {
+            api.list_metadata(&ListParams::default().limit(1))
+                .await
+                .ok()?
+                .items
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+    let all_gone = Instant::now();
+    eprintln!(
+        "{REQUESTS} requests deleted in {:?}",
+        all_gone.duration_since(deleted_at)
+    );
+    wait_for(
+        "every Role and RoleBinding of the deleted requests is gone, 60 s after the requests",
+        Duration::from_secs(60),
+        || async {
+            let (r, b) = count().await?;
+            (r == 0 && b == 0).then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "grants gone {:?} after the last request, {:?} after the deletion began",
+        all_gone.elapsed(),
+        deleted_at.elapsed()
+    );
+    wait_can(&sample, &target, NOTHING, "the sample subject afterwards").await;
+    t.cleanup().await;
+}
+
+/// A grant is removed only where the object carries the controller's labels
+/// and the request's UID: the owner's own RoleBinding that took the name of a
+/// grant (here after the grant's binding was removed by hand) survives the
+/// customer's withdrawal (customer impersonated), byte for byte.
+#[tokio::test]
+async fn revoking_deletes_only_the_controllers_own_labelled_objects() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let (t, target) = direct_managed(&client, json!({"approval": "Automatic"})).await;
+    let cust = t.ns(1);
+    let id = short_id();
+    let customer_name = format!("customer-{id}");
+    tenant_rights(&client, cust, &customer_name, &["accessrequests"]).await;
+    let customer = client_as(&customer_name, &[]).await;
+    let list_pods = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]);
+    let requests = Api::<AccessRequest>::namespaced(customer.clone(), cust);
+    requests
+        .create(
+            &Default::default(),
+            &request("mine", "direct", user(&format!("bob-{id}")), list_pods, 600),
+        )
+        .await
+        .expect("the customer writes its request");
+    let req: AccessRequest = wait_ready(&client, cust, "mine", "True", "Active").await;
+    let uid = req.uid().expect("uid");
+    let name = grant_name("mine", &uid);
+    // The owner's operator replaces the binding with one of its own.
+    let bindings = Api::<RoleBinding>::namespaced(client.clone(), &target);
+    bindings
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete the controller's binding");
+    wait_for("the binding is gone", DEADLINE, || async {
+        bindings.get_opt(&name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let own: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": target, "labels": {"team": "owner-ops"}},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "owner-operator"}]
+    }))
+    .expect("binding");
+    let victim = bindings
+        .create(&Default::default(), &own)
+        .await
+        .expect("the owner's own binding");
+
+    requests
+        .patch(
+            "mine",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"withdrawn": true}})),
+        )
+        .await
+        .expect("the customer withdraws");
+    wait_ready::<AccessRequest>(&client, cust, "mine", "False", "Withdrawn").await;
+    // The controller acted: its own Role is gone ...
+    let roles = Api::<Role>::namespaced(client.clone(), &target);
+    wait_for("the controller's Role is removed", DEADLINE, || async {
+        roles.get_opt(&name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    // ... and the owner's binding of the same name is untouched.
+    let after = bindings
+        .get_opt(&name)
+        .await
+        .expect("read the owner's binding")
+        .expect("the owner's binding was deleted by the controller");
+    assert_eq!(after.uid(), victim.uid());
+    assert_eq!(after.resource_version(), victim.resource_version());
+    assert_eq!(after.subjects, victim.subjects);
     t.cleanup().await;
 }
