@@ -345,7 +345,24 @@ async fn apply(req: &AccessRequest, ctx: &Context) -> Result<Action, Error> {
     let mut action = requeue_at(outcome.requeue_at);
     match outcome.grant.clone() {
         Some(grant) => match write_grant(req, &grant, &outcome, ctx).await {
-            Ok(()) => target_namespace = Some(grant.namespace.clone()),
+            Ok(None) => target_namespace = Some(grant.namespace.clone()),
+            Ok(Some(taken)) => {
+                // The name is taken by someone else's object: nothing is
+                // granted, and nothing of that object changes.
+                outcome = Outcome {
+                    phase: AccessPhase::Approved,
+                    ready: false,
+                    reason: "GrantConflict",
+                    message: format!(
+                        "approved ({}), but {taken}",
+                        outcome.decided_by.as_deref().unwrap_or_default()
+                    ),
+                    grant: None,
+                    expires_at: RequestView::of(req).expires_at,
+                    ..outcome
+                };
+                action = Action::requeue(Duration::from_secs(60));
+            }
             Err(Error::Kube(kube::Error::Api(s))) if is_permanent(&s) => {
                 // Nothing half-written stays behind.
                 revoke(req, ctx, std::slice::from_ref(&grant.namespace), true).await?;
@@ -524,7 +541,7 @@ async fn write_grant(
     grant: &access::Grant,
     outcome: &Outcome,
     ctx: &Context,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let name = access::grant_name(
         &req.name_any(),
         req.metadata.uid.as_deref().unwrap_or_default(),
@@ -553,20 +570,84 @@ async fn write_grant(
     let key = memo_key("grant", req, &grant.namespace);
     let desired = json!([role, binding]);
     if ctx.memo.is_same(&key, &desired) {
-        return Ok(());
+        return Ok(None);
     }
-    let pp = PatchParams::apply(FIELD_MANAGER).force();
-    Api::<Role>::namespaced(ctx.client.clone(), &grant.namespace)
-        .patch(&name, &pp, &Patch::Apply(&role))
-        .await?;
+    let request_uid = req.metadata.uid.clone().unwrap_or_default();
+    let roles = Api::<Role>::namespaced(ctx.client.clone(), &grant.namespace);
+    if let Some(taken) = put_owned(&roles, &name, &role, &request_uid).await? {
+        return Ok(Some(taken));
+    }
     ctx.metrics.wrote(KIND, "role");
-    Api::<RoleBinding>::namespaced(ctx.client.clone(), &grant.namespace)
-        .patch(&name, &pp, &Patch::Apply(&binding))
-        .await?;
+    let bindings = Api::<RoleBinding>::namespaced(ctx.client.clone(), &grant.namespace);
+    if let Some(taken) = put_owned(&bindings, &name, &binding, &request_uid).await? {
+        return Ok(Some(taken));
+    }
     ctx.metrics.wrote(KIND, "rolebinding");
     ctx.memo.record(&key, &desired);
     ctx.memo.forget(&memo_key("absent", req, &grant.namespace));
-    Ok(())
+    Ok(None)
+}
+
+/// Creates `body` (POST: never takes over an object of that name), or, when
+/// the name is taken by this request's own object (the controller's labels
+/// with its UID), updates it by server-side apply under its UID. Some(message)
+/// when the name is taken by anyone else's object: nothing of it is changed.
+async fn put_owned<K>(
+    api: &Api<K>,
+    name: &str,
+    body: &serde_json::Value,
+    request_uid: &str,
+) -> Result<Option<String>, Error>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let obj: K = serde_json::from_value(body.clone())?;
+    let pp = kube::api::PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match api.create(&pp, &obj).await {
+        Ok(_) => return Ok(None),
+        Err(e) if super::is_conflict(&e) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let Some(live) = api.get_metadata_opt(name).await? else {
+        return Err(Error::Waiting(format!(
+            "{} {name} went while it was being written",
+            K::kind(&())
+        )));
+    };
+    let l = live.labels();
+    let ours = l.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+        && l.get(labels::REQUEST_UID).map(String::as_str) == Some(request_uid);
+    if !ours {
+        return Ok(Some(format!(
+            "{} {}/{name} exists and was not written for this request; nothing of it was changed, and nothing is granted until it is removed",
+            K::kind(&()),
+            live.metadata.namespace.clone().unwrap_or_default()
+        )));
+    }
+    let mut body = body.clone();
+    body["metadata"]["uid"] = json!(live.metadata.uid);
+    match api
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        Ok(_) => Ok(None),
+        Err(e) if super::is_conflict(&e) => Err(Error::Waiting(format!(
+            "{} {name} was replaced while it was being written",
+            K::kind(&())
+        ))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Removes the RoleBinding and the Role of a request from each namespace in
@@ -1014,7 +1095,10 @@ async fn sweep(ctx: &Context) -> Result<usize, Error> {
             .await;
         for r in results {
             match r {
-                Ok(true) => removed += 1,
+                Ok(true) => {
+                    removed += 1;
+                    ctx.metrics.swept("access-grant");
+                }
                 Ok(false) => {}
                 Err(e) => {
                     first_error.get_or_insert(e);

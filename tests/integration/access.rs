@@ -1562,3 +1562,79 @@ async fn revoking_deletes_only_the_controllers_own_labelled_objects() {
     assert_eq!(after.subjects, victim.subjects);
     t.cleanup().await;
 }
+
+/// The owner's operator writes a RoleBinding under the name the grant of a
+/// waiting request will have; the owner then approves. The controller creates
+/// its grants (never applies over a name): the binding is untouched, nothing
+/// is granted, and the request says why (GrantConflict).
+#[tokio::test]
+async fn a_grant_never_takes_over_an_object_of_its_name() {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let (t, target) = direct_managed(&client, json!({"approval": "Manual"})).await;
+    let (isv, cust) = (t.ns(0), t.ns(1));
+    let id = short_id();
+    let customer_name = format!("customer-{id}");
+    tenant_rights(&client, cust, &customer_name, &["accessrequests"]).await;
+    let owner_name = format!("owner-{id}");
+    tenant_rights(&client, isv, &owner_name, &["accessapprovals"]).await;
+    let customer = client_as(&customer_name, &[]).await;
+    let owner = client_as(&owner_name, &[]).await;
+    let bob = format!("bob-{id}");
+    let list_pods = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]);
+    Api::<AccessRequest>::namespaced(customer.clone(), cust)
+        .create(
+            &Default::default(),
+            &request("taken", "direct", user(&bob), list_pods, 600),
+        )
+        .await
+        .expect("the customer writes its request");
+    wait_ready::<AccessRequest>(&client, cust, "taken", "False", "AwaitingApproval").await;
+    let pins = pins_of(&client, cust, "taken").await;
+    let name = grant_name("taken", &pins.0);
+    // It binds the Role of the same name, as the grant's binding would: an
+    // apply over it would change nothing but its subjects and labels.
+    let own: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"team": "owner-ops"}},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "owner-operator"}]
+    }))
+    .expect("binding");
+    let bindings = Api::<RoleBinding>::namespaced(client.clone(), &target);
+    let victim = bindings
+        .create(&Default::default(), &own)
+        .await
+        .expect("the owner's operator's own binding");
+    Api::<AccessApproval>::namespaced(owner.clone(), isv)
+        .create(
+            &Default::default(),
+            &pinned("yes", cust, "taken", "Approved", "looks fine", &pins),
+        )
+        .await
+        .expect("the owner approves");
+    let req: AccessRequest = wait_ready(&client, cust, "taken", "False", "GrantConflict").await;
+    assert!(
+        ready_message(&req).contains("not written for this request"),
+        "{}",
+        ready_message(&req)
+    );
+    let after = bindings
+        .get(&name)
+        .await
+        .expect("the owner's binding is still there");
+    assert_eq!(after.uid(), victim.uid());
+    assert_eq!(after.resource_version(), victim.resource_version());
+    assert_eq!(after.subjects, victim.subjects);
+    assert_eq!(after.role_ref, victim.role_ref);
+    let bob_client = client_as(&bob, &[]).await;
+    assert!(
+        !authorized(
+            "bob lists pods",
+            Api::<Pod>::namespaced(bob_client, &target)
+                .list(&ListParams::default())
+                .await
+        ),
+        "nothing is granted"
+    );
+    t.cleanup().await;
+}
