@@ -12,8 +12,9 @@
 //! access): the Role and RoleBinding are named after the request's UID and
 //! labelled with it. The cleaner takes the deletion events (fast, but
 //! dropped when their bounded broadcast lags) and compares the request cache
-//! with itself every second (nothing can be missed there: the cache is the
-//! truth, even after a watch restart), and removes the grants of the few
+//! with itself every second (this sees a deletion even after a watch
+//! restart, though not a request created and deleted between two looks:
+//! the events and the sweep cover that), and removes the grants of the few
 //! requests that left it. A sweep runs at start, every `--sweep-interval`, at once after a burst
 //! of deletions and after a failed cleanup: it lists the labelled Roles and
 //! RoleBindings, confirms with a live GET that their request is gone (or is
@@ -348,7 +349,10 @@ async fn apply(req: &AccessRequest, ctx: &Context) -> Result<Action, Error> {
             Ok(None) => target_namespace = Some(grant.namespace.clone()),
             Ok(Some(taken)) => {
                 // The name is taken by someone else's object: nothing is
-                // granted, and nothing of that object changes.
+                // granted, and nothing of that object changes. The target is
+                // recorded, so that a Role already written for the request
+                // (its binding's name was the taken one) is removed with it.
+                target_namespace = Some(grant.namespace.clone());
                 outcome = Outcome {
                     phase: AccessPhase::Approved,
                     ready: false,
@@ -911,7 +915,7 @@ async fn cleanup_deleted(req: &AccessRequest, ctx: &Context) -> bool {
         return true;
     }
     let targets = deletion_targets(req, ctx);
-    tracing::info!(namespace = %ns_of(req), name = %req.name_any(), ?targets, "DEBUG cleanup of a deleted access request");
+    tracing::debug!(namespace = %ns_of(req), name = %req.name_any(), ?targets, "cleanup of a deleted access request");
     match revoke(req, ctx, &targets, true).await {
         Ok(()) => true,
         Err(e) => {
