@@ -702,18 +702,7 @@ async fn delete_grant(ctx: &Context, ns: &str, name: &str, request_uid: &str) ->
             labels::REQUEST_UID
         ))
         .fields(&format!("metadata.name={name}"));
-    let bindings = Api::<RoleBinding>::namespaced(ctx.client.clone(), ns)
-        .list_metadata(&lp)
-        .await?;
-    let roles = Api::<Role>::namespaced(ctx.client.clone(), ns)
-        .list_metadata(&lp)
-        .await?;
-    let listed = bindings
-        .items
-        .into_iter()
-        .map(|m| (true, m.metadata))
-        .chain(roles.items.into_iter().map(|m| (false, m.metadata)));
-    for (binding, m) in listed {
+    for (binding, m) in list_grants(ctx, Some(ns), &lp).await? {
         if let Some(uid) = m.uid {
             let g = Granted {
                 binding,
@@ -1018,6 +1007,33 @@ async fn delete_granted(ctx: &Context, g: &Granted) -> Result<bool, Error> {
     }
 }
 
+/// The RoleBindings (true) and Roles (false) that `lp` selects, in `ns` or
+/// in every namespace, as metadata; bindings first.
+async fn list_grants(
+    ctx: &Context,
+    ns: Option<&str>,
+    lp: &ListParams,
+) -> Result<Vec<(bool, kube::api::ObjectMeta)>, Error> {
+    let (bindings, roles) = match ns {
+        Some(ns) => (
+            Api::<RoleBinding>::namespaced(ctx.client.clone(), ns),
+            Api::<Role>::namespaced(ctx.client.clone(), ns),
+        ),
+        None => (
+            Api::<RoleBinding>::all(ctx.client.clone()),
+            Api::<Role>::all(ctx.client.clone()),
+        ),
+    };
+    let bindings = bindings.list_metadata(lp).await?;
+    let roles = roles.list_metadata(lp).await?;
+    Ok(bindings
+        .items
+        .into_iter()
+        .map(|m| (true, m.metadata))
+        .chain(roles.items.into_iter().map(|m| (false, m.metadata)))
+        .collect())
+}
+
 /// Removes every Role and RoleBinding labelled with the UID of an
 /// AccessRequest that no longer exists (confirmed by a live read), with a
 /// UID precondition, bindings first. Only objects carrying the controller's
@@ -1025,12 +1041,7 @@ async fn delete_granted(ctx: &Context, g: &Granted) -> Result<bool, Error> {
 async fn sweep(ctx: &Context) -> Result<usize, Error> {
     let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY},{}", labels::REQUEST_UID);
     let lp = ListParams::default().labels(&selector);
-    let bindings = Api::<RoleBinding>::all(ctx.client.clone())
-        .list_metadata(&lp)
-        .await?;
-    let roles = Api::<Role>::all(ctx.client.clone())
-        .list_metadata(&lp)
-        .await?;
+    let listed = list_grants(ctx, None, &lp).await?;
     let live: HashSet<String> = ctx
         .stores
         .access_requests
@@ -1039,11 +1050,6 @@ async fn sweep(ctx: &Context) -> Result<usize, Error> {
         .filter_map(|r| r.metadata.uid.clone())
         .collect();
     let mut orphans: BTreeMap<RequestKey, Vec<Granted>> = BTreeMap::new();
-    let listed = bindings
-        .items
-        .into_iter()
-        .map(|m| (true, m.metadata))
-        .chain(roles.items.into_iter().map(|m| (false, m.metadata)));
     for (binding, m) in listed {
         let Some(key) = request_key(&m) else {
             continue;
