@@ -1,18 +1,19 @@
 //! computenest-controller: software distribution on Kubernetes.
 //!
-//! Layout: `api` (the custom resources); pure domain logic with no API calls
-//! (`scenario`, `render`, `distribution`, `provision`, `access`, and `naming`
-//! for the names, labels and hashes they derive); one controller module per
-//! kind under `controller`; the runtime concerns (`metrics`, `health`) apart.
-//! Pure modules never import `controller`.
+//! Layers (docs/architecture.md): `api` (the custom resources) at the bottom;
+//! `domain` (pure logic with no API calls: scenarios, rendering,
+//! distribution, provisioning, access, names and conditions) on it;
+//! `controller` (one module per kind, the watch-fed index, the shared
+//! reconcile runner) on both; `runtime` (metrics, health, leader election)
+//! beside the controllers. The domain never imports `controller` or
+//! `runtime`.
 
-pub mod access;
 pub mod api;
 pub mod controller;
-pub mod distribution;
-pub mod health;
-pub mod metrics;
-pub mod naming;
-pub mod provision;
-pub mod render;
-pub mod scenario;
+pub mod domain;
+pub mod runtime;
+
+// The domain and runtime modules by their short names, for the binary, the
+// tests and the benchmark.
+pub use domain::{access, conditions, distribution, naming, provision, render, scenario};
+pub use runtime::{health, metrics};

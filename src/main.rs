@@ -3,14 +3,15 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use computenest::api;
 use computenest::controller::{self, Readiness, Settings};
-use computenest::health::{self, HealthState};
-use computenest::metrics::Metrics;
 use computenest::render::{AllowedKind, default_allowed_kinds};
+use computenest::runtime::health::{self, HealthState};
+use computenest::runtime::leader;
+use computenest::runtime::metrics::Metrics;
 use kube::runtime::events::Reporter;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 /// Software distribution on Kubernetes: ISVs publish Services, distributors
 /// resell them as DerivedServices, customers buy ServiceInstances; this
@@ -269,85 +270,28 @@ async fn run(args: RunArgs) -> Result<(), String> {
         return Ok(());
     }
 
-    let lease_ns = args
-        .lease_namespace
-        .clone()
-        .or_else(|| {
-            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok()
-        })
-        .unwrap_or_else(|| "default".into());
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
-        .with_namespace(lease_ns.trim())
-        .with_identity(&identity)
-        .with_duration(args.lease_duration.max(2))
-        .with_grace((args.lease_duration / 3).max(1))
-        // Per replica: server-side apply detects a competing holder only between different managers.
-        .with_field_manager(format!("computenest-lease-{identity}"))
-        .build()
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot set up the leader lease {}/{}: {e}",
-                lease_ns.trim(),
-                args.lease_name
-            )
-        })?;
-    let (mut leader_rx, lease_task) = manager.watch().await;
-    tracing::info!(lease = %args.lease_name, "waiting for the leader lease");
-
-    let shutdown = shutdown_or_parent(args.exit_with_parent);
-    tokio::pin!(shutdown);
-    // Wait to become the leader (or to be told to stop).
-    loop {
-        if *leader_rx.borrow_and_update() {
-            break;
-        }
-        tokio::select! {
-            changed = leader_rx.changed() => if changed.is_err() { return Err("the lease manager stopped".into()) },
-            _ = &mut shutdown => {
-                drop(leader_rx);
-                let _ = lease_task.await;
-                return Ok(());
-            }
-        }
-    }
-    tracing::info!("became the leader");
-    standby.store(false, Ordering::Relaxed);
-    metrics.leader.set(1);
-
-    // Reconcile until leadership is lost or shutdown is requested.
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let controllers = tokio::spawn(controller::run(
-        client,
-        settings,
+    let lease = leader::Lease {
+        name: args.lease_name.clone(),
+        namespace: args
+            .lease_namespace
+            .clone()
+            .or_else(|| {
+                std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                    .ok()
+            })
+            .unwrap_or_else(|| "default".into())
+            .trim()
+            .to_string(),
+        identity,
+        duration_seconds: args.lease_duration,
+    };
+    leader::run_while_leader(
+        client.clone(),
+        lease,
         metrics.clone(),
-        readiness,
-        reporter,
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-    let lost = async {
-        loop {
-            if leader_rx.changed().await.is_err() || !*leader_rx.borrow() {
-                return;
-            }
-        }
-    };
-    let outcome = tokio::select! {
-        _ = lost => Err("lost the leader lease; exiting so that no two replicas write".to_string()),
-        _ = &mut shutdown => Ok(()),
-    };
-    metrics.leader.set(0);
-    if outcome.is_err() {
-        // Another replica may already be writing: stop at once, no draining.
-        controllers.abort();
-    } else {
-        let _ = stop_tx.send(());
-    }
-    let _ = controllers.await;
-    // Dropping the receiver makes the lease manager release the lease, so a standby takes over at once.
-    drop(leader_rx);
-    let _ = lease_task.await;
-    outcome
+        standby,
+        shutdown_or_parent(args.exit_with_parent),
+        move |stop| controller::run(client, settings, metrics, readiness, reporter, stop),
+    )
+    .await
 }

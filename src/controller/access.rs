@@ -1,7 +1,7 @@
 //! AccessRequest controller: time-boxed permissions on the managed namespace
 //! of a fully managed instance, decided by the owner of its resources.
 //!
-//! Stages: decide (pure, `crate::access::decide`) from the caches: the
+//! Stages: decide (pure, `crate::domain::access::decide`) from the caches: the
 //! request, its instance, the owner's AccessPolicy and the AccessApprovals
 //! naming it; then have exactly what the outcome says in the instance's
 //! managed namespace: one Role and one RoleBinding (server-side apply) while
@@ -30,14 +30,15 @@
 use super::grant::requeue_at;
 use super::status::{condition, ready, write_status_if_changed};
 use super::{
-    Context, Error, MANAGED_BY, MANAGED_BY_LABEL, Trigger, is_conflict, is_not_found, ns_of,
+    Context, Error, MANAGED_BY, MANAGED_BY_LABEL, Trigger, is_conflict, is_not_found, is_permanent,
+    ns_of,
 };
-use crate::access::{self, ApprovalView, InstanceState, Outcome, RequestView, labels};
 use crate::api::{
     AccessApproval, AccessPhase, AccessPolicy, AccessRequest, AccessRequestStatus, AccessSubject,
     DerivedService, FIELD_MANAGER, Party, ProductKind, Service, ServiceInstance, SubjectKind,
 };
-use crate::provision;
+use crate::domain::access::{self, ApprovalView, InstanceState, Outcome, RequestView, labels};
+use crate::domain::provision;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Namespace;
@@ -302,11 +303,6 @@ async fn namespace_ready(
     Ok(live.is_some_and(|m| fits(m.labels(), m.metadata.deletion_timestamp.is_some())))
 }
 
-/// Errors that retrying the same write cannot fix (RBAC, validation).
-fn is_permanent(s: &kube::core::Status) -> bool {
-    matches!(s.code, 400 | 403 | 422)
-}
-
 async fn apply(req: &AccessRequest, ctx: &Context) -> Result<Action, Error> {
     let ns = ns_of(req);
     let inst = ctx
@@ -407,7 +403,9 @@ async fn apply(req: &AccessRequest, ctx: &Context) -> Result<Action, Error> {
         observed_generation: generation,
         request_digest: Some(view.digest.clone()),
         phase: Some(outcome.phase),
-        expires_at: outcome.expires_at.map(access::format_time),
+        expires_at: outcome
+            .expires_at
+            .map(crate::domain::conditions::format_time),
         granted_rules: outcome
             .grant
             .as_ref()
@@ -556,7 +554,7 @@ async fn write_grant(
         "labels": grant_labels(req),
         "annotations": {
             labels::REQUEST: req.name_any(),
-            labels::EXPIRES_AT: access::format_time(grant.expires_at),
+            labels::EXPIRES_AT: crate::domain::conditions::format_time(grant.expires_at),
             labels::DECIDED_BY: outcome.decided_by.clone().unwrap_or_default(),
         },
     });

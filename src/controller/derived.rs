@@ -13,7 +13,7 @@ use crate::api::{
     Approval, Decision, DerivedService, DerivedServiceStatus, DistributionGrant,
     DistributionGrantSpec, GrantRef, Service,
 };
-use crate::distribution::{
+use crate::domain::distribution::{
     NotSellable, Sellable, application_grant_name, evaluate_derived, select_grant,
 };
 use futures::StreamExt;
@@ -198,7 +198,7 @@ pub fn desired_status(
 /// A distributor's access policy counts only where the distributor owns the
 /// resources (scenario 2); elsewhere the product is sellable, and its Ready
 /// message says that `spec.access` has no effect, instead of keeping quiet.
-pub fn access_note(ds: &DerivedService, scenario: crate::scenario::Scenario) -> String {
+pub fn access_note(ds: &DerivedService, scenario: crate::domain::scenario::Scenario) -> String {
     use crate::api::Party;
     let why = match scenario.resource_owner() {
         _ if ds.spec.access.is_none() => return String::new(),
@@ -352,7 +352,7 @@ async fn apply_for_distribution(ds: &DerivedService, ctx: &Context) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::Scenario;
+    use crate::domain::scenario::Scenario;
     use serde_json::json;
 
     #[test]

@@ -6,7 +6,7 @@
 use super::status::{condition, ready, write_status_if_changed};
 use super::{Context, Error, ns_of};
 use crate::api::{DistributionGrant, DistributionGrantStatus, GrantState, Service};
-use crate::distribution::{grant_state, select_grant, unreadable_expiry};
+use crate::domain::distribution::{grant_state, select_grant, unreadable_expiry};
 use futures::StreamExt;
 use jiff::Timestamp;
 use kube::api::Api;

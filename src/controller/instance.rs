@@ -10,16 +10,18 @@
 
 use super::grant::requeue_at;
 use super::status::{condition, ready, write_status_if_changed};
-use super::{Context, Error, MANAGED_BY, MANAGED_BY_LABEL, is_conflict, is_not_found, ns_of};
+use super::{
+    Context, Error, MANAGED_BY, MANAGED_BY_LABEL, is_conflict, is_not_found, is_permanent, ns_of,
+};
 use crate::api::{
     DerivedService, FIELD_MANAGER, Order, Party, Phase, ProductKind, RevocationPolicy, Service,
     ServiceInstance, ServiceInstanceStatus,
 };
-use crate::distribution::NotSellable;
-use crate::metrics::{InstanceLabels, Metrics};
-use crate::provision::{self, Desired, Product, Sale, labels};
-use crate::render::{AllowedKind, resolve_offering};
-use crate::scenario::Scenario;
+use crate::domain::distribution::NotSellable;
+use crate::domain::provision::{self, Desired, Product, Sale, labels};
+use crate::domain::render::{AllowedKind, resolve_offering};
+use crate::domain::scenario::Scenario;
+use crate::runtime::metrics::{InstanceLabels, Metrics};
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::ByteString;
@@ -187,7 +189,7 @@ struct Resolved {
     product: String,
     scenario: Option<Scenario>,
     on_revoke: RevocationPolicy,
-    outcome: Result<(ProductData, crate::render::Offering), NotSellable>,
+    outcome: Result<(ProductData, crate::domain::render::Offering), NotSellable>,
     grant_expiry: Option<Timestamp>,
 }
 
@@ -809,14 +811,6 @@ enum WriteOutcome {
     Conflict(String),
 }
 
-/// Errors that retrying the same request cannot fix: the object itself is
-/// wrong (400, 422, a typed-patch failure reported as 500), or the kind is
-/// not served or not permitted (403, 404).
-fn is_permanent(s: &kube::core::Status) -> bool {
-    matches!(s.code, 400 | 403 | 404 | 415 | 422)
-        || (s.code == 500 && s.message.contains("failed to create typed patch object"))
-}
-
 /// Whether live metadata proves that this instance created the object: its
 /// UID label, and the controller's managed-by label.
 fn owned_by(labels: &BTreeMap<String, String>, uid: &str) -> bool {
@@ -993,7 +987,7 @@ fn logon_secret(inst: &ServiceInstance, d: &Desired) -> Result<Write, Error> {
                 (labels::INSTANCE_NAMESPACE.to_string(), ns_of(inst)),
                 (
                     labels::INSTANCE_NAME.to_string(),
-                    crate::naming::label_value(&inst.name_any()),
+                    crate::domain::naming::label_value(&inst.name_any()),
                 ),
                 (labels::INSTANCE_UID.to_string(), uid),
             ])),

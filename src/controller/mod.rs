@@ -14,8 +14,8 @@ pub mod status;
 use crate::api::{
     AccessApproval, AccessRequest, DerivedService, DistributionGrant, Service, ServiceInstance,
 };
-use crate::metrics::Metrics;
-use crate::render::AllowedKind;
+use crate::domain::render::AllowedKind;
+use crate::runtime::metrics::Metrics;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
@@ -29,10 +29,10 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-pub use crate::naming::{MANAGED_BY, MANAGED_BY_LABEL};
+pub use crate::domain::naming::{MANAGED_BY, MANAGED_BY_LABEL};
+pub use crate::runtime::health::Readiness;
 
 /// Operator settings that the controllers read.
 #[derive(Clone, Debug)]
@@ -49,7 +49,7 @@ pub struct Settings {
     pub sweep_interval: Duration,
     /// What the controller may grant through AccessRequests: the platform's
     /// grantable set, which the controller's own RBAC holds (no escalate).
-    pub grantable: crate::access::Permissions,
+    pub grantable: crate::domain::access::Permissions,
 }
 
 impl Settings {
@@ -165,23 +165,18 @@ pub fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
+/// Whether the API server refused a request for good, so that retrying the
+/// same request cannot help: the object itself is wrong (400, 422, a
+/// typed-patch failure reported as 500), or the kind is not served or not
+/// permitted (403, 404, 415). The one notion every controller uses.
+pub fn is_permanent(s: &kube::core::Status) -> bool {
+    matches!(s.code, 400 | 403 | 404 | 415 | 422)
+        || (s.code == 500 && s.message.contains("failed to create typed patch object"))
+}
+
 /// Whether an API error is a 409 (already exists or conflict).
 pub fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
-}
-
-/// Set once every cache has its first full list; /readyz reads it.
-#[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
-
-impl Readiness {
-    /// Whether the caches are synced.
-    pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-    fn set(&self) {
-        self.0.store(true, Ordering::Relaxed)
-    }
 }
 
 /// The events of one watched kind, for controllers that react to it: applied
@@ -378,7 +373,7 @@ pub async fn run(
                 ] {
                     metrics
                         .objects
-                        .get_or_create(&crate::metrics::KindLabels { kind: kind.into() })
+                        .get_or_create(&crate::runtime::metrics::KindLabels { kind: kind.into() })
                         .set(n as i64);
                 }
                 instance::export_phase_gauge(&stores.instances, &metrics);

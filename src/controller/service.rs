@@ -4,7 +4,7 @@
 use super::status::{condition, ready, write_status_if_changed};
 use super::{Context, Error, ns_of};
 use crate::api::{Service, ServiceStatus};
-use crate::render::resolve_offering;
+use crate::domain::render::resolve_offering;
 use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Config, Controller};
@@ -35,7 +35,10 @@ pub async fn controller(
 }
 
 /// Pure: the status a Service should have.
-pub fn desired_status(svc: &Service, allowed: &[crate::render::AllowedKind]) -> ServiceStatus {
+pub fn desired_status(
+    svc: &Service,
+    allowed: &[crate::domain::render::AllowedKind],
+) -> ServiceStatus {
     let previous = svc
         .status
         .as_ref()
@@ -59,7 +62,7 @@ pub fn desired_status(svc: &Service, allowed: &[crate::render::AllowedKind]) -> 
             "Ready",
             false,
             match e {
-                crate::render::OfferingError::Template { .. } => "InvalidTemplate",
+                crate::domain::render::OfferingError::Template { .. } => "InvalidTemplate",
                 _ => "InvalidSchema",
             },
             format!("{e}; nothing can be deployed from this Service until it is fixed"),
@@ -132,7 +135,7 @@ mod tests {
 
     #[test]
     fn an_access_policy_that_cannot_apply_is_named_in_the_message() {
-        let allowed = crate::render::default_allowed_kinds();
+        let allowed = crate::domain::render::default_allowed_kinds();
         let message = |s: &Service| {
             let st = desired_status(s, &allowed);
             let c = ready(&st.conditions).cloned().unwrap_or_default();

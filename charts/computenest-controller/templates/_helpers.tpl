@@ -80,7 +80,7 @@ Image reference: repository@digest, else repository:tag (tag defaults to appVers
 
 {{/*
 Kinds templates may create: controller.allowedKinds, else the controller's built-in list
-(keep in sync with default_allowed_kinds() in src/render.rs).
+(keep in sync with default_allowed_kinds() in src/domain/render.rs).
 */}}
 {{- define "computenest.allowedKinds" -}}
 {{- $kinds := .Values.controller.allowedKinds }}

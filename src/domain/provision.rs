@@ -4,16 +4,16 @@
 //! builds the desired state: where the objects go and who owns them, the
 //! rendered objects, the logon URL, the Orders, and a digest of it all.
 
+use super::naming::{self, short_hash};
+use super::render::{
+    Offering, ParameterError, RenderContext, RenderError, render_objects, render_string,
+    resolve_parameters,
+};
+use super::scenario::Scenario;
 use crate::api::{
     AppliedObject, Billing, InstanceRef, ItemRef, Order, OrderSpec, Party, PartyRef, ProductKind,
     ResourceOwner, ServiceInstance, Settlement,
 };
-use crate::naming::{self, short_hash};
-use crate::render::{
-    Offering, ParameterError, RenderContext, RenderError, render_objects, render_string,
-    resolve_parameters,
-};
-use crate::scenario::Scenario;
 use kube::api::ObjectMeta;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -397,7 +397,7 @@ fn orders(instance: &ServiceInstance, product: &Product<'_>) -> Vec<Order> {
 mod tests {
     use super::*;
     use crate::api::ServiceSpec;
-    use crate::render::{default_allowed_kinds, resolve_offering};
+    use crate::domain::render::{default_allowed_kinds, resolve_offering};
 
     fn instance() -> ServiceInstance {
         serde_json::from_value(json!({
@@ -411,7 +411,7 @@ mod tests {
 
     fn offering() -> Offering {
         let spec: ServiceSpec =
-            serde_yaml::from_str(include_str!("../tests/fixtures/service-web.yaml")).unwrap();
+            serde_yaml::from_str(include_str!("../../tests/fixtures/service-web.yaml")).unwrap();
         resolve_offering(&spec, None, &default_allowed_kinds()).unwrap()
     }
 
@@ -512,20 +512,20 @@ mod tests {
         );
         for name in ["shop.v2", "a.b.c", &"y.".repeat(126)] {
             let ns = managed_namespace_name("acme", name, "u");
-            assert!(crate::naming::is_dns_label(&ns), "{ns}");
+            assert!(crate::domain::naming::is_dns_label(&ns), "{ns}");
             let order = order_name("acme", name, "u", "sale");
-            assert!(crate::render::is_dns_subdomain(&order), "{order}");
+            assert!(crate::domain::render::is_dns_subdomain(&order), "{order}");
             let secret = logon_secret_name(name);
-            assert!(crate::render::is_dns_subdomain(&secret), "{secret}");
+            assert!(crate::domain::render::is_dns_subdomain(&secret), "{secret}");
         }
         let long = managed_namespace_name(&"x".repeat(63), &"y".repeat(253), "u");
         assert!(
-            long.len() <= 63 && crate::render::is_dns_subdomain(&long),
+            long.len() <= 63 && crate::domain::render::is_dns_subdomain(&long),
             "{long}"
         );
         let order = order_name(&"x".repeat(63), &"y".repeat(253), "uid", "resale");
         assert!(
-            order.len() <= 253 && crate::render::is_dns_subdomain(&order),
+            order.len() <= 253 && crate::domain::render::is_dns_subdomain(&order),
             "{order}"
         );
     }

@@ -1,7 +1,6 @@
 //! The health and metrics server: /healthz, /readyz and /metrics.
 
-use crate::controller::Readiness;
-use crate::metrics::Metrics;
+use crate::runtime::metrics::Metrics;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -56,4 +55,19 @@ pub async fn serve(addr: SocketAddr, state: HealthState) -> std::io::Result<()> 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
     axum::serve(listener, app).await
+}
+
+/// Set once every cache has its first full list; /readyz reads it.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// Whether the caches are synced.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// Marks the caches synced.
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Relaxed)
+    }
 }

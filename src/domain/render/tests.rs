@@ -3,7 +3,7 @@ use crate::api::ServiceSpec;
 use serde_json::json;
 
 fn service() -> ServiceSpec {
-    serde_yaml::from_str(include_str!("../../tests/fixtures/service-web.yaml"))
+    serde_yaml::from_str(include_str!("../../../tests/fixtures/service-web.yaml"))
         .expect("fixture parses")
 }
 
@@ -568,8 +568,9 @@ mod fuzz {
 /// entry point. None may panic, add an object, or move one out of its namespace.
 #[test]
 fn seed_corpus_never_panics_nor_escapes() {
-    let corpus: Value = serde_json::from_str(include_str!("../../tests/fixtures/fuzz-seeds.json"))
-        .expect("corpus parses");
+    let corpus: Value =
+        serde_json::from_str(include_str!("../../../tests/fixtures/fuzz-seeds.json"))
+            .expect("corpus parses");
     let strings: Vec<Value> = corpus["strings"].as_array().cloned().unwrap_or_default();
     let values: Vec<Value> = corpus["values"].as_array().cloned().unwrap_or_default();
     assert!(

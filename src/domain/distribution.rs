@@ -2,9 +2,9 @@
 //! DistributionGrant. Used by both the DerivedService and the ServiceInstance
 //! controllers, so that both always agree.
 
+use super::render::{AllowedKind, Offering, resolve_offering};
+use super::scenario::Scenario;
 use crate::api::{Decision, DerivedService, DistributionGrant, GrantState, Service};
-use crate::render::{AllowedKind, Offering, resolve_offering};
-use crate::scenario::Scenario;
 use jiff::Timestamp;
 
 /// Name of the grant the controller writes when a distributor applies. Dots
@@ -21,7 +21,7 @@ pub fn application_grant_name(service: &str, distributor_namespace: &str) -> Str
     let prefix = prefix.trim_end_matches(['-', '.']);
     format!(
         "{prefix}-{}.{distributor_namespace}",
-        crate::naming::short_hash(&name, 16)
+        super::naming::short_hash(&name, 16)
     )
 }
 
@@ -265,7 +265,7 @@ pub fn evaluate_derived(
     }
     let offering = resolve_offering(&service.spec, Some(&ds.spec.overrides), allowed).map_err(
         |e| match e {
-            crate::render::OfferingError::Override { .. } => {
+            super::render::OfferingError::Override { .. } => {
                 refuse("InvalidOverride", format!("{e}; fix spec.overrides"))
             }
             other => refuse(
@@ -295,11 +295,14 @@ mod tests {
         assert_eq!(application_grant_name("web", "dist"), "web.dist");
         let long = "s".repeat(253);
         let a = application_grant_name(&long, &"d".repeat(63));
-        assert!(a.len() <= 253 && crate::render::is_dns_subdomain(&a), "{a}");
+        assert!(
+            a.len() <= 253 && crate::domain::render::is_dns_subdomain(&a),
+            "{a}"
+        );
         let b = application_grant_name(&format!("{}x", "s".repeat(252)), &"d".repeat(63));
         assert_ne!(a, b, "different services, different applications");
     }
-    use crate::render::default_allowed_kinds;
+    use crate::domain::render::default_allowed_kinds;
     use serde_json::json;
 
     fn service(type_: &str, listed: bool, enabled: bool) -> Service {

@@ -9,13 +9,14 @@
 //! The controller (controller/access.rs) turns the outcome into one Role and
 //! one RoleBinding in the instance's managed namespace, or removes them.
 
+use super::conditions::{condition, format_time};
+use super::naming::short_hash;
 use crate::api::{
     AccessApproval, AccessApprovalStatus, AccessDecision, AccessPhase, AccessPolicy, AccessRequest,
     AccessRequestSpec, AccessRule, AccessSubject, Approval, Condition, Party, ServiceInstance,
     SubjectKind,
 };
 use jiff::{SignedDuration, Timestamp};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
@@ -664,10 +665,6 @@ pub fn granted_duration(requested: i64, policy: &AccessPolicy) -> i64 {
     requested.clamp(1, max_duration(policy))
 }
 
-fn short_hash(input: &str, len: usize) -> String {
-    hex::encode(Sha256::digest(input.as_bytes()))[..len].to_string()
-}
-
 /// Name of the Role and the RoleBinding of a request: from its name (for
 /// people) and its UID (so that a re-created request of the same name never
 /// shares, or removes, the grant of the old one).
@@ -682,11 +679,6 @@ pub fn grant_name(request_name: &str, uid: &str) -> String {
         request_name[..end].trim_end_matches(['-', '.']),
         short_hash(uid, 10)
     )
-}
-
-/// RFC 3339, to the second, as Kubernetes writes it.
-pub fn format_time(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// What the controller knows of the instance a request names.
@@ -750,14 +742,14 @@ pub fn request_digest(spec: &AccessRequestSpec) -> String {
         rules: &'a [AccessRule],
         duration_seconds: i64,
     }
-    let bytes = serde_json::to_vec(&Asked {
+    let json = serde_json::to_string(&Asked {
         instance_name: &spec.instance_name,
         subject: &spec.subject,
         rules: &spec.rules,
         duration_seconds: spec.duration_seconds,
     })
     .unwrap_or_default();
-    format!("sha256:{}", &hex::encode(Sha256::digest(&bytes))[..32])
+    format!("sha256:{}", short_hash(&json, 32))
 }
 
 /// Whether an approval, by where it was written and what it names, can
@@ -1330,7 +1322,7 @@ pub fn approval_status(
         request_phase,
         request_uid,
         request_digest,
-        conditions: vec![crate::controller::status::condition(
+        conditions: vec![condition(
             previous, "Ready", ok, reason, message, generation,
         )],
     }
@@ -1763,9 +1755,10 @@ mod tests {
 
     #[test]
     fn the_charts_default_grantable_rules_are_the_built_in_default() {
-        let values: serde_yaml::Value =
-            serde_yaml::from_str(include_str!("../charts/computenest-controller/values.yaml"))
-                .expect("values.yaml");
+        let values: serde_yaml::Value = serde_yaml::from_str(include_str!(
+            "../../charts/computenest-controller/values.yaml"
+        ))
+        .expect("values.yaml");
         let rules = serde_yaml::to_string(&values["access"]["grantableRules"]).expect("yaml");
         let chart = parse_grantable_rules(&rules).expect("the chart's grantable rules are valid");
         assert_eq!(

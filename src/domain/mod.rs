@@ -1,0 +1,13 @@
+//! The domain: pure logic with no API calls, unit-tested without a server.
+//!
+//! May import `crate::api` and each other; never `crate::controller` or
+//! `crate::runtime`. `naming` and `conditions` are the leaves every other
+//! module here builds on.
+
+pub mod access;
+pub mod conditions;
+pub mod distribution;
+pub mod naming;
+pub mod provision;
+pub mod render;
+pub mod scenario;
