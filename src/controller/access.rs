@@ -30,8 +30,7 @@
 use super::grant::requeue_at;
 use super::status::{condition, ready, write_status_if_changed};
 use super::{
-    Context, Error, MANAGED_BY, MANAGED_BY_LABEL, Trigger, is_conflict, is_not_found, is_permanent,
-    ns_of,
+    Context, Error, MANAGED_BY, MANAGED_BY_LABEL, is_conflict, is_not_found, is_permanent, ns_of,
 };
 use crate::api::{
     AccessApproval, AccessPhase, AccessPolicy, AccessRequest, AccessRequestStatus, AccessSubject,
@@ -44,175 +43,22 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
-use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedReceiver;
 
-const KIND: &str = "AccessRequest";
-const APPROVAL_KIND: &str = "AccessApproval";
+pub(super) const KIND: &str = "AccessRequest";
+pub(super) const APPROVAL_KIND: &str = "AccessApproval";
 const RBAC_API_VERSION: &str = "rbac.authorization.k8s.io/v1";
 
-/// The watched kinds the access controllers react to.
-#[derive(Clone)]
-pub struct Triggers {
-    /// AccessRequests (the primary kind).
-    pub requests: Trigger<AccessRequest>,
-    /// AccessApprovals: mapped to the request they name.
-    pub approvals: Trigger<AccessApproval>,
-    /// Instances: mapped to the requests naming them.
-    pub instances: Trigger<ServiceInstance>,
-    /// Services: their AccessPolicy.
-    pub services: Trigger<Service>,
-    /// DerivedServices: their AccessPolicy (scenario 2).
-    pub derived: Trigger<DerivedService>,
-}
-
-/// Runs the AccessRequest and AccessApproval controllers and the grant
-/// cleaner until the futures made by `stopped` resolve.
-pub async fn run<F, Fut>(t: Triggers, ctx: Arc<Context>, stopped: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = ()> + Send + Sync + 'static,
-{
-    // Each consumer owns the handles it polls and drops the rest: a shared
-    // reflector waits for every subscribed handle, so none may sit idle.
-    let for_approvals = t.clone();
-    let for_cleaner = t.requests.clone();
-    tokio::join!(
-        request_controller(t, ctx.clone(), stopped()),
-        approval_controller(for_approvals, ctx.clone(), stopped()),
-        cleaner(for_cleaner, ctx.clone(), stopped()),
-    );
-}
-
-fn requests_of_instance(
-    store: &Store<AccessRequest>,
-    ns: &str,
-    name: &str,
-) -> Vec<ObjectRef<AccessRequest>> {
-    store
-        .state_filter(|r| {
-            r.metadata.namespace.as_deref() == Some(ns) && r.spec.instance_name == name
-        })
-        .iter()
-        .map(|r| ObjectRef::from_obj(r.as_ref()))
-        .collect()
-}
-
-/// Requests whose instance was bought from a product of `ns`/`name`, or from a
-/// DerivedService built on it (a Service's policy applies to both).
-fn requests_of_product(
-    ctx: &Context,
-    kind: ProductKind,
-    ns: &str,
-    name: &str,
-) -> Vec<ObjectRef<AccessRequest>> {
-    let derived: BTreeSet<(String, String)> = match kind {
-        ProductKind::Service => ctx
-            .stores
-            .derived
-            .state_filter(|d| d.spec.source.namespace == ns && d.spec.source.name == name)
-            .iter()
-            .map(|d| (ns_of(d.as_ref()), d.name_any()))
-            .collect(),
-        ProductKind::DerivedService => BTreeSet::new(),
-    };
-    let instances = ctx.stores.instances.state_filter(|i| {
-        let r = &i.spec.service_ref;
-        (r.kind == kind && r.namespace == ns && r.name == name)
-            || (r.kind == ProductKind::DerivedService
-                && derived.contains(&(r.namespace.clone(), r.name.clone())))
-    });
-    instances
-        .iter()
-        .flat_map(|i| {
-            requests_of_instance(
-                &ctx.stores.access_requests,
-                &ns_of(i.as_ref()),
-                &i.name_any(),
-            )
-        })
-        .collect()
-}
-
-fn request_of(a: &AccessApproval) -> Option<ObjectRef<AccessRequest>> {
-    Some(ObjectRef::new(&a.spec.request_name).within(&a.spec.request_namespace))
-}
-
-async fn request_controller(
-    t: Triggers,
-    ctx: Arc<Context>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
-    let concurrency = ctx.settings.concurrency;
-    let store = ctx.stores.access_requests.clone();
-    let (s1, s2) = (store.clone(), store.clone());
-    let (c1, c2, c3, c4) = (ctx.clone(), ctx.clone(), ctx.clone(), ctx.clone());
-    let Triggers {
-        requests,
-        approvals,
-        instances,
-        services,
-        derived,
-    } = t;
-    let (approvals_gone, instances_gone, services_gone, derived_gone) = (
-        approvals.deletions(),
-        instances.deletions(),
-        services.deletions(),
-        derived.deletions(),
-    );
-    Controller::for_shared_stream(requests.handle, store)
-        .watches_shared_stream(approvals.handle, |a: Arc<AccessApproval>| request_of(&a))
-        .watches_stream(approvals_gone, |a: AccessApproval| request_of(&a))
-        .watches_shared_stream(instances.handle, move |i: Arc<ServiceInstance>| {
-            requests_of_instance(&s1, &ns_of(i.as_ref()), &i.name_any())
-        })
-        .watches_stream(instances_gone, move |i: ServiceInstance| {
-            requests_of_instance(&s2, &ns_of(&i), &i.name_any())
-        })
-        .watches_shared_stream(services.handle, move |s: Arc<Service>| {
-            requests_of_product(&c1, ProductKind::Service, &ns_of(s.as_ref()), &s.name_any())
-        })
-        .watches_stream(services_gone, move |s: Service| {
-            requests_of_product(&c2, ProductKind::Service, &ns_of(&s), &s.name_any())
-        })
-        .watches_shared_stream(derived.handle, move |d: Arc<DerivedService>| {
-            requests_of_product(
-                &c3,
-                ProductKind::DerivedService,
-                &ns_of(d.as_ref()),
-                &d.name_any(),
-            )
-        })
-        .watches_stream(derived_gone, move |d: DerivedService| {
-            requests_of_product(&c4, ProductKind::DerivedService, &ns_of(&d), &d.name_any())
-        })
-        .with_config(Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown)
-        .run(
-            reconcile,
-            |obj, e, ctx| super::on_error(KIND, obj.as_ref(), e, &ctx),
-            ctx,
-        )
-        .for_each(|_| async {})
-        .await;
-}
-
-async fn reconcile(req: Arc<AccessRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let ns = ns_of(req.as_ref());
-    if !ctx.settings.watches(&ns) {
-        return Ok(Action::await_change());
-    }
-    if let Some(wait) = ctx.not_synced() {
-        return Ok(wait);
-    }
-    let result = if req.metadata.deletion_timestamp.is_some() {
+pub(super) async fn reconcile(req: Arc<AccessRequest>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if req.metadata.deletion_timestamp.is_some() {
         // Held by someone else's finalizer: the access ends now all the same.
         let targets = deletion_targets(&req, &ctx);
         revoke(&req, &ctx, &targets, true)
@@ -220,9 +66,7 @@ async fn reconcile(req: Arc<AccessRequest>, ctx: Arc<Context>) -> Result<Action,
             .map(|_| Action::await_change())
     } else {
         apply(&req, &ctx).await
-    };
-    ctx.metrics.reconciled(KIND, started.elapsed());
-    result
+    }
 }
 
 /// The owner's product, for the owner-side Events.
@@ -322,10 +166,12 @@ async fn apply(req: &AccessRequest, ctx: &Context) -> Result<Action, Error> {
         *ready = namespace_ready(ctx, inst, target_namespace).await?;
     }
     let (policy, product) = policy_of(inst.as_deref(), ctx);
-    let approvals = ctx
-        .stores
-        .access_approvals
-        .state_filter(|a| a.spec.request_namespace == ns && a.spec.request_name == req.name_any());
+    let approvals: Vec<_> = ctx
+        .index
+        .approvals_of(&ObjectRef::from_obj(req))
+        .iter()
+        .filter_map(|a| ctx.stores.access_approvals.get(a))
+        .collect();
     let views: Vec<ApprovalView<'_>> = approvals.iter().map(|a| ApprovalView::of(a)).collect();
     let view = RequestView::of(req);
     let mut outcome = access::decide(
@@ -762,22 +608,21 @@ fn cached_requests(ctx: &Context) -> HashMap<String, Arc<AccessRequest>> {
 }
 
 /// Removes the grants of deleted requests. Not from the deletion events
-/// alone (a bounded broadcast that drops events when it lags, and a watch
-/// restart reports no deletions at all): also from the cache, compared with
-/// itself every second. A few requests gone are cleaned up one by one, and
+/// alone (the index's channel loses none, but a watch restart reports no
+/// deletions at all): also from the cache, compared with itself every
+/// second. A few requests gone are cleaned up one by one, and
 /// looked at again 5 s and 30 s later (a reconcile in flight may have
 /// written the grant again); a burst, a failed cleanup, the start and every
 /// `sweep_interval` run a sweep.
-async fn cleaner(
-    requests: Trigger<AccessRequest>,
+pub(super) async fn cleaner(
+    deleted: Option<UnboundedReceiver<Arc<AccessRequest>>>,
     ctx: Arc<Context>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     // The deletion events are the fast path, and the only one for a request
-    // created and deleted between two looks at the cache; they may be
-    // dropped, which the comparison of the cache and the sweeps make up for.
-    let mut deletions = Some(Box::pin(requests.deletions()));
-    drop(requests); // its reflector handle is not polled here
+    // created and deleted between two looks at the cache; a watch restart
+    // misses some, which the comparison of the cache and the sweeps make up for.
+    let mut deletions = deleted;
     let work = async {
         while !ctx.readiness.is_ready() {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -814,19 +659,18 @@ async fn cleaner(
             let tick = tokio::time::sleep(TICK);
             tokio::pin!(tick);
             loop {
-                let Some(stream) = deletions.as_mut() else {
+                let Some(rx) = deletions.as_mut() else {
                     tick.as_mut().await;
                     break;
                 };
                 tokio::select! {
                     _ = &mut tick => break,
-                    event = stream.next() => match event {
-                        Some(Ok(r)) => {
+                    event = rx.recv() => match event {
+                        Some(r) => {
                             if let Some(uid) = r.metadata.uid.clone() {
-                                events.insert(uid, Arc::new(r));
+                                events.insert(uid, r);
                             }
                         }
-                        Some(Err(_)) => {}
                         None => deletions = None,
                     },
                 }
@@ -1120,62 +964,13 @@ async fn sweep(ctx: &Context) -> Result<usize, Error> {
     }
 }
 
-async fn approval_controller(
-    t: Triggers,
-    ctx: Arc<Context>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
-    let concurrency = ctx.settings.concurrency;
-    let store = ctx.stores.access_approvals.clone();
-    let by_request = {
-        let store = store.clone();
-        move |ns: String, name: String| {
-            store
-                .state_filter(|a| a.spec.request_namespace == ns && a.spec.request_name == name)
-                .iter()
-                .map(|a| ObjectRef::from_obj(a.as_ref()))
-                .collect::<Vec<_>>()
-        }
-    };
-    let (b1, b2) = (by_request.clone(), by_request);
-    let Triggers {
-        requests,
-        approvals,
-        instances,
-        services,
-        derived,
-    } = t;
-    drop((instances, services, derived)); // not polled here: must not be held
-    let requests_gone = requests.deletions();
-    Controller::for_shared_stream(approvals.handle, store)
-        .watches_shared_stream(requests.handle, move |r: Arc<AccessRequest>| {
-            b1(ns_of(r.as_ref()), r.name_any())
-        })
-        .watches_stream(requests_gone, move |r: AccessRequest| {
-            b2(ns_of(&r), r.name_any())
-        })
-        .with_config(Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown)
-        .run(
-            reconcile_approval,
-            |obj, e, ctx| super::on_error(APPROVAL_KIND, obj.as_ref(), e, &ctx),
-            ctx,
-        )
-        .for_each(|_| async {})
-        .await;
-}
-
-async fn reconcile_approval(
+pub(super) async fn reconcile_approval(
     approval: Arc<AccessApproval>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let started = Instant::now();
     let ns = ns_of(approval.as_ref());
-    if !ctx.settings.watches(&ns) || approval.meta().deletion_timestamp.is_some() {
+    if approval.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
-    }
-    if let Some(wait) = ctx.not_synced() {
-        return Ok(wait);
     }
     let request = ctx
         .stores
@@ -1220,6 +1015,5 @@ async fn reconcile_approval(
             .await;
         }
     }
-    ctx.metrics.reconciled(APPROVAL_KIND, started.elapsed());
     Ok(Action::await_change())
 }

@@ -11,80 +11,19 @@ use super::status::{condition, ready, write_status_if_changed};
 use super::{Context, Error, MANAGED_BY, MANAGED_BY_LABEL, is_conflict, ns_of};
 use crate::api::{
     Approval, Decision, DerivedService, DerivedServiceStatus, DistributionGrant,
-    DistributionGrantSpec, GrantRef, Service,
+    DistributionGrantSpec, GrantRef,
 };
 use crate::domain::distribution::{
     NotSellable, Sellable, application_grant_name, evaluate_derived, select_grant,
 };
-use futures::StreamExt;
 use jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, PostParams};
-use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::reflector::{ObjectRef, ReflectHandle, Store};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
-const KIND: &str = "DerivedService";
-
-/// The DerivedService controller, until `shutdown`. A grant change reconciles
-/// the derived services of its distributor and Service; a Service change
-/// reconciles the derived services built on it.
-pub async fn controller(
-    trigger: ReflectHandle<DerivedService>,
-    store: Store<DerivedService>,
-    grants: super::Trigger<DistributionGrant>,
-    services: super::Trigger<Service>,
-    ctx: Arc<Context>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let concurrency = ctx.settings.concurrency;
-    let by_grant = {
-        let store = store.clone();
-        move |g: &DistributionGrant| {
-            let isv = g.metadata.namespace.clone().unwrap_or_default();
-            store
-                .state_filter(|d| {
-                    d.spec.source.namespace == isv
-                        && d.spec.source.name == g.spec.service_name
-                        && d.metadata.namespace.as_deref()
-                            == Some(g.spec.distributor_namespace.as_str())
-                })
-                .into_iter()
-                .map(|d| ObjectRef::from_obj(d.as_ref()))
-                .collect::<Vec<_>>()
-        }
-    };
-    let by_service = {
-        let store = store.clone();
-        move |s: &Service| {
-            let ns = s.metadata.namespace.clone().unwrap_or_default();
-            let name = s.metadata.name.clone().unwrap_or_default();
-            store
-                .state_filter(|d| d.spec.source.namespace == ns && d.spec.source.name == name)
-                .into_iter()
-                .map(|d| ObjectRef::from_obj(d.as_ref()))
-                .collect::<Vec<_>>()
-        }
-    };
-    let (g1, g2, s1, s2) = (by_grant.clone(), by_grant, by_service.clone(), by_service);
-    // Handles are moved in, never cloned and kept: an idle one would stall the reflector.
-    let (grants_gone, services_gone) = (grants.deletions(), services.deletions());
-    Controller::for_shared_stream(trigger, store)
-        .watches_shared_stream(grants.handle, move |g: Arc<DistributionGrant>| g1(&g))
-        .watches_stream(grants_gone, move |g: DistributionGrant| g2(&g))
-        .watches_shared_stream(services.handle, move |s: Arc<Service>| s1(&s))
-        .watches_stream(services_gone, move |s: Service| s2(&s))
-        .with_config(Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown)
-        .run(
-            reconcile,
-            |obj, e, ctx| super::on_error(KIND, obj.as_ref(), e, &ctx),
-            ctx,
-        )
-        .for_each(|_| async {})
-        .await;
-}
+pub(super) const KIND: &str = "DerivedService";
 
 /// Looks up the source Service and the grant of a derived service in the caches.
 pub fn evaluate(
@@ -98,24 +37,19 @@ pub fn evaluate(
         .services
         .get(&ObjectRef::new(&src.name).within(&src.namespace));
     let distributor = ds.metadata.namespace.clone().unwrap_or_default();
-    let grants = ctx.stores.grants.state_filter(|g| {
-        g.metadata.namespace.as_deref() == Some(src.namespace.as_str())
-            && g.spec.service_name == src.name
-            && g.spec.distributor_namespace == distributor
-    });
+    let grants: Vec<_> = ctx
+        .index
+        .grants_of(&(src.namespace.clone(), src.name.clone(), distributor.clone()))
+        .iter()
+        .filter_map(|g| ctx.stores.grants.get(g))
+        .collect();
     let grant = select_grant(
         grants.iter().map(|g| g.as_ref()),
         &src.name,
         &distributor,
         now,
     );
-    evaluate_derived(
-        ds,
-        service.as_deref(),
-        grant,
-        &ctx.settings.allowed_kinds,
-        now,
-    )
+    evaluate_derived(ds, service.as_deref(), grant, ctx.index.as_ref(), now)
 }
 
 /// Pure: the status of a derived service from its evaluation.
@@ -214,15 +148,8 @@ pub fn access_note(ds: &DerivedService, scenario: crate::domain::scenario::Scena
     )
 }
 
-async fn reconcile(ds: Arc<DerivedService>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
+pub(super) async fn reconcile(ds: Arc<DerivedService>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = ns_of(ds.as_ref());
-    if !ctx.settings.watches(&ns) {
-        return Ok(Action::await_change());
-    }
-    if let Some(wait) = ctx.not_synced() {
-        return Ok(wait);
-    }
     let now = Timestamp::now();
     let eval = evaluate(&ds, &ctx, now);
     if let Err(n) = &eval
@@ -251,7 +178,6 @@ async fn reconcile(ds: Arc<DerivedService>, ctx: Arc<Context>) -> Result<Action,
             .await;
         }
     }
-    ctx.metrics.reconciled(KIND, started.elapsed());
     Ok(requeue_at(eval.ok().and_then(|s| s.grant_expiry)))
 }
 

@@ -7,79 +7,14 @@ use super::status::{condition, ready, write_status_if_changed};
 use super::{Context, Error, ns_of};
 use crate::api::{DistributionGrant, DistributionGrantStatus, GrantState, Service};
 use crate::domain::distribution::{grant_state, select_grant, unreadable_expiry};
-use futures::StreamExt;
 use jiff::Timestamp;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const KIND: &str = "DistributionGrant";
-
-/// The DistributionGrant controller, until `shutdown`. Besides its own
-/// changes, a grant is reconciled when the Service it names is created,
-/// changed or deleted, and when another grant for the same Service and
-/// distributor changes or goes (it may take or give up precedence).
-pub async fn controller(
-    grants: super::Trigger<DistributionGrant>,
-    services: super::Trigger<Service>,
-    store: Store<DistributionGrant>,
-    ctx: Arc<Context>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let concurrency = ctx.settings.concurrency;
-    let by_service = {
-        let store = store.clone();
-        move |s: &Service| {
-            let ns = s.metadata.namespace.clone().unwrap_or_default();
-            let name = s.metadata.name.clone().unwrap_or_default();
-            store
-                .state_filter(|g| {
-                    g.metadata.namespace.as_deref() == Some(ns.as_str())
-                        && g.spec.service_name == name
-                })
-                .into_iter()
-                .map(|g| ObjectRef::from_obj(g.as_ref()))
-                .collect::<Vec<_>>()
-        }
-    };
-    let siblings = {
-        let store = store.clone();
-        move |g: &DistributionGrant| {
-            store
-                .state_filter(|o| {
-                    o.metadata.namespace == g.metadata.namespace
-                        && o.metadata.name != g.metadata.name
-                        && o.spec.service_name == g.spec.service_name
-                        && o.spec.distributor_namespace == g.spec.distributor_namespace
-                })
-                .into_iter()
-                .map(|o| ObjectRef::from_obj(o.as_ref()))
-                .collect::<Vec<_>>()
-        }
-    };
-    let (s1, s2, g1, g2) = (by_service.clone(), by_service, siblings.clone(), siblings);
-    // Every handle is moved into the controller, which polls it: an idle
-    // subscriber would stall the shared reflector. The second grant handle is
-    // a subscriber of its own, for the siblings of each changed grant.
-    let (services_gone, grants_gone) = (services.deletions(), grants.deletions());
-    let sibling_changes = grants.handle.clone();
-    Controller::for_shared_stream(grants.handle, store)
-        .watches_shared_stream(sibling_changes, move |g: Arc<DistributionGrant>| g1(&g))
-        .watches_stream(grants_gone, move |g: DistributionGrant| g2(&g))
-        .watches_shared_stream(services.handle, move |s: Arc<Service>| s1(&s))
-        .watches_stream(services_gone, move |s: Service| s2(&s))
-        .with_config(Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown)
-        .run(
-            reconcile,
-            |obj, e, ctx| super::on_error(KIND, obj.as_ref(), e, &ctx),
-            ctx,
-        )
-        .for_each(|_| async {})
-        .await;
-}
+pub(super) const KIND: &str = "DistributionGrant";
 
 /// What a grant's status is computed from, besides the grant itself.
 #[derive(Clone, Copy, Debug)]
@@ -213,25 +148,26 @@ fn event_reason(reason: &str) -> &str {
     }
 }
 
-async fn reconcile(grant: Arc<DistributionGrant>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
+pub(super) async fn reconcile(
+    grant: Arc<DistributionGrant>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let ns = ns_of(grant.as_ref());
-    if !ctx.settings.watches(&ns) {
-        return Ok(Action::await_change());
-    }
-    if let Some(wait) = ctx.not_synced() {
-        return Ok(wait);
-    }
     let now = Timestamp::now();
     let service = ctx
         .stores
         .services
         .get(&ObjectRef::new(&grant.spec.service_name).within(&ns));
-    let mut pair = ctx.stores.grants.state_filter(|g| {
-        g.metadata.namespace.as_deref() == Some(ns.as_str())
-            && g.spec.service_name == grant.spec.service_name
-            && g.spec.distributor_namespace == grant.spec.distributor_namespace
-    });
+    let mut pair: Vec<_> = ctx
+        .index
+        .grants_of(&(
+            ns.clone(),
+            grant.spec.service_name.clone(),
+            grant.spec.distributor_namespace.clone(),
+        ))
+        .iter()
+        .filter_map(|g| ctx.stores.grants.get(g))
+        .collect();
     // The cache may not show this very version yet: judge the one reconciled.
     pair.retain(|g| g.metadata.name != grant.metadata.name);
     pair.push(grant.clone());
@@ -276,7 +212,6 @@ async fn reconcile(grant: Arc<DistributionGrant>, ctx: Arc<Context>) -> Result<A
             .await;
         }
     }
-    ctx.metrics.reconciled(KIND, started.elapsed());
     Ok(requeue_at(next))
 }
 

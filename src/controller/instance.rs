@@ -14,15 +14,14 @@ use super::{
     Context, Error, MANAGED_BY, MANAGED_BY_LABEL, is_conflict, is_not_found, is_permanent, ns_of,
 };
 use crate::api::{
-    DerivedService, FIELD_MANAGER, Order, Party, Phase, ProductKind, RevocationPolicy, Service,
-    ServiceInstance, ServiceInstanceStatus,
+    FIELD_MANAGER, Order, Party, Phase, ProductKind, RevocationPolicy, ServiceInstance,
+    ServiceInstanceStatus,
 };
 use crate::domain::distribution::NotSellable;
 use crate::domain::provision::{self, Desired, Product, Sale, labels};
-use crate::domain::render::{AllowedKind, resolve_offering};
+use crate::domain::render::AllowedKind;
 use crate::domain::scenario::Scenario;
 use crate::runtime::metrics::{InstanceLabels, Metrics};
-use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -31,90 +30,17 @@ use kube::api::{
     Preconditions, PropagationPolicy,
 };
 use kube::core::{ApiResource, PartialObjectMeta};
-use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::reflector::{ObjectRef, ReflectHandle, Store};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const KIND: &str = "ServiceInstance";
+pub(super) const KIND: &str = "ServiceInstance";
 /// Finalizer on managed instances: their namespace is removed before the instance goes.
 pub const FINALIZER: &str = "computenest.dev/managed-namespace";
-
-/// The ServiceInstance controller, until `shutdown`. Reacts to its products
-/// (derived services and services) and to the namespaces it created.
-pub async fn controller(
-    trigger: ReflectHandle<ServiceInstance>,
-    store: Store<ServiceInstance>,
-    derived: super::Trigger<DerivedService>,
-    services: super::Trigger<Service>,
-    namespaces: super::Trigger<PartialObjectMeta<Namespace>>,
-    ctx: Arc<Context>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let concurrency = ctx.settings.concurrency;
-    let (d1, d2) = (store.clone(), store.clone());
-    // A Service change concerns its direct buyers and the buyers of every
-    // product derived from it (its template, its revocation policy).
-    let of_service = {
-        let instances = store.clone();
-        let derived = ctx.stores.derived.clone();
-        move |s: &Service| {
-            let ns = s.metadata.namespace.clone().unwrap_or_default();
-            let name = s.metadata.name.clone().unwrap_or_default();
-            let mut refs = instances_of(&instances, ProductKind::Service, s);
-            for d in derived
-                .state_filter(|d| d.spec.source.namespace == ns && d.spec.source.name == name)
-            {
-                refs.extend(instances_of(
-                    &instances,
-                    ProductKind::DerivedService,
-                    d.as_ref(),
-                ));
-            }
-            refs
-        }
-    };
-    let (s1, s2) = (of_service.clone(), of_service);
-    // Handles are moved in, never cloned and kept: an idle one would stall the reflector.
-    let (derived_gone, services_gone, namespaces_gone) = (
-        derived.deletions(),
-        services.deletions(),
-        namespaces.deletions(),
-    );
-    let sweep = sweeper(ctx.clone());
-    let controller = Controller::for_shared_stream(trigger, store)
-        .watches_shared_stream(derived.handle, move |d: Arc<DerivedService>| {
-            instances_of(&d1, ProductKind::DerivedService, d.as_ref())
-        })
-        .watches_stream(derived_gone, move |d: DerivedService| {
-            instances_of(&d2, ProductKind::DerivedService, &d)
-        })
-        .watches_shared_stream(services.handle, move |s: Arc<Service>| s1(&s))
-        .watches_stream(services_gone, move |s: Service| s2(&s))
-        .watches_shared_stream(
-            namespaces.handle,
-            |ns: Arc<PartialObjectMeta<Namespace>>| instance_of_namespace(&ns),
-        )
-        .watches_stream(namespaces_gone, |ns: PartialObjectMeta<Namespace>| {
-            instance_of_namespace(&ns)
-        })
-        .with_config(Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown)
-        .run(
-            reconcile,
-            |obj, e, ctx| super::on_error(KIND, obj.as_ref(), e, &ctx),
-            ctx,
-        )
-        .for_each(|_| async {});
-    // The sweep runs beside the controller and ends with it.
-    tokio::select! {
-        _ = controller => {},
-        _ = sweep => {},
-    }
-}
 
 /// The instance a managed namespace was created for (its full name is in an
 /// annotation: a label value stops at 63 characters).
@@ -130,7 +56,7 @@ fn instance_of_namespace(ns: &PartialObjectMeta<Namespace>) -> Option<ObjectRef<
 
 /// Runs `sweep_orphaned_namespaces` once the caches are synced, then every
 /// `settings.sweep_interval`.
-async fn sweeper(ctx: Arc<Context>) {
+pub(super) async fn sweeper(ctx: Arc<Context>) {
     while !ctx.readiness.is_ready() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -142,24 +68,6 @@ async fn sweeper(ctx: Arc<Context>) {
         }
         tokio::time::sleep(ctx.settings.sweep_interval).await;
     }
-}
-
-fn instances_of<K: Resource>(
-    store: &Store<ServiceInstance>,
-    kind: ProductKind,
-    product: &K,
-) -> Vec<ObjectRef<ServiceInstance>> {
-    let ns = product.meta().namespace.clone().unwrap_or_default();
-    let name = product.meta().name.clone().unwrap_or_default();
-    store
-        .state_filter(|i| {
-            i.spec.service_ref.kind == kind
-                && i.spec.service_ref.namespace == ns
-                && i.spec.service_ref.name == name
-        })
-        .into_iter()
-        .map(|i| ObjectRef::from_obj(i.as_ref()))
-        .collect()
 }
 
 /// Refreshes the instances-by-phase gauge from the cache.
@@ -189,7 +97,7 @@ struct Resolved {
     product: String,
     scenario: Option<Scenario>,
     on_revoke: RevocationPolicy,
-    outcome: Result<(ProductData, crate::domain::render::Offering), NotSellable>,
+    outcome: Result<(ProductData, Arc<crate::domain::render::Offering>), NotSellable>,
     grant_expiry: Option<Timestamp>,
 }
 
@@ -233,7 +141,9 @@ fn resolve(inst: &ServiceInstance, ctx: &Context, now: Timestamp) -> Resolved {
                 };
             };
             let scenario = Scenario::direct(svc.spec.type_);
-            let outcome = resolve_offering(&svc.spec, None, &ctx.settings.allowed_kinds)
+            let outcome = ctx
+                .index
+                .offering(&svc, None)
                 .map(|o| {
                     (
                         ProductData {
@@ -324,21 +234,16 @@ fn resolve(inst: &ServiceInstance, ctx: &Context, now: Timestamp) -> Resolved {
     }
 }
 
-async fn reconcile(inst: Arc<ServiceInstance>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let ns = ns_of(inst.as_ref());
-    if !ctx.settings.watches(&ns) {
-        return Ok(Action::await_change());
-    }
-    if let Some(wait) = ctx.not_synced() {
-        return Ok(wait);
-    }
+pub(super) async fn reconcile(
+    inst: Arc<ServiceInstance>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let _ns = ns_of(inst.as_ref());
     let result = if inst.metadata.deletion_timestamp.is_some() {
         cleanup(&inst, &ctx).await
     } else {
         apply(&inst, &ctx).await
     };
-    ctx.metrics.reconciled(KIND, started.elapsed());
     let key = super::failure_key(KIND, inst.as_ref());
     match &result {
         Ok(_) => ctx.failures.succeeded(&key),

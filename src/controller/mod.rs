@@ -1,13 +1,17 @@
 //! The controllers: one module per kind, sharing watch-fed caches.
 //!
-//! Each kind is watched once; its cache (a reflector store) is shared by every
-//! controller that needs to look it up, and its event stream is fanned out to
-//! every controller that reacts to it. Nothing is listed during a reconcile.
+//! Each kind is watched once. Its cache (a reflector store) is shared by
+//! every controller that looks it up; its events go to its own controller
+//! and to the index (`index`), which routes each change to the objects of
+//! other kinds that depend on it. Every controller runs the same way
+//! (`runner`). Nothing is listed during a reconcile.
 
 pub mod access;
 pub mod derived;
 pub mod grant;
+pub mod index;
 pub mod instance;
+pub mod runner;
 pub mod service;
 pub mod status;
 
@@ -17,12 +21,14 @@ use crate::api::{
 use crate::domain::render::AllowedKind;
 use crate::runtime::metrics::Metrics;
 use futures::{Stream, StreamExt};
+use index::Index;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ReflectHandle, Store};
+use runner::Reconciler;
 
 use kube::runtime::watcher::{self, Config as WatcherConfig};
 use kube::{Client, Resource, ResourceExt};
@@ -84,6 +90,8 @@ pub struct Context {
     pub client: Client,
     /// Caches.
     pub stores: Stores,
+    /// Relations between the cached objects, and resolved offerings.
+    pub index: Arc<Index>,
     /// Event recorder.
     pub recorder: Recorder,
     /// Metrics.
@@ -179,91 +187,69 @@ pub fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
-/// The events of one watched kind, for controllers that react to it: applied
-/// objects through the shared reflector, deleted ones through a broadcast
-/// (kube's shared reflector does not dispatch deletions, and a deleted
-/// Service, grant or namespace is exactly what related objects must hear of).
-pub struct Trigger<K: Resource + Clone + 'static>
-where
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    /// Applied objects.
-    pub handle: ReflectHandle<K>,
-    deleted: tokio::sync::broadcast::Sender<K>,
-}
-
-impl<K> Clone for Trigger<K>
-where
-    K: Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    fn clone(&self) -> Self {
-        Trigger {
-            handle: self.handle.clone(),
-            deleted: self.deleted.clone(),
-        }
-    }
-}
-
-impl<K> Trigger<K>
-where
-    K: Resource + Clone + Send + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    /// A stream of the objects deleted from now on.
-    pub fn deletions(&self) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
-        let rx = self.deleted.subscribe();
-        futures::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(k) => return Some((Ok(k), rx)),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, kind = %std::any::type_name::<K>(), "deletion events were dropped");
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        })
-    }
-}
-
-/// A shared watch of one kind: its cache, the trigger to subscribe to, and
-/// the stream that must be polled to drive it.
+/// A shared watch of one kind: its cache, the handle its own controller
+/// subscribes to (none for a kind without a controller), and the stream
+/// that must be polled to drive it.
 struct SharedWatch<K: Resource + Clone + 'static>
 where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
     store: Store<K>,
-    writer_stream: std::pin::Pin<Box<dyn Stream<Item = ()> + Send>>,
-    trigger: Trigger<K>,
+    handle: Option<ReflectHandle<K>>,
+    driver: std::pin::Pin<Box<dyn Stream<Item = ()> + Send>>,
 }
 
-fn shared_watch<K>(api: Api<K>, config: WatcherConfig) -> SharedWatch<K>
+/// Watches every `K` selected by `config` into a cache, and feeds each
+/// event to the index once the cache has it. `with_controller`: whether a
+/// controller subscribes (a subscriber must then be polled, or the
+/// reflector stalls once 1024 events are buffered).
+fn shared_watch<K>(
+    api: Api<K>,
+    config: WatcherConfig,
+    index: Arc<Index>,
+    with_controller: bool,
+) -> SharedWatch<K>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + index::Indexed
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let (store, writer) = reflector::store_shared::<K>(1024);
-    let Some(handle) = writer.subscribe() else {
-        unreachable!("a shared store always has a subscriber handle")
+    let handle = if with_controller {
+        writer.subscribe()
+    } else {
+        None
     };
-    let (deleted, _) = tokio::sync::broadcast::channel::<K>(1024);
-    let tx = deleted.clone();
     // Caches hold no managedFields: they are never read and are most of an object's size.
-    let stream = watcher::watcher(api, config.any_semantic())
+    let driver = watcher::watcher(api, config.any_semantic())
         .default_backoff()
         .modify(|o: &mut K| o.managed_fields_mut().clear())
         .reflect_shared(writer)
         .map(move |r| match r {
-            Ok(watcher::Event::Delete(o)) => {
-                let _ = tx.send(o);
-            }
-            Ok(_) => {}
+            Ok(event) => index.observe(&event),
             Err(e) => tracing::warn!(error = %e, kind = %K::kind(&()), "watch error; retrying"),
         });
     SharedWatch {
         store,
-        writer_stream: Box::pin(stream),
-        trigger: Trigger { handle, deleted },
+        handle,
+        driver: Box::pin(driver),
+    }
+}
+
+/// The subscriber handle of a watch made `with_controller`.
+fn handle_of<K>(w: &mut SharedWatch<K>) -> ReflectHandle<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    match w.handle.take() {
+        Some(h) => h,
+        None => unreachable!("a shared watch made with a controller has a handle"),
     }
 }
 
@@ -276,34 +262,50 @@ pub async fn run(
     reporter: Reporter,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let services = shared_watch(
+    let index = Arc::new(Index::new(settings.allowed_kinds.clone()));
+    let all = WatcherConfig::default();
+    let mut services = shared_watch(
         Api::<Service>::all(client.clone()),
-        WatcherConfig::default(),
+        all.clone(),
+        index.clone(),
+        true,
     );
-    let grants = shared_watch(
+    let mut grants = shared_watch(
         Api::<DistributionGrant>::all(client.clone()),
-        WatcherConfig::default(),
+        all.clone(),
+        index.clone(),
+        true,
     );
-    let derived = shared_watch(
+    let mut derived = shared_watch(
         Api::<DerivedService>::all(client.clone()),
-        WatcherConfig::default(),
+        all.clone(),
+        index.clone(),
+        true,
     );
-    let instances = shared_watch(
+    let mut instances = shared_watch(
         Api::<ServiceInstance>::all(client.clone()),
-        WatcherConfig::default(),
+        all.clone(),
+        index.clone(),
+        true,
     );
-    let access_requests = shared_watch(
+    let mut access_requests = shared_watch(
         Api::<AccessRequest>::all(client.clone()),
-        WatcherConfig::default(),
+        all.clone(),
+        index.clone(),
+        true,
     );
-    let access_approvals = shared_watch(
+    let mut access_approvals = shared_watch(
         Api::<AccessApproval>::all(client.clone()),
-        WatcherConfig::default(),
+        all,
+        index.clone(),
+        true,
     );
     // Only the namespaces this controller created, and only their metadata.
     let namespaces = shared_watch(
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
         WatcherConfig::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+        index.clone(),
+        false,
     );
 
     let stores = Stores {
@@ -315,9 +317,11 @@ pub async fn run(
         access_requests: access_requests.store.clone(),
         access_approvals: access_approvals.store.clone(),
     };
+    let routed = index.take_receivers();
     let ctx = Arc::new(Context {
         client: client.clone(),
         stores: stores.clone(),
+        index,
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
         settings,
@@ -334,129 +338,123 @@ pub async fn run(
         }
     };
 
+    let service_ctl = Reconciler {
+        kind: service::KIND,
+        primary: handle_of(&mut services),
+        store: stores.services.clone(),
+        routed: None,
+    }
+    .run(service::reconcile, ctx.clone(), stopped());
+    let grant_ctl = Reconciler {
+        kind: grant::KIND,
+        primary: handle_of(&mut grants),
+        store: stores.grants.clone(),
+        routed: routed.grants,
+    }
+    .run(grant::reconcile, ctx.clone(), stopped());
+    let derived_ctl = Reconciler {
+        kind: derived::KIND,
+        primary: handle_of(&mut derived),
+        store: stores.derived.clone(),
+        routed: routed.derived,
+    }
+    .run(derived::reconcile, ctx.clone(), stopped());
+    let instance_ctl = Reconciler {
+        kind: instance::KIND,
+        primary: handle_of(&mut instances),
+        store: stores.instances.clone(),
+        routed: routed.instances,
+    }
+    .run(instance::reconcile, ctx.clone(), stopped());
+    let request_ctl = Reconciler {
+        kind: access::KIND,
+        primary: handle_of(&mut access_requests),
+        store: stores.access_requests.clone(),
+        routed: routed.requests,
+    }
+    .run(access::reconcile, ctx.clone(), stopped());
+    let approval_ctl = Reconciler {
+        kind: access::APPROVAL_KIND,
+        primary: handle_of(&mut access_approvals),
+        store: stores.access_approvals.clone(),
+        routed: routed.approvals,
+    }
+    .run(access::reconcile_approval, ctx.clone(), stopped());
+    // Beside the controllers: the sweeps for what a missed event left behind.
+    let cleaners = async {
+        tokio::join!(
+            instance::sweeper(ctx.clone()),
+            access::cleaner(routed.deleted_requests, ctx.clone(), stopped()),
+        )
+    };
+
     // Drive the shared watches.
     let drivers = futures::stream::select_all(vec![
-        services.writer_stream,
-        grants.writer_stream,
-        derived.writer_stream,
-        instances.writer_stream,
-        namespaces.writer_stream,
-        access_requests.writer_stream,
-        access_approvals.writer_stream,
+        services.driver,
+        grants.driver,
+        derived.driver,
+        instances.driver,
+        namespaces.driver,
+        access_requests.driver,
+        access_approvals.driver,
     ])
     .for_each(|_| async {});
 
-    // Ready once every cache has its first full list.
-    let sync = {
-        let stores = stores.clone();
-        let metrics = metrics.clone();
-        async move {
-            let _ = tokio::join!(
-                stores.services.wait_until_ready(),
-                stores.grants.wait_until_ready(),
-                stores.derived.wait_until_ready(),
-                stores.instances.wait_until_ready(),
-                stores.namespaces.wait_until_ready(),
-                stores.access_requests.wait_until_ready(),
-                stores.access_approvals.wait_until_ready(),
-            );
-            readiness.set();
-            tracing::info!("caches synced");
-            loop {
-                for (kind, n) in [
-                    ("Service", stores.services.len()),
-                    ("DistributionGrant", stores.grants.len()),
-                    ("DerivedService", stores.derived.len()),
-                    ("ServiceInstance", stores.instances.len()),
-                    ("AccessRequest", stores.access_requests.len()),
-                    ("AccessApproval", stores.access_approvals.len()),
-                ] {
-                    metrics
-                        .objects
-                        .get_or_create(&crate::runtime::metrics::KindLabels { kind: kind.into() })
-                        .set(n as i64);
-                }
-                instance::export_phase_gauge(&stores.instances, &metrics);
-                tokio::time::sleep(Duration::from_secs(10)).await;
-            }
-        }
-    };
-
-    let service_ctl = service::controller(
-        services.trigger.handle.clone(),
-        stores.services.clone(),
-        ctx.clone(),
-        stopped(),
-    );
-    let grant_ctl = grant::controller(
-        grants.trigger.clone(),
-        services.trigger.clone(),
-        stores.grants.clone(),
-        ctx.clone(),
-        stopped(),
-    );
-    let derived_ctl = derived::controller(
-        derived.trigger.handle.clone(),
-        stores.derived.clone(),
-        grants.trigger.clone(),
-        services.trigger.clone(),
-        ctx.clone(),
-        stopped(),
-    );
-    let instance_ctl = instance::controller(
-        instances.trigger.handle.clone(),
-        stores.instances.clone(),
-        derived.trigger.clone(),
-        services.trigger.clone(),
-        namespaces.trigger.clone(),
-        ctx.clone(),
-        stopped(),
-    );
-
-    let access_ctl = access::run(
-        access::Triggers {
-            requests: access_requests.trigger.clone(),
-            approvals: access_approvals.trigger.clone(),
-            instances: instances.trigger.clone(),
-            services: services.trigger.clone(),
-            derived: derived.trigger.clone(),
-        },
-        ctx.clone(),
-        stopped.clone(),
-    );
-
-    // Every handle subscribed to a shared reflector must be polled: the
-    // reflector waits for the slowest subscriber once 1024 events are
-    // buffered. The originals were only templates for the clones above.
-    drop((
-        services.trigger,
-        grants.trigger,
-        derived.trigger,
-        instances.trigger,
-        namespaces.trigger,
-        access_requests.trigger,
-        access_approvals.trigger,
-    ));
-
+    let sync = keep_gauges(stores, metrics, readiness);
     let controllers = async {
         tokio::join!(
             service_ctl,
             grant_ctl,
             derived_ctl,
             instance_ctl,
-            access_ctl
+            request_ctl,
+            approval_ctl,
         );
     };
     tokio::select! {
         _ = drivers => tracing::error!("watch streams ended"),
         _ = sync => {},
         _ = controllers => {},
+        _ = cleaners => {},
         _ = async {
             shutdown.await;
             let _ = stop_tx.send(true);
             // Let in-flight reconciles finish, bounded.
             tokio::time::sleep(Duration::from_secs(5)).await;
         } => tracing::info!("controllers stopped"),
+    }
+}
+
+/// Sets readiness once every cache has its first full list, then refreshes
+/// the object gauges every 10 s.
+async fn keep_gauges(stores: Stores, metrics: Arc<Metrics>, readiness: Readiness) {
+    let _ = tokio::join!(
+        stores.services.wait_until_ready(),
+        stores.grants.wait_until_ready(),
+        stores.derived.wait_until_ready(),
+        stores.instances.wait_until_ready(),
+        stores.namespaces.wait_until_ready(),
+        stores.access_requests.wait_until_ready(),
+        stores.access_approvals.wait_until_ready(),
+    );
+    readiness.set();
+    tracing::info!("caches synced");
+    loop {
+        for (kind, n) in [
+            ("Service", stores.services.len()),
+            ("DistributionGrant", stores.grants.len()),
+            ("DerivedService", stores.derived.len()),
+            ("ServiceInstance", stores.instances.len()),
+            ("AccessRequest", stores.access_requests.len()),
+            ("AccessApproval", stores.access_approvals.len()),
+        ] {
+            metrics
+                .objects
+                .get_or_create(&crate::runtime::metrics::KindLabels { kind: kind.into() })
+                .set(n as i64);
+        }
+        instance::export_phase_gauge(&stores.instances, &metrics);
+        tokio::time::sleep(Duration::from_secs(10)).await;
     }
 }
 

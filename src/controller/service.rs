@@ -5,34 +5,11 @@ use super::status::{condition, ready, write_status_if_changed};
 use super::{Context, Error, ns_of};
 use crate::api::{Service, ServiceStatus};
 use crate::domain::render::resolve_offering;
-use futures::StreamExt;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::reflector::{ReflectHandle, Store};
+use kube::runtime::controller::Action;
 use std::sync::Arc;
-use std::time::Instant;
 
-const KIND: &str = "Service";
-
-/// The Service controller, until `shutdown`.
-pub async fn controller(
-    trigger: ReflectHandle<Service>,
-    store: Store<Service>,
-    ctx: Arc<Context>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let concurrency = ctx.settings.concurrency;
-    Controller::for_shared_stream(trigger, store)
-        .with_config(Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown)
-        .run(
-            reconcile,
-            |obj, e, ctx| super::on_error(KIND, obj.as_ref(), e, &ctx),
-            ctx,
-        )
-        .for_each(|_| async {})
-        .await;
-}
+pub(super) const KIND: &str = "Service";
 
 /// Pure: the status a Service should have.
 pub fn desired_status(
@@ -86,15 +63,8 @@ pub fn access_note(svc: &Service) -> &'static str {
     }
 }
 
-async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
+pub(super) async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = ns_of(svc.as_ref());
-    if !ctx.settings.watches(&ns) {
-        return Ok(Action::await_change());
-    }
-    if let Some(wait) = ctx.not_synced() {
-        return Ok(wait);
-    }
     let status = desired_status(&svc, &ctx.settings.allowed_kinds);
     let api = Api::<Service>::namespaced(ctx.client.clone(), &ns);
     if write_status_if_changed(&api, &ctx.memo, svc.as_ref(), svc.status.as_ref(), &status).await? {
@@ -112,7 +82,6 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error
                 .await;
         }
     }
-    ctx.metrics.reconciled(KIND, started.elapsed());
     Ok(Action::await_change())
 }
 

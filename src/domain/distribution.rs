@@ -2,10 +2,11 @@
 //! DistributionGrant. Used by both the DerivedService and the ServiceInstance
 //! controllers, so that both always agree.
 
-use super::render::{AllowedKind, Offering, resolve_offering};
+use super::render::{AllowedKind, Offering, OfferingError, resolve_offering};
 use super::scenario::Scenario;
 use crate::api::{Decision, DerivedService, DistributionGrant, GrantState, Service};
 use jiff::Timestamp;
+use std::sync::Arc;
 
 /// Name of the grant the controller writes when a distributor applies. Dots
 /// cannot appear in a namespace name, so the pair is unambiguous.
@@ -86,7 +87,7 @@ pub struct Sellable {
     /// Its scenario.
     pub scenario: Scenario,
     /// The checked offering.
-    pub offering: Offering,
+    pub offering: Arc<Offering>,
     /// The grant it sells under.
     pub grant_name: String,
     /// When the grant expires, if it does.
@@ -122,12 +123,33 @@ impl NotSellable {
     }
 }
 
+/// Where the offering of a product comes from: resolved on the spot from
+/// the allowed kinds, or from a cache that resolved it once per generation.
+pub trait Offerings {
+    /// The checked offering of `service`, sold directly or through `derived`.
+    fn offering(
+        &self,
+        service: &Service,
+        derived: Option<&DerivedService>,
+    ) -> Result<Arc<Offering>, OfferingError>;
+}
+
+impl Offerings for [AllowedKind] {
+    fn offering(
+        &self,
+        service: &Service,
+        derived: Option<&DerivedService>,
+    ) -> Result<Arc<Offering>, OfferingError> {
+        resolve_offering(&service.spec, derived.map(|d| &d.spec.overrides), self).map(Arc::new)
+    }
+}
+
 /// Decides whether a DerivedService may be sold now.
 pub fn evaluate_derived(
     ds: &DerivedService,
     service: Option<&Service>,
     grant: Option<&DistributionGrant>,
-    allowed: &[AllowedKind],
+    offerings: &(impl Offerings + ?Sized),
     now: Timestamp,
 ) -> Result<Sellable, NotSellable> {
     let src = &ds.spec.source;
@@ -263,20 +285,18 @@ pub fn evaluate_derived(
             ));
         }
     }
-    let offering = resolve_offering(&service.spec, Some(&ds.spec.overrides), allowed).map_err(
-        |e| match e {
-            super::render::OfferingError::Override { .. } => {
-                refuse("InvalidOverride", format!("{e}; fix spec.overrides"))
-            }
-            other => refuse(
-                "SourceInvalid",
-                format!(
-                    "Service {}/{} is not valid: {other}; the ISV must fix it",
-                    src.namespace, src.name
-                ),
+    let offering = offerings.offering(service, Some(ds)).map_err(|e| match e {
+        OfferingError::Override { .. } => {
+            refuse("InvalidOverride", format!("{e}; fix spec.overrides"))
+        }
+        other => refuse(
+            "SourceInvalid",
+            format!(
+                "Service {}/{} is not valid: {other}; the ISV must fix it",
+                src.namespace, src.name
             ),
-        },
-    )?;
+        ),
+    })?;
     Ok(Sellable {
         scenario,
         offering,
@@ -343,7 +363,7 @@ mod tests {
         d: &DerivedService,
         g: Option<&DistributionGrant>,
     ) -> Result<Sellable, NotSellable> {
-        evaluate_derived(d, s, g, &default_allowed_kinds(), now())
+        evaluate_derived(d, s, g, default_allowed_kinds().as_slice(), now())
     }
 
     #[test]
