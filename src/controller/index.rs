@@ -843,13 +843,13 @@ mod tests {
             "apiVersion": "computenest.dev/v1alpha1", "kind": "AccessRequest",
             "metadata": {"namespace": "c1", "name": "r", "uid": "uid-r"},
             "spec": {"instanceName": "i", "subject": {"kind": "User", "name": "alice"},
-                     "rules": [], "durationSeconds": 60}
+                     "rules": [], "durationSeconds": 60, "reason": "debugging"}
         }))
         .unwrap_or_else(|e| panic!("fixture: {e}"));
         let approval: AccessApproval = serde_json::from_value(serde_json::json!({
             "apiVersion": "computenest.dev/v1alpha1", "kind": "AccessApproval",
             "metadata": {"namespace": "isv", "name": "a"},
-            "spec": {"requestNamespace": "c1", "requestName": "r", "decision": "Approved"}
+            "spec": {"requestNamespace": "c1", "requestName": "r", "decision": "Approved", "reason": "ok"}
         }))
         .unwrap_or_else(|e| panic!("fixture: {e}"));
         index.observe(&watcher::Event::Apply(approval));
@@ -872,9 +872,9 @@ mod tests {
     #[test]
     fn an_offering_is_resolved_once_per_generation() {
         let index = Index::new(default_allowed_kinds());
-        let mut svc: Service =
-            serde_yaml::from_str(include_str!("../../tests/fixtures/service-web.yaml"))
-                .unwrap_or_else(|e| panic!("fixture: {e}"));
+        let spec = serde_yaml::from_str(include_str!("../../tests/fixtures/service-web.yaml"))
+            .unwrap_or_else(|e| panic!("fixture: {e}"));
+        let mut svc = Service::new("web", spec);
         svc.metadata.uid = Some("svc-uid".into());
         svc.metadata.generation = Some(1);
         let a = index.offering(&svc, None).unwrap_or_else(|e| panic!("{e}"));
