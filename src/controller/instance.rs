@@ -338,7 +338,7 @@ impl<'a> StatusBuilder<'a> {
         ready: bool,
         reason: &str,
         message: String,
-        others: &[(&str, bool, &str, String)],
+        others: &[OtherCondition],
     ) {
         let generation = self.inst.metadata.generation;
         let mut conditions = vec![condition(
@@ -445,119 +445,95 @@ fn is_revocation(reason: &str) -> bool {
 
 const DEPROVISIONED: &str = "resources removed (onRevoke: Deprovision)";
 
+/// Reconciles a live instance in stages: dereference its product and the
+/// terms it was sold with (caches only), decide and build the desired state
+/// (pure), write it, write status.
 async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
-    let now = Timestamp::now();
-    let resolved = resolve(inst, ctx, now);
-    let isv_namespace = match (&resolved.outcome, inst.spec.service_ref.kind) {
-        (Ok((data, _)), _) => Some(data.isv_namespace.clone()),
-        (Err(_), ProductKind::Service) => Some(inst.spec.service_ref.namespace.clone()),
-        (Err(_), ProductKind::DerivedService) => None,
-    };
-    let sold = sold_terms(inst, ctx, isv_namespace.as_deref());
+    let resolved = resolve(inst, ctx, Timestamp::now());
+    let sold = sold_terms(inst, ctx, isv_namespace_of(inst, &resolved).as_deref());
     if sold.as_ref().is_some_and(|s| s.scenario.is_managed()) {
         // Its resources live outside the customer's namespace: the finalizer
         // must stay while it lives (restored if someone removed it).
         ensure_finalizer(inst, ctx).await?;
     }
     let mut sb = StatusBuilder::new(inst, &resolved, sold.as_ref());
-    let is_derived = inst.spec.service_ref.kind == ProductKind::DerivedService;
     let api = Api::<ServiceInstance>::namespaced(ctx.client.clone(), &ns_of(inst));
-
     let (data, offering) = match &resolved.outcome {
         Ok(ok) => ok,
         Err(n) => {
-            let grant = is_derived.then(|| ("GrantValid", false, n.reason, n.message.clone()));
-            let grant: Vec<_> = grant.into_iter().collect();
-            let prev_ready = inst.status.as_ref().and_then(|s| ready(&s.conditions));
-            if was_deployed(inst) {
-                if is_revocation(n.reason) && resolved.on_revoke == RevocationPolicy::Deprovision {
-                    if let Some(sale) = &sold {
-                        remove_everything(inst, sale, ctx).await?;
-                    }
-                    sb.status.applied_objects.clear();
-                    sb.status.applied_digest = None;
-                    sb.status.logon_url = None;
-                    sb.set(
-                        Phase::DeployFailed,
-                        false,
-                        n.reason,
-                        format!("{DEPROVISIONED}: {}", n.message),
-                        &grant,
-                    );
-                } else {
-                    // Sales stopped; what runs keeps running (KeepRunning, or a
-                    // reason that is not a revocation: a seller's edit never
-                    // removes what a customer bought).
-                    let phase = inst
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.phase)
-                        .unwrap_or(Phase::Deployed);
-                    sb.set(
-                        phase,
-                        phase == Phase::Deployed,
-                        if phase == Phase::Deployed {
-                            "Deployed"
-                        } else {
-                            "NotSellable"
-                        },
-                        format!(
-                            "running; no longer sellable: {} ({})",
-                            n.message,
-                            if is_revocation(n.reason) {
-                                "onRevoke: KeepRunning"
-                            } else {
-                                "instances already sold keep running"
-                            }
-                        ),
-                        &grant,
-                    );
-                }
-            } else if let Some(prev) =
-                prev_ready.filter(|c| c.status == "False" && c.message.starts_with(DEPROVISIONED))
+            let verdict = unsellable(inst, n, resolved.on_revoke);
+            if verdict.deprovision
+                && let Some(sale) = &sold
             {
-                // Removed on revocation: the Ready condition keeps saying so
-                // (and why) while the resources stay removed.
-                sb.set(
-                    Phase::DeployFailed,
-                    false,
-                    &prev.reason,
-                    prev.message.clone(),
-                    &grant,
-                );
-            } else {
-                let phase = if n.reason == "GrantPending" {
-                    Phase::Pending
-                } else {
-                    Phase::DeployFailed
-                };
-                sb.set(
-                    phase,
-                    false,
-                    n.reason,
-                    format!("not deployed: {}", n.message),
-                    &grant,
-                );
+                remove_everything(inst, sale, ctx).await?;
             }
+            verdict.into_status(&mut sb, inst, n);
             finish_status(inst, ctx, &api, sb.status).await?;
             return Ok(Action::await_change());
         }
     };
-
-    let product = Product {
-        kind: data.kind,
-        namespace: &data.namespace,
-        name: &data.name,
-        isv_namespace: &data.isv_namespace,
-        service_name: &data.service_name,
-        isv_product_code: data.isv_product_code.as_deref(),
-        product_code: data.product_code.as_deref(),
-        price: data.price.as_deref(),
-        scenario: resolved.scenario.unwrap_or(Scenario::DirectPrivate),
-        offering,
+    let product = data.product(resolved.scenario, offering);
+    let others = sale_conditions(inst, &product, sold.as_ref());
+    let desired = match provision::build(inst, &product, sold.as_ref()) {
+        Ok(d) => d,
+        Err(e) => {
+            sb.set(Phase::DeployFailed, false, e.reason, e.message, &others);
+            finish_status(inst, ctx, &api, sb.status).await?;
+            return Ok(Action::await_change());
+        }
     };
-    let mut others: Vec<(&str, bool, &str, String)> = Vec::new();
-    if is_derived {
+    if let Some(stopped) = write_unless_written(inst, &desired, ctx).await? {
+        sb.set(stopped.phase, false, stopped.reason, stopped.message, &others);
+        finish_status(inst, ctx, &api, sb.status).await?;
+        return Ok(Action::requeue(stopped.retry));
+    }
+    deployed_status(&mut sb, &desired, &others);
+    finish_status(inst, ctx, &api, sb.status).await?;
+    Ok(requeue_at(resolved.grant_expiry))
+}
+
+/// The ISV's namespace, as far as the product tells it (for checking an owner in status).
+fn isv_namespace_of(inst: &ServiceInstance, resolved: &Resolved) -> Option<String> {
+    match (&resolved.outcome, inst.spec.service_ref.kind) {
+        (Ok((data, _)), _) => Some(data.isv_namespace.clone()),
+        (Err(_), ProductKind::Service) => Some(inst.spec.service_ref.namespace.clone()),
+        (Err(_), ProductKind::DerivedService) => None,
+    }
+}
+
+impl ProductData {
+    fn product<'a>(
+        &'a self,
+        scenario: Option<Scenario>,
+        offering: &'a crate::domain::render::Offering,
+    ) -> Product<'a> {
+        Product {
+            kind: self.kind,
+            namespace: &self.namespace,
+            name: &self.name,
+            isv_namespace: &self.isv_namespace,
+            service_name: &self.service_name,
+            isv_product_code: self.isv_product_code.as_deref(),
+            product_code: self.product_code.as_deref(),
+            price: self.price.as_deref(),
+            scenario: scenario.unwrap_or(Scenario::DirectPrivate),
+            offering,
+        }
+    }
+}
+
+/// A condition besides Ready: (type, status, reason, message).
+type OtherCondition = (&'static str, bool, &'static str, String);
+
+/// Pure: the conditions of a sellable instance besides Ready: the grant of
+/// a derived product, and a product whose terms changed since the sale.
+fn sale_conditions(
+    inst: &ServiceInstance,
+    product: &Product<'_>,
+    sold: Option<&Sale>,
+) -> Vec<OtherCondition> {
+    let mut others = Vec::new();
+    if inst.spec.service_ref.kind == ProductKind::DerivedService {
         others.push((
             "GrantValid",
             true,
@@ -565,7 +541,7 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
             "the distribution grant is approved".to_string(),
         ));
     }
-    if let Some(sale) = sold.as_ref().filter(|s| s.scenario != product.scenario) {
+    if let Some(sale) = sold.filter(|s| s.scenario != product.scenario) {
         others.push((
             "ProductChanged",
             true,
@@ -579,55 +555,157 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
             ),
         ));
     }
-    let desired = match provision::build(inst, &product, sold.as_ref()) {
-        Ok(d) => d,
-        Err(e) => {
-            sb.set(Phase::DeployFailed, false, e.reason, e.message, &others);
-            finish_status(inst, ctx, &api, sb.status).await?;
-            return Ok(Action::await_change());
-        }
-    };
+    others
+}
 
-    let prev = inst.status.as_ref();
+/// What an instance shows, and whether its resources go, when its product
+/// cannot be sold now.
+struct Unsellable {
+    /// Remove its resources (a revocation under onRevoke: Deprovision).
+    deprovision: bool,
+    phase: Phase,
+    ready: bool,
+    reason: String,
+    message: String,
+}
+
+/// Pure: a deployed instance keeps running unless its grant was revoked
+/// under Deprovision; an instance removed that way keeps saying so; one
+/// never deployed says why not.
+fn unsellable(inst: &ServiceInstance, n: &NotSellable, on_revoke: RevocationPolicy) -> Unsellable {
+    let prev_ready = inst.status.as_ref().and_then(|s| ready(&s.conditions));
+    if was_deployed(inst) {
+        if is_revocation(n.reason) && on_revoke == RevocationPolicy::Deprovision {
+            return Unsellable {
+                deprovision: true,
+                phase: Phase::DeployFailed,
+                ready: false,
+                reason: n.reason.into(),
+                message: format!("{DEPROVISIONED}: {}", n.message),
+            };
+        }
+        // Sales stopped; what runs keeps running (KeepRunning, or a reason
+        // that is not a revocation: a seller's edit never removes what a
+        // customer bought).
+        let phase = inst
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .unwrap_or(Phase::Deployed);
+        let deployed = phase == Phase::Deployed;
+        return Unsellable {
+            deprovision: false,
+            phase,
+            ready: deployed,
+            reason: if deployed { "Deployed" } else { "NotSellable" }.into(),
+            message: format!(
+                "running; no longer sellable: {} ({})",
+                n.message,
+                if is_revocation(n.reason) {
+                    "onRevoke: KeepRunning"
+                } else {
+                    "instances already sold keep running"
+                }
+            ),
+        };
+    }
+    if let Some(prev) =
+        prev_ready.filter(|c| c.status == "False" && c.message.starts_with(DEPROVISIONED))
+    {
+        // Removed on revocation: the Ready condition keeps saying so (and
+        // why) while the resources stay removed.
+        return Unsellable {
+            deprovision: false,
+            phase: Phase::DeployFailed,
+            ready: false,
+            reason: prev.reason.clone(),
+            message: prev.message.clone(),
+        };
+    }
+    Unsellable {
+        deprovision: false,
+        phase: if n.reason == "GrantPending" {
+            Phase::Pending
+        } else {
+            Phase::DeployFailed
+        },
+        ready: false,
+        reason: n.reason.into(),
+        message: format!("not deployed: {}", n.message),
+    }
+}
+
+impl Unsellable {
+    fn into_status(self, sb: &mut StatusBuilder<'_>, inst: &ServiceInstance, n: &NotSellable) {
+        if self.deprovision {
+            sb.status.applied_objects.clear();
+            sb.status.applied_digest = None;
+            sb.status.logon_url = None;
+        }
+        let grant: Vec<OtherCondition> = (inst.spec.service_ref.kind
+            == ProductKind::DerivedService)
+            .then(|| ("GrantValid", false, n.reason, n.message.clone()))
+            .into_iter()
+            .collect();
+        sb.set(self.phase, self.ready, &self.reason, self.message, &grant);
+    }
+}
+
+/// Why a deployment stopped short, and when to look again.
+struct Stopped {
+    phase: Phase,
+    reason: &'static str,
+    message: String,
+    retry: Duration,
+}
+
+/// Writes the desired state unless status (or this process's memo of its
+/// own last write) shows it written already; says what stopped it, if
+/// anything did.
+async fn write_unless_written(
+    inst: &ServiceInstance,
+    desired: &Desired,
+    ctx: &Context,
+) -> Result<Option<Stopped>, Error> {
     let digest_key = format!(
         "digest/{}",
         inst.metadata.uid.as_deref().unwrap_or_default()
     );
-    let seen_in_cache = prev.is_some_and(|s| {
+    let seen_in_cache = inst.status.as_ref().is_some_and(|s| {
         s.applied_digest.as_deref() == Some(desired.digest.as_str())
             && s.phase == Some(Phase::Deployed)
     });
     if seen_in_cache {
         // The cache has caught up with the write: the memo entry is no longer needed.
         ctx.memo.forget(&digest_key);
+        return Ok(None);
     }
-    let up_to_date = seen_in_cache || ctx.memo.is_same(&digest_key, &desired.digest);
-    if !up_to_date {
-        let outcome = write_desired(inst, &desired, ctx).await?;
-        let failed = |sb: &mut StatusBuilder, reason: &str, msg: String| {
-            sb.set(Phase::DeployFailed, false, reason, msg, &others);
-        };
-        match outcome {
-            WriteOutcome::Done => ctx.memo.record(&digest_key, &desired.digest),
-            WriteOutcome::Wait(msg) => {
-                sb.set(Phase::Deploying, false, "Deploying", msg, &others);
-                finish_status(inst, ctx, &api, sb.status).await?;
-                return Ok(Action::requeue(Duration::from_secs(2)));
-            }
-            WriteOutcome::Rejected(msg) => {
-                failed(&mut sb, "ApplyFailed", msg);
-                finish_status(inst, ctx, &api, sb.status).await?;
-                // The cause may be outside the object (RBAC, a missing CRD): look again later, slowly.
-                return Ok(Action::requeue(Duration::from_secs(60)));
-            }
-            WriteOutcome::Conflict(msg) => {
-                failed(&mut sb, "ObjectConflict", msg);
-                finish_status(inst, ctx, &api, sb.status).await?;
-                // The other object may be removed or renamed; nothing of it is touched meanwhile.
-                return Ok(Action::requeue(Duration::from_secs(60)));
-            }
+    if ctx.memo.is_same(&digest_key, &desired.digest) {
+        return Ok(None);
+    }
+    let stopped = |phase, reason, message, secs| {
+        Some(Stopped {
+            phase,
+            reason,
+            message,
+            retry: Duration::from_secs(secs),
+        })
+    };
+    Ok(match write_desired(inst, desired, ctx).await? {
+        WriteOutcome::Done => {
+            ctx.memo.record(&digest_key, &desired.digest);
+            None
         }
-    }
+        WriteOutcome::Wait(msg) => stopped(Phase::Deploying, "Deploying", msg, 2),
+        // The cause may be outside the object (RBAC, a missing CRD): look again later, slowly.
+        WriteOutcome::Rejected(msg) => stopped(Phase::DeployFailed, "ApplyFailed", msg, 60),
+        // The other object may be removed or renamed; nothing of it is touched meanwhile.
+        WriteOutcome::Conflict(msg) => stopped(Phase::DeployFailed, "ObjectConflict", msg, 60),
+    })
+}
+
+/// Pure: the status of an instance whose desired state is written.
+fn deployed_status(sb: &mut StatusBuilder<'_>, desired: &Desired, others: &[OtherCondition]) {
     let s = &mut sb.status;
     s.owner = Some(desired.owner.clone());
     s.billing = Some(desired.billing.clone());
@@ -647,10 +725,8 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
             desired.scenario.as_str(),
             owner.party
         ),
-        &others,
+        others,
     );
-    finish_status(inst, ctx, &api, sb.status).await?;
-    Ok(requeue_at(resolved.grant_expiry))
 }
 
 async fn finish_status(
