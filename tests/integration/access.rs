@@ -203,32 +203,29 @@ async fn wait_no_grants(client: &Client, uid: &str, what: &str) {
     .await;
 }
 
-/// Scenario 3: ISV's listed FullyManaged Service resold as FullyManaged.
-/// Returns (namespaces isv, dist, cust; instance target namespace).
-async fn scenario3(client: &Client, policy: serde_json::Value) -> (TestNamespaces, String) {
-    let t = TestNamespaces::new(client, &["ar-isv", "ar-dist", "ar-cust"]).await;
+/// Scenario 3: ISV's listed FullyManaged Service, with the access `policy`,
+/// resold as FullyManaged and bought. Returns (admin client; namespaces isv,
+/// dist, cust; instance target namespace).
+async fn scenario3(policy: serde_json::Value) -> (Client, TestNamespaces, String) {
+    let (client, t) = controller_and_namespaces(&["ar-isv", "ar-dist", "ar-cust"]).await;
     let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
     let app = service("app").fully_managed().listed().access(policy);
-    put(client, isv, &app).await;
-    put(client, isv, &approved_grant("app-grant", "app", dist)).await;
+    put(&client, isv, &app).await;
+    put(&client, isv, &approved_grant("app-grant", "app", dist)).await;
     let app_plus = derived("app-plus", isv, "app").fully_managed();
-    put(client, dist, &app_plus).await;
-    let inst = buy(client, cust, &derived_instance("i3", dist, "app-plus")).await;
+    put(&client, dist, &app_plus).await;
+    let inst = buy(&client, cust, &derived_instance("i3", dist, "app-plus")).await;
     let s = inst.status.expect("status");
     assert_eq!(s.scenario.as_deref(), Some("Scenario3"));
     let target = s.owner.expect("owner").target_namespace;
-    (t, target)
+    (client, t, target)
 }
 
 #[tokio::test]
 async fn only_the_isv_approves_in_scenario_3_and_grants_exactly_what_was_asked_until_withdrawn() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let (t, target) = scenario3(
-        &client,
-        json!({"approval": "Manual", "maxDurationSeconds": 1800, "allowSecrets": false}),
-    )
-    .await;
+    let (client, t, target) =
+        scenario3(json!({"approval": "Manual", "maxDurationSeconds": 1800, "allowSecrets": false}))
+            .await;
     let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
     let alice_name = format!("alice-{}", short_id());
     let alice = impersonate(&alice_name, &["customer-ops"]).await;
@@ -405,9 +402,7 @@ async fn only_the_isv_approves_in_scenario_3_and_grants_exactly_what_was_asked_u
 
 #[tokio::test]
 async fn automatic_access_expires_on_time_and_ends_with_the_request_or_the_instance() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let (t, target) = direct_managed(&client, json!({"approval": "Automatic"})).await;
+    let (client, t, target) = direct_managed(json!({"approval": "Automatic"})).await;
     let (isv, cust) = (t.ns(0), t.ns(1));
     let id = short_id();
     let (bob_name, carol_name) = (format!("bob-{id}"), format!("carol-{id}"));
@@ -754,15 +749,23 @@ async fn requests_that_cannot_be_granted_are_refused_and_write_nothing() {
     t.cleanup().await;
 }
 
-/// A direct purchase of a FullyManaged Service with `policy`: (namespaces
-/// isv, cust; the instance's managed namespace).
-async fn direct_managed(client: &Client, policy: serde_json::Value) -> (TestNamespaces, String) {
-    let t = TestNamespaces::new(client, &["ar-isv", "ar-cust"]).await;
+/// A direct purchase of a FullyManaged Service with `policy`: (admin
+/// client; namespaces isv, cust; the instance's managed namespace).
+async fn direct_managed(policy: serde_json::Value) -> (Client, TestNamespaces, String) {
+    let (client, t) = controller_and_namespaces(&["ar-isv", "ar-cust"]).await;
     let (isv, cust) = (t.ns(0), t.ns(1));
     let app = service("app").fully_managed().not_distributed();
-    put(client, isv, &app.access(policy)).await;
-    let inst = buy(client, cust, &service_instance("direct", isv, "app")).await;
-    (t, target_namespace(&inst))
+    put(&client, isv, &app.access(policy)).await;
+    let inst = buy(&client, cust, &service_instance("direct", isv, "app")).await;
+    let target = target_namespace(&inst);
+    (client, t, target)
+}
+
+/// A client acting as the tenant `user`, who may use `resources` of
+/// computenest.dev in its namespace `ns` (see [`tenant_rights`]).
+async fn tenant(client: &Client, ns: &str, user: &str, resources: &[&str]) -> Client {
+    tenant_rights(client, ns, user, resources).await;
+    impersonate(user, &[]).await
 }
 
 /// Lets `user` do `verbs` on `resources` of computenest.dev in `ns` (a
@@ -831,9 +834,7 @@ async fn allowed(
 /// what it read. Nothing is granted, and the approval says why.
 #[tokio::test]
 async fn an_approval_pins_its_request_so_a_recreated_wider_request_gets_nothing() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let (t, target) = direct_managed(&client, json!({"approval": "Manual"})).await;
+    let (client, t, target) = direct_managed(json!({"approval": "Manual"})).await;
     let (isv, cust) = (t.ns(0), t.ns(1));
     let id = short_id();
     let (customer_name, owner_name, alice_name) = (
@@ -841,10 +842,8 @@ async fn an_approval_pins_its_request_so_a_recreated_wider_request_gets_nothing(
         format!("owner-{id}"),
         format!("alice-{id}"),
     );
-    tenant_rights(&client, cust, &customer_name, &["accessrequests"]).await;
-    tenant_rights(&client, isv, &owner_name, &["accessapprovals"]).await;
-    let customer = impersonate(&customer_name, &[]).await;
-    let owner = impersonate(&owner_name, &[]).await;
+    let customer = tenant(&client, cust, &customer_name, &["accessrequests"]).await;
+    let owner = tenant(&client, isv, &owner_name, &["accessapprovals"]).await;
     let alice = impersonate(&alice_name, &[]).await;
     let requests = Api::<AccessRequest>::namespaced(customer.clone(), cust);
     let approvals = Api::<AccessApproval>::namespaced(owner.clone(), isv);
@@ -994,10 +993,7 @@ async fn an_approval_pins_its_request_so_a_recreated_wider_request_gets_nothing(
 /// controller grant; endpoint writes are refused outright.
 #[tokio::test]
 async fn custom_resources_endpoint_writes_and_secrets_are_not_granted_by_default() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let (t, target) = direct_managed(
-        &client,
+    let (client, t, target) = direct_managed(
         json!({"approval": "Automatic", "allowSecrets": true, "allowedRules": [
             {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["create", "patch"]},
             {"apiGroups": ["argoproj.io"], "resources": ["rollouts"], "verbs": ["get", "list"]}
@@ -1007,8 +1003,7 @@ async fn custom_resources_endpoint_writes_and_secrets_are_not_granted_by_default
     let cust = t.ns(1);
     let id = short_id();
     let customer_name = format!("customer-{id}");
-    tenant_rights(&client, cust, &customer_name, &["accessrequests"]).await;
-    let customer = impersonate(&customer_name, &[]).await;
+    let customer = tenant(&client, cust, &customer_name, &["accessrequests"]).await;
     let requests = Api::<AccessRequest>::namespaced(customer.clone(), cust);
     let mallory = format!("mallory-{id}");
 
@@ -1138,9 +1133,7 @@ async fn grants_are_gone_within_60s_after_10000_requests_are_deleted_at_once() {
     const REQUESTS: usize = 10_000;
     const EVERY: usize = 50;
     const GROUPS: usize = 16;
-    let client = client().await;
-    ensure_controller(&client).await;
-    let (t, target) = direct_managed(&client, json!({"approval": "Automatic"})).await;
+    let (client, t, target) = direct_managed(json!({"approval": "Automatic"})).await;
     let cust = t.ns(1).to_string();
     let id = short_id();
     let list_pods = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]);
@@ -1285,14 +1278,11 @@ async fn grants_are_gone_within_60s_after_10000_requests_are_deleted_at_once() {
 /// customer's withdrawal (customer impersonated), byte for byte.
 #[tokio::test]
 async fn revoking_deletes_only_the_controllers_own_labelled_objects() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let (t, target) = direct_managed(&client, json!({"approval": "Automatic"})).await;
+    let (client, t, target) = direct_managed(json!({"approval": "Automatic"})).await;
     let cust = t.ns(1);
     let id = short_id();
     let customer_name = format!("customer-{id}");
-    tenant_rights(&client, cust, &customer_name, &["accessrequests"]).await;
-    let customer = impersonate(&customer_name, &[]).await;
+    let customer = tenant(&client, cust, &customer_name, &["accessrequests"]).await;
     let list_pods = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]);
     let requests = Api::<AccessRequest>::namespaced(customer.clone(), cust);
     requests
@@ -1355,17 +1345,13 @@ async fn revoking_deletes_only_the_controllers_own_labelled_objects() {
 /// is granted, and the request says why (GrantConflict).
 #[tokio::test]
 async fn a_grant_never_takes_over_an_object_of_its_name() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let (t, target) = direct_managed(&client, json!({"approval": "Manual"})).await;
+    let (client, t, target) = direct_managed(json!({"approval": "Manual"})).await;
     let (isv, cust) = (t.ns(0), t.ns(1));
     let id = short_id();
     let customer_name = format!("customer-{id}");
-    tenant_rights(&client, cust, &customer_name, &["accessrequests"]).await;
+    let customer = tenant(&client, cust, &customer_name, &["accessrequests"]).await;
     let owner_name = format!("owner-{id}");
-    tenant_rights(&client, isv, &owner_name, &["accessapprovals"]).await;
-    let customer = impersonate(&customer_name, &[]).await;
-    let owner = impersonate(&owner_name, &[]).await;
+    let owner = tenant(&client, isv, &owner_name, &["accessapprovals"]).await;
     let bob = format!("bob-{id}");
     let list_pods = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]);
     Api::<AccessRequest>::namespaced(customer.clone(), cust)

@@ -24,6 +24,28 @@ struct Case {
     message: &'static str,
 }
 
+impl Case {
+    /// A Service the controller refuses (`service_reason`, saying `message`)
+    /// after `mutate`; its instance (plan basic, no parameters) is
+    /// ProductInvalid and says the same.
+    fn refused_product(
+        name: &'static str,
+        service_reason: &'static str,
+        message: &'static str,
+        mutate: Mutate,
+    ) -> Case {
+        Case {
+            name,
+            mutate,
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some(service_reason),
+            instance_reason: "ProductInvalid",
+            message,
+        }
+    }
+}
+
 fn push(s: &mut Service, obj: Value) {
     s.spec.template.objects.push(obj);
 }
@@ -37,252 +59,142 @@ fn add_string_param(s: &mut Service, spec: Value) {
 fn cases() -> Vec<Case> {
     let valid: Mutate = |_| {};
     vec![
-        Case {
-            name: "pinned-resource-version",
-            mutate: |s| {
+        Case::refused_product(
+            "pinned-resource-version",
+            "InvalidTemplate",
+            "metadata.resourceVersion",
+            |s| {
                 push(
                     s,
                     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "$(instance.name)-pinned", "resourceVersion": "1"}}),
                 )
             },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "metadata.resourceVersion",
-        },
-        Case {
-            name: "forged-ownership-label",
-            mutate: |s| {
+        ),
+        Case::refused_product(
+            "forged-ownership-label",
+            "InvalidTemplate",
+            "computenest.dev/",
+            |s| {
                 push(
                     s,
                     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "$(instance.name)-forged", "labels": {"computenest.dev/instance-uid": "someone-else"}}}),
                 )
             },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "computenest.dev/",
-        },
-        Case {
-            name: "namespace-kind",
-            mutate: |s| {
-                push(
-                    s,
-                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "evil"}}),
-                )
-            },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "cluster-scoped",
-        },
-        Case {
-            name: "clusterrole",
-            mutate: |s| {
-                push(
-                    s,
-                    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "evil"}}),
-                )
-            },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "cluster-scoped",
-        },
-        Case {
-            name: "clusterrolebinding",
-            mutate: |s| {
+        ),
+        Case::refused_product("namespace-kind", "InvalidTemplate", "cluster-scoped", |s| {
+            push(
+                s,
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "evil"}}),
+            )
+        }),
+        Case::refused_product("clusterrole", "InvalidTemplate", "cluster-scoped", |s| {
+            push(
+                s,
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "evil"}}),
+            )
+        }),
+        Case::refused_product(
+            "clusterrolebinding",
+            "InvalidTemplate",
+            "cluster-scoped",
+            |s| {
                 push(
                     s,
                     json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "evil"}}),
                 )
             },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "cluster-scoped",
-        },
-        Case {
-            name: "crd",
-            mutate: |s| {
-                push(
-                    s,
-                    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "evil"}}),
-                )
-            },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "cluster-scoped",
-        },
-        Case {
-            name: "webhook",
-            mutate: |s| {
-                push(
-                    s,
-                    json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration", "metadata": {"name": "evil"}}),
-                )
-            },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "cluster-scoped",
-        },
-        Case {
-            name: "other-namespace",
-            mutate: |s| s.spec.template.objects[0]["metadata"]["namespace"] = json!("kube-system"),
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "names a namespace",
-        },
-        Case {
-            name: "namespace-placeholder",
-            mutate: |s| {
-                s.spec.template.objects[0]["metadata"]["namespace"] = json!("$(params.target)")
-            },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "names a namespace",
-        },
-        Case {
-            name: "role",
-            mutate: |s| {
-                push(
-                    s,
-                    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r"}}),
-                )
-            },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "allow-list",
-        },
-        Case {
-            name: "rolebinding",
-            mutate: |s| {
-                push(
-                    s,
-                    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "r"}}),
-                )
-            },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "allow-list",
-        },
-        Case {
-            name: "pod",
-            mutate: |s| {
-                push(
-                    s,
-                    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
-                )
-            },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "allow-list",
-        },
-        Case {
-            name: "wrong-version",
-            mutate: |s| {
-                push(
-                    s,
-                    json!({"apiVersion": "apps/v1beta1", "kind": "Deployment", "metadata": {"name": "d"}}),
-                )
-            },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "allow-list",
-        },
-        Case {
-            name: "foreign-owner",
-            mutate: |s| s.spec.template.objects[0]["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Namespace", "name": "kube-system", "uid": "x"}]),
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "ownerReferences",
-        },
-        Case {
-            name: "generate-name",
-            mutate: |s| {
+        ),
+        Case::refused_product("crd", "InvalidTemplate", "cluster-scoped", |s| {
+            push(
+                s,
+                json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "evil"}}),
+            )
+        }),
+        Case::refused_product("webhook", "InvalidTemplate", "cluster-scoped", |s| {
+            push(
+                s,
+                json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration", "metadata": {"name": "evil"}}),
+            )
+        }),
+        Case::refused_product(
+            "other-namespace",
+            "InvalidTemplate",
+            "names a namespace",
+            |s| s.spec.template.objects[0]["metadata"]["namespace"] = json!("kube-system"),
+        ),
+        Case::refused_product(
+            "namespace-placeholder",
+            "InvalidTemplate",
+            "names a namespace",
+            |s| s.spec.template.objects[0]["metadata"]["namespace"] = json!("$(params.target)"),
+        ),
+        Case::refused_product("role", "InvalidTemplate", "allow-list", |s| {
+            push(
+                s,
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r"}}),
+            )
+        }),
+        Case::refused_product("rolebinding", "InvalidTemplate", "allow-list", |s| {
+            push(
+                s,
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "r"}}),
+            )
+        }),
+        Case::refused_product("pod", "InvalidTemplate", "allow-list", |s| {
+            push(
+                s,
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
+            )
+        }),
+        Case::refused_product("wrong-version", "InvalidTemplate", "allow-list", |s| {
+            push(
+                s,
+                json!({"apiVersion": "apps/v1beta1", "kind": "Deployment", "metadata": {"name": "d"}}),
+            )
+        }),
+        Case::refused_product("foreign-owner", "InvalidTemplate", "ownerReferences", |s| {
+            s.spec.template.objects[0]["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Namespace", "name": "kube-system", "uid": "x"}])
+        }),
+        Case::refused_product(
+            "generate-name",
+            "InvalidTemplate",
+            "metadata.name is required",
+            |s| {
                 push(
                     s,
                     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "x-"}}),
                 )
             },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "metadata.name is required",
-        },
-        Case {
-            name: "finalizers",
-            mutate: |s| s.spec.template.objects[0]["metadata"]["finalizers"] = json!(["block/me"]),
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "finalizers",
-        },
-        Case {
-            name: "no-kind",
-            mutate: |s| push(s, json!({"apiVersion": "v1", "metadata": {"name": "x"}})),
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "apiVersion and kind are required",
-        },
-        Case {
-            name: "bad-regex",
-            mutate: |s| {
-                add_string_param(s, json!({"name": "tag", "type": "String", "pattern": "(["}))
-            },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidSchema"),
-            instance_reason: "ProductInvalid",
-            message: "not a valid regular expression",
-        },
-        Case {
-            name: "bad-default",
-            mutate: |s| s.spec.parameters[0].default = Some(json!(99)),
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidSchema"),
-            instance_reason: "ProductInvalid",
-            message: "default: must be at most 5",
-        },
-        Case {
-            name: "plan-undeclared",
-            mutate: |s| {
+        ),
+        Case::refused_product("finalizers", "InvalidTemplate", "finalizers", |s| {
+            s.spec.template.objects[0]["metadata"]["finalizers"] = json!(["block/me"])
+        }),
+        Case::refused_product(
+            "no-kind",
+            "InvalidTemplate",
+            "apiVersion and kind are required",
+            |s| push(s, json!({"apiVersion": "v1", "metadata": {"name": "x"}})),
+        ),
+        Case::refused_product(
+            "bad-regex",
+            "InvalidSchema",
+            "not a valid regular expression",
+            |s| add_string_param(s, json!({"name": "tag", "type": "String", "pattern": "(["})),
+        ),
+        Case::refused_product(
+            "bad-default",
+            "InvalidSchema",
+            "default: must be at most 5",
+            |s| s.spec.parameters[0].default = Some(json!(99)),
+        ),
+        Case::refused_product(
+            "plan-undeclared",
+            "InvalidSchema",
+            "does not declare",
+            |s| {
                 s.spec.plans[0].parameters.insert("ghost".into(), json!(1));
             },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidSchema"),
-            instance_reason: "ProductInvalid",
-            message: "does not declare",
-        },
+        ),
         Case {
             name: "wrong-type",
             mutate: valid,
