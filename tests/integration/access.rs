@@ -2,29 +2,17 @@
 //! the managed namespace (impersonated requests against the API server), who
 //! may decide, and when the access ends.
 
-use crate::distribution::{derived_manifest, grant_manifest, service_manifest};
+use crate::fixtures::*;
 use crate::harness::*;
 use computenest::access::{grant_name, labels};
 use computenest::api::*;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-/// A client that acts as `user` (with `groups`), through impersonation by the
-/// test's admin credentials: every request is authorized as that user.
-async fn client_as(user: &str, groups: &[&str]) -> Client {
-    let mut config = kube::Config::infer().await.expect("kubeconfig");
-    config.auth_info.impersonate = Some(user.to_string());
-    if !groups.is_empty() {
-        config.auth_info.impersonate_groups = Some(groups.iter().map(|g| g.to_string()).collect());
-    }
-    Client::try_from(config).expect("impersonating client")
-}
 
 /// Whether a request got past authorization: success and 404 (authorized, no
 /// such object) are yes, 403 is no.
@@ -101,15 +89,6 @@ async fn wait_can(subject: &Client, ns: &str, expected: Can, what: &str) {
     }
 }
 
-fn instance(name: &str, kind: &str, seller: &str, product: &str) -> ServiceInstance {
-    serde_json::from_value(json!({
-        "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance",
-        "metadata": {"name": name},
-        "spec": {"serviceRef": {"kind": kind, "namespace": seller, "name": product}, "plan": "basic"}
-    }))
-    .expect("instance manifest")
-}
-
 fn request(
     name: &str,
     instance: &str,
@@ -178,11 +157,6 @@ async fn pins_of(client: &Client, ns: &str, name: &str) -> (String, String) {
     .await
 }
 
-fn with_access(mut svc: Service, policy: serde_json::Value) -> Service {
-    svc.spec.access = Some(serde_json::from_value(policy).expect("policy"));
-    svc
-}
-
 fn short_id() -> String {
     format!("{:06x}", rand::random::<u32>() & 0xffffff)
 }
@@ -229,88 +203,32 @@ async fn wait_no_grants(client: &Client, uid: &str, what: &str) {
     .await;
 }
 
-/// Events about objects in `ns` with `reason`.
-async fn events(client: &Client, ns: &str, reason: &str) -> Vec<Event> {
-    Api::<Event>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
-        .await
-        .expect("events")
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .collect()
-}
-
-async fn wait_event(client: &Client, ns: &str, reason: &str, about: &str) {
-    wait_for(
-        &format!("an Event {reason} in {ns} about {about}"),
-        DEADLINE,
-        || async {
-            events(client, ns, reason)
-                .await
-                .iter()
-                .any(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(about))
-                .then_some(())
-        },
-    )
-    .await;
-}
-
-/// Scenario 3: ISV's listed FullyManaged Service resold as FullyManaged.
-/// Returns (namespaces isv, dist, cust; instance target namespace).
-async fn scenario3(client: &Client, policy: serde_json::Value) -> (TestNamespaces, String) {
-    let t = TestNamespaces::new(client, &["ar-isv", "ar-dist", "ar-cust"]).await;
+/// Scenario 3: ISV's listed FullyManaged Service, with the access `policy`,
+/// resold as FullyManaged and bought. Returns (admin client; namespaces isv,
+/// dist, cust; instance target namespace).
+async fn scenario3(policy: serde_json::Value) -> (Client, TestNamespaces, String) {
+    let (client, t) = controller_and_namespaces(&["ar-isv", "ar-dist", "ar-cust"]).await;
     let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
-    apply(
-        client,
-        isv,
-        &with_access(
-            service_manifest("app", "FullyManaged", true, true, "Manual"),
-            policy,
-        ),
-    )
-    .await
-    .expect("service");
-    apply(
-        client,
-        isv,
-        &grant_manifest("app-grant", "app", dist, "Approved"),
-    )
-    .await
-    .expect("grant");
-    apply(
-        client,
-        dist,
-        &derived_manifest("app-plus", isv, "app", "FullyManaged"),
-    )
-    .await
-    .expect("derived");
-    apply(
-        client,
-        cust,
-        &instance("i3", "DerivedService", dist, "app-plus"),
-    )
-    .await
-    .expect("instance");
-    let inst: ServiceInstance = wait_ready(client, cust, "i3", "True", "Deployed").await;
+    let app = service("app").fully_managed().listed().access(policy);
+    put(&client, isv, &app).await;
+    put(&client, isv, &approved_grant("app-grant", "app", dist)).await;
+    let app_plus = derived("app-plus", isv, "app").fully_managed();
+    put(&client, dist, &app_plus).await;
+    let inst = buy(&client, cust, &derived_instance("i3", dist, "app-plus")).await;
     let s = inst.status.expect("status");
     assert_eq!(s.scenario.as_deref(), Some("Scenario3"));
     let target = s.owner.expect("owner").target_namespace;
-    (t, target)
+    (client, t, target)
 }
 
 #[tokio::test]
 async fn only_the_isv_approves_in_scenario_3_and_grants_exactly_what_was_asked_until_withdrawn() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let (t, target) = scenario3(
-        &client,
-        json!({"approval": "Manual", "maxDurationSeconds": 1800, "allowSecrets": false}),
-    )
-    .await;
+    let (client, t, target) =
+        scenario3(json!({"approval": "Manual", "maxDurationSeconds": 1800, "allowSecrets": false}))
+            .await;
     let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
     let alice_name = format!("alice-{}", short_id());
-    let alice = client_as(&alice_name, &["customer-ops"]).await;
+    let alice = impersonate(&alice_name, &["customer-ops"]).await;
     wait_can(&alice, &target, NOTHING, "before any request").await;
 
     apply(
@@ -417,11 +335,7 @@ async fn only_the_isv_approves_in_scenario_3_and_grants_exactly_what_was_asked_u
         (1790..=1810).contains(&granted),
         "bounded by the owner's maximum of 1800 s, got {granted}"
     );
-    assert!(
-        ready_message(&req).contains("get secrets"),
-        "{}",
-        ready_message(&req)
-    );
+    assert_message_contains(&req, "get secrets");
     wait_can(
         &alice,
         &target,
@@ -458,12 +372,8 @@ async fn only_the_isv_approves_in_scenario_3_and_grants_exactly_what_was_asked_u
     wait_event(&client, isv, "AccessGranted", "app").await;
 
     // The customer gives it back early: gone at once, for good.
-    Api::<AccessRequest>::namespaced(client.clone(), cust)
-        .patch(
-            "debug",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"withdrawn": true}})),
-        )
+    let withdraw = json!({"spec": {"withdrawn": true}});
+    merge::<AccessRequest>(&client, cust, "debug", withdraw)
         .await
         .expect("withdraw");
     let req: AccessRequest = wait_ready(&client, cust, "debug", "False", "Withdrawn").await;
@@ -473,13 +383,8 @@ async fn only_the_isv_approves_in_scenario_3_and_grants_exactly_what_was_asked_u
     );
     wait_no_grants(&client, &uid, "grant removed on withdrawal").await;
     wait_can(&alice, &target, NOTHING, "after withdrawal").await;
-    let undo = Api::<AccessRequest>::namespaced(client.clone(), cust)
-        .patch(
-            "debug",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"withdrawn": false}})),
-        )
-        .await;
+    let take_back = json!({"spec": {"withdrawn": false}});
+    let undo = merge::<AccessRequest>(&client, cust, "debug", take_back).await;
     assert!(
         matches!(&undo, Err(kube::Error::Api(s)) if s.message.contains("a withdrawn request stays withdrawn")),
         "{undo:?}"
@@ -497,34 +402,13 @@ async fn only_the_isv_approves_in_scenario_3_and_grants_exactly_what_was_asked_u
 
 #[tokio::test]
 async fn automatic_access_expires_on_time_and_ends_with_the_request_or_the_instance() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["ar-isv", "ar-cust"]).await;
+    let (client, t, target) = direct_managed(json!({"approval": "Automatic"})).await;
     let (isv, cust) = (t.ns(0), t.ns(1));
-    apply(
-        &client,
-        isv,
-        &with_access(
-            service_manifest("app", "FullyManaged", false, false, "Manual"),
-            json!({"approval": "Automatic"}),
-        ),
-    )
-    .await
-    .expect("service");
-    apply(&client, cust, &instance("direct", "Service", isv, "app"))
-        .await
-        .expect("instance");
-    let inst: ServiceInstance = wait_ready(&client, cust, "direct", "True", "Deployed").await;
-    let target = inst
-        .status
-        .and_then(|s| s.owner)
-        .expect("owner")
-        .target_namespace;
     let id = short_id();
     let (bob_name, carol_name) = (format!("bob-{id}"), format!("carol-{id}"));
     let (bob, carol) = (
-        client_as(&bob_name, &[]).await,
-        client_as(&carol_name, &[]).await,
+        impersonate(&bob_name, &[]).await,
+        impersonate(&carol_name, &[]).await,
     );
     let list_pods = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]);
     let only_list = Can {
@@ -588,7 +472,7 @@ async fn automatic_access_expires_on_time_and_ends_with_the_request_or_the_insta
 
     // The instance goes: its namespace goes with the access in it.
     let dave_name = format!("dave-{id}");
-    let dave = client_as(&dave_name, &[]).await;
+    let dave = impersonate(&dave_name, &[]).await;
     apply(
         &client,
         cust,
@@ -614,49 +498,20 @@ async fn automatic_access_expires_on_time_and_ends_with_the_request_or_the_insta
 
 #[tokio::test]
 async fn in_scenario_2_the_distributor_decides_and_can_reject_with_a_reason() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["ar-isv", "ar-dist", "ar-cust"]).await;
+    let (client, t) = controller_and_namespaces(&["ar-isv", "ar-dist", "ar-cust"]).await;
     let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
-    apply(
-        &client,
-        isv,
-        &with_access(
-            service_manifest("app", "Private", false, true, "Manual"),
-            // The ISV's policy does not apply: the distributor owns the resources.
-            json!({"approval": "Automatic"}),
-        ),
-    )
-    .await
-    .expect("service");
-    apply(
-        &client,
-        isv,
-        &grant_manifest("app-grant", "app", dist, "Approved"),
-    )
-    .await
-    .expect("grant");
-    let mut ds = derived_manifest("managed-app", isv, "app", "FullyManaged");
-    ds.spec.access = Some(
-        serde_json::from_value(json!({"approval": "Manual", "allowSecrets": true}))
-            .expect("policy"),
-    );
-    apply(&client, dist, &ds).await.expect("derived");
-    apply(
-        &client,
-        cust,
-        &instance("i2", "DerivedService", dist, "managed-app"),
-    )
-    .await
-    .expect("instance");
-    let inst: ServiceInstance = wait_ready(&client, cust, "i2", "True", "Deployed").await;
-    let target = inst
-        .status
-        .and_then(|s| s.owner)
-        .expect("owner")
-        .target_namespace;
+    // The ISV's policy does not apply: the distributor owns the resources.
+    let app = service("app").access(json!({"approval": "Automatic"}));
+    put(&client, isv, &app).await;
+    put(&client, isv, &approved_grant("app-grant", "app", dist)).await;
+    let ds = derived("managed-app", isv, "app")
+        .fully_managed()
+        .access(json!({"approval": "Manual", "allowSecrets": true}));
+    put(&client, dist, &ds).await;
+    let i2 = derived_instance("i2", dist, "managed-app");
+    let target = target_namespace(&buy(&client, cust, &i2).await);
     // A ServiceAccount of the customer's, by its real identity.
-    let bot = client_as(
+    let bot = impersonate(
         &format!("system:serviceaccount:{cust}:bot"),
         &[
             "system:serviceaccounts",
@@ -727,15 +582,9 @@ async fn in_scenario_2_the_distributor_decides_and_can_reject_with_a_reason() {
     // default grantable set): left out, with the reason, instead of a Role
     // the API server would refuse as an escalation.
     let pins = pins_of(&client, cust, "bot-access").await;
-    Api::<AccessApproval>::namespaced(client.clone(), dist)
-        .patch(
-            "decision",
-            &PatchParams::default(),
-            &Patch::Merge(
-                &json!({"spec": {"decision": "Approved", "reason": "migration done",
-                                           "requestUID": pins.0, "requestDigest": pins.1}}),
-            ),
-        )
+    let approve = json!({"spec": {"decision": "Approved", "reason": "migration done",
+                                  "requestUID": pins.0, "requestDigest": pins.1}});
+    merge::<AccessApproval>(&client, dist, "decision", approve)
         .await
         .expect("approve");
     let req: AccessRequest = wait_ready(&client, cust, "bot-access", "True", "Active").await;
@@ -757,12 +606,8 @@ async fn in_scenario_2_the_distributor_decides_and_can_reject_with_a_reason() {
     )
     .await;
     // Rejecting again ends it at once.
-    Api::<AccessApproval>::namespaced(client.clone(), dist)
-        .patch(
-            "decision",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"decision": "Rejected", "reason": "enough"}})),
-        )
+    let reject = json!({"spec": {"decision": "Rejected", "reason": "enough"}});
+    merge::<AccessApproval>(&client, dist, "decision", reject)
         .await
         .expect("reject");
     wait_ready::<AccessRequest>(&client, cust, "bot-access", "False", "Rejected").await;
@@ -773,57 +618,21 @@ async fn in_scenario_2_the_distributor_decides_and_can_reject_with_a_reason() {
 
 #[tokio::test]
 async fn requests_that_cannot_be_granted_are_refused_and_write_nothing() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["ar-isv", "ar-cust", "ar-other"]).await;
+    let (client, t) = controller_and_namespaces(&["ar-isv", "ar-cust", "ar-other"]).await;
     let (isv, cust, other) = (t.ns(0), t.ns(1), t.ns(2));
     let auto = json!({"approval": "Automatic", "allowSecrets": false});
-    apply(
-        &client,
-        isv,
-        &with_access(
-            service_manifest("managed", "FullyManaged", false, false, "Manual"),
-            auto.clone(),
-        ),
-    )
-    .await
-    .expect("managed service");
-    apply(
-        &client,
-        isv,
-        &with_access(
-            service_manifest("private", "Private", false, false, "Manual"),
-            auto,
-        ),
-    )
-    .await
-    .expect("private service");
-    apply(&client, cust, &instance("mine", "Service", isv, "private"))
-        .await
-        .expect("private instance");
-    apply(
-        &client,
-        cust,
-        &instance("theirs", "Service", isv, "managed"),
-    )
-    .await
-    .expect("managed instance");
-    let managed: ServiceInstance = wait_ready(&client, cust, "theirs", "True", "Deployed").await;
-    wait_ready::<ServiceInstance>(&client, cust, "mine", "True", "Deployed").await;
+    let managed = service("managed").fully_managed().not_distributed();
+    put(&client, isv, &managed.access(auto.clone())).await;
+    let private = service("private").not_distributed().access(auto);
+    put(&client, isv, &private).await;
+    put(&client, cust, &service_instance("mine", isv, "private")).await;
+    put(&client, cust, &service_instance("theirs", isv, "managed")).await;
+    let managed = wait_deployed(&client, cust, "theirs").await;
+    wait_deployed(&client, cust, "mine").await;
     // An instance of another customer, with the same name as none of ours.
-    apply(
-        &client,
-        other,
-        &instance("elsewhere", "Service", isv, "managed"),
-    )
-    .await
-    .expect("other customer's instance");
-    wait_ready::<ServiceInstance>(&client, other, "elsewhere", "True", "Deployed").await;
-    let target = managed
-        .status
-        .and_then(|s| s.owner)
-        .expect("owner")
-        .target_namespace;
+    let elsewhere = service_instance("elsewhere", isv, "managed");
+    buy(&client, other, &elsewhere).await;
+    let target = target_namespace(&managed);
 
     let get_pods = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]);
     let eve = user(&format!("eve-{}", short_id()));
@@ -940,31 +749,23 @@ async fn requests_that_cannot_be_granted_are_refused_and_write_nothing() {
     t.cleanup().await;
 }
 
-/// A direct purchase of a FullyManaged Service with `policy`: (namespaces
-/// isv, cust; the instance's managed namespace).
-async fn direct_managed(client: &Client, policy: serde_json::Value) -> (TestNamespaces, String) {
-    let t = TestNamespaces::new(client, &["ar-isv", "ar-cust"]).await;
+/// A direct purchase of a FullyManaged Service with `policy`: (admin
+/// client; namespaces isv, cust; the instance's managed namespace).
+async fn direct_managed(policy: serde_json::Value) -> (Client, TestNamespaces, String) {
+    let (client, t) = controller_and_namespaces(&["ar-isv", "ar-cust"]).await;
     let (isv, cust) = (t.ns(0), t.ns(1));
-    apply(
-        client,
-        isv,
-        &with_access(
-            service_manifest("app", "FullyManaged", false, false, "Manual"),
-            policy,
-        ),
-    )
-    .await
-    .expect("service");
-    apply(client, cust, &instance("direct", "Service", isv, "app"))
-        .await
-        .expect("instance");
-    let inst: ServiceInstance = wait_ready(client, cust, "direct", "True", "Deployed").await;
-    let target = inst
-        .status
-        .and_then(|s| s.owner)
-        .expect("owner")
-        .target_namespace;
-    (t, target)
+    let app = service("app").fully_managed().not_distributed();
+    put(&client, isv, &app.access(policy)).await;
+    let inst = buy(&client, cust, &service_instance("direct", isv, "app")).await;
+    let target = target_namespace(&inst);
+    (client, t, target)
+}
+
+/// A client acting as the tenant `user`, who may use `resources` of
+/// computenest.dev in its namespace `ns` (see [`tenant_rights`]).
+async fn tenant(client: &Client, ns: &str, user: &str, resources: &[&str]) -> Client {
+    tenant_rights(client, ns, user, resources).await;
+    impersonate(user, &[]).await
 }
 
 /// Lets `user` do `verbs` on `resources` of computenest.dev in `ns` (a
@@ -1033,9 +834,7 @@ async fn allowed(
 /// what it read. Nothing is granted, and the approval says why.
 #[tokio::test]
 async fn an_approval_pins_its_request_so_a_recreated_wider_request_gets_nothing() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let (t, target) = direct_managed(&client, json!({"approval": "Manual"})).await;
+    let (client, t, target) = direct_managed(json!({"approval": "Manual"})).await;
     let (isv, cust) = (t.ns(0), t.ns(1));
     let id = short_id();
     let (customer_name, owner_name, alice_name) = (
@@ -1043,11 +842,9 @@ async fn an_approval_pins_its_request_so_a_recreated_wider_request_gets_nothing(
         format!("owner-{id}"),
         format!("alice-{id}"),
     );
-    tenant_rights(&client, cust, &customer_name, &["accessrequests"]).await;
-    tenant_rights(&client, isv, &owner_name, &["accessapprovals"]).await;
-    let customer = client_as(&customer_name, &[]).await;
-    let owner = client_as(&owner_name, &[]).await;
-    let alice = client_as(&alice_name, &[]).await;
+    let customer = tenant(&client, cust, &customer_name, &["accessrequests"]).await;
+    let owner = tenant(&client, isv, &owner_name, &["accessapprovals"]).await;
+    let alice = impersonate(&alice_name, &[]).await;
     let requests = Api::<AccessRequest>::namespaced(customer.clone(), cust);
     let approvals = Api::<AccessApproval>::namespaced(owner.clone(), isv);
     let narrow = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]);
@@ -1168,12 +965,8 @@ async fn an_approval_pins_its_request_so_a_recreated_wider_request_gets_nothing(
             .to_string(),
     );
     assert_eq!(fresh, pins_of(&client, cust, "debug").await);
-    approvals
-        .patch(
-            "debug-ok",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"requestUID": fresh.0, "requestDigest": fresh.1}})),
-        )
+    let pin_fresh = json!({"spec": {"requestUID": fresh.0, "requestDigest": fresh.1}});
+    merge::<AccessApproval>(&owner, isv, "debug-ok", pin_fresh)
         .await
         .expect("the owner approves the new request");
     wait_ready::<AccessRequest>(&client, cust, "debug", "True", "Active").await;
@@ -1200,10 +993,7 @@ async fn an_approval_pins_its_request_so_a_recreated_wider_request_gets_nothing(
 /// controller grant; endpoint writes are refused outright.
 #[tokio::test]
 async fn custom_resources_endpoint_writes_and_secrets_are_not_granted_by_default() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let (t, target) = direct_managed(
-        &client,
+    let (client, t, target) = direct_managed(
         json!({"approval": "Automatic", "allowSecrets": true, "allowedRules": [
             {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["create", "patch"]},
             {"apiGroups": ["argoproj.io"], "resources": ["rollouts"], "verbs": ["get", "list"]}
@@ -1213,8 +1003,7 @@ async fn custom_resources_endpoint_writes_and_secrets_are_not_granted_by_default
     let cust = t.ns(1);
     let id = short_id();
     let customer_name = format!("customer-{id}");
-    tenant_rights(&client, cust, &customer_name, &["accessrequests"]).await;
-    let customer = client_as(&customer_name, &[]).await;
+    let customer = tenant(&client, cust, &customer_name, &["accessrequests"]).await;
     let requests = Api::<AccessRequest>::namespaced(customer.clone(), cust);
     let mallory = format!("mallory-{id}");
 
@@ -1307,11 +1096,7 @@ async fn custom_resources_endpoint_writes_and_secrets_are_not_granted_by_default
     ] {
         let req: AccessRequest =
             wait_ready(&client, cust, name, "False", "EndpointsWriteRefused").await;
-        assert!(
-            ready_message(&req).contains(text),
-            "{}",
-            ready_message(&req)
-        );
+        assert_message_contains(&req, text);
         assert!(ready_message(&req).contains("CVE-2021-25740"));
         assert_eq!(
             req.status.as_ref().and_then(|s| s.phase),
@@ -1348,9 +1133,7 @@ async fn grants_are_gone_within_60s_after_10000_requests_are_deleted_at_once() {
     const REQUESTS: usize = 10_000;
     const EVERY: usize = 50;
     const GROUPS: usize = 16;
-    let client = client().await;
-    ensure_controller(&client).await;
-    let (t, target) = direct_managed(&client, json!({"approval": "Automatic"})).await;
+    let (client, t, target) = direct_managed(json!({"approval": "Automatic"})).await;
     let cust = t.ns(1).to_string();
     let id = short_id();
     let list_pods = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]);
@@ -1422,7 +1205,7 @@ async fn grants_are_gone_within_60s_after_10000_requests_are_deleted_at_once() {
     )
     .await;
     eprintln!("{n_active} grants written after {:?}", started.elapsed());
-    let sample = client_as(&format!("burst-{id}-{}", EVERY / 2), &[]).await;
+    let sample = impersonate(&format!("burst-{id}-{}", EVERY / 2), &[]).await;
     let only_list = Can {
         list_pods: true,
         ..NOTHING
@@ -1495,14 +1278,11 @@ async fn grants_are_gone_within_60s_after_10000_requests_are_deleted_at_once() {
 /// customer's withdrawal (customer impersonated), byte for byte.
 #[tokio::test]
 async fn revoking_deletes_only_the_controllers_own_labelled_objects() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let (t, target) = direct_managed(&client, json!({"approval": "Automatic"})).await;
+    let (client, t, target) = direct_managed(json!({"approval": "Automatic"})).await;
     let cust = t.ns(1);
     let id = short_id();
     let customer_name = format!("customer-{id}");
-    tenant_rights(&client, cust, &customer_name, &["accessrequests"]).await;
-    let customer = client_as(&customer_name, &[]).await;
+    let customer = tenant(&client, cust, &customer_name, &["accessrequests"]).await;
     let list_pods = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]);
     let requests = Api::<AccessRequest>::namespaced(customer.clone(), cust);
     requests
@@ -1536,12 +1316,8 @@ async fn revoking_deletes_only_the_controllers_own_labelled_objects() {
         .await
         .expect("the owner's own binding");
 
-    requests
-        .patch(
-            "mine",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"withdrawn": true}})),
-        )
+    let withdraw = json!({"spec": {"withdrawn": true}});
+    merge::<AccessRequest>(&customer, cust, "mine", withdraw)
         .await
         .expect("the customer withdraws");
     wait_ready::<AccessRequest>(&client, cust, "mine", "False", "Withdrawn").await;
@@ -1569,17 +1345,13 @@ async fn revoking_deletes_only_the_controllers_own_labelled_objects() {
 /// is granted, and the request says why (GrantConflict).
 #[tokio::test]
 async fn a_grant_never_takes_over_an_object_of_its_name() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let (t, target) = direct_managed(&client, json!({"approval": "Manual"})).await;
+    let (client, t, target) = direct_managed(json!({"approval": "Manual"})).await;
     let (isv, cust) = (t.ns(0), t.ns(1));
     let id = short_id();
     let customer_name = format!("customer-{id}");
-    tenant_rights(&client, cust, &customer_name, &["accessrequests"]).await;
+    let customer = tenant(&client, cust, &customer_name, &["accessrequests"]).await;
     let owner_name = format!("owner-{id}");
-    tenant_rights(&client, isv, &owner_name, &["accessapprovals"]).await;
-    let customer = client_as(&customer_name, &[]).await;
-    let owner = client_as(&owner_name, &[]).await;
+    let owner = tenant(&client, isv, &owner_name, &["accessapprovals"]).await;
     let bob = format!("bob-{id}");
     let list_pods = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]);
     Api::<AccessRequest>::namespaced(customer.clone(), cust)
@@ -1613,11 +1385,7 @@ async fn a_grant_never_takes_over_an_object_of_its_name() {
         .await
         .expect("the owner approves");
     let req: AccessRequest = wait_ready(&client, cust, "taken", "False", "GrantConflict").await;
-    assert!(
-        ready_message(&req).contains("not written for this request"),
-        "{}",
-        ready_message(&req)
-    );
+    assert_message_contains(&req, "not written for this request");
     let after = bindings
         .get(&name)
         .await
@@ -1626,7 +1394,7 @@ async fn a_grant_never_takes_over_an_object_of_its_name() {
     assert_eq!(after.resource_version(), victim.resource_version());
     assert_eq!(after.subjects, victim.subjects);
     assert_eq!(after.role_ref, victim.role_ref);
-    let bob_client = client_as(&bob, &[]).await;
+    let bob_client = impersonate(&bob, &[]).await;
     assert!(
         !authorized(
             "bob lists pods",

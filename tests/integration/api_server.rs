@@ -11,11 +11,7 @@ async fn create_json<K>(
     v: serde_json::Value,
 ) -> Result<K, kube::Error>
 where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
+    K: Namespaced,
 {
     // Sent as raw JSON, so that values the Rust types would refuse reach the API server.
     let ar = kube::core::ApiResource::erase::<K>(&());

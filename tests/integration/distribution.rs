@@ -1,6 +1,6 @@
 //! Grants, applications, derived services and scenario enforcement, end to end.
 
-pub use crate::fixtures::{derived_manifest, grant_manifest, service_manifest};
+use crate::fixtures::*;
 use crate::harness::*;
 use computenest::api::*;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -9,45 +9,27 @@ use serde_json::json;
 use std::time::Duration;
 
 async fn set_decision(client: &Client, ns: &str, grant: &str, spec: serde_json::Value) {
-    Api::<DistributionGrant>::namespaced(client.clone(), ns)
-        .patch(
-            grant,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({ "spec": spec })),
-        )
+    merge::<DistributionGrant>(client, ns, grant, json!({ "spec": spec }))
         .await
         .expect("the ISV edits its grant");
 }
 
 async fn patch_service(client: &Client, ns: &str, name: &str, spec: serde_json::Value) {
-    Api::<Service>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({ "spec": spec })),
-        )
+    merge::<Service>(client, ns, name, json!({ "spec": spec }))
         .await
         .expect("the ISV edits its Service");
 }
 
 #[tokio::test]
 async fn every_row_of_the_scenario_table_and_the_invalid_combination() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (client, t) = controller_and_namespaces(&["isv", "dist"]).await;
     let (isv, dist) = (t.ns(0), t.ns(1));
-    for (name, type_, listed) in [
-        ("priv", "Private", false),
-        ("fm-listed", "FullyManaged", true),
-        ("fm-unlisted", "FullyManaged", false),
+    for svc in [
+        service("priv"),
+        service("fm-listed").fully_managed().listed(),
+        service("fm-unlisted").fully_managed(),
     ] {
-        apply(
-            &client,
-            isv,
-            &service_manifest(name, type_, listed, true, "Automatic"),
-        )
-        .await
-        .expect("service");
+        put(&client, isv, &svc.automatic()).await;
     }
     let rows = [
         (
@@ -84,17 +66,9 @@ async fn every_row_of_the_scenario_table_and_the_invalid_combination() {
         ),
     ];
     for (name, source, type_, ..) in rows {
-        apply(&client, dist, &derived_manifest(name, isv, source, type_))
-            .await
-            .expect("derived");
+        put(&client, dist, &derived_manifest(name, isv, source, type_)).await;
     }
-    apply(
-        &client,
-        dist,
-        &derived_manifest("bad", isv, "fm-listed", "Private"),
-    )
-    .await
-    .expect("derived");
+    put(&client, dist, &derived("bad", isv, "fm-listed")).await;
     for (name, _, _, scenario, settlement, owner) in rows {
         let ds: DerivedService = wait_ready(&client, dist, name, "True", "Sellable").await;
         let s = ds.status.expect("status");
@@ -105,11 +79,7 @@ async fn every_row_of_the_scenario_table_and_the_invalid_combination() {
         assert_eq!(s.source_version.as_deref(), Some("1.0.0"), "{name}");
     }
     let bad: DerivedService = wait_ready(&client, dist, "bad", "False", "InvalidScenario").await;
-    assert!(
-        ready_message(&bad).contains("cannot be resold as a Private DerivedService"),
-        "{}",
-        ready_message(&bad)
-    );
+    assert_message_contains(&bad, "cannot be resold as a Private DerivedService");
     // The invalid combination never applied for a grant.
     let grants = Api::<DistributionGrant>::namespaced(client.clone(), isv)
         .list(&Default::default())
@@ -138,24 +108,11 @@ async fn every_row_of_the_scenario_table_and_the_invalid_combination() {
 
 #[tokio::test]
 async fn apply_approve_reject_revoke_and_expire() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (client, t) = controller_and_namespaces(&["isv", "dist"]).await;
     let (isv, dist) = (t.ns(0), t.ns(1));
-    apply(
-        &client,
-        isv,
-        &service_manifest("db", "FullyManaged", true, true, "Manual"),
-    )
-    .await
-    .expect("service");
-    apply(
-        &client,
-        dist,
-        &derived_manifest("db-plus", isv, "db", "FullyManaged"),
-    )
-    .await
-    .expect("derived");
+    put(&client, isv, &service("db").fully_managed().listed()).await;
+    let db_plus = derived("db-plus", isv, "db").fully_managed();
+    put(&client, dist, &db_plus).await;
 
     // The application: a Pending grant with a deterministic name in the ISV's namespace.
     let ds: DerivedService = wait_ready(&client, dist, "db-plus", "False", "GrantPending").await;
@@ -187,11 +144,7 @@ async fn apply_approve_reject_revoke_and_expire() {
     )
     .await;
     let ds: DerivedService = wait_ready(&client, dist, "db-plus", "False", "GrantRevoked").await;
-    assert!(
-        ready_message(&ds).contains("contract ended"),
-        "{}",
-        ready_message(&ds)
-    );
+    assert_message_contains(&ds, "contract ended");
 
     // Approve again, with an expiry a few seconds ahead: it takes effect on time.
     let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(4);
@@ -208,20 +161,8 @@ async fn apply_approve_reject_revoke_and_expire() {
     wait_ready::<DistributionGrant>(&client, isv, &grant_name, "False", "Expired").await;
 
     // Reject a second product's application; the ISV's decision stands.
-    apply(
-        &client,
-        isv,
-        &service_manifest("cache", "Private", false, true, "Manual"),
-    )
-    .await
-    .expect("service");
-    apply(
-        &client,
-        dist,
-        &derived_manifest("cache-plus", isv, "cache", "Private"),
-    )
-    .await
-    .expect("derived");
+    put(&client, isv, &service("cache")).await;
+    put(&client, dist, &derived("cache-plus", isv, "cache")).await;
     wait_ready::<DerivedService>(&client, dist, "cache-plus", "False", "GrantPending").await;
     let cache_grant = format!("cache.{dist}");
     set_decision(
@@ -237,13 +178,7 @@ async fn apply_approve_reject_revoke_and_expire() {
         .delete("cache-plus", &DeleteParams::default())
         .await
         .expect("delete");
-    apply(
-        &client,
-        dist,
-        &derived_manifest("cache-plus", isv, "cache", "Private"),
-    )
-    .await
-    .expect("derived");
+    put(&client, dist, &derived("cache-plus", isv, "cache")).await;
     wait_ready::<DerivedService>(&client, dist, "cache-plus", "False", "GrantRejected").await;
     assert_eq!(
         grants.get(&cache_grant).await.expect("grant").spec.decision,
@@ -252,31 +187,14 @@ async fn apply_approve_reject_revoke_and_expire() {
 
     // Deleting an approved grant revokes: sales stop and no new application is written,
     // even where approval is Automatic.
-    apply(
-        &client,
-        isv,
-        &service_manifest("auto", "Private", false, true, "Automatic"),
-    )
-    .await
-    .expect("service");
-    apply(
-        &client,
-        dist,
-        &derived_manifest("auto-plus", isv, "auto", "Private"),
-    )
-    .await
-    .expect("derived");
-    wait_ready::<DerivedService>(&client, dist, "auto-plus", "True", "Sellable").await;
+    put(&client, isv, &service("auto").automatic()).await;
+    resell(&client, dist, &derived("auto-plus", isv, "auto")).await;
     grants
         .delete(&format!("auto.{dist}"), &DeleteParams::default())
         .await
         .expect("delete grant");
     let ds: DerivedService = wait_ready(&client, dist, "auto-plus", "False", "GrantRevoked").await;
-    assert!(
-        ready_message(&ds).contains("was deleted"),
-        "{}",
-        ready_message(&ds)
-    );
+    assert_message_contains(&ds, "was deleted");
     assert!(
         grants
             .get_opt(&format!("auto.{dist}"))
@@ -290,25 +208,10 @@ async fn apply_approve_reject_revoke_and_expire() {
 
 #[tokio::test]
 async fn automatic_approval_and_distribution_disabled_after_grants_exist() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (client, t) = controller_and_namespaces(&["isv", "dist"]).await;
     let (isv, dist) = (t.ns(0), t.ns(1));
-    apply(
-        &client,
-        isv,
-        &service_manifest("app", "Private", false, true, "Automatic"),
-    )
-    .await
-    .expect("service");
-    apply(
-        &client,
-        dist,
-        &derived_manifest("app-plus", isv, "app", "Private"),
-    )
-    .await
-    .expect("derived");
-    wait_ready::<DerivedService>(&client, dist, "app-plus", "True", "Sellable").await;
+    put(&client, isv, &service("app").automatic()).await;
+    resell(&client, dist, &derived("app-plus", isv, "app")).await;
     let g = Api::<DistributionGrant>::namespaced(client.clone(), isv)
         .get(&format!("app.{dist}"))
         .await
@@ -342,31 +245,12 @@ async fn automatic_approval_and_distribution_disabled_after_grants_exist() {
 
 #[tokio::test]
 async fn isv_changes_type_or_listing_and_the_scenario_follows() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (client, t) = controller_and_namespaces(&["isv", "dist"]).await;
     let (isv, dist) = (t.ns(0), t.ns(1));
-    apply(
-        &client,
-        isv,
-        &service_manifest("svc", "FullyManaged", true, true, "Automatic"),
-    )
-    .await
-    .expect("service");
-    apply(
-        &client,
-        dist,
-        &derived_manifest("fm", isv, "svc", "FullyManaged"),
-    )
-    .await
-    .expect("derived");
-    apply(
-        &client,
-        dist,
-        &derived_manifest("pv", isv, "svc", "Private"),
-    )
-    .await
-    .expect("derived");
+    let svc = service("svc").fully_managed().listed().automatic();
+    put(&client, isv, &svc).await;
+    put(&client, dist, &derived("fm", isv, "svc").fully_managed()).await;
+    put(&client, dist, &derived("pv", isv, "svc")).await;
     let scenario = |ds: DerivedService| ds.status.and_then(|s| s.scenario).unwrap_or_default();
     assert_eq!(
         scenario(wait_ready(&client, dist, "fm", "True", "Sellable").await),
@@ -415,31 +299,11 @@ async fn isv_changes_type_or_listing_and_the_scenario_follows() {
 
 #[tokio::test]
 async fn source_deleted_and_recreated() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (client, t) = controller_and_namespaces(&["isv", "dist"]).await;
     let (isv, dist) = (t.ns(0), t.ns(1));
-    apply(
-        &client,
-        isv,
-        &service_manifest("svc", "Private", false, true, "Manual"),
-    )
-    .await
-    .expect("service");
-    apply(
-        &client,
-        isv,
-        &grant_manifest("ahead", "svc", dist, "Approved"),
-    )
-    .await
-    .expect("grant ahead of time");
-    apply(
-        &client,
-        dist,
-        &derived_manifest("d", isv, "svc", "FullyManaged"),
-    )
-    .await
-    .expect("derived");
+    put(&client, isv, &service("svc")).await;
+    put(&client, isv, &approved_grant("ahead", "svc", dist)).await; // ahead of time
+    put(&client, dist, &derived("d", isv, "svc").fully_managed()).await;
     let ds: DerivedService = wait_ready(&client, dist, "d", "True", "Sellable").await;
     assert_eq!(
         ds.status.and_then(|s| s.grant).map(|g| g.name).as_deref(),
@@ -451,13 +315,7 @@ async fn source_deleted_and_recreated() {
         .await
         .expect("delete");
     wait_ready::<DerivedService>(&client, dist, "d", "False", "SourceNotFound").await;
-    apply(
-        &client,
-        isv,
-        &service_manifest("svc", "Private", false, true, "Manual"),
-    )
-    .await
-    .expect("service again");
+    put(&client, isv, &service("svc")).await; // again
     wait_ready::<DerivedService>(&client, dist, "d", "True", "Sellable").await;
     // No application was written: a grant existed all along.
     let grants = Api::<DistributionGrant>::namespaced(client.clone(), isv)
@@ -504,31 +362,11 @@ pub async fn resource_versions(client: &Client, namespaces: &[&str]) -> Vec<(Str
 
 #[tokio::test]
 async fn nothing_is_written_after_convergence() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (client, t) = controller_and_namespaces(&["isv", "dist"]).await;
     let (isv, dist) = (t.ns(0), t.ns(1));
-    apply(
-        &client,
-        isv,
-        &service_manifest("svc", "FullyManaged", true, true, "Manual"),
-    )
-    .await
-    .expect("service");
-    apply(
-        &client,
-        dist,
-        &derived_manifest("d", isv, "svc", "FullyManaged"),
-    )
-    .await
-    .expect("derived");
-    apply(
-        &client,
-        dist,
-        &derived_manifest("pending", isv, "svc", "Private"),
-    )
-    .await
-    .expect("derived");
+    put(&client, isv, &service("svc").fully_managed().listed()).await;
+    put(&client, dist, &derived("d", isv, "svc").fully_managed()).await;
+    put(&client, dist, &derived("pending", isv, "svc")).await;
     wait_ready::<DerivedService>(&client, dist, "d", "False", "GrantPending").await;
     wait_ready::<DerivedService>(&client, dist, "pending", "False", "InvalidScenario").await;
     wait_ready::<DistributionGrant>(&client, isv, &format!("svc.{dist}"), "False", "Pending").await;
@@ -537,13 +375,8 @@ async fn nothing_is_written_after_convergence() {
     let after = resource_versions(&client, &[isv, dist]).await;
     assert_eq!(before, after, "objects were written while idle");
     // The controller was looking all along: a later change is processed.
-    apply(
-        &client,
-        dist,
-        &derived_manifest("pending", isv, "svc", "FullyManaged"),
-    )
-    .await
-    .expect("derived");
+    let pending = derived("pending", isv, "svc").fully_managed();
+    put(&client, dist, &pending).await;
     wait_ready::<DerivedService>(&client, dist, "pending", "False", "GrantPending").await;
     t.cleanup().await;
 }
@@ -555,17 +388,9 @@ async fn nothing_is_written_after_convergence() {
 #[tokio::test]
 async fn more_events_than_a_subscriber_buffer_do_not_stall_the_controller() {
     use futures::StreamExt;
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (client, t) = controller_and_namespaces(&["isv", "dist"]).await;
     let (isv, dist) = (t.ns(0), t.ns(1));
-    apply(
-        &client,
-        isv,
-        &service_manifest("busy", "Private", false, true, "Automatic"),
-    )
-    .await
-    .expect("service");
+    put(&client, isv, &service("busy").automatic()).await;
     let services = Api::<Service>::namespaced(client.clone(), isv);
     futures::stream::iter(0..1300)
         .for_each_concurrent(16, |i| {
@@ -580,38 +405,8 @@ async fn more_events_than_a_subscriber_buffer_do_not_stall_the_controller() {
         })
         .await;
     // Still reconciling: a new product built on it becomes sellable.
-    apply(
-        &client,
-        dist,
-        &derived_manifest("after", isv, "busy", "Private"),
-    )
-    .await
-    .expect("derived");
-    wait_ready::<DerivedService>(&client, dist, "after", "True", "Sellable").await;
+    resell(&client, dist, &derived("after", isv, "busy")).await;
     t.cleanup().await;
-}
-
-/// Waits for an Event with `reason` about the object named `about` in `ns`.
-async fn wait_event(client: &Client, ns: &str, reason: &str, about: &str) {
-    use k8s_openapi::api::events::v1::Event;
-    wait_for(
-        &format!("an Event {reason} in {ns} about {about}"),
-        DEADLINE,
-        || async {
-            Api::<Event>::namespaced(client.clone(), ns)
-                .list(&Default::default())
-                .await
-                .ok()?
-                .items
-                .iter()
-                .any(|e| {
-                    e.reason.as_deref() == Some(reason)
-                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(about)
-                })
-                .then_some(())
-        },
-    )
-    .await;
 }
 
 /// A grant that names a Service which is not in its own namespace allows
@@ -621,25 +416,11 @@ async fn wait_event(client: &Client, ns: &str, reason: &str, about: &str) {
 /// the one that decides is deleted.
 #[tokio::test]
 async fn a_grant_reports_a_missing_service_and_a_grant_that_overrides_it() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (client, t) = controller_and_namespaces(&["isv", "dist"]).await;
     let (isv, dist) = (t.ns(0), t.ns(1));
     // A Service of that name exists, but in another namespace: it does not count.
-    apply(
-        &client,
-        dist,
-        &service_manifest("later", "Private", false, true, "Manual"),
-    )
-    .await
-    .expect("service elsewhere");
-    apply(
-        &client,
-        isv,
-        &grant_manifest("g", "later", dist, "Approved"),
-    )
-    .await
-    .expect("grant");
+    put(&client, dist, &service("later")).await;
+    put(&client, isv, &approved_grant("g", "later", dist)).await;
     let g: DistributionGrant = wait_ready(&client, isv, "g", "False", "ServiceNotFound").await;
     let msg = ready_message(&g);
     assert!(
@@ -651,13 +432,7 @@ async fn a_grant_reports_a_missing_service_and_a_grant_that_overrides_it() {
     wait_event(&client, isv, "ServiceNotFound", "g").await;
 
     // The Service appears: the grant is Ready without any edit of its own.
-    apply(
-        &client,
-        isv,
-        &service_manifest("later", "Private", false, true, "Manual"),
-    )
-    .await
-    .expect("service");
+    put(&client, isv, &service("later")).await;
     wait_ready::<DistributionGrant>(&client, isv, "g", "True", "Approved").await;
 
     // Distribution disabled on the Service: the approval allows nothing, and says so.
@@ -669,11 +444,7 @@ async fn a_grant_reports_a_missing_service_and_a_grant_that_overrides_it() {
     )
     .await;
     let g: DistributionGrant = wait_ready(&client, isv, "g", "False", "DistributionDisabled").await;
-    assert!(
-        ready_message(&g).contains("spec.distribution.enabled is false"),
-        "{}",
-        ready_message(&g)
-    );
+    assert_message_contains(&g, "spec.distribution.enabled is false");
     patch_service(
         &client,
         isv,
@@ -685,13 +456,7 @@ async fn a_grant_reports_a_missing_service_and_a_grant_that_overrides_it() {
 
     // A second grant for the same pair, Revoked: g still decides (an approval
     // wins), so the second one must not claim that sales stopped.
-    apply(
-        &client,
-        isv,
-        &grant_manifest("h", "later", dist, "Approved"),
-    )
-    .await
-    .expect("second grant");
+    put(&client, isv, &approved_grant("h", "later", dist)).await;
     set_decision(&client, isv, "h", json!({"decision": "Revoked"})).await;
     let h: DistributionGrant = wait_ready(&client, isv, "h", "False", "Superseded").await;
     assert!(
@@ -701,14 +466,7 @@ async fn a_grant_reports_a_missing_service_and_a_grant_that_overrides_it() {
         "{}",
         ready_message(&h)
     );
-    apply(
-        &client,
-        dist,
-        &derived_manifest("d", isv, "later", "Private"),
-    )
-    .await
-    .expect("derived");
-    wait_ready::<DerivedService>(&client, dist, "d", "True", "Sellable").await;
+    resell(&client, dist, &derived("d", isv, "later")).await;
     // g goes: h decides now, and says so; sales stop.
     Api::<DistributionGrant>::namespaced(client.clone(), isv)
         .delete("g", &DeleteParams::default())
@@ -734,21 +492,13 @@ async fn a_grant_reports_a_missing_service_and_a_grant_that_overrides_it() {
 #[tokio::test]
 async fn a_default_for_a_parameter_a_sold_plan_sets_is_refused() {
     use k8s_openapi::api::core::v1::ConfigMap;
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["isv", "dist", "cust"]).await;
+    let (client, t) = controller_and_namespaces(&["isv", "dist", "cust"]).await;
     let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
     // Plans: "basic" leaves replicas open, "pro" sets it to 3.
-    apply(
-        &client,
-        isv,
-        &service_manifest("svc", "Private", false, true, "Automatic"),
-    )
-    .await
-    .expect("service");
-    let mut ds = derived_manifest("pinned", isv, "svc", "Private");
+    put(&client, isv, &service("svc").automatic()).await;
+    let mut ds = derived("pinned", isv, "svc");
     ds.spec.overrides.parameter_defaults = [("replicas".to_string(), json!(2))].into();
-    apply(&client, dist, &ds).await.expect("derived");
+    put(&client, dist, &ds).await;
     let got: DerivedService = wait_ready(&client, dist, "pinned", "False", "InvalidOverride").await;
     let msg = ready_message(&got);
     assert!(msg.contains("override parameterDefaults.replicas"), "{msg}");
@@ -760,13 +510,7 @@ async fn a_default_for_a_parameter_a_sold_plan_sets_is_refused() {
     wait_event(&client, dist, "InvalidOverride", "pinned").await;
 
     // A sale of the refused product deploys nothing.
-    let si: ServiceInstance = serde_json::from_value(json!({
-        "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance",
-        "metadata": {"name": "site"},
-        "spec": {"serviceRef": {"kind": "DerivedService", "namespace": dist, "name": "pinned"}, "plan": "basic"}
-    }))
-    .expect("instance");
-    apply(&client, cust, &si).await.expect("instance");
+    put(&client, cust, &derived_instance("site", dist, "pinned")).await;
     wait_ready::<ServiceInstance>(&client, cust, "site", "False", "InvalidOverride").await;
     let configs = Api::<ConfigMap>::namespaced(client.clone(), cust);
     assert!(
@@ -776,10 +520,10 @@ async fn a_default_for_a_parameter_a_sold_plan_sets_is_refused() {
 
     // Selling only "basic": the default applies to every sale.
     ds.spec.overrides.plans = vec!["basic".into()];
-    apply(&client, dist, &ds).await.expect("derived");
+    put(&client, dist, &ds).await;
     let got: DerivedService = wait_ready(&client, dist, "pinned", "True", "Sellable").await;
     assert_eq!(got.status.map(|s| s.plans), Some(vec!["basic".to_string()]));
-    wait_ready::<ServiceInstance>(&client, cust, "site", "True", "Deployed").await;
+    wait_deployed(&client, cust, "site").await;
     let cm = configs.get("site-config").await.expect("config map");
     assert_eq!(
         cm.data.and_then(|d| d.get("replicas").cloned()).as_deref(),
@@ -810,37 +554,19 @@ async fn a_default_for_a_parameter_a_sold_plan_sets_is_refused() {
 /// allows none, and both the grant and the product say why.
 #[tokio::test]
 async fn an_expiry_the_controller_cannot_read_allows_no_sales() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (client, t) = controller_and_namespaces(&["isv", "dist"]).await;
     let (isv, dist) = (t.ns(0), t.ns(1));
-    apply(
-        &client,
-        isv,
-        &service_manifest("svc", "Private", false, true, "Manual"),
-    )
-    .await
-    .expect("service");
-    let mut g = grant_manifest("g", "svc", dist, "Approved");
+    put(&client, isv, &service("svc")).await;
+    let mut g = approved_grant("g", "svc", dist);
     g.spec.expires_at = Some("2030-01-01T00:00:00+99:00".into());
     apply(&client, isv, &g)
         .await
         .expect("the API server takes this expiry");
-    apply(&client, dist, &derived_manifest("d", isv, "svc", "Private"))
-        .await
-        .expect("derived");
+    put(&client, dist, &derived("d", isv, "svc")).await;
     let got: DistributionGrant = wait_ready(&client, isv, "g", "False", "InvalidExpiry").await;
-    assert!(
-        ready_message(&got).contains("+99:00"),
-        "{}",
-        ready_message(&got)
-    );
+    assert_message_contains(&got, "+99:00");
     let ds: DerivedService = wait_ready(&client, dist, "d", "False", "GrantInvalid").await;
-    assert!(
-        ready_message(&ds).contains("is not an RFC 3339 time"),
-        "{}",
-        ready_message(&ds)
-    );
+    assert_message_contains(&ds, "is not an RFC 3339 time");
     set_decision(
         &client,
         isv,
@@ -857,40 +583,25 @@ async fn an_expiry_the_controller_cannot_read_allows_no_sales() {
 /// sells) but named in the Ready message, never silently ignored.
 #[tokio::test]
 async fn an_access_policy_that_cannot_apply_is_named_on_the_object() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (client, t) = controller_and_namespaces(&["isv", "dist"]).await;
     let (isv, dist) = (t.ns(0), t.ns(1));
     let policy: AccessPolicy =
         serde_json::from_value(json!({"approval": "Automatic"})).expect("policy");
-    let mut private = service_manifest("priv", "Private", false, true, "Automatic");
+    let mut private = service("priv").automatic();
     private.spec.access = Some(policy.clone());
-    apply(&client, isv, &private).await.expect("service");
-    apply(
-        &client,
-        isv,
-        &service_manifest("fm", "FullyManaged", true, true, "Automatic"),
-    )
-    .await
-    .expect("service");
+    put(&client, isv, &private).await;
+    let fm = service("fm").fully_managed().listed().automatic();
+    put(&client, isv, &fm).await;
     let svc: Service = wait_ready(&client, isv, "priv", "True", "Valid").await;
-    assert!(
-        ready_message(&svc).contains("spec.access has no effect on a Private Service"),
-        "{}",
-        ready_message(&svc)
-    );
-    let mut s3 = derived_manifest("s3", isv, "fm", "FullyManaged");
+    assert_message_contains(&svc, "spec.access has no effect on a Private Service");
+    let mut s3 = derived("s3", isv, "fm").fully_managed();
     s3.spec.access = Some(policy.clone());
-    apply(&client, dist, &s3).await.expect("derived");
-    let mut s2 = derived_manifest("s2", isv, "priv", "FullyManaged");
+    put(&client, dist, &s3).await;
+    let mut s2 = derived("s2", isv, "priv").fully_managed();
     s2.spec.access = Some(policy);
-    apply(&client, dist, &s2).await.expect("derived");
+    put(&client, dist, &s2).await;
     let got: DerivedService = wait_ready(&client, dist, "s3", "True", "Sellable").await;
-    assert!(
-        ready_message(&got).contains("spec.access has no effect in Scenario3"),
-        "{}",
-        ready_message(&got)
-    );
+    assert_message_contains(&got, "spec.access has no effect in Scenario3");
     // In scenario 2 the distributor owns the resources: its policy applies, no note.
     let got: DerivedService = wait_ready(&client, dist, "s2", "True", "Sellable").await;
     assert!(
@@ -907,19 +618,17 @@ async fn an_access_policy_that_cannot_apply_is_named_on_the_object() {
 /// accepted once the distributor gives the parameter a default.
 #[tokio::test]
 async fn locking_a_required_parameter_nobody_can_set_is_refused() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["isv", "dist"]).await;
+    let (client, t) = controller_and_namespaces(&["isv", "dist"]).await;
     let (isv, dist) = (t.ns(0), t.ns(1));
-    let mut svc = service_manifest("svc", "Private", false, true, "Automatic");
+    let mut svc = service("svc").automatic();
     svc.spec.parameters.push(
         serde_json::from_value(json!({"name": "adminEmail", "type": "String", "required": true}))
             .expect("parameter"),
     );
-    apply(&client, isv, &svc).await.expect("service");
-    let mut ds = derived_manifest("locked", isv, "svc", "Private");
+    put(&client, isv, &svc).await;
+    let mut ds = derived("locked", isv, "svc");
     ds.spec.overrides.locked_parameters = vec!["adminEmail".into()];
-    apply(&client, dist, &ds).await.expect("derived");
+    put(&client, dist, &ds).await;
     let got: DerivedService = wait_ready(&client, dist, "locked", "False", "InvalidOverride").await;
     let msg = ready_message(&got);
     assert!(
@@ -928,7 +637,7 @@ async fn locking_a_required_parameter_nobody_can_set_is_refused() {
     );
     ds.spec.overrides.parameter_defaults =
         [("adminEmail".to_string(), json!("ops@reseller.example"))].into();
-    apply(&client, dist, &ds).await.expect("derived");
+    put(&client, dist, &ds).await;
     wait_ready::<DerivedService>(&client, dist, "locked", "True", "Sellable").await;
     t.cleanup().await;
 }

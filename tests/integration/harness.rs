@@ -158,6 +158,15 @@ where
     }
 }
 
+/// How every controller test begins: a client, the controller running, and
+/// fresh namespaces for `roles`.
+pub async fn controller_and_namespaces(roles: &[&str]) -> (Client, TestNamespaces) {
+    let client = client().await;
+    ensure_controller(&client).await;
+    let namespaces = TestNamespaces::new(&client, roles).await;
+    (client, namespaces)
+}
+
 /// A set of namespaces for one test, with random names; `cleanup` deletes them.
 pub struct TestNamespaces {
     /// Client.
@@ -206,15 +215,27 @@ impl TestNamespaces {
     }
 }
 
-/// Server-side applies `obj` into `ns` with the tests' own field manager.
-pub async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, kube::Error>
-where
+/// A namespaced kind the tests read and write as typed objects.
+pub trait Namespaced:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+{
+}
+
+impl<K> Namespaced for K where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + DeserializeOwned
         + Serialize
-        + Debug,
+        + Debug
 {
+}
+
+/// Server-side applies `obj` into `ns` with the tests' own field manager.
+pub async fn apply<K: Namespaced>(client: &Client, ns: &str, obj: &K) -> Result<K, kube::Error> {
     let api = Api::<K>::namespaced(client.clone(), ns);
     let mut value = serde_json::to_value(obj).expect("serializable");
     value["apiVersion"] = K::api_version(&()).into();
@@ -233,15 +254,46 @@ where
     .await
 }
 
+/// [`apply`] for set-up steps that must succeed: the applied object, or a
+/// panic that names the object and the API server's answer.
+pub async fn put<K: Namespaced>(client: &Client, ns: &str, obj: &K) -> K {
+    apply(client, ns, obj)
+        .await
+        .unwrap_or_else(|e| panic!("{} {ns}/{}: {e}", K::kind(&()), obj.name_any()))
+}
+
+/// Merge-patches the object `name` in `ns` with `patch` (a JSON merge patch:
+/// `{"spec": {...}}` changes only the fields it names).
+pub async fn merge<K: Namespaced>(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    patch: serde_json::Value,
+) -> Result<K, kube::Error> {
+    Api::<K>::namespaced(client.clone(), ns)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+}
+
+/// Waits until the object `name` in `ns` no longer exists.
+pub async fn wait_gone<K: Namespaced>(client: &Client, ns: &str, name: &str) {
+    let api = Api::<K>::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("{} {ns}/{name} is gone", K::kind(&())),
+        DEADLINE,
+        || async { api.get_opt(name).await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+}
+
 /// Waits until the object's Ready condition has `status` and `reason`; returns the object.
-pub async fn wait_ready<K>(client: &Client, ns: &str, name: &str, status: &str, reason: &str) -> K
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug,
-{
+pub async fn wait_ready<K: Namespaced>(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    status: &str,
+    reason: &str,
+) -> K {
     let api = Api::<K>::namespaced(client.clone(), ns);
     let what = format!(
         "{} {ns}/{name} Ready={status} reason={reason}",
@@ -269,6 +321,88 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Waits until the instance is Deployed (Ready, reason Deployed); returns it.
+pub async fn wait_deployed(client: &Client, ns: &str, name: &str) -> api::ServiceInstance {
+    wait_ready(client, ns, name, "True", "Deployed").await
+}
+
+/// The customer buys: applies `instance` in `ns` and waits until it is Deployed.
+pub async fn buy(
+    client: &Client,
+    ns: &str,
+    instance: &api::ServiceInstance,
+) -> api::ServiceInstance {
+    put(client, ns, instance).await;
+    wait_deployed(client, ns, &instance.name_any()).await
+}
+
+/// The distributor resells: applies `derived` in `ns` and waits until it is Sellable.
+pub async fn resell(
+    client: &Client,
+    ns: &str,
+    derived: &api::DerivedService,
+) -> api::DerivedService {
+    put(client, ns, derived).await;
+    wait_ready(client, ns, &derived.name_any(), "True", "Sellable").await
+}
+
+/// The namespace an instance's objects were deployed into (its own managed
+/// namespace, or the customer's for a private sale).
+pub fn target_namespace(instance: &api::ServiceInstance) -> String {
+    instance
+        .status
+        .as_ref()
+        .and_then(|s| s.owner.as_ref())
+        .map(|o| o.target_namespace.clone())
+        .expect("the instance's status names its target namespace")
+}
+
+/// Names of the ConfigMaps the controller manages in `ns`.
+pub async fn managed_config_maps(client: &Client, ns: &str) -> Vec<String> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .list(
+            &kube::api::ListParams::default()
+                .labels("app.kubernetes.io/managed-by=computenest-controller"),
+        )
+        .await
+        .map(|l| l.items.iter().map(|c| c.name_any()).collect())
+        .unwrap_or_default()
+}
+
+/// Waits for an Event with `reason` about the object named `about` in `ns`.
+pub async fn wait_event(client: &Client, ns: &str, reason: &str, about: &str) {
+    use k8s_openapi::api::events::v1::Event;
+    wait_for(
+        &format!("an Event {reason} in {ns} about {about}"),
+        DEADLINE,
+        || async {
+            Api::<Event>::namespaced(client.clone(), ns)
+                .list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some(reason)
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(about)
+                })
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// Asserts that the object's Ready message contains `text`; a failure shows the message.
+#[track_caller]
+pub fn assert_message_contains<K: Serialize>(obj: &K, text: &str) {
+    let message = ready_message(obj);
+    assert!(
+        message.contains(text),
+        "the Ready message does not contain {text:?}: {message}"
+    );
 }
 
 /// The Ready condition's message of a JSON-serialized object.

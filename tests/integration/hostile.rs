@@ -2,10 +2,10 @@
 //! nothing is written outside its allowed place, and the controller keeps
 //! working for everyone else.
 
-use crate::distribution::{derived_manifest, grant_manifest, service_manifest};
+use crate::fixtures::*;
 use crate::harness::*;
 use computenest::api::*;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
@@ -24,6 +24,28 @@ struct Case {
     message: &'static str,
 }
 
+impl Case {
+    /// A Service the controller refuses (`service_reason`, saying `message`)
+    /// after `mutate`; its instance (plan basic, no parameters) is
+    /// ProductInvalid and says the same.
+    fn refused_product(
+        name: &'static str,
+        service_reason: &'static str,
+        message: &'static str,
+        mutate: Mutate,
+    ) -> Case {
+        Case {
+            name,
+            mutate,
+            plan: "basic",
+            params: json!({}),
+            service_reason: Some(service_reason),
+            instance_reason: "ProductInvalid",
+            message,
+        }
+    }
+}
+
 fn push(s: &mut Service, obj: Value) {
     s.spec.template.objects.push(obj);
 }
@@ -37,252 +59,142 @@ fn add_string_param(s: &mut Service, spec: Value) {
 fn cases() -> Vec<Case> {
     let valid: Mutate = |_| {};
     vec![
-        Case {
-            name: "pinned-resource-version",
-            mutate: |s| {
+        Case::refused_product(
+            "pinned-resource-version",
+            "InvalidTemplate",
+            "metadata.resourceVersion",
+            |s| {
                 push(
                     s,
                     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "$(instance.name)-pinned", "resourceVersion": "1"}}),
                 )
             },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "metadata.resourceVersion",
-        },
-        Case {
-            name: "forged-ownership-label",
-            mutate: |s| {
+        ),
+        Case::refused_product(
+            "forged-ownership-label",
+            "InvalidTemplate",
+            "computenest.dev/",
+            |s| {
                 push(
                     s,
                     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "$(instance.name)-forged", "labels": {"computenest.dev/instance-uid": "someone-else"}}}),
                 )
             },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "computenest.dev/",
-        },
-        Case {
-            name: "namespace-kind",
-            mutate: |s| {
-                push(
-                    s,
-                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "evil"}}),
-                )
-            },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "cluster-scoped",
-        },
-        Case {
-            name: "clusterrole",
-            mutate: |s| {
-                push(
-                    s,
-                    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "evil"}}),
-                )
-            },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "cluster-scoped",
-        },
-        Case {
-            name: "clusterrolebinding",
-            mutate: |s| {
+        ),
+        Case::refused_product("namespace-kind", "InvalidTemplate", "cluster-scoped", |s| {
+            push(
+                s,
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "evil"}}),
+            )
+        }),
+        Case::refused_product("clusterrole", "InvalidTemplate", "cluster-scoped", |s| {
+            push(
+                s,
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "evil"}}),
+            )
+        }),
+        Case::refused_product(
+            "clusterrolebinding",
+            "InvalidTemplate",
+            "cluster-scoped",
+            |s| {
                 push(
                     s,
                     json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "evil"}}),
                 )
             },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "cluster-scoped",
-        },
-        Case {
-            name: "crd",
-            mutate: |s| {
-                push(
-                    s,
-                    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "evil"}}),
-                )
-            },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "cluster-scoped",
-        },
-        Case {
-            name: "webhook",
-            mutate: |s| {
-                push(
-                    s,
-                    json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration", "metadata": {"name": "evil"}}),
-                )
-            },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "cluster-scoped",
-        },
-        Case {
-            name: "other-namespace",
-            mutate: |s| s.spec.template.objects[0]["metadata"]["namespace"] = json!("kube-system"),
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "names a namespace",
-        },
-        Case {
-            name: "namespace-placeholder",
-            mutate: |s| {
-                s.spec.template.objects[0]["metadata"]["namespace"] = json!("$(params.target)")
-            },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "names a namespace",
-        },
-        Case {
-            name: "role",
-            mutate: |s| {
-                push(
-                    s,
-                    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r"}}),
-                )
-            },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "allow-list",
-        },
-        Case {
-            name: "rolebinding",
-            mutate: |s| {
-                push(
-                    s,
-                    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "r"}}),
-                )
-            },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "allow-list",
-        },
-        Case {
-            name: "pod",
-            mutate: |s| {
-                push(
-                    s,
-                    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
-                )
-            },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "allow-list",
-        },
-        Case {
-            name: "wrong-version",
-            mutate: |s| {
-                push(
-                    s,
-                    json!({"apiVersion": "apps/v1beta1", "kind": "Deployment", "metadata": {"name": "d"}}),
-                )
-            },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "allow-list",
-        },
-        Case {
-            name: "foreign-owner",
-            mutate: |s| s.spec.template.objects[0]["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Namespace", "name": "kube-system", "uid": "x"}]),
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "ownerReferences",
-        },
-        Case {
-            name: "generate-name",
-            mutate: |s| {
+        ),
+        Case::refused_product("crd", "InvalidTemplate", "cluster-scoped", |s| {
+            push(
+                s,
+                json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "evil"}}),
+            )
+        }),
+        Case::refused_product("webhook", "InvalidTemplate", "cluster-scoped", |s| {
+            push(
+                s,
+                json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration", "metadata": {"name": "evil"}}),
+            )
+        }),
+        Case::refused_product(
+            "other-namespace",
+            "InvalidTemplate",
+            "names a namespace",
+            |s| s.spec.template.objects[0]["metadata"]["namespace"] = json!("kube-system"),
+        ),
+        Case::refused_product(
+            "namespace-placeholder",
+            "InvalidTemplate",
+            "names a namespace",
+            |s| s.spec.template.objects[0]["metadata"]["namespace"] = json!("$(params.target)"),
+        ),
+        Case::refused_product("role", "InvalidTemplate", "allow-list", |s| {
+            push(
+                s,
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r"}}),
+            )
+        }),
+        Case::refused_product("rolebinding", "InvalidTemplate", "allow-list", |s| {
+            push(
+                s,
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "r"}}),
+            )
+        }),
+        Case::refused_product("pod", "InvalidTemplate", "allow-list", |s| {
+            push(
+                s,
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
+            )
+        }),
+        Case::refused_product("wrong-version", "InvalidTemplate", "allow-list", |s| {
+            push(
+                s,
+                json!({"apiVersion": "apps/v1beta1", "kind": "Deployment", "metadata": {"name": "d"}}),
+            )
+        }),
+        Case::refused_product("foreign-owner", "InvalidTemplate", "ownerReferences", |s| {
+            s.spec.template.objects[0]["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Namespace", "name": "kube-system", "uid": "x"}])
+        }),
+        Case::refused_product(
+            "generate-name",
+            "InvalidTemplate",
+            "metadata.name is required",
+            |s| {
                 push(
                     s,
                     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "x-"}}),
                 )
             },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "metadata.name is required",
-        },
-        Case {
-            name: "finalizers",
-            mutate: |s| s.spec.template.objects[0]["metadata"]["finalizers"] = json!(["block/me"]),
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "finalizers",
-        },
-        Case {
-            name: "no-kind",
-            mutate: |s| push(s, json!({"apiVersion": "v1", "metadata": {"name": "x"}})),
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidTemplate"),
-            instance_reason: "ProductInvalid",
-            message: "apiVersion and kind are required",
-        },
-        Case {
-            name: "bad-regex",
-            mutate: |s| {
-                add_string_param(s, json!({"name": "tag", "type": "String", "pattern": "(["}))
-            },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidSchema"),
-            instance_reason: "ProductInvalid",
-            message: "not a valid regular expression",
-        },
-        Case {
-            name: "bad-default",
-            mutate: |s| s.spec.parameters[0].default = Some(json!(99)),
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidSchema"),
-            instance_reason: "ProductInvalid",
-            message: "default: must be at most 5",
-        },
-        Case {
-            name: "plan-undeclared",
-            mutate: |s| {
+        ),
+        Case::refused_product("finalizers", "InvalidTemplate", "finalizers", |s| {
+            s.spec.template.objects[0]["metadata"]["finalizers"] = json!(["block/me"])
+        }),
+        Case::refused_product(
+            "no-kind",
+            "InvalidTemplate",
+            "apiVersion and kind are required",
+            |s| push(s, json!({"apiVersion": "v1", "metadata": {"name": "x"}})),
+        ),
+        Case::refused_product(
+            "bad-regex",
+            "InvalidSchema",
+            "not a valid regular expression",
+            |s| add_string_param(s, json!({"name": "tag", "type": "String", "pattern": "(["})),
+        ),
+        Case::refused_product(
+            "bad-default",
+            "InvalidSchema",
+            "default: must be at most 5",
+            |s| s.spec.parameters[0].default = Some(json!(99)),
+        ),
+        Case::refused_product(
+            "plan-undeclared",
+            "InvalidSchema",
+            "does not declare",
+            |s| {
                 s.spec.plans[0].parameters.insert("ghost".into(), json!(1));
             },
-            plan: "basic",
-            params: json!({}),
-            service_reason: Some("InvalidSchema"),
-            instance_reason: "ProductInvalid",
-            message: "does not declare",
-        },
+        ),
         Case {
             name: "wrong-type",
             mutate: valid,
@@ -447,35 +359,36 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-async fn managed_objects(client: &Client, ns: &str) -> Vec<String> {
-    Api::<ConfigMap>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=computenest-controller"))
+/// Whether the cluster-scoped object `name` of kind `K` exists.
+async fn cluster_object_exists<K>(client: &Client, name: &str) -> bool
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::all(client.clone())
+        .get_opt(name)
         .await
-        .map(|l| l.items.iter().map(|c| c.name_any()).collect())
-        .unwrap_or_default()
+        .expect("get")
+        .is_some()
 }
 
 #[tokio::test]
 async fn hostile_and_broken_input_gets_a_clear_condition_and_writes_nothing() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["isv", "dist", "cust", "other"]).await;
+    let (client, t) = controller_and_namespaces(&["isv", "dist", "cust", "other"]).await;
     let (isv, dist, cust, other) = (t.ns(0), t.ns(1), t.ns(2), t.ns(3));
     let cases = cases();
     assert!(cases.len() >= 30, "at least 30 hostile cases");
     for c in &cases {
         // Fully managed, so that a wrongly written object would land in a namespace of its own.
-        let mut svc = service_manifest(c.name, "FullyManaged", false, true, "Manual");
+        let mut svc = service(c.name).fully_managed();
         (c.mutate)(&mut svc);
         apply(&client, isv, &svc)
             .await
             .unwrap_or_else(|e| panic!("{}: the API server refused the Service: {e}", c.name));
-        let inst: ServiceInstance = serde_json::from_value(json!({
-            "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance", "metadata": {"name": c.name},
-            "spec": {"serviceRef": {"kind": "Service", "namespace": isv, "name": c.name}, "plan": c.plan, "parameters": c.params}
-        }))
-        .expect("instance");
-        apply(&client, cust, &inst)
+        let inst = service_instance(c.name, isv, c.name).plan(c.plan);
+        apply(&client, cust, &inst.params(c.params.clone()))
             .await
             .unwrap_or_else(|e| panic!("{}: the API server refused the instance: {e}", c.name));
     }
@@ -506,41 +419,14 @@ async fn hostile_and_broken_input_gets_a_clear_condition_and_writes_nothing() {
     }
 
     // References across tenants without a grant, missing objects, invalid combinations.
-    apply(
-        &client,
-        isv,
-        &service_manifest("fm", "FullyManaged", true, true, "Manual"),
-    )
-    .await
-    .expect("service");
-    apply(
-        &client,
-        isv,
-        &grant_manifest("for-other", "fm", other, "Approved"),
-    )
-    .await
-    .expect("grant for another distributor");
-    apply(
-        &client,
-        dist,
-        &derived_manifest("no-grant", isv, "fm", "FullyManaged"),
-    )
-    .await
-    .expect("derived");
-    apply(
-        &client,
-        dist,
-        &derived_manifest("as-private", isv, "fm", "Private"),
-    )
-    .await
-    .expect("derived");
-    apply(
-        &client,
-        dist,
-        &derived_manifest("missing", isv, "nope", "FullyManaged"),
-    )
-    .await
-    .expect("derived");
+    put(&client, isv, &service("fm").fully_managed().listed()).await;
+    // A grant for another distributor.
+    put(&client, isv, &approved_grant("for-other", "fm", other)).await;
+    let no_grant = derived("no-grant", isv, "fm").fully_managed();
+    put(&client, dist, &no_grant).await;
+    put(&client, dist, &derived("as-private", isv, "fm")).await;
+    let missing = derived("missing", isv, "nope").fully_managed();
+    put(&client, dist, &missing).await;
     wait_ready::<DerivedService>(&client, dist, "no-grant", "False", "GrantPending").await;
     wait_ready::<DerivedService>(&client, dist, "as-private", "False", "InvalidScenario").await;
     wait_ready::<DerivedService>(&client, dist, "missing", "False", "SourceNotFound").await;
@@ -582,12 +468,7 @@ async fn hostile_and_broken_input_gets_a_clear_condition_and_writes_nothing() {
         ),
     ];
     for (name, kind, ns, product, _) in refs {
-        let inst: ServiceInstance = serde_json::from_value(json!({
-            "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance", "metadata": {"name": name},
-            "spec": {"serviceRef": {"kind": kind, "namespace": ns, "name": product}, "plan": "basic"}
-        }))
-        .expect("instance");
-        apply(&client, cust, &inst).await.expect("instance");
+        put(&client, cust, &instance_of(name, kind, ns, product)).await;
     }
     for (name, _, _, _, reason) in refs {
         wait_ready::<ServiceInstance>(&client, cust, name, "False", reason).await;
@@ -628,9 +509,9 @@ async fn hostile_and_broken_input_gets_a_clear_condition_and_writes_nothing() {
                 ),
         "managed namespaces were created for refused instances: {names:?}"
     );
-    assert!(managed_objects(&client, cust).await.is_empty());
-    assert!(managed_objects(&client, "kube-system").await.is_empty());
-    assert!(managed_objects(&client, "default").await.is_empty());
+    assert!(managed_config_maps(&client, cust).await.is_empty());
+    assert!(managed_config_maps(&client, "kube-system").await.is_empty());
+    assert!(managed_config_maps(&client, "default").await.is_empty());
     // Everywhere a write could land (every allow-listed kind and the RBAC
     // kinds in every namespace, the cluster-scoped kinds through their own
     // URLs): only the one case that was written has anything.
@@ -649,70 +530,21 @@ async fn hostile_and_broken_input_gets_a_clear_condition_and_writes_nothing() {
         "the written case is found (the search looks in the right places): {written:?}"
     );
     for name in ["evil"] {
-        assert!(
-            Api::<ClusterRole>::all(client.clone())
-                .get_opt(name)
-                .await
-                .expect("get")
-                .is_none()
-        );
-        assert!(
-            Api::<ClusterRoleBinding>::all(client.clone())
-                .get_opt(name)
-                .await
-                .expect("get")
-                .is_none()
-        );
-        assert!(
-            Api::<Namespace>::all(client.clone())
-                .get_opt(name)
-                .await
-                .expect("get")
-                .is_none()
-        );
+        assert!(!cluster_object_exists::<ClusterRole>(&client, name).await);
+        assert!(!cluster_object_exists::<ClusterRoleBinding>(&client, name).await);
+        assert!(!cluster_object_exists::<Namespace>(&client, name).await);
     }
 
     // The controller keeps working for everyone else.
-    apply(
-        &client,
-        isv,
-        &service_manifest("good", "Private", false, true, "Manual"),
-    )
-    .await
-    .expect("service");
-    let good: ServiceInstance = serde_json::from_value(json!({
-        "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance", "metadata": {"name": "good"},
-        "spec": {"serviceRef": {"kind": "Service", "namespace": isv, "name": "good"}, "plan": "basic"}
-    }))
-    .expect("instance");
-    apply(&client, cust, &good).await.expect("instance");
-    wait_ready::<ServiceInstance>(&client, cust, "good", "True", "Deployed").await;
+    put(&client, isv, &service("good")).await;
+    buy(&client, cust, &service_instance("good", isv, "good")).await;
 
     // The ISV's namespace is deleted under a live instance: it keeps running, and says why it is no longer sellable.
     let t2 = TestNamespaces::new(&client, &["isv2", "dist2", "cust2"]).await;
     let (isv2, dist2, cust2) = (t2.ns(0), t2.ns(1), t2.ns(2));
-    apply(
-        &client,
-        isv2,
-        &service_manifest("fm", "FullyManaged", false, true, "Automatic"),
-    )
-    .await
-    .expect("service");
-    apply(
-        &client,
-        dist2,
-        &derived_manifest("d", isv2, "fm", "FullyManaged"),
-    )
-    .await
-    .expect("derived");
-    wait_ready::<DerivedService>(&client, dist2, "d", "True", "Sellable").await;
-    let live: ServiceInstance = serde_json::from_value(json!({
-        "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance", "metadata": {"name": "live"},
-        "spec": {"serviceRef": {"kind": "DerivedService", "namespace": dist2, "name": "d"}, "plan": "basic"}
-    }))
-    .expect("instance");
-    apply(&client, cust2, &live).await.expect("instance");
-    wait_ready::<ServiceInstance>(&client, cust2, "live", "True", "Deployed").await;
+    put(&client, isv2, &service("fm").fully_managed().automatic()).await;
+    resell(&client, dist2, &derived("d", isv2, "fm").fully_managed()).await;
+    buy(&client, cust2, &derived_instance("live", dist2, "d")).await;
     Api::<Namespace>::all(client.clone())
         .delete(isv2, &DeleteParams::default())
         .await

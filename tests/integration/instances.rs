@@ -1,34 +1,18 @@
 //! Service instances: provisioning, ownership, logon URLs, orders, cleanup.
 
-use crate::distribution::{derived_manifest, grant_manifest, resource_versions, service_manifest};
+use crate::distribution::resource_versions;
+use crate::fixtures::*;
 use crate::harness::*;
 use computenest::api::*;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use std::time::Duration;
 
-fn instance_manifest(
-    name: &str,
-    kind: &str,
-    ns: &str,
-    product: &str,
-    plan: &str,
-    params: serde_json::Value,
-) -> ServiceInstance {
-    serde_json::from_value(json!({
-        "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance",
-        "metadata": {"name": name},
-        "spec": {"serviceRef": {"kind": kind, "namespace": ns, "name": product}, "plan": plan, "parameters": params}
-    }))
-    .expect("instance manifest")
-}
-
-/// Three parties and one product chain; returns (isv, distributor, customer).
-async fn parties(client: &Client) -> TestNamespaces {
-    TestNamespaces::new(client, &["isv", "dist", "cust"]).await
-}
+/// The three parties of a product chain, each its own namespace: the ISV,
+/// the distributor and the customer, in that order.
+const PARTIES: [&str; 3] = ["isv", "dist", "cust"];
 
 async fn orders_in(client: &Client, ns: &str) -> Vec<Order> {
     Api::<Order>::namespaced(client.clone(), ns)
@@ -36,14 +20,6 @@ async fn orders_in(client: &Client, ns: &str) -> Vec<Order> {
         .await
         .expect("list orders")
         .items
-}
-
-async fn config_maps(client: &Client, ns: &str) -> Vec<String> {
-    Api::<ConfigMap>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=computenest-controller"))
-        .await
-        .map(|l| l.items.iter().map(|c| c.name_any()).collect())
-        .unwrap_or_default()
 }
 
 async fn namespace_exists(client: &Client, name: &str) -> bool {
@@ -56,29 +32,17 @@ async fn namespace_exists(client: &Client, name: &str) -> bool {
 
 #[tokio::test]
 async fn each_scenario_end_to_end_with_placement_ownership_url_and_orders() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = parties(&client).await;
+    let (client, t) = controller_and_namespaces(&PARTIES).await;
     let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
     for (name, type_, listed) in [
         ("priv", "Private", false),
         ("fml", "FullyManaged", true),
         ("fmu", "FullyManaged", false),
     ] {
-        apply(
-            &client,
-            isv,
-            &service_manifest(name, type_, listed, true, "Manual"),
-        )
-        .await
-        .expect("service");
-        apply(
-            &client,
-            isv,
-            &grant_manifest(&format!("{name}-grant"), name, dist, "Approved"),
-        )
-        .await
-        .expect("grant");
+        let svc = service_manifest(name, type_, listed, true, "Manual");
+        put(&client, isv, &svc).await;
+        let grant = approved_grant(&format!("{name}-grant"), name, dist);
+        put(&client, isv, &grant).await;
     }
     let products = [
         ("p1", "priv", "Private"),
@@ -87,9 +51,7 @@ async fn each_scenario_end_to_end_with_placement_ownership_url_and_orders() {
         ("p4", "fmu", "FullyManaged"),
     ];
     for (name, source, type_) in products {
-        apply(&client, dist, &derived_manifest(name, isv, source, type_))
-            .await
-            .expect("derived");
+        put(&client, dist, &derived_manifest(name, isv, source, type_)).await;
     }
     // (instance, kind, seller ns, product, scenario, owner party, owner ns, managed, orders)
     let rows = [
@@ -161,16 +123,11 @@ async fn each_scenario_end_to_end_with_placement_ownership_url_and_orders() {
         ),
     ];
     for (name, kind, seller, product, ..) in rows {
-        apply(
-            &client,
-            cust,
-            &instance_manifest(name, kind, seller, product, "pro", json!({})),
-        )
-        .await
-        .expect("instance");
+        let inst = instance_of(name, kind, seller, product).plan("pro");
+        put(&client, cust, &inst).await;
     }
     for (name, _, _, _, scenario, party, owner_ns, managed, orders) in rows {
-        let inst: ServiceInstance = wait_ready(&client, cust, name, "True", "Deployed").await;
+        let inst = wait_deployed(&client, cust, name).await;
         let s = inst.status.clone().expect("status");
         assert_eq!(s.phase, Some(Phase::Deployed), "{name}");
         assert_eq!(s.scenario.as_deref(), Some(scenario), "{name}");
@@ -302,7 +259,7 @@ async fn each_scenario_end_to_end_with_placement_ownership_url_and_orders() {
         );
     }
     // Nothing of the managed instances leaked into the customer's namespace.
-    let mut in_customer = config_maps(&client, cust).await;
+    let mut in_customer = managed_config_maps(&client, cust).await;
     in_customer.sort();
     assert_eq!(
         in_customer,
@@ -313,53 +270,17 @@ async fn each_scenario_end_to_end_with_placement_ownership_url_and_orders() {
 
 #[tokio::test]
 async fn deleting_instances_removes_everything_they_made() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = parties(&client).await;
+    let (client, t) = controller_and_namespaces(&PARTIES).await;
     let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
-    apply(
-        &client,
-        isv,
-        &service_manifest("fml", "FullyManaged", true, true, "Automatic"),
-    )
-    .await
-    .expect("service");
-    apply(
-        &client,
-        isv,
-        &service_manifest("priv", "Private", false, true, "Automatic"),
-    )
-    .await
-    .expect("service");
-    apply(
-        &client,
-        dist,
-        &derived_manifest("p3", isv, "fml", "FullyManaged"),
-    )
-    .await
-    .expect("derived");
-    wait_ready::<DerivedService>(&client, dist, "p3", "True", "Sellable").await;
-    apply(
-        &client,
-        cust,
-        &instance_manifest("managed", "DerivedService", dist, "p3", "basic", json!({})),
-    )
-    .await
-    .expect("instance");
-    apply(
-        &client,
-        cust,
-        &instance_manifest("private", "Service", isv, "priv", "basic", json!({})),
-    )
-    .await
-    .expect("instance");
-    let managed: ServiceInstance = wait_ready(&client, cust, "managed", "True", "Deployed").await;
-    wait_ready::<ServiceInstance>(&client, cust, "private", "True", "Deployed").await;
-    let target = managed
-        .status
-        .and_then(|s| s.owner)
-        .map(|o| o.target_namespace)
-        .expect("target");
+    let fml = service("fml").fully_managed().listed().automatic();
+    put(&client, isv, &fml).await;
+    put(&client, isv, &service("priv").automatic()).await;
+    resell(&client, dist, &derived("p3", isv, "fml").fully_managed()).await;
+    put(&client, cust, &derived_instance("managed", dist, "p3")).await;
+    put(&client, cust, &service_instance("private", isv, "priv")).await;
+    let managed = wait_deployed(&client, cust, "managed").await;
+    wait_deployed(&client, cust, "private").await;
+    let target = target_namespace(&managed);
     assert!(namespace_exists(&client, &target).await);
 
     let instances = Api::<ServiceInstance>::namespaced(client.clone(), cust);
@@ -395,7 +316,7 @@ async fn deleting_instances_removes_everything_they_made() {
             let client = client.clone();
             let cust = cust.to_string();
             async move {
-                let cms = config_maps(&client, &cust).await;
+                let cms = managed_config_maps(&client, &cust).await;
                 let secret = Api::<Secret>::namespaced(client.clone(), &cust)
                     .get_opt("private-logon")
                     .await
@@ -410,17 +331,9 @@ async fn deleting_instances_removes_everything_they_made() {
 
 #[tokio::test]
 async fn bad_parameters_and_hostile_templates_are_refused_and_nothing_is_written() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = parties(&client).await;
+    let (client, t) = controller_and_namespaces(&PARTIES).await;
     let (isv, cust) = (t.ns(0), t.ns(2));
-    apply(
-        &client,
-        isv,
-        &service_manifest("app", "FullyManaged", false, true, "Manual"),
-    )
-    .await
-    .expect("service");
+    put(&client, isv, &service("app").fully_managed()).await;
     let cases = [
         (
             "too-many",
@@ -459,13 +372,8 @@ async fn bad_parameters_and_hostile_templates_are_refused_and_nothing_is_written
         ),
     ];
     for (name, plan, params, ..) in &cases {
-        apply(
-            &client,
-            cust,
-            &instance_manifest(name, "Service", isv, "app", plan, params.clone()),
-        )
-        .await
-        .expect("instance");
+        let inst = service_instance(name, isv, "app").plan(plan);
+        put(&client, cust, &inst.params(params.clone())).await;
     }
     for (name, _, _, reason, message) in &cases {
         let inst: ServiceInstance = wait_ready(&client, cust, name, "False", reason).await;
@@ -492,35 +400,24 @@ async fn bad_parameters_and_hostile_templates_are_refused_and_nothing_is_written
     }
 
     // A hostile template: a cluster-scoped kind. Refused on the Service and on every instance.
-    let mut hostile = service_manifest("hostile", "Private", false, true, "Manual");
+    let mut hostile = service("hostile");
     hostile.spec.template.objects.push(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
         "metadata": {"name": "take-over"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
         "subjects": [{"kind": "User", "name": "mallory"}]}));
-    apply(&client, isv, &hostile)
-        .await
-        .expect("the API server stores it; the controller refuses it");
+    // The API server stores it; the controller refuses it.
+    put(&client, isv, &hostile).await;
     let svc: Service = wait_ready(&client, isv, "hostile", "False", "InvalidTemplate").await;
-    assert!(
-        ready_message(&svc).contains("cluster-scoped"),
-        "{}",
-        ready_message(&svc)
-    );
-    let mut other_ns = service_manifest("other-ns", "Private", false, true, "Manual");
+    assert_message_contains(&svc, "cluster-scoped");
+    let mut other_ns = service("other-ns");
     other_ns.spec.template.objects[0]["metadata"]["namespace"] = json!("kube-system");
-    apply(&client, isv, &other_ns).await.expect("stored");
+    put(&client, isv, &other_ns).await;
     wait_ready::<Service>(&client, isv, "other-ns", "False", "InvalidTemplate").await;
-    let mut outside = service_manifest("outside", "Private", false, true, "Manual");
+    let mut outside = service("outside");
     outside.spec.template.objects.push(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r"}}));
-    apply(&client, isv, &outside).await.expect("stored");
+    put(&client, isv, &outside).await;
     wait_ready::<Service>(&client, isv, "outside", "False", "InvalidTemplate").await;
     for product in ["hostile", "other-ns", "outside"] {
-        apply(
-            &client,
-            cust,
-            &instance_manifest(product, "Service", isv, product, "basic", json!({})),
-        )
-        .await
-        .expect("instance");
+        put(&client, cust, &service_instance(product, isv, product)).await;
         let inst: ServiceInstance =
             wait_ready(&client, cust, product, "False", "ProductInvalid").await;
         assert!(
@@ -530,7 +427,7 @@ async fn bad_parameters_and_hostile_templates_are_refused_and_nothing_is_written
         );
     }
     assert!(
-        config_maps(&client, cust).await.is_empty(),
+        managed_config_maps(&client, cust).await.is_empty(),
         "nothing written in the customer's namespace"
     );
     assert!(
@@ -542,29 +439,16 @@ async fn bad_parameters_and_hostile_templates_are_refused_and_nothing_is_written
     );
 
     // A parameter carrying YAML stays one string value.
-    let mut text = service_manifest("text", "Private", false, true, "Manual");
+    let mut text = service("text");
     text.spec.parameters.push(
         serde_json::from_value(json!({"name": "motd", "type": "String", "default": ""}))
             .expect("param"),
     );
     text.spec.template.objects[0]["data"]["motd"] = json!("$(params.motd)");
-    apply(&client, isv, &text).await.expect("service");
+    put(&client, isv, &text).await;
     let payload = "x\nmetadata:\n  namespace: kube-system\n---\nkind: ClusterRoleBinding";
-    apply(
-        &client,
-        cust,
-        &instance_manifest(
-            "yaml",
-            "Service",
-            isv,
-            "text",
-            "basic",
-            json!({"motd": payload}),
-        ),
-    )
-    .await
-    .expect("instance");
-    wait_ready::<ServiceInstance>(&client, cust, "yaml", "True", "Deployed").await;
+    let yaml = service_instance("yaml", isv, "text").params(json!({"motd": payload}));
+    buy(&client, cust, &yaml).await;
     let cm = Api::<ConfigMap>::namespaced(client.clone(), cust)
         .get("yaml-config")
         .await
@@ -578,38 +462,13 @@ async fn bad_parameters_and_hostile_templates_are_refused_and_nothing_is_written
 
 #[tokio::test]
 async fn a_second_reconcile_with_nothing_changed_writes_nothing() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = parties(&client).await;
+    let (client, t) = controller_and_namespaces(&PARTIES).await;
     let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
-    apply(
-        &client,
-        isv,
-        &service_manifest("fml", "FullyManaged", true, true, "Automatic"),
-    )
-    .await
-    .expect("service");
-    apply(
-        &client,
-        dist,
-        &derived_manifest("p3", isv, "fml", "FullyManaged"),
-    )
-    .await
-    .expect("derived");
-    wait_ready::<DerivedService>(&client, dist, "p3", "True", "Sellable").await;
-    apply(
-        &client,
-        cust,
-        &instance_manifest("i", "DerivedService", dist, "p3", "basic", json!({})),
-    )
-    .await
-    .expect("instance");
-    let inst: ServiceInstance = wait_ready(&client, cust, "i", "True", "Deployed").await;
-    let target = inst
-        .status
-        .and_then(|s| s.owner)
-        .map(|o| o.target_namespace)
-        .expect("target");
+    let fml = service("fml").fully_managed().listed().automatic();
+    put(&client, isv, &fml).await;
+    resell(&client, dist, &derived("p3", isv, "fml").fully_managed()).await;
+    let inst = buy(&client, cust, &derived_instance("i", dist, "p3")).await;
+    let target = target_namespace(&inst);
     let children = |client: Client, target: String| async move {
         let cms = Api::<ConfigMap>::namespaced(client.clone(), &target)
             .list(&ListParams::default())
@@ -638,12 +497,8 @@ async fn a_second_reconcile_with_nothing_changed_writes_nothing() {
         children(client.clone(), target.clone()).await,
     );
     // Touch the instance without changing its spec: it is reconciled again.
-    Api::<ServiceInstance>::namespaced(client.clone(), cust)
-        .patch(
-            "i",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"metadata": {"annotations": {"touched": "yes"}}})),
-        )
+    let touch = json!({"metadata": {"annotations": {"touched": "yes"}}});
+    merge::<ServiceInstance>(&client, cust, "i", touch)
         .await
         .expect("annotate");
     tokio::time::sleep(Duration::from_secs(4)).await; // an idle interval: the thing measured, not a wait
@@ -664,12 +519,8 @@ async fn a_second_reconcile_with_nothing_changed_writes_nothing() {
     );
     // The controller was looking all along: a later change to the same
     // instance is processed (events of one object are handled in order).
-    Api::<ServiceInstance>::namespaced(client.clone(), cust)
-        .patch(
-            "i",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"plan": "no-such-plan"}})),
-        )
+    let no_such_plan = json!({"spec": {"plan": "no-such-plan"}});
+    merge::<ServiceInstance>(&client, cust, "i", no_such_plan)
         .await
         .expect("change the plan");
     wait_ready::<ServiceInstance>(&client, cust, "i", "False", "InvalidPlan").await;
@@ -678,43 +529,15 @@ async fn a_second_reconcile_with_nothing_changed_writes_nothing() {
 
 #[tokio::test]
 async fn revocation_stops_new_sales_and_running_instances_follow_the_policy() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = parties(&client).await;
+    let (client, t) = controller_and_namespaces(&PARTIES).await;
     let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
-    apply(
-        &client,
-        isv,
-        &service_manifest("fml", "FullyManaged", true, true, "Manual"),
-    )
-    .await
-    .expect("service");
-    apply(&client, isv, &grant_manifest("g", "fml", dist, "Approved"))
-        .await
-        .expect("grant");
-    apply(
-        &client,
-        dist,
-        &derived_manifest("p3", isv, "fml", "FullyManaged"),
-    )
-    .await
-    .expect("derived");
-    wait_ready::<DerivedService>(&client, dist, "p3", "True", "Sellable").await;
-    apply(
-        &client,
-        cust,
-        &instance_manifest("running", "DerivedService", dist, "p3", "basic", json!({})),
-    )
-    .await
-    .expect("instance");
-    wait_ready::<ServiceInstance>(&client, cust, "running", "True", "Deployed").await;
+    put(&client, isv, &service("fml").fully_managed().listed()).await;
+    put(&client, isv, &approved_grant("g", "fml", dist)).await;
+    resell(&client, dist, &derived("p3", isv, "fml").fully_managed()).await;
+    buy(&client, cust, &derived_instance("running", dist, "p3")).await;
 
-    Api::<DistributionGrant>::namespaced(client.clone(), isv)
-        .patch(
-            "g",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"decision": "Revoked"}})),
-        )
+    let revoke = json!({"spec": {"decision": "Revoked"}});
+    merge::<DistributionGrant>(&client, isv, "g", revoke)
         .await
         .expect("revoke");
     // Default policy KeepRunning: still Deployed and Ready, GrantValid False.
@@ -747,13 +570,7 @@ async fn revocation_stops_new_sales_and_running_instances_follow_the_policy() {
         Some("True")
     );
     // New sales are refused, nothing is deployed, no Order is written.
-    apply(
-        &client,
-        cust,
-        &instance_manifest("new", "DerivedService", dist, "p3", "basic", json!({})),
-    )
-    .await
-    .expect("instance");
+    put(&client, cust, &derived_instance("new", dist, "p3")).await;
     let refused: ServiceInstance = wait_ready(&client, cust, "new", "False", "GrantRevoked").await;
     let refused_uid = refused.metadata.uid.clone().unwrap_or_default();
     assert_eq!(
@@ -774,12 +591,8 @@ async fn revocation_stops_new_sales_and_running_instances_follow_the_policy() {
     );
 
     // Deprovision policy: the running instance's resources are removed.
-    Api::<Service>::namespaced(client.clone(), isv)
-        .patch(
-            "fml",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"distribution": {"onRevoke": "Deprovision"}}})),
-        )
+    let deprovision = json!({"spec": {"distribution": {"onRevoke": "Deprovision"}}});
+    merge::<Service>(&client, isv, "fml", deprovision)
         .await
         .expect("policy");
     let inst: ServiceInstance = wait_ready(&client, cust, "running", "False", "GrantRevoked").await;
@@ -793,38 +606,28 @@ async fn revocation_stops_new_sales_and_running_instances_follow_the_policy() {
 
 #[tokio::test]
 async fn objects_that_leave_the_template_are_removed() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = parties(&client).await;
+    let (client, t) = controller_and_namespaces(&PARTIES).await;
     let (isv, cust) = (t.ns(0), t.ns(2));
-    apply(
-        &client,
-        isv,
-        &service_manifest("app", "Private", false, true, "Manual"),
-    )
-    .await
-    .expect("service");
-    apply(
-        &client,
-        cust,
-        &instance_manifest("i", "Service", isv, "app", "basic", json!({})),
-    )
-    .await
-    .expect("instance");
-    wait_ready::<ServiceInstance>(&client, cust, "i", "True", "Deployed").await;
+    put(&client, isv, &service("app")).await;
+    buy(&client, cust, &service_instance("i", isv, "app")).await;
     assert_eq!(
-        config_maps(&client, cust).await,
+        managed_config_maps(&client, cust).await,
         vec!["i-config".to_string()]
     );
-    let mut smaller = service_manifest("app", "Private", false, true, "Manual");
+    let mut smaller = service("app");
     smaller.spec.template.objects.remove(0);
-    apply(&client, isv, &smaller).await.expect("service");
+    put(&client, isv, &smaller).await;
     wait_for(
         "the ConfigMap that left the template is deleted",
         DEADLINE,
         || {
             let (client, cust) = (client.clone(), cust.to_string());
-            async move { config_maps(&client, &cust).await.is_empty().then_some(()) }
+            async move {
+                managed_config_maps(&client, &cust)
+                    .await
+                    .is_empty()
+                    .then_some(())
+            }
         },
     )
     .await;

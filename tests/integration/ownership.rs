@@ -68,21 +68,14 @@ async fn assert_unchanged(client: &Client, before: &ConfigMap, what: &str) {
     );
 }
 
+/// The ISV sells "web" directly, as a Private product.
 async fn direct_private(client: &Client, isv: &str) {
-    apply(
-        client,
-        isv,
-        &service_manifest("web", "Private", false, true, "Automatic"),
-    )
-    .await
-    .expect("service");
+    put(client, isv, &service("web").automatic()).await;
 }
 
 #[tokio::test]
 async fn a_forged_status_never_makes_the_controller_delete_anything() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["own-isv", "own-cust", "own-victim"]).await;
+    let (client, t) = controller_and_namespaces(&["own-isv", "own-cust", "own-victim"]).await;
     let (isv, cust, victim_ns) = (t.ns(0), t.ns(1), t.ns(2));
     direct_private(&client, isv).await;
     let victim = victim_config_map(&client, victim_ns, "precious").await;
@@ -100,10 +93,8 @@ async fn a_forged_status_never_makes_the_controller_delete_anything() {
     allow(&client, cust, "mallory", customer_rules()).await;
     let mallory = impersonate("mallory", &[]).await;
 
-    apply(&mallory, cust, &instance_of("shop", "Service", isv, "web"))
-        .await
-        .expect("mallory buys");
-    let inst: ServiceInstance = wait_ready(&client, cust, "shop", "True", "Deployed").await;
+    put(&mallory, cust, &service_instance("shop", isv, "web")).await; // mallory buys
+    let inst = wait_deployed(&client, cust, "shop").await;
     let real_digest = inst.status.as_ref().and_then(|s| s.applied_digest.clone());
 
     // The attack: status names other parties' objects as "applied", with a
@@ -148,9 +139,7 @@ async fn a_forged_status_never_makes_the_controller_delete_anything() {
 
 #[tokio::test]
 async fn a_name_that_is_taken_stops_the_instance_and_the_owner_keeps_its_object() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["col-isv", "col-dist", "col-cust"]).await;
+    let (client, t) = controller_and_namespaces(&["col-isv", "col-dist", "col-cust"]).await;
     let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
     direct_private(&client, isv).await;
     allow(&client, cust, "mallory", customer_rules()).await;
@@ -158,9 +147,7 @@ async fn a_name_that_is_taken_stops_the_instance_and_the_owner_keeps_its_object(
 
     // 1. The customer's own ConfigMap has the name the template renders.
     let own = victim_config_map(&client, cust, "taken-config").await;
-    apply(&mallory, cust, &instance_of("taken", "Service", isv, "web"))
-        .await
-        .expect("instance");
+    put(&mallory, cust, &service_instance("taken", isv, "web")).await;
     let inst: ServiceInstance = wait_ready(&client, cust, "taken", "False", "ObjectConflict").await;
     let msg = ready_message(&inst);
     assert!(
@@ -173,36 +160,20 @@ async fn a_name_that_is_taken_stops_the_instance_and_the_owner_keeps_its_object(
         .delete("taken", &DeleteParams::default())
         .await
         .expect("delete");
-    wait_for("instance taken is gone", DEADLINE, || {
-        let api = Api::<ServiceInstance>::namespaced(client.clone(), cust);
-        async move { api.get_opt("taken").await.ok()?.is_none().then_some(()) }
-    })
-    .await;
+    wait_gone::<ServiceInstance>(&client, cust, "taken").await;
 
     // 2. Another instance's object: a product with a fixed object name.
-    let mut fixed = service_manifest("fixed", "Private", false, true, "Automatic");
+    let mut fixed = service("fixed").automatic();
     fixed.spec.template.objects = vec![json!({
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared-config"}, "data": {"who": "$(instance.name)"}
     })];
-    apply(&client, isv, &fixed).await.expect("service");
-    apply(
-        &mallory,
-        cust,
-        &instance_of("first", "Service", isv, "fixed"),
-    )
-    .await
-    .expect("first");
-    wait_ready::<ServiceInstance>(&client, cust, "first", "True", "Deployed").await;
+    put(&client, isv, &fixed).await;
+    put(&mallory, cust, &service_instance("first", isv, "fixed")).await;
+    wait_deployed(&client, cust, "first").await;
     let firsts = config_map(&client, cust, "shared-config")
         .await
         .expect("first's object");
-    apply(
-        &mallory,
-        cust,
-        &instance_of("second", "Service", isv, "fixed"),
-    )
-    .await
-    .expect("second");
+    put(&mallory, cust, &service_instance("second", isv, "fixed")).await;
     let second: ServiceInstance =
         wait_ready(&client, cust, "second", "False", "ObjectConflict").await;
     assert!(
@@ -215,11 +186,7 @@ async fn a_name_that_is_taken_stops_the_instance_and_the_owner_keeps_its_object(
         .delete("second", &DeleteParams::default())
         .await
         .expect("delete second");
-    wait_for("instance second is gone", DEADLINE, || {
-        let api = Api::<ServiceInstance>::namespaced(client.clone(), cust);
-        async move { api.get_opt("second").await.ok()?.is_none().then_some(()) }
-    })
-    .await;
+    wait_gone::<ServiceInstance>(&client, cust, "second").await;
     // The first instance is told nothing changed: touch it and see it stay Deployed.
     assert_unchanged(
         &client,
@@ -229,41 +196,24 @@ async fn a_name_that_is_taken_stops_the_instance_and_the_owner_keeps_its_object(
     .await;
 
     // 3. A distributor's extra object that renders to the ISV's object's name.
-    apply(&client, isv, &grant_manifest("g", "web", dist, "Approved"))
-        .await
-        .expect("grant");
-    let mut ds = derived_manifest("web-plus", isv, "web", "Private");
+    put(&client, isv, &approved_grant("g", "web", dist)).await;
+    let mut ds = derived("web-plus", isv, "web");
     ds.spec.overrides.extra_objects = vec![json!({
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "clash-config"}, "data": {"brand": "x"}
     })];
-    apply(&client, dist, &ds).await.expect("derived");
-    wait_ready::<DerivedService>(&client, dist, "web-plus", "True", "Sellable").await;
-    apply(
-        &mallory,
-        cust,
-        &instance_of("clash", "DerivedService", dist, "web-plus"),
-    )
-    .await
-    .expect("clash");
+    resell(&client, dist, &ds).await;
+    let clash = derived_instance("clash", dist, "web-plus");
+    put(&mallory, cust, &clash).await;
     let clash: ServiceInstance =
         wait_ready(&client, cust, "clash", "False", "ObjectConflict").await;
-    assert!(
-        ready_message(&clash).contains("both render to ConfigMap \"clash-config\""),
-        "{}",
-        ready_message(&clash)
-    );
+    assert_message_contains(&clash, "both render to ConfigMap \"clash-config\"");
     assert!(config_map(&client, cust, "clash-config").await.is_none());
     t.cleanup().await;
 }
 
+/// The ISV sells "managed" directly, as a FullyManaged product.
 async fn scenario_managed_direct(client: &Client, isv: &str) {
-    apply(
-        client,
-        isv,
-        &service_manifest("managed", "FullyManaged", false, true, "Automatic"),
-    )
-    .await
-    .expect("service");
+    put(client, isv, &service("managed").fully_managed().automatic()).await;
 }
 
 async fn namespace_gone(client: &Client, name: &str) -> Option<()> {
@@ -277,9 +227,7 @@ async fn namespace_gone(client: &Client, name: &str) -> Option<()> {
 
 #[tokio::test]
 async fn a_removed_finalizer_is_restored_and_an_orphaned_namespace_is_swept() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["fin-isv", "fin-cust"]).await;
+    let (client, t) = controller_and_namespaces(&["fin-isv", "fin-cust"]).await;
     let (isv, cust) = (t.ns(0), t.ns(1));
     scenario_managed_direct(&client, isv).await;
     allow(&client, cust, "mallory", customer_rules()).await;
@@ -287,19 +235,8 @@ async fn a_removed_finalizer_is_restored_and_an_orphaned_namespace_is_swept() {
     let api = Api::<ServiceInstance>::namespaced(mallory.clone(), cust);
     let no_finalizers = json!({"metadata": {"finalizers": null}});
 
-    apply(
-        &mallory,
-        cust,
-        &instance_of("m1", "Service", isv, "managed"),
-    )
-    .await
-    .expect("instance");
-    let inst: ServiceInstance = wait_ready(&client, cust, "m1", "True", "Deployed").await;
-    let target = inst
-        .status
-        .and_then(|s| s.owner)
-        .map(|o| o.target_namespace)
-        .expect("target");
+    put(&mallory, cust, &service_instance("m1", isv, "managed")).await;
+    let target = target_namespace(&wait_deployed(&client, cust, "m1").await);
     // Remove the finalizer while the instance lives: it comes back.
     api.patch("m1", &PatchParams::default(), &Patch::Merge(&no_finalizers))
         .await
@@ -327,28 +264,15 @@ async fn a_removed_finalizer_is_restored_and_an_orphaned_namespace_is_swept() {
     )
     .await;
     // The same name can be bought again, and deploys into a namespace of its own.
-    apply(
-        &mallory,
-        cust,
-        &instance_of("m1", "Service", isv, "managed"),
-    )
-    .await
-    .expect("again");
-    let again: ServiceInstance = wait_ready(&client, cust, "m1", "True", "Deployed").await;
-    let again_target = again
-        .status
-        .and_then(|s| s.owner)
-        .map(|o| o.target_namespace)
-        .expect("target");
+    put(&mallory, cust, &service_instance("m1", isv, "managed")).await;
+    let again_target = target_namespace(&wait_deployed(&client, cust, "m1").await);
     assert_ne!(again_target, target);
     t.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_product_edit_never_moves_deletes_or_bills_what_was_sold() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["pe-isv", "pe-dist", "pe-cust"]).await;
+    let (client, t) = controller_and_namespaces(&["pe-isv", "pe-dist", "pe-cust"]).await;
     let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
     // The attacker is the seller: the ISV edits its own Service.
     allow(
@@ -360,16 +284,13 @@ async fn a_product_edit_never_moves_deletes_or_bills_what_was_sold() {
     .await;
     let ivan = impersonate("ivan", &[]).await;
     // A private product with a volume: the customer's data.
-    let mut svc = service_manifest("web", "Private", false, true, "Automatic");
+    let mut svc = service("web").automatic();
     svc.spec.template.objects.push(json!({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "$(instance.name)-data"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
     }));
-    apply(&client, isv, &svc).await.expect("service");
-    apply(&client, cust, &instance_of("mine", "Service", isv, "web"))
-        .await
-        .expect("instance");
-    wait_ready::<ServiceInstance>(&client, cust, "mine", "True", "Deployed").await;
+    put(&client, isv, &svc).await;
+    buy(&client, cust, &service_instance("mine", isv, "web")).await;
     let pvc_api = Api::<PersistentVolumeClaim>::namespaced(client.clone(), cust);
     let pvc = pvc_api.get("mine-data").await.expect("pvc");
     let cm = config_map(&client, cust, "mine-config")
@@ -453,46 +374,17 @@ async fn a_product_edit_never_moves_deletes_or_bills_what_was_sold() {
 
     // An offline sale (scenario 4) stays offline when the ISV lists its Service:
     // no Order is written after the fact.
-    apply(
-        &client,
-        isv,
-        &service_manifest("unlisted", "FullyManaged", false, true, "Automatic"),
-    )
-    .await
-    .expect("service");
-    apply(
-        &client,
-        isv,
-        &grant_manifest("g4", "unlisted", dist, "Approved"),
-    )
-    .await
-    .expect("grant");
-    apply(
-        &client,
-        dist,
-        &derived_manifest("resold", isv, "unlisted", "FullyManaged"),
-    )
-    .await
-    .expect("derived");
-    apply(
-        &client,
-        cust,
-        &instance_of("s4", "DerivedService", dist, "resold"),
-    )
-    .await
-    .expect("instance");
-    let s4: ServiceInstance = wait_ready(&client, cust, "s4", "True", "Deployed").await;
+    let unlisted = service("unlisted").fully_managed().automatic();
+    put(&client, isv, &unlisted).await;
+    put(&client, isv, &approved_grant("g4", "unlisted", dist)).await;
+    let resold = derived("resold", isv, "unlisted").fully_managed();
+    put(&client, dist, &resold).await;
+    let s4 = buy(&client, cust, &derived_instance("s4", dist, "resold")).await;
     assert_eq!(
         s4.status.as_ref().and_then(|s| s.scenario.as_deref()),
         Some("Scenario4")
     );
-    apply(
-        &ivan,
-        isv,
-        &service_manifest("unlisted", "FullyManaged", true, true, "Automatic"),
-    )
-    .await
-    .expect("listed now");
+    put(&ivan, isv, &unlisted.listed()).await; // listed now
     wait_for("ProductChanged on s4", DEADLINE, || {
         let api = Api::<ServiceInstance>::namespaced(client.clone(), cust);
         async move {
@@ -521,9 +413,7 @@ async fn a_product_edit_never_moves_deletes_or_bills_what_was_sold() {
 
 #[tokio::test]
 async fn any_legal_instance_name_gets_valid_derived_names() {
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["dots-isv", "dots-cust"]).await;
+    let (client, t) = controller_and_namespaces(&["dots-isv", "dots-cust"]).await;
     let (isv, cust) = (t.ns(0), t.ns(1));
     allow(&client, cust, "carol", customer_rules()).await;
     let carol = impersonate("carol", &[]).await;
@@ -532,7 +422,7 @@ async fn any_legal_instance_name_gets_valid_derived_names() {
     for (product, type_) in [("cfgm", "FullyManaged"), ("cfg", "Private")] {
         let mut s = service_manifest(product, type_, false, true, "Automatic");
         s.spec.template.objects.retain(|o| o["kind"] == "ConfigMap");
-        apply(&client, isv, &s).await.expect("service");
+        put(&client, isv, &s).await;
     }
     let long = format!("{}end", "long.name-x.".repeat(20));
     for (name, product) in [
@@ -540,17 +430,10 @@ async fn any_legal_instance_name_gets_valid_derived_names() {
         ("a.b.c", "cfg"),
         (long.as_str(), "cfgm"),
     ] {
-        apply(&carol, cust, &instance_of(name, "Service", isv, product))
-            .await
-            .expect("instance");
+        put(&carol, cust, &service_instance(name, isv, product)).await;
     }
     for name in ["shop.v2", "a.b.c", long.as_str()] {
-        let inst: ServiceInstance = wait_ready(&client, cust, name, "True", "Deployed").await;
-        let target = inst
-            .status
-            .and_then(|s| s.owner)
-            .map(|o| o.target_namespace)
-            .expect("target");
+        let target = target_namespace(&wait_deployed(&client, cust, name).await);
         assert!(
             computenest::naming::is_dns_label(&target),
             "{name}: {target}"
@@ -562,9 +445,7 @@ async fn any_legal_instance_name_gets_valid_derived_names() {
 #[tokio::test]
 async fn a_failure_that_repeats_backs_off_and_is_reported_on_the_instance() {
     use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
-    let client = client().await;
-    ensure_controller(&client).await;
-    let t = TestNamespaces::new(&client, &["bo-isv", "bo-cust"]).await;
+    let (client, t) = controller_and_namespaces(&["bo-isv", "bo-cust"]).await;
     let (isv, cust) = (t.ns(0), t.ns(1));
     direct_private(&client, isv).await;
     // Every ConfigMap write in the customer's namespace fails with a 500
@@ -586,15 +467,9 @@ async fn a_failure_that_repeats_backs_off_and_is_reported_on_the_instance() {
         .create(&PostParams::default(), &hook)
         .await
         .expect("webhook is created");
-    apply(&client, cust, &instance_of("stuck", "Service", isv, "web"))
-        .await
-        .expect("instance");
+    put(&client, cust, &service_instance("stuck", isv, "web")).await;
     let inst: ServiceInstance = wait_ready(&client, cust, "stuck", "False", "ReconcileError").await;
-    assert!(
-        ready_message(&inst).contains("retrying with backoff"),
-        "{}",
-        ready_message(&inst)
-    );
+    assert_message_contains(&inst, "retrying with backoff");
     // Backoff: each retry waits twice as long as the one before (the log
     // says how long; a constant short delay would say 200 ms every time).
     let log = std::env::temp_dir().join("computenest-test-controller.log");
@@ -630,6 +505,6 @@ async fn a_failure_that_repeats_backs_off_and_is_reported_on_the_instance() {
         .await
         .expect("webhook removed");
     // Once the cause is gone, the instance recovers by itself.
-    wait_ready::<ServiceInstance>(&client, cust, "stuck", "True", "Deployed").await;
+    wait_deployed(&client, cust, "stuck").await;
     t.cleanup().await;
 }
