@@ -483,7 +483,13 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
         }
     };
     if let Some(stopped) = write_unless_written(inst, &desired, ctx).await? {
-        sb.set(stopped.phase, false, stopped.reason, stopped.message, &others);
+        sb.set(
+            stopped.phase,
+            false,
+            stopped.reason,
+            stopped.message,
+            &others,
+        );
         finish_status(inst, ctx, &api, sb.status).await?;
         return Ok(Action::requeue(stopped.retry));
     }

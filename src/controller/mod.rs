@@ -253,6 +253,83 @@ where
     }
 }
 
+/// The shared watch of every kind the controllers read.
+struct Watches {
+    services: SharedWatch<Service>,
+    grants: SharedWatch<DistributionGrant>,
+    derived: SharedWatch<DerivedService>,
+    instances: SharedWatch<ServiceInstance>,
+    access_requests: SharedWatch<AccessRequest>,
+    access_approvals: SharedWatch<AccessApproval>,
+    namespaces: SharedWatch<PartialObjectMeta<Namespace>>,
+}
+
+impl Watches {
+    fn start(client: &Client, index: &Arc<Index>) -> Self {
+        fn all<K>(client: &Client, index: &Arc<Index>) -> SharedWatch<K>
+        where
+            K: Resource<DynamicType = ()>
+                + index::Indexed
+                + Clone
+                + DeserializeOwned
+                + Debug
+                + Send
+                + Sync
+                + 'static,
+        {
+            shared_watch(
+                Api::<K>::all(client.clone()),
+                WatcherConfig::default(),
+                index.clone(),
+                true,
+            )
+        }
+        Watches {
+            services: all(client, index),
+            grants: all(client, index),
+            derived: all(client, index),
+            instances: all(client, index),
+            access_requests: all(client, index),
+            access_approvals: all(client, index),
+            // Only the namespaces this controller created, and only their
+            // metadata; no controller of their own.
+            namespaces: shared_watch(
+                Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+                WatcherConfig::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+                index.clone(),
+                false,
+            ),
+        }
+    }
+
+    fn stores(&self) -> Stores {
+        Stores {
+            services: self.services.store.clone(),
+            grants: self.grants.store.clone(),
+            derived: self.derived.store.clone(),
+            instances: self.instances.store.clone(),
+            namespaces: self.namespaces.store.clone(),
+            access_requests: self.access_requests.store.clone(),
+            access_approvals: self.access_approvals.store.clone(),
+        }
+    }
+
+    /// Drives every watch (after the controllers have taken their handles).
+    async fn drive(self) {
+        futures::stream::select_all(vec![
+            self.services.driver,
+            self.grants.driver,
+            self.derived.driver,
+            self.instances.driver,
+            self.namespaces.driver,
+            self.access_requests.driver,
+            self.access_approvals.driver,
+        ])
+        .for_each(|_| async {})
+        .await
+    }
+}
+
 /// Runs every controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -263,73 +340,20 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let index = Arc::new(Index::new(settings.allowed_kinds.clone()));
-    let all = WatcherConfig::default();
-    let mut services = shared_watch(
-        Api::<Service>::all(client.clone()),
-        all.clone(),
-        index.clone(),
-        true,
-    );
-    let mut grants = shared_watch(
-        Api::<DistributionGrant>::all(client.clone()),
-        all.clone(),
-        index.clone(),
-        true,
-    );
-    let mut derived = shared_watch(
-        Api::<DerivedService>::all(client.clone()),
-        all.clone(),
-        index.clone(),
-        true,
-    );
-    let mut instances = shared_watch(
-        Api::<ServiceInstance>::all(client.clone()),
-        all.clone(),
-        index.clone(),
-        true,
-    );
-    let mut access_requests = shared_watch(
-        Api::<AccessRequest>::all(client.clone()),
-        all.clone(),
-        index.clone(),
-        true,
-    );
-    let mut access_approvals = shared_watch(
-        Api::<AccessApproval>::all(client.clone()),
-        all,
-        index.clone(),
-        true,
-    );
-    // Only the namespaces this controller created, and only their metadata.
-    let namespaces = shared_watch(
-        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-        WatcherConfig::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
-        index.clone(),
-        false,
-    );
-
-    let stores = Stores {
-        services: services.store.clone(),
-        grants: grants.store.clone(),
-        derived: derived.store.clone(),
-        instances: instances.store.clone(),
-        namespaces: namespaces.store.clone(),
-        access_requests: access_requests.store.clone(),
-        access_approvals: access_approvals.store.clone(),
-    };
+    let mut watches = Watches::start(&client, &index);
+    let stores = watches.stores();
     let routed = index.take_receivers();
     let ctx = Arc::new(Context {
         client: client.clone(),
         stores: stores.clone(),
         index,
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: Recorder::new(client, reporter),
         metrics: metrics.clone(),
         settings,
         memo: status::WriteMemo::default(),
         readiness: readiness.clone(),
         failures: Failures::default(),
     });
-
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -337,71 +361,77 @@ pub async fn run(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
+    let controllers = run_controllers(&mut watches, routed, ctx, stopped);
+    tokio::select! {
+        _ = watches.drive() => tracing::error!("watch streams ended"),
+        _ = keep_gauges(stores, metrics, readiness) => {},
+        _ = controllers => {},
+        _ = async {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+            // Let in-flight reconciles finish, bounded.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        } => tracing::info!("controllers stopped"),
+    }
+}
 
+/// One controller per kind, each on its own watch and what the index
+/// routes to it, and beside them the sweeps for what a missed event left.
+/// Takes each controller's watch handle now; runs when awaited.
+fn run_controllers<F, Fut>(
+    w: &mut Watches,
+    routed: index::Receivers,
+    ctx: Arc<Context>,
+    stopped: F,
+) -> impl std::future::Future<Output = ()> + use<F, Fut>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + Sync + 'static,
+{
     let service_ctl = Reconciler {
         kind: service::KIND,
-        primary: handle_of(&mut services),
-        store: stores.services.clone(),
+        primary: handle_of(&mut w.services),
+        store: ctx.stores.services.clone(),
         routed: None,
     }
     .run(service::reconcile, ctx.clone(), stopped());
     let grant_ctl = Reconciler {
         kind: grant::KIND,
-        primary: handle_of(&mut grants),
-        store: stores.grants.clone(),
+        primary: handle_of(&mut w.grants),
+        store: ctx.stores.grants.clone(),
         routed: routed.grants,
     }
     .run(grant::reconcile, ctx.clone(), stopped());
     let derived_ctl = Reconciler {
         kind: derived::KIND,
-        primary: handle_of(&mut derived),
-        store: stores.derived.clone(),
+        primary: handle_of(&mut w.derived),
+        store: ctx.stores.derived.clone(),
         routed: routed.derived,
     }
     .run(derived::reconcile, ctx.clone(), stopped());
     let instance_ctl = Reconciler {
         kind: instance::KIND,
-        primary: handle_of(&mut instances),
-        store: stores.instances.clone(),
+        primary: handle_of(&mut w.instances),
+        store: ctx.stores.instances.clone(),
         routed: routed.instances,
     }
     .run(instance::reconcile, ctx.clone(), stopped());
     let request_ctl = Reconciler {
         kind: access::KIND,
-        primary: handle_of(&mut access_requests),
-        store: stores.access_requests.clone(),
+        primary: handle_of(&mut w.access_requests),
+        store: ctx.stores.access_requests.clone(),
         routed: routed.requests,
     }
     .run(access::reconcile, ctx.clone(), stopped());
     let approval_ctl = Reconciler {
         kind: access::APPROVAL_KIND,
-        primary: handle_of(&mut access_approvals),
-        store: stores.access_approvals.clone(),
+        primary: handle_of(&mut w.access_approvals),
+        store: ctx.stores.access_approvals.clone(),
         routed: routed.approvals,
     }
     .run(access::reconcile_approval, ctx.clone(), stopped());
-    // Beside the controllers: the sweeps for what a missed event left behind.
-    let cleaners = async {
-        tokio::join!(
-            instance::sweeper(ctx.clone()),
-            access::cleaner(routed.deleted_requests, ctx.clone(), stopped()),
-        )
-    };
-
-    // Drive the shared watches.
-    let drivers = futures::stream::select_all(vec![
-        services.driver,
-        grants.driver,
-        derived.driver,
-        instances.driver,
-        namespaces.driver,
-        access_requests.driver,
-        access_approvals.driver,
-    ])
-    .for_each(|_| async {});
-
-    let sync = keep_gauges(stores, metrics, readiness);
-    let controllers = async {
+    let cleaner = access::cleaner(routed.deleted_requests, ctx.clone(), stopped());
+    async move {
         tokio::join!(
             service_ctl,
             grant_ctl,
@@ -409,19 +439,9 @@ pub async fn run(
             instance_ctl,
             request_ctl,
             approval_ctl,
+            instance::sweeper(ctx),
+            cleaner,
         );
-    };
-    tokio::select! {
-        _ = drivers => tracing::error!("watch streams ended"),
-        _ = sync => {},
-        _ = controllers => {},
-        _ = cleaners => {},
-        _ = async {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-            // Let in-flight reconciles finish, bounded.
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        } => tracing::info!("controllers stopped"),
     }
 }
 
