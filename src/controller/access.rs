@@ -147,13 +147,24 @@ async fn namespace_ready(
     Ok(live.is_some_and(|m| fits(m.labels(), m.metadata.deletion_timestamp.is_some())))
 }
 
-async fn apply(req: &AccessRequest, ctx: &Context) -> Result<Action, Error> {
+/// What a request names, from the caches: its instance (where it stands),
+/// the owner's AccessPolicy and product, and the AccessApprovals naming it.
+struct Named {
+    instance: InstanceState,
+    policy: AccessPolicy,
+    product: Option<Product>,
+    approvals: Vec<Arc<AccessApproval>>,
+}
+
+/// Dereferences a request. Whether the managed namespace is ready may take
+/// a live read (see [`namespace_ready`]); the rest comes from the caches.
+async fn dereference(req: &AccessRequest, ctx: &Context) -> Result<Named, Error> {
     let ns = ns_of(req);
     let inst = ctx
         .stores
         .instances
         .get(&ObjectRef::new(&req.spec.instance_name).within(&ns));
-    let mut state = access::instance_state(inst.as_deref());
+    let mut instance = access::instance_state(inst.as_deref());
     if let (
         InstanceState::Managed {
             target_namespace,
@@ -161,7 +172,7 @@ async fn apply(req: &AccessRequest, ctx: &Context) -> Result<Action, Error> {
             ..
         },
         Some(inst),
-    ) = (&mut state, inst.as_deref())
+    ) = (&mut instance, inst.as_deref())
     {
         *ready = namespace_ready(ctx, inst, target_namespace).await?;
     }
@@ -172,82 +183,177 @@ async fn apply(req: &AccessRequest, ctx: &Context) -> Result<Action, Error> {
         .iter()
         .filter_map(|a| ctx.stores.access_approvals.get(a))
         .collect();
-    let views: Vec<ApprovalView<'_>> = approvals.iter().map(|a| ApprovalView::of(a)).collect();
+    Ok(Named {
+        instance,
+        policy,
+        product,
+        approvals,
+    })
+}
+
+/// Reconciles a request that is not being deleted: dereference, decide
+/// (pure: `access::decide` validates, narrows and weighs the approvals),
+/// have what the outcome says in the managed namespace, write status.
+async fn apply(req: &AccessRequest, ctx: &Context) -> Result<Action, Error> {
+    let named = dereference(req, ctx).await?;
+    let approvals: Vec<ApprovalView<'_>> = named
+        .approvals
+        .iter()
+        .map(|a| ApprovalView::of(a))
+        .collect();
     let view = RequestView::of(req);
-    let mut outcome = access::decide(
+    let outcome = access::decide(
         &view,
-        &state,
-        &policy,
+        &named.instance,
+        &named.policy,
         &ctx.settings.grantable,
-        &views,
+        &approvals,
         Timestamp::now(),
     );
+    let applied = apply_outcome(req, ctx, &named.instance, outcome).await?;
+    let status = request_status(
+        req,
+        &view.digest,
+        &applied.outcome,
+        applied.target_namespace,
+    );
+    write_request_status(req, ctx, &status, &applied.outcome, &named).await?;
+    Ok(applied.action)
+}
 
-    let prev = req.status.clone().unwrap_or_default();
-    let mut target_namespace = prev.target_namespace.clone();
-    let mut action = requeue_at(outcome.requeue_at);
-    match outcome.grant.clone() {
-        Some(grant) => match write_grant(req, &grant, &outcome, ctx).await {
-            Ok(None) => target_namespace = Some(grant.namespace.clone()),
-            Ok(Some(taken)) => {
-                // The name is taken by someone else's object: nothing is
-                // granted, and nothing of that object changes. The target is
-                // recorded, so that a Role already written for the request
-                // (its binding's name was the taken one) is removed with it.
-                target_namespace = Some(grant.namespace.clone());
-                outcome = Outcome {
-                    phase: AccessPhase::Approved,
-                    ready: false,
-                    reason: "GrantConflict",
-                    message: format!(
-                        "approved ({}), but {taken}",
-                        outcome.decided_by.as_deref().unwrap_or_default()
-                    ),
-                    grant: None,
-                    expires_at: RequestView::of(req).expires_at,
-                    ..outcome
-                };
-                action = Action::requeue(Duration::from_secs(60));
-            }
-            Err(Error::Kube(kube::Error::Api(s))) if is_permanent(&s) => {
-                // Nothing half-written stays behind.
-                revoke(req, ctx, std::slice::from_ref(&grant.namespace), true).await?;
-                outcome = Outcome {
-                    phase: AccessPhase::Approved,
-                    ready: false,
-                    reason: "GrantFailed",
-                    message: format!(
-                        "approved ({}), but the API server refused the Role or RoleBinding in namespace {}: {} (HTTP {}); the controller's own RBAC must hold every permission of its grantable set (the chart binds access.grantableRules to it), and create and patch on roles and rolebindings",
-                        outcome.decided_by.as_deref().unwrap_or_default(),
-                        grant.namespace,
-                        s.message,
-                        s.code
-                    ),
-                    grant: None,
-                    expires_at: RequestView::of(req).expires_at,
-                    ..outcome
-                };
-                // The cause is outside the request: look again later, slowly.
-                action = Action::requeue(Duration::from_secs(60));
-            }
-            Err(e) => return Err(e),
-        },
-        None => {
-            let mut targets: Vec<String> = prev.target_namespace.iter().cloned().collect();
-            if let InstanceState::Managed {
-                target_namespace, ..
-            } = &state
-            {
-                targets.push(target_namespace.clone());
-            }
-            revoke(req, ctx, &targets, false).await?;
+/// What was done in the managed namespace: the outcome as it stands after
+/// the writes (a failed grant turns Active into Approved), the namespace to
+/// record in status, and when to look again.
+struct Applied {
+    outcome: Outcome,
+    target_namespace: Option<String>,
+    action: Action,
+}
+
+/// Has what the outcome says in the managed namespace: its grant written,
+/// or no grant anywhere the request's grant could be.
+async fn apply_outcome(
+    req: &AccessRequest,
+    ctx: &Context,
+    instance: &InstanceState,
+    outcome: Outcome,
+) -> Result<Applied, Error> {
+    let recorded = req.status.as_ref().and_then(|s| s.target_namespace.clone());
+    let action = requeue_at(outcome.requeue_at);
+    let Some(grant) = outcome.grant.clone() else {
+        revoke(
+            req,
+            ctx,
+            &revoke_targets(recorded.as_ref(), instance),
+            false,
+        )
+        .await?;
+        return Ok(Applied {
+            outcome,
+            target_namespace: recorded,
+            action,
+        });
+    };
+    // When the grant fails for a cause outside the request: look again later, slowly.
+    let slowly = Action::requeue(Duration::from_secs(60));
+    match write_grant(req, &grant, &outcome, ctx).await {
+        Ok(None) => Ok(Applied {
+            outcome,
+            target_namespace: Some(grant.namespace),
+            action,
+        }),
+        // The target is recorded, so that a Role already written for the
+        // request (its binding's name was the taken one) is removed with it.
+        Ok(Some(taken)) => Ok(Applied {
+            outcome: grant_conflict(req, outcome, &taken),
+            target_namespace: Some(grant.namespace),
+            action: slowly,
+        }),
+        Err(Error::Kube(kube::Error::Api(s))) if is_permanent(&s) => {
+            // Nothing half-written stays behind.
+            revoke(req, ctx, std::slice::from_ref(&grant.namespace), true).await?;
+            Ok(Applied {
+                outcome: grant_failed(req, outcome, &grant.namespace, &s),
+                target_namespace: recorded,
+                action: slowly,
+            })
         }
+        Err(e) => Err(e),
     }
+}
 
+/// Where a request without a grant must have none: the namespace recorded
+/// in its status and its managed instance's.
+fn revoke_targets(recorded: Option<&String>, instance: &InstanceState) -> Vec<String> {
+    let mut targets: Vec<String> = recorded.into_iter().cloned().collect();
+    if let InstanceState::Managed {
+        target_namespace, ..
+    } = instance
+    {
+        targets.push(target_namespace.clone());
+    }
+    targets
+}
+
+/// The outcome when the grant's name is taken by someone else's object:
+/// nothing is granted, and nothing of that object changes.
+fn grant_conflict(req: &AccessRequest, outcome: Outcome, taken: &str) -> Outcome {
+    Outcome {
+        phase: AccessPhase::Approved,
+        ready: false,
+        reason: "GrantConflict",
+        message: format!(
+            "approved ({}), but {taken}",
+            outcome.decided_by.as_deref().unwrap_or_default()
+        ),
+        grant: None,
+        expires_at: RequestView::of(req).expires_at,
+        ..outcome
+    }
+}
+
+/// The outcome when the API server refuses the grant for good (the
+/// controller's own RBAC falls short of it).
+fn grant_failed(
+    req: &AccessRequest,
+    outcome: Outcome,
+    namespace: &str,
+    refusal: &kube::core::Status,
+) -> Outcome {
+    Outcome {
+        phase: AccessPhase::Approved,
+        ready: false,
+        reason: "GrantFailed",
+        message: format!(
+            "approved ({}), but the API server refused the Role or RoleBinding in namespace {}: {} (HTTP {}); the controller's own RBAC must hold every permission of its grantable set (the chart binds access.grantableRules to it), and create and patch on roles and rolebindings",
+            outcome.decided_by.as_deref().unwrap_or_default(),
+            namespace,
+            refusal.message,
+            refusal.code
+        ),
+        grant: None,
+        expires_at: RequestView::of(req).expires_at,
+        ..outcome
+    }
+}
+
+/// The request's status for an outcome; conditions keep their transition
+/// times from the current status.
+fn request_status(
+    req: &AccessRequest,
+    digest: &str,
+    outcome: &Outcome,
+    target_namespace: Option<String>,
+) -> AccessRequestStatus {
     let generation = req.metadata.generation;
-    let status = AccessRequestStatus {
+    let previous = req
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    AccessRequestStatus {
         observed_generation: generation,
-        request_digest: Some(view.digest.clone()),
+        request_digest: Some(digest.to_string()),
         phase: Some(outcome.phase),
         expires_at: outcome
             .expires_at
@@ -260,34 +366,48 @@ async fn apply(req: &AccessRequest, ctx: &Context) -> Result<Action, Error> {
         decided_by: outcome.decided_by.clone(),
         target_namespace,
         conditions: vec![condition(
-            &prev.conditions,
+            previous,
             "Ready",
             outcome.ready,
             outcome.reason,
             outcome.message.clone(),
             generation,
         )],
-    };
-    let api = Api::<AccessRequest>::namespaced(ctx.client.clone(), &ns);
-    if write_status_if_changed(&api, &ctx.memo, req, req.status.as_ref(), &status).await? {
-        ctx.metrics.wrote(KIND, "status");
-        let before = ready(&prev.conditions).map(|c| (c.reason.clone(), c.message.clone()));
-        if before.as_ref().map(|(r, m)| (r.as_str(), m.as_str()))
-            != Some((outcome.reason, outcome.message.as_str()))
-        {
-            ctx.event(
-                req,
-                is_warning(outcome.reason),
-                outcome.reason,
-                outcome.message.clone(),
-            )
-            .await;
-        }
-        if prev.phase != Some(outcome.phase) {
-            owner_event(req, &state, product.as_ref(), &outcome, ctx).await;
-        }
     }
-    Ok(action)
+}
+
+/// Writes the status if it changed; then an Event on the request when its
+/// Ready reason or message changed, and one on the owner's product when its
+/// phase did.
+async fn write_request_status(
+    req: &AccessRequest,
+    ctx: &Context,
+    status: &AccessRequestStatus,
+    outcome: &Outcome,
+    named: &Named,
+) -> Result<(), Error> {
+    let api = Api::<AccessRequest>::namespaced(ctx.client.clone(), &ns_of(req));
+    if !write_status_if_changed(&api, &ctx.memo, req, req.status.as_ref(), status).await? {
+        return Ok(());
+    }
+    ctx.metrics.wrote(KIND, "status");
+    let prev = req.status.as_ref();
+    let before = prev.and_then(|s| ready(&s.conditions));
+    if before.map(|c| (c.reason.as_str(), c.message.as_str()))
+        != Some((outcome.reason, outcome.message.as_str()))
+    {
+        ctx.event(
+            req,
+            is_warning(outcome.reason),
+            outcome.reason,
+            outcome.message.clone(),
+        )
+        .await;
+    }
+    if prev.and_then(|s| s.phase) != Some(outcome.phase) {
+        owner_event(req, &named.instance, named.product.as_ref(), outcome, ctx).await;
+    }
+    Ok(())
 }
 
 fn is_warning(reason: &str) -> bool {
@@ -627,65 +747,13 @@ pub(super) async fn cleaner(
         while !ctx.readiness.is_ready() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        let interval = ctx.settings.sweep_interval.max(Duration::from_secs(1));
-        let mut known = cached_requests(&ctx);
-        let mut recheck: Vec<(Instant, Arc<AccessRequest>)> = Vec::new();
-        // After a burst: more sweeps shortly after the first (see RECHECK).
-        let mut sweeps_after: Vec<Instant> = Vec::new();
-        let mut next_sweep = Instant::now();
+        let mut cleaner = Cleaner::new(&ctx);
         loop {
-            if Instant::now() >= next_sweep {
-                let started = Instant::now();
-                match sweep(&ctx).await {
-                    Ok(n) => {
-                        tracing::info!(
-                            removed = n,
-                            elapsed_ms = started.elapsed().as_millis() as u64,
-                            "access grants swept"
-                        );
-                        let now = Instant::now();
-                        sweeps_after.retain(|at| *at > now);
-                        next_sweep = sweeps_after.iter().copied().min().unwrap_or(now + interval);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not sweep access grants; retrying");
-                        ctx.metrics.error(KIND, &e.metric_reason());
-                        next_sweep = Instant::now() + interval.min(Duration::from_secs(10));
-                    }
-                }
-            }
-            // One tick, taking the deletion events that arrive meanwhile.
-            let mut events: HashMap<String, Arc<AccessRequest>> = HashMap::new();
-            let tick = tokio::time::sleep(TICK);
-            tokio::pin!(tick);
-            loop {
-                let Some(rx) = deletions.as_mut() else {
-                    tick.as_mut().await;
-                    break;
-                };
-                tokio::select! {
-                    _ = &mut tick => break,
-                    event = rx.recv() => match event {
-                        Some(r) => {
-                            if let Some(uid) = r.metadata.uid.clone() {
-                                events.insert(uid, r);
-                            }
-                        }
-                        None => deletions = None,
-                    },
-                }
-            }
+            cleaner.sweep_if_due(&ctx).await;
+            let events = deletions_in_one_tick(&mut deletions).await;
             let current = cached_requests(&ctx);
-            for (uid, r) in known.iter() {
-                if !current.contains_key(uid) {
-                    events.entry(uid.clone()).or_insert_with(|| r.clone());
-                }
-            }
-            let gone: Vec<Arc<AccessRequest>> = events.into_values().collect();
-            known = current;
             let now = Instant::now();
-            let (due, later): (Vec<_>, Vec<_>) = recheck.drain(..).partition(|(at, _)| *at <= now);
-            recheck = later;
+            let (gone, due) = cleaner.look(current, events, now);
             if gone.is_empty() && due.is_empty() {
                 continue;
             }
@@ -695,48 +763,165 @@ pub(super) async fn cleaner(
                 "access requests left the cache"
             );
             if gone.len() > BURST {
-                for req in &gone {
-                    forget(req, &ctx);
-                }
-                tracing::info!(
-                    deleted = gone.len(),
-                    "access requests deleted at once; sweeping"
-                );
-                next_sweep = Instant::now();
-                sweeps_after.extend(RECHECK.iter().map(|d| now + *d));
-                continue;
-            }
-            let work: Vec<Arc<AccessRequest>> = gone
-                .iter()
-                .cloned()
-                .chain(due.into_iter().map(|(_, r)| r))
-                .collect();
-            recheck.extend(
-                gone.into_iter()
-                    .flat_map(|r| RECHECK.iter().map(move |d| (now + *d, r.clone()))),
-            );
-            let failed = futures::stream::iter(work)
-                .map(|req| {
-                    let ctx = ctx.clone();
-                    async move {
-                        let failed = !cleanup_deleted(&req, &ctx).await;
-                        // After the cleanup, which records what it removed.
-                        forget(&req, &ctx);
-                        failed
-                    }
-                })
-                .buffer_unordered(8)
-                .filter(|failed| futures::future::ready(*failed))
-                .count()
-                .await;
-            if failed > 0 {
-                next_sweep = next_sweep.min(Instant::now() + Duration::from_secs(5));
+                cleaner.sweep_soon(&ctx, &gone, now);
+            } else {
+                cleaner.clean_up(&ctx, gone, due, now).await;
             }
         }
     };
     tokio::select! {
         _ = work => {},
         _ = shutdown => {},
+    }
+}
+
+/// The deletion events that arrive within one tick, by UID. The channel is
+/// dropped (None) once it ends; then the tick is only waited for.
+async fn deletions_in_one_tick(
+    deletions: &mut Option<UnboundedReceiver<Arc<AccessRequest>>>,
+) -> HashMap<String, Arc<AccessRequest>> {
+    let mut events = HashMap::new();
+    let tick = tokio::time::sleep(TICK);
+    tokio::pin!(tick);
+    loop {
+        let Some(rx) = deletions.as_mut() else {
+            tick.as_mut().await;
+            break;
+        };
+        tokio::select! {
+            _ = &mut tick => break,
+            event = rx.recv() => match event {
+                Some(r) => {
+                    if let Some(uid) = r.metadata.uid.clone() {
+                        events.insert(uid, r);
+                    }
+                }
+                None => *deletions = None,
+            },
+        }
+    }
+    events
+}
+
+/// What the cleaner keeps from one tick to the next.
+struct Cleaner {
+    /// Time between two regular sweeps.
+    interval: Duration,
+    /// The requests in the cache at the last look, by UID.
+    known: HashMap<String, Arc<AccessRequest>>,
+    /// Deleted requests whose grants are looked for again, and when.
+    recheck: Vec<(Instant, Arc<AccessRequest>)>,
+    /// After a burst: more sweeps shortly after the first (see RECHECK).
+    sweeps_after: Vec<Instant>,
+    /// When the next sweep is due.
+    next_sweep: Instant,
+}
+
+impl Cleaner {
+    /// A sweep is due at once (the start).
+    fn new(ctx: &Context) -> Self {
+        Cleaner {
+            interval: ctx.settings.sweep_interval.max(Duration::from_secs(1)),
+            known: cached_requests(ctx),
+            recheck: Vec::new(),
+            sweeps_after: Vec::new(),
+            next_sweep: Instant::now(),
+        }
+    }
+
+    /// Sweeps if one is due; the next one is due after a burst's follow-up,
+    /// else after the interval; sooner after a failure.
+    async fn sweep_if_due(&mut self, ctx: &Context) {
+        if Instant::now() < self.next_sweep {
+            return;
+        }
+        let started = Instant::now();
+        match sweep(ctx).await {
+            Ok(n) => {
+                tracing::info!(
+                    removed = n,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "access grants swept"
+                );
+                let now = Instant::now();
+                self.sweeps_after.retain(|at| *at > now);
+                self.next_sweep =
+                    (self.sweeps_after.iter().copied().min()).unwrap_or(now + self.interval);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not sweep access grants; retrying");
+                ctx.metrics.error(KIND, &e.metric_reason());
+                self.next_sweep = Instant::now() + self.interval.min(Duration::from_secs(10));
+            }
+        }
+    }
+
+    /// Pure: the requests gone since the last look (the deletion events,
+    /// and the known requests missing from the cache), and the rechecks due
+    /// at `now`. The cache as it is now is remembered for the next look.
+    fn look(
+        &mut self,
+        current: HashMap<String, Arc<AccessRequest>>,
+        mut events: HashMap<String, Arc<AccessRequest>>,
+        now: Instant,
+    ) -> (Vec<Arc<AccessRequest>>, Vec<Arc<AccessRequest>>) {
+        for (uid, r) in self.known.iter() {
+            if !current.contains_key(uid) {
+                events.entry(uid.clone()).or_insert_with(|| r.clone());
+            }
+        }
+        self.known = current;
+        let (due, later): (Vec<_>, Vec<_>) = self.recheck.drain(..).partition(|(at, _)| *at <= now);
+        self.recheck = later;
+        let due = due.into_iter().map(|(_, r)| r).collect();
+        (events.into_values().collect(), due)
+    }
+
+    /// A burst of deletions: a sweep at once, and again after each RECHECK
+    /// delay, instead of the requests' cleanups one by one.
+    fn sweep_soon(&mut self, ctx: &Context, gone: &[Arc<AccessRequest>], now: Instant) {
+        for req in gone {
+            forget(req, ctx);
+        }
+        tracing::info!(
+            deleted = gone.len(),
+            "access requests deleted at once; sweeping"
+        );
+        self.next_sweep = Instant::now();
+        self.sweeps_after.extend(RECHECK.iter().map(|d| now + *d));
+    }
+
+    /// Removes the grants of the requests gone and of the rechecks due; the
+    /// ones gone are looked at again later. A sweep follows a failure soon.
+    async fn clean_up(
+        &mut self,
+        ctx: &Arc<Context>,
+        gone: Vec<Arc<AccessRequest>>,
+        due: Vec<Arc<AccessRequest>>,
+        now: Instant,
+    ) {
+        let work: Vec<Arc<AccessRequest>> = gone.iter().cloned().chain(due).collect();
+        self.recheck.extend(
+            gone.into_iter()
+                .flat_map(|r| RECHECK.iter().map(move |d| (now + *d, r.clone()))),
+        );
+        let failed = futures::stream::iter(work)
+            .map(|req| {
+                let ctx = ctx.clone();
+                async move {
+                    let failed = !cleanup_deleted(&req, &ctx).await;
+                    // After the cleanup, which records what it removed.
+                    forget(&req, &ctx);
+                    failed
+                }
+            })
+            .buffer_unordered(8)
+            .filter(|failed| futures::future::ready(*failed))
+            .count()
+            .await;
+        if failed > 0 {
+            self.next_sweep = self.next_sweep.min(Instant::now() + Duration::from_secs(5));
+        }
     }
 }
 
@@ -884,19 +1069,43 @@ async fn sweep(ctx: &Context) -> Result<usize, Error> {
     let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY},{}", labels::REQUEST_UID);
     let lp = ListParams::default().labels(&selector);
     let listed = list_grants(ctx, None, &lp).await?;
-    let live: HashSet<String> = ctx
+    let cached: HashSet<String> = ctx
         .stores
         .access_requests
         .state()
         .iter()
         .filter_map(|r| r.metadata.uid.clone())
         .collect();
+    let orphans = orphans(listed, &cached, |ns| ctx.settings.watches(ns));
+    if orphans.is_empty() {
+        return Ok(0);
+    }
+    let mut first_error = None;
+    let [bindings, roles] = confirm_gone(ctx, orphans, &mut first_error).await;
+    let mut removed = 0;
+    for batch in [bindings, roles] {
+        removed += delete_all(ctx, batch, &mut first_error).await;
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(removed),
+    }
+}
+
+/// Pure: the listed grants whose request is not in the cache (`cached`
+/// holds the cached requests' UIDs), by request, in the namespaces this
+/// controller watches. Objects without the request's labels are left alone.
+fn orphans(
+    listed: Vec<(bool, kube::api::ObjectMeta)>,
+    cached: &HashSet<String>,
+    watches: impl Fn(&str) -> bool,
+) -> BTreeMap<RequestKey, Vec<Granted>> {
     let mut orphans: BTreeMap<RequestKey, Vec<Granted>> = BTreeMap::new();
     for (binding, m) in listed {
         let Some(key) = request_key(&m) else {
             continue;
         };
-        if !ctx.settings.watches(&key.0) || live.contains(&key.2) {
+        if !watches(&key.0) || cached.contains(&key.2) {
             continue;
         }
         let (Some(namespace), Some(name), Some(uid)) = (m.namespace, m.name, m.uid) else {
@@ -909,16 +1118,21 @@ async fn sweep(ctx: &Context) -> Result<usize, Error> {
             uid,
         });
     }
-    if orphans.is_empty() {
-        return Ok(0);
-    }
-    // Confirm each request is gone, then delete its objects (bindings first).
+    orphans
+}
+
+/// The grants of the orphans whose request a live read confirms gone:
+/// bindings, then roles. The first failed read is kept in `first_error`.
+async fn confirm_gone(
+    ctx: &Context,
+    orphans: BTreeMap<RequestKey, Vec<Granted>>,
+    first_error: &mut Option<Error>,
+) -> [Vec<Granted>; 2] {
     let confirmed: Vec<Result<Option<Vec<Granted>>, Error>> = futures::stream::iter(orphans)
         .map(|(key, objects)| async move { Ok(request_gone(ctx, &key).await?.then_some(objects)) })
         .buffer_unordered(SWEEP_CONCURRENCY)
         .collect()
         .await;
-    let mut first_error = None;
     let mut bindings = Vec::new();
     let mut roles = Vec::new();
     for c in confirmed {
@@ -938,30 +1152,31 @@ async fn sweep(ctx: &Context) -> Result<usize, Error> {
             }
         }
     }
+    [bindings, roles]
+}
+
+/// Deletes a batch of granted objects; how many were removed. The first
+/// failed delete is kept in `first_error`.
+async fn delete_all(ctx: &Context, batch: Vec<Granted>, first_error: &mut Option<Error>) -> usize {
+    let results: Vec<Result<bool, Error>> = futures::stream::iter(batch)
+        .map(|g| async move { delete_granted(ctx, &g).await })
+        .buffer_unordered(SWEEP_CONCURRENCY)
+        .collect()
+        .await;
     let mut removed = 0;
-    for batch in [bindings, roles] {
-        let results: Vec<Result<bool, Error>> = futures::stream::iter(batch)
-            .map(|g| async move { delete_granted(ctx, &g).await })
-            .buffer_unordered(SWEEP_CONCURRENCY)
-            .collect()
-            .await;
-        for r in results {
-            match r {
-                Ok(true) => {
-                    removed += 1;
-                    ctx.metrics.swept("access-grant");
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
+    for r in results {
+        match r {
+            Ok(true) => {
+                removed += 1;
+                ctx.metrics.swept("access-grant");
+            }
+            Ok(false) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
             }
         }
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(removed),
-    }
+    removed
 }
 
 pub(super) async fn reconcile_approval(
@@ -1016,4 +1231,171 @@ pub(super) async fn reconcile_approval(
         }
     }
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{AccessRule, Party};
+    use crate::domain::access::Grant;
+
+    fn request(name: &str, uid: &str) -> Arc<AccessRequest> {
+        let mut r: AccessRequest = serde_json::from_value(json!({
+            "apiVersion": "computenest.dev/v1alpha1",
+            "kind": "AccessRequest",
+            "metadata": {"namespace": "cust", "name": name, "uid": uid, "generation": 2},
+            "spec": {
+                "instanceName": "inst",
+                "subject": {"kind": "User", "name": "alice"},
+                "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
+                "durationSeconds": 600,
+                "reason": "debugging"
+            }
+        }))
+        .expect("request");
+        r.metadata.uid = Some(uid.into());
+        Arc::new(r)
+    }
+
+    fn by_uid(requests: &[Arc<AccessRequest>]) -> HashMap<String, Arc<AccessRequest>> {
+        requests
+            .iter()
+            .map(|r| (r.metadata.uid.clone().unwrap_or_default(), r.clone()))
+            .collect()
+    }
+
+    fn uids(requests: &[Arc<AccessRequest>]) -> Vec<String> {
+        let mut u: Vec<String> = requests
+            .iter()
+            .filter_map(|r| r.metadata.uid.clone())
+            .collect();
+        u.sort();
+        u
+    }
+
+    #[test]
+    fn a_look_finds_the_requests_gone_and_the_rechecks_due() {
+        let [a, b, c, d, e, f] = ["a", "b", "c", "d", "e", "f"].map(|u| request(u, u));
+        let now = Instant::now();
+        let mut cleaner = Cleaner {
+            interval: Duration::from_secs(60),
+            known: by_uid(&[a.clone(), b.clone()]),
+            recheck: vec![(now, e.clone()), (now + Duration::from_secs(5), f.clone())],
+            sweeps_after: Vec::new(),
+            next_sweep: now,
+        };
+        let (gone, due) = cleaner.look(by_uid(&[b, c]), by_uid(&[d]), now);
+        // Gone: left the cache (a), or reported deleted (d).
+        assert_eq!(uids(&gone), ["a", "d"]);
+        assert_eq!(uids(&due), ["e"]);
+        // The cache as it is now is what the next look compares with.
+        let known: BTreeSet<&str> = cleaner.known.keys().map(String::as_str).collect();
+        assert_eq!(known, BTreeSet::from(["b", "c"]));
+        assert_eq!(cleaner.recheck.len(), 1);
+        assert_eq!(cleaner.recheck[0].1.metadata.uid.as_deref(), Some("f"));
+    }
+
+    fn grant_meta(ns: &str, uid: &str, request_uid: Option<&str>) -> kube::api::ObjectMeta {
+        let mut labels = BTreeMap::new();
+        if let Some(r) = request_uid {
+            labels.insert(MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string());
+            labels.insert(labels::REQUEST_NAMESPACE.to_string(), "cust".to_string());
+            labels.insert(labels::REQUEST_UID.to_string(), r.to_string());
+            labels.insert(labels::REQUEST_NAME.to_string(), "req".to_string());
+        }
+        kube::api::ObjectMeta {
+            namespace: Some(ns.into()),
+            name: Some("computenest-access-req-x".into()),
+            uid: Some(uid.into()),
+            labels: Some(labels),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn orphans_are_the_grants_of_requests_not_in_the_cache() {
+        let listed = vec![
+            (true, grant_meta("cn-1", "b1", Some("gone"))),
+            (false, grant_meta("cn-1", "r1", Some("gone"))),
+            (true, grant_meta("cn-1", "b2", Some("cached"))),
+            (true, grant_meta("cn-1", "b3", None)),
+        ];
+        let cached: HashSet<String> = ["cached".to_string()].into();
+        let found = orphans(listed.clone(), &cached, |_| true);
+        let key = (
+            "cust".to_string(),
+            Some("req".to_string()),
+            "gone".to_string(),
+        );
+        assert_eq!(found.keys().collect::<Vec<_>>(), [&key]);
+        let objects: Vec<(bool, &str)> = found[&key]
+            .iter()
+            .map(|g| (g.binding, g.uid.as_str()))
+            .collect();
+        assert_eq!(objects, [(true, "b1"), (false, "r1")]);
+        // Requests of namespaces this controller does not watch are not its own.
+        assert!(orphans(listed, &cached, |ns| ns != "cust").is_empty());
+    }
+
+    fn active(req: &AccessRequest) -> Outcome {
+        let expires_at: Timestamp = "2030-01-01T01:00:00Z".parse().expect("time");
+        let rules: Vec<AccessRule> = req.spec.rules.clone();
+        Outcome {
+            phase: AccessPhase::Active,
+            ready: true,
+            reason: "Active",
+            message: "granted".into(),
+            grant: Some(Grant {
+                namespace: "cn-1".into(),
+                rules,
+                expires_at,
+            }),
+            expires_at: Some(expires_at),
+            decided_by: Some("Automatic".into()),
+            requeue_at: Some(expires_at),
+        }
+    }
+
+    #[test]
+    fn a_taken_name_turns_the_grant_into_approved_and_status_says_so() {
+        let req = request("req", "u1");
+        let taken = grant_conflict(&req, active(&req), "Role cn-1/x exists");
+        assert_eq!(
+            (taken.phase, taken.ready, taken.reason),
+            (AccessPhase::Approved, false, "GrantConflict")
+        );
+        assert_eq!(
+            taken.message,
+            "approved (Automatic), but Role cn-1/x exists"
+        );
+        assert_eq!((taken.grant, taken.expires_at), (None, None));
+        assert_eq!(taken.decided_by.as_deref(), Some("Automatic"));
+
+        let granted = active(&req);
+        let status = request_status(&req, "sha256:d", &granted, Some("cn-1".into()));
+        assert_eq!(status.observed_generation, Some(2));
+        assert_eq!(status.phase, Some(AccessPhase::Active));
+        assert_eq!(status.expires_at.as_deref(), Some("2030-01-01T01:00:00Z"));
+        assert_eq!(status.granted_rules, req.spec.rules);
+        assert_eq!(status.target_namespace.as_deref(), Some("cn-1"));
+        let c = ready(&status.conditions).expect("Ready");
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Active"));
+    }
+
+    #[test]
+    fn no_grant_is_left_where_the_status_or_the_instance_puts_it() {
+        let managed = InstanceState::Managed {
+            owner_party: Party::Isv,
+            owner_namespace: "isv".into(),
+            target_namespace: "cn-2".into(),
+            namespace_ready: true,
+        };
+        let recorded = "cn-1".to_string();
+        assert_eq!(revoke_targets(Some(&recorded), &managed), ["cn-1", "cn-2"]);
+        assert_eq!(
+            revoke_targets(Some(&recorded), &InstanceState::Missing),
+            ["cn-1"]
+        );
+        assert!(revoke_targets(None, &InstanceState::NotReady).is_empty());
+    }
 }

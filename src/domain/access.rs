@@ -18,6 +18,7 @@ use crate::api::{
 };
 use jiff::{SignedDuration, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 use std::sync::LazyLock;
 
 /// Longest access when the owner's AccessPolicy sets no maximum.
@@ -471,85 +472,113 @@ pub fn check_subject(subject: &AccessSubject, customer_ns: &str) -> Result<(), R
 /// malformed or unknown verbs, resources and groups. Every offending item of
 /// the first class found is named.
 pub fn check_rules(rules: &[AccessRule]) -> Result<(), Refusal> {
-    let mut escalation = BTreeSet::new();
-    let mut endpoints = BTreeSet::new();
-    let mut cluster = BTreeSet::new();
-    let mut invalid = BTreeSet::new();
+    let mut offences = Offences::default();
     for rule in rules {
+        offences.note_rule(rule);
+    }
+    offences.refusal()
+}
+
+/// What is wrong with a list of rules, by class; each item as a message
+/// names it, sorted.
+#[derive(Default)]
+struct Offences {
+    escalation: BTreeSet<String>,
+    endpoints: BTreeSet<String>,
+    cluster: BTreeSet<String>,
+    invalid: BTreeSet<String>,
+}
+
+impl Offences {
+    /// Notes what is wrong with one rule: its verbs, groups and resources.
+    fn note_rule(&mut self, rule: &AccessRule) {
         for verb in &rule.verbs {
             if ESCALATION_VERBS.contains(&verb.as_str()) {
-                escalation.insert(format!("verb '{verb}'"));
+                self.escalation.insert(format!("verb '{verb}'"));
             } else if !ALLOWED_VERBS.contains(&verb.as_str()) {
-                invalid.insert(format!("verb '{verb}'"));
+                self.invalid.insert(format!("verb '{verb}'"));
             }
         }
         for group in &rule.api_groups {
             if group.contains('*') || group == RBAC_GROUP {
-                escalation.insert(format!("API group '{group}'"));
+                self.escalation.insert(format!("API group '{group}'"));
             } else if !valid_group(group) {
-                invalid.insert(format!("API group '{group}'"));
+                self.invalid.insert(format!("API group '{group}'"));
             }
         }
         for resource in &rule.resources {
             let (base, _) = split_resource(resource);
             if resource.contains('*') || RBAC_RESOURCES.contains(&base) {
-                escalation.insert(format!("resource '{resource}'"));
+                self.escalation.insert(format!("resource '{resource}'"));
             } else if !valid_resource(resource) {
-                invalid.insert(format!("resource '{resource}'"));
+                self.invalid.insert(format!("resource '{resource}'"));
             } else {
-                for group in &rule.api_groups {
-                    if CLUSTER_SCOPED.contains(&(group.as_str(), base)) {
-                        cluster.insert(qualified(group, resource));
-                    }
-                    if ENDPOINTS.contains(&(group.as_str(), base)) {
-                        for verb in &rule.verbs {
-                            if WRITE_VERBS.contains(&verb.as_str()) {
-                                endpoints.insert(format!("{verb} {}", qualified(group, resource)));
-                            }
-                        }
+                self.note_scope(rule, resource);
+            }
+        }
+    }
+
+    /// Notes a well-formed resource of a rule that is cluster-scoped, or an
+    /// endpoints resource the rule would write, in any of the rule's groups.
+    fn note_scope(&mut self, rule: &AccessRule, resource: &str) {
+        let (base, _) = split_resource(resource);
+        for group in &rule.api_groups {
+            if CLUSTER_SCOPED.contains(&(group.as_str(), base)) {
+                self.cluster.insert(qualified(group, resource));
+            }
+            if ENDPOINTS.contains(&(group.as_str(), base)) {
+                for verb in &rule.verbs {
+                    if WRITE_VERBS.contains(&verb.as_str()) {
+                        self.endpoints
+                            .insert(format!("{verb} {}", qualified(group, resource)));
                     }
                 }
             }
         }
     }
-    if !escalation.is_empty() {
-        return Err(Refusal {
-            reason: "EscalationRefused",
-            message: format!(
-                "never granted: {}. Escalation verbs (escalate, bind, impersonate, '*'), wildcards and RBAC objects would let the subject reach beyond what is asked for or grant further; name the resources and verbs you need",
-                joined(&escalation)
-            ),
-        });
+
+    /// The refusal for the first class with an offence, in the order of
+    /// [`check_rules`].
+    fn refusal(&self) -> Result<(), Refusal> {
+        if !self.escalation.is_empty() {
+            return Err(Refusal {
+                reason: "EscalationRefused",
+                message: format!(
+                    "never granted: {}. Escalation verbs (escalate, bind, impersonate, '*'), wildcards and RBAC objects would let the subject reach beyond what is asked for or grant further; name the resources and verbs you need",
+                    joined(&self.escalation)
+                ),
+            });
+        }
+        if !self.endpoints.is_empty() {
+            return Err(Refusal {
+                reason: "EndpointsWriteRefused",
+                message: format!(
+                    "never granted: {}. Writing endpoints or endpointslices lets a Service point at any address, other namespaces' pods included (CVE-2021-25740); reading them is fine",
+                    joined(&self.endpoints)
+                ),
+            });
+        }
+        if !self.cluster.is_empty() {
+            return Err(Refusal {
+                reason: "ClusterScopedRefused",
+                message: format!(
+                    "cluster-scoped resources are never granted: {}. Access is limited to the objects in the instance's namespace",
+                    joined(&self.cluster)
+                ),
+            });
+        }
+        if !self.invalid.is_empty() {
+            return Err(Refusal {
+                reason: "InvalidRule",
+                message: format!(
+                    "not understood: {}. Verbs are {}; resources and API groups are lower-case names such as pods, pods/log or apps",
+                    joined(&self.invalid),
+                    ALLOWED_VERBS.join(", ")
+                ),
+            });
+        }
+        Ok(())
     }
-    if !endpoints.is_empty() {
-        return Err(Refusal {
-            reason: "EndpointsWriteRefused",
-            message: format!(
-                "never granted: {}. Writing endpoints or endpointslices lets a Service point at any address, other namespaces' pods included (CVE-2021-25740); reading them is fine",
-                joined(&endpoints)
-            ),
-        });
-    }
-    if !cluster.is_empty() {
-        return Err(Refusal {
-            reason: "ClusterScopedRefused",
-            message: format!(
-                "cluster-scoped resources are never granted: {}. Access is limited to the objects in the instance's namespace",
-                joined(&cluster)
-            ),
-        });
-    }
-    if !invalid.is_empty() {
-        return Err(Refusal {
-            reason: "InvalidRule",
-            message: format!(
-                "not understood: {}. Verbs are {}; resources and API groups are lower-case names such as pods, pods/log or apps",
-                joined(&invalid),
-                ALLOWED_VERBS.join(", ")
-            ),
-        });
-    }
-    Ok(())
 }
 
 /// The rules narrowed to what may be granted.
@@ -999,10 +1028,36 @@ pub fn decide(
     approvals: &[ApprovalView<'_>],
     now: Timestamp,
 ) -> Outcome {
-    let spec = req.spec;
     let now = Timestamp::from_second(now.as_second()).unwrap_or(now);
-    if spec.withdrawn {
-        return Outcome {
+    let (ControlFlow::Break(outcome) | ControlFlow::Continue(outcome)) =
+        decide_in_stages(req, instance, policy, grantable, approvals, now);
+    outcome
+}
+
+/// The stages of [`decide`], in its order: each one either lets the request
+/// on to the next (Continue) or settles it (Break, with the outcome).
+fn decide_in_stages(
+    req: &RequestView<'_>,
+    instance: &InstanceState,
+    policy: &AccessPolicy,
+    grantable: &Permissions,
+    approvals: &[ApprovalView<'_>],
+    now: Timestamp,
+) -> ControlFlow<Outcome, Outcome> {
+    ended(req, now)?;
+    refused(req)?;
+    let managed = managed_instance(req, instance)?;
+    let narrowed = grantable_part(req, policy, grantable)?;
+    let decided_by = owner_decision(req, &managed, policy, approvals)?;
+    namespace_waited_for(req, &managed, &decided_by)?;
+    ControlFlow::Continue(active(req, policy, &managed, narrowed, decided_by, now))
+}
+
+/// Settles a request that is over: withdrawn by the customer, or past the
+/// expiry of its first grant (final: the clock is never restarted).
+fn ended(req: &RequestView<'_>, now: Timestamp) -> ControlFlow<Outcome> {
+    if req.spec.withdrawn {
+        return ControlFlow::Break(Outcome {
             decided_by: req.decided_by.map(String::from),
             ..Outcome::not_granted(
                 AccessPhase::Withdrawn,
@@ -1010,12 +1065,12 @@ pub fn decide(
                 "withdrawn by the customer; any access granted is removed".into(),
                 req,
             )
-        };
+        });
     }
     if let Some(exp) = req.expires_at
         && exp <= now
     {
-        return Outcome {
+        return ControlFlow::Break(Outcome {
             decided_by: req.decided_by.map(String::from),
             ..Outcome::not_granted(
                 AccessPhase::Expired,
@@ -1026,109 +1081,138 @@ pub fn decide(
                 ),
                 req,
             )
-        };
+        });
     }
-    if let Err(r) =
-        check_subject(&spec.subject, req.namespace).and_then(|_| check_rules(&spec.rules))
-    {
-        return Outcome::not_granted(AccessPhase::Rejected, r.reason, r.message, req);
+    ControlFlow::Continue(())
+}
+
+/// Rejects a request whose subject or rules are refused outright, whatever
+/// the owner decides.
+fn refused(req: &RequestView<'_>) -> ControlFlow<Outcome> {
+    let spec = req.spec;
+    match check_subject(&spec.subject, req.namespace).and_then(|_| check_rules(&spec.rules)) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(r) => ControlFlow::Break(Outcome::not_granted(
+            AccessPhase::Rejected,
+            r.reason,
+            r.message,
+            req,
+        )),
     }
-    let (owner_party, owner_ns, target, namespace_ready) = match instance {
-        InstanceState::Missing => {
-            return Outcome::not_granted(
-                AccessPhase::Pending,
-                "InstanceNotFound",
-                format!(
-                    "there is no ServiceInstance {} in namespace {}: access can only be asked for an instance of the request's own namespace",
-                    spec.instance_name, req.namespace
-                ),
-                req,
-            );
-        }
-        InstanceState::Deleting => {
-            return Outcome::not_granted(
-                AccessPhase::Pending,
-                "InstanceDeleting",
-                format!(
-                    "ServiceInstance {} is being deleted; its managed namespace goes with everything in it",
-                    spec.instance_name
-                ),
-                req,
-            );
-        }
-        InstanceState::NotReady => {
-            return Outcome::not_granted(
-                AccessPhase::Pending,
-                "InstanceNotReady",
-                format!(
-                    "ServiceInstance {} is not deployed yet; waiting to learn who owns its resources",
-                    spec.instance_name
-                ),
-                req,
-            );
-        }
-        InstanceState::Private => {
-            return Outcome::not_granted(
-                AccessPhase::Rejected,
-                "NotManaged",
-                format!(
-                    "ServiceInstance {} is private: its resources are in this namespace ({}) and already belong to you; manage access to them with this namespace's own RBAC. Access requests are for fully managed instances",
-                    spec.instance_name, req.namespace
-                ),
-                req,
-            );
-        }
+}
+
+/// A fully managed instance, as the decision needs it.
+struct Managed<'a> {
+    /// Party owning the resources.
+    owner_party: Party,
+    /// Its namespace: the only place an approval counts.
+    owner_namespace: &'a str,
+    /// The managed namespace the Role goes into.
+    target_namespace: &'a str,
+    /// Whether that namespace is there to write into.
+    namespace_ready: bool,
+}
+
+/// Lets on only a request for a fully managed instance of its own
+/// namespace: any other instance state waits (missing, deleting, not
+/// deployed) or is refused (private).
+fn managed_instance<'a>(
+    req: &RequestView<'_>,
+    instance: &'a InstanceState,
+) -> ControlFlow<Outcome, Managed<'a>> {
+    let name = &req.spec.instance_name;
+    let (phase, reason, message) = match instance {
         InstanceState::Managed {
             owner_party,
             owner_namespace,
             target_namespace,
             namespace_ready,
-        } => (
-            *owner_party,
-            owner_namespace.as_str(),
-            target_namespace.as_str(),
-            *namespace_ready,
+        } => {
+            return ControlFlow::Continue(Managed {
+                owner_party: *owner_party,
+                owner_namespace,
+                target_namespace,
+                namespace_ready: *namespace_ready,
+            });
+        }
+        InstanceState::Missing => (
+            AccessPhase::Pending,
+            "InstanceNotFound",
+            format!(
+                "there is no ServiceInstance {name} in namespace {}: access can only be asked for an instance of the request's own namespace",
+                req.namespace
+            ),
+        ),
+        InstanceState::Deleting => (
+            AccessPhase::Pending,
+            "InstanceDeleting",
+            format!(
+                "ServiceInstance {name} is being deleted; its managed namespace goes with everything in it"
+            ),
+        ),
+        InstanceState::NotReady => (
+            AccessPhase::Pending,
+            "InstanceNotReady",
+            format!(
+                "ServiceInstance {name} is not deployed yet; waiting to learn who owns its resources"
+            ),
+        ),
+        InstanceState::Private => (
+            AccessPhase::Rejected,
+            "NotManaged",
+            format!(
+                "ServiceInstance {name} is private: its resources are in this namespace ({}) and already belong to you; manage access to them with this namespace's own RBAC. Access requests are for fully managed instances",
+                req.namespace
+            ),
         ),
     };
-    let narrowed = narrow(&spec.rules, policy, grantable);
-    let left_out = narrowed.left_out();
+    ControlFlow::Break(Outcome::not_granted(phase, reason, message, req))
+}
+
+/// The rules narrowed by the owner's policy and the platform's grantable
+/// set; a request of which nothing is left is rejected.
+fn grantable_part(
+    req: &RequestView<'_>,
+    policy: &AccessPolicy,
+    grantable: &Permissions,
+) -> ControlFlow<Outcome, Narrowed> {
+    let narrowed = narrow(&req.spec.rules, policy, grantable);
     if narrowed.rules.is_empty() {
-        return Outcome::not_granted(
+        return ControlFlow::Break(Outcome::not_granted(
             AccessPhase::Rejected,
             "NothingToGrant",
-            format!("nothing asked for may be granted{left_out}"),
+            format!("nothing asked for may be granted{}", narrowed.left_out()),
             req,
-        );
+        ));
     }
+    ControlFlow::Continue(narrowed)
+}
 
-    // The owner's decision.
+/// The approvals that count, a Rejected one first, then by name (the same
+/// whatever order the cache lists them in); and why the others have no
+/// effect, sorted, as a message tail (`. ...`, empty when none).
+fn judge_approvals<'v, 'a>(
+    req: &RequestView<'_>,
+    owner_ns: &str,
+    approvals: &'v [ApprovalView<'a>],
+) -> (Vec<&'v ApprovalView<'a>>, String) {
     let mut effective: Vec<&ApprovalView<'_>> = Vec::new();
     let mut ignored = Vec::new();
     for a in approvals {
-        match standing(a, req, owner_ns) {
-            Standing::Effective => effective.push(a),
-            Standing::NotOwner { owner_namespace } => ignored.push(format!(
-                "{} has no effect: {}",
-                a.label(),
+        let why = match standing(a, req, owner_ns) {
+            Standing::Effective => {
+                effective.push(a);
+                continue;
+            }
+            Standing::NotOwner { owner_namespace } => {
                 ignored_note(a.namespace, req.namespace, &owner_namespace)
-            )),
-            Standing::WrittenBeforeRequest => ignored.push(format!(
-                "{} has no effect: it was written before this request (for an earlier request of the same name)",
-                a.label()
-            )),
-            Standing::NotPinned => ignored.push(format!(
-                "{} has no effect: an approval must name the request it approves (spec.requestUID and spec.requestDigest)",
-                a.label()
-            )),
-            Standing::OtherRequest { field, pinned } => ignored.push(format!(
-                "{} has no effect: {}",
-                a.label(),
-                other_request_note(field, &pinned, req)
-            )),
-        }
+            }
+            Standing::WrittenBeforeRequest => "it was written before this request (for an earlier request of the same name)".to_string(),
+            Standing::NotPinned => "an approval must name the request it approves (spec.requestUID and spec.requestDigest)".to_string(),
+            Standing::OtherRequest { field, pinned } => other_request_note(field, &pinned, req),
+        };
+        ignored.push(format!("{} has no effect: {why}", a.label()));
     }
-    // Deterministic, whatever order the cache lists them in: a Rejected
-    // approval first, then by name; the ignored ones sorted for a stable message.
     effective.sort_by_key(|a| (a.decision != AccessDecision::Rejected, a.name));
     ignored.sort();
     let ignored = if ignored.is_empty() {
@@ -1136,51 +1220,89 @@ pub fn decide(
     } else {
         format!(". {}", ignored.join(". "))
     };
-    let decided_by = match effective.first() {
-        Some(a) if a.decision == AccessDecision::Rejected => {
-            return Outcome {
-                decided_by: Some(a.label()),
-                ..Outcome::not_granted(
-                    AccessPhase::Rejected,
-                    "Rejected",
-                    format!(
-                        "rejected by the owner ({}){}; any access granted is removed",
-                        a.label(),
-                        a.reason.map(|r| format!(": {r}")).unwrap_or_default()
-                    ),
-                    req,
-                )
-            };
-        }
-        Some(a) => a.label(),
-        None if policy.approval == Approval::Automatic => "Automatic".to_string(),
-        None => {
-            return Outcome::not_granted(
-                AccessPhase::Pending,
-                "AwaitingApproval",
-                format!(
-                    "waiting for the owner ({owner_party}, namespace {owner_ns}) to write an AccessApproval with requestNamespace {}, requestName {}, {} and decision Approved or Rejected{ignored}",
-                    req.namespace,
-                    req.name,
-                    req.pins()
-                ),
-                req,
-            );
-        }
-    };
-    if !namespace_ready {
-        return Outcome {
-            decided_by: Some(decided_by.clone()),
+    (effective, ignored)
+}
+
+/// Who decided for the request (an approval's label, or `Automatic`); a
+/// rejection settles it, and so does no decision yet (Pending).
+fn owner_decision(
+    req: &RequestView<'_>,
+    managed: &Managed<'_>,
+    policy: &AccessPolicy,
+    approvals: &[ApprovalView<'_>],
+) -> ControlFlow<Outcome, String> {
+    let (effective, ignored) = judge_approvals(req, managed.owner_namespace, approvals);
+    match effective.first() {
+        Some(a) if a.decision == AccessDecision::Rejected => ControlFlow::Break(Outcome {
+            decided_by: Some(a.label()),
             ..Outcome::not_granted(
-                AccessPhase::Approved,
-                "Approved",
+                AccessPhase::Rejected,
+                "Rejected",
                 format!(
-                    "approved ({decided_by}); waiting for the instance's namespace {target} to be ready"
+                    "rejected by the owner ({}){}; any access granted is removed",
+                    a.label(),
+                    a.reason.map(|r| format!(": {r}")).unwrap_or_default()
                 ),
                 req,
             )
-        };
+        }),
+        Some(a) => ControlFlow::Continue(a.label()),
+        None if policy.approval == Approval::Automatic => {
+            ControlFlow::Continue("Automatic".to_string())
+        }
+        None => ControlFlow::Break(Outcome::not_granted(
+            AccessPhase::Pending,
+            "AwaitingApproval",
+            format!(
+                "waiting for the owner ({}, namespace {}) to write an AccessApproval with requestNamespace {}, requestName {}, {} and decision Approved or Rejected{ignored}",
+                managed.owner_party,
+                managed.owner_namespace,
+                req.namespace,
+                req.name,
+                req.pins()
+            ),
+            req,
+        )),
     }
+}
+
+/// Holds an approved request at Approved while the managed namespace is not
+/// there: nothing is written and the clock does not start.
+fn namespace_waited_for(
+    req: &RequestView<'_>,
+    managed: &Managed<'_>,
+    decided_by: &str,
+) -> ControlFlow<Outcome> {
+    if managed.namespace_ready {
+        return ControlFlow::Continue(());
+    }
+    ControlFlow::Break(Outcome {
+        decided_by: Some(decided_by.to_string()),
+        ..Outcome::not_granted(
+            AccessPhase::Approved,
+            "Approved",
+            format!(
+                "approved ({decided_by}); waiting for the instance's namespace {} to be ready",
+                managed.target_namespace
+            ),
+            req,
+        )
+    })
+}
+
+/// The Active outcome: the narrowed rules in the managed namespace until
+/// the expiry (kept from status once set, else now plus the granted
+/// duration), looked at again then.
+fn active(
+    req: &RequestView<'_>,
+    policy: &AccessPolicy,
+    managed: &Managed<'_>,
+    narrowed: Narrowed,
+    decided_by: String,
+    now: Timestamp,
+) -> Outcome {
+    let spec = req.spec;
+    let target = managed.target_namespace;
     let duration = granted_duration(spec.duration_seconds, policy);
     let expires_at = req.expires_at.unwrap_or_else(|| {
         now.checked_add(SignedDuration::from_secs(duration))
@@ -1199,10 +1321,11 @@ pub fn decide(
         ready: true,
         reason: "Active",
         message: format!(
-            "{} may {} in namespace {target} until {}{shortened} (decided by {decided_by}){left_out}",
+            "{} may {} in namespace {target} until {}{shortened} (decided by {decided_by}){}",
             describe_subject(&spec.subject),
             describe_rules(&narrowed.rules),
             format_time(expires_at),
+            narrowed.left_out(),
         ),
         grant: Some(Grant {
             namespace: target.to_string(),
@@ -1228,103 +1351,151 @@ pub fn approval_status(
 ) -> AccessApprovalStatus {
     let generation = approval.metadata.generation;
     let a = ApprovalView::of(approval);
-    let (rns, rname) = (
-        &approval.spec.request_namespace,
-        &approval.spec.request_name,
+    let named = (
+        approval.spec.request_namespace.as_str(),
+        approval.spec.request_name.as_str(),
     );
-    let not_owner = || {
-        (
-            false,
-            "NotOwner",
-            if a.namespace == rns.as_str() {
-                "this approval has no effect: the customer cannot approve its own request; only the namespace that owns the instance's resources can decide".to_string()
-            } else {
-                format!(
-                    "this approval has no effect: namespace {} does not own the resources of the instance AccessRequest {rns}/{rname} names; only the owner's namespace can decide",
-                    a.namespace
-                )
-            },
-        )
-    };
-    let mut request_phase = None;
-    let mut pins = None;
-    let (ok, reason, message) = match request {
-        None => (
-            false,
-            "RequestNotFound",
-            format!(
-                "there is no AccessRequest {rns}/{rname}; check spec.requestNamespace and spec.requestName"
-            ),
-        ),
+    let judged = match request {
+        None => Judged::of(request_not_found(named)),
         Some(req) => match instance_state(instance) {
             InstanceState::Managed {
                 owner_namespace, ..
-            } => {
-                let view = RequestView::of(req);
-                let standing = standing(&a, &view, &owner_namespace);
-                if !matches!(standing, Standing::NotOwner { .. }) {
-                    // The owner learns how to name the request it reads about.
-                    pins = Some((view.uid.map(String::from), view.digest.clone()));
-                }
-                let asked = asked(req);
-                let how = format!(
-                    "To approve exactly this request, set spec.requestUID: {} and spec.requestDigest: {}",
-                    view.uid.unwrap_or_default(),
-                    view.digest
-                );
-                match standing {
-                    Standing::NotOwner { .. } => not_owner(),
-                    Standing::WrittenBeforeRequest => (
-                        false,
-                        "WrittenBeforeRequest",
-                        format!(
-                            "this approval has no effect: it is older than AccessRequest {rns}/{rname}, which was re-created since; write a new AccessApproval for the new request. {asked}. {how}"
-                        ),
-                    ),
-                    Standing::NotPinned => (
-                        false,
-                        "NotPinned",
-                        format!(
-                            "this approval has no effect: an Approved decision must name the request it approves, by spec.requestUID and spec.requestDigest. AccessRequest {rns}/{rname}: {asked}. {how}"
-                        ),
-                    ),
-                    Standing::OtherRequest { field, pinned } => (
-                        false,
-                        "RequestChanged",
-                        format!(
-                            "this approval has no effect: {}. Nothing is granted for it. It now {asked}. {how}",
-                            other_request_note(field, &pinned, &view)
-                        ),
-                    ),
-                    Standing::Effective => {
-                        let status = req.status.as_ref();
-                        request_phase = status.and_then(|s| s.phase);
-                        effective_status(&a, req, rns, rname)
-                    }
-                }
-            }
-            _ if a.namespace == rns.as_str() => not_owner(),
-            _ => (
-                false,
-                "NotApplicable",
-                format!(
-                    "this approval has no effect: AccessRequest {rns}/{rname} does not name a fully managed instance whose resources this namespace owns (or no longer does)"
-                ),
-            ),
+            } => judge_for_owner(&a, req, &owner_namespace, named),
+            _ if a.namespace == named.0 => Judged::of(not_owner(&a, named)),
+            _ => Judged::of(not_applicable(named)),
         },
     };
-    let (request_uid, request_digest) = match pins {
+    let (ok, reason, message) = judged.verdict;
+    let (request_uid, request_digest) = match judged.pins {
         Some((uid, digest)) => (uid, Some(digest)),
         None => (None, None),
     };
     AccessApprovalStatus {
         observed_generation: generation,
-        request_phase,
+        request_phase: judged.request_phase,
         request_uid,
         request_digest,
         conditions: vec![condition(
             previous, "Ready", ok, reason, message, generation,
         )],
+    }
+}
+
+/// An approval's Ready condition: status, reason, message.
+type Verdict = (bool, &'static str, String);
+
+/// The namespace and name of the request an approval names.
+type NamedRequest<'a> = (&'a str, &'a str);
+
+/// What an approval's status says of it and of the request it names.
+struct Judged {
+    verdict: Verdict,
+    /// The request's phase: only for an approval that counts.
+    request_phase: Option<AccessPhase>,
+    /// The request's UID and digest: only for the owner's approvals.
+    pins: Option<(Option<String>, String)>,
+}
+
+impl Judged {
+    /// A verdict that tells nothing of the request.
+    fn of(verdict: Verdict) -> Self {
+        Judged {
+            verdict,
+            request_phase: None,
+            pins: None,
+        }
+    }
+}
+
+fn request_not_found((rns, rname): NamedRequest<'_>) -> Verdict {
+    (
+        false,
+        "RequestNotFound",
+        format!(
+            "there is no AccessRequest {rns}/{rname}; check spec.requestNamespace and spec.requestName"
+        ),
+    )
+}
+
+fn not_owner(a: &ApprovalView<'_>, (rns, rname): NamedRequest<'_>) -> Verdict {
+    (
+        false,
+        "NotOwner",
+        if a.namespace == rns {
+            "this approval has no effect: the customer cannot approve its own request; only the namespace that owns the instance's resources can decide".to_string()
+        } else {
+            format!(
+                "this approval has no effect: namespace {} does not own the resources of the instance AccessRequest {rns}/{rname} names; only the owner's namespace can decide",
+                a.namespace
+            )
+        },
+    )
+}
+
+fn not_applicable((rns, rname): NamedRequest<'_>) -> Verdict {
+    (
+        false,
+        "NotApplicable",
+        format!(
+            "this approval has no effect: AccessRequest {rns}/{rname} does not name a fully managed instance whose resources this namespace owns (or no longer does)"
+        ),
+    )
+}
+
+/// Judges an approval of a request for a fully managed instance whose
+/// resources `owner_ns` owns. The owner learns how to name the request it
+/// reads about; an approval of the owner's that has no effect is told why,
+/// what the request asks and how to approve exactly it.
+fn judge_for_owner(
+    a: &ApprovalView<'_>,
+    req: &AccessRequest,
+    owner_ns: &str,
+    named: NamedRequest<'_>,
+) -> Judged {
+    let (rns, rname) = named;
+    let view = RequestView::of(req);
+    let standing = standing(a, &view, owner_ns);
+    let pins = (!matches!(standing, Standing::NotOwner { .. }))
+        .then(|| (view.uid.map(String::from), view.digest.clone()));
+    let (reason, why) = match standing {
+        Standing::NotOwner { .. } => return Judged::of(not_owner(a, named)),
+        Standing::Effective => {
+            return Judged {
+                verdict: effective_status(a, req, rns, rname),
+                request_phase: req.status.as_ref().and_then(|s| s.phase),
+                pins,
+            };
+        }
+        Standing::WrittenBeforeRequest => (
+            "WrittenBeforeRequest",
+            format!(
+                "it is older than AccessRequest {rns}/{rname}, which was re-created since; write a new AccessApproval for the new request. "
+            ),
+        ),
+        Standing::NotPinned => (
+            "NotPinned",
+            format!(
+                "an Approved decision must name the request it approves, by spec.requestUID and spec.requestDigest. AccessRequest {rns}/{rname}: "
+            ),
+        ),
+        Standing::OtherRequest { field, pinned } => (
+            "RequestChanged",
+            format!(
+                "{}. Nothing is granted for it. It now ",
+                other_request_note(field, &pinned, &view)
+            ),
+        ),
+    };
+    let message = format!(
+        "this approval has no effect: {why}{}. To approve exactly this request, set spec.requestUID: {} and spec.requestDigest: {}",
+        asked(req),
+        view.uid.unwrap_or_default(),
+        view.digest
+    );
+    Judged {
+        verdict: (false, reason, message),
+        request_phase: None,
+        pins,
     }
 }
 
