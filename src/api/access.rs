@@ -3,6 +3,7 @@
 
 use super::common::*;
 use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A customer's request, written in its own namespace, for permissions on the
@@ -171,4 +172,37 @@ impl AccessPhase {
             AccessPhase::Withdrawn => "Withdrawn",
         }
     }
+}
+
+/// Whether and how buyers of a fully managed product may ask for access to the
+/// resources of their instance (see AccessRequest).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessPolicy {
+    /// Manual: the owner approves each request; Automatic: approved at once.
+    #[serde(default)]
+    pub approval: Approval,
+    /// Longest time an approved request lasts, in seconds (default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60, max = 2592000))]
+    pub max_duration_seconds: Option<i64>,
+    /// Whether access to Secrets may be granted: reading and writing
+    /// Secrets, exec, attach, port-forward and proxy into pods, ServiceAccount
+    /// tokens, and creating or changing the built-in workloads (pods,
+    /// deployments, statefulsets, jobs...), which can mount any Secret.
+    /// Still limited to what the platform lets the controller grant.
+    #[serde(default)]
+    pub allow_secrets: bool,
+    /// Permissions, beyond the built-in safe set (reading the usual
+    /// namespaced objects except Secrets, pod logs, deleting pods, scaling),
+    /// that customers may be granted on request, each named exactly (no
+    /// `*`): for example `{apiGroups: [argoproj.io], resources: [rollouts],
+    /// verbs: [get, list, patch]}`. Anything neither built in nor named here
+    /// is left out of every grant, custom resources included (a custom
+    /// resource may run pods). Still limited to what the platform lets the
+    /// controller grant; writes to endpoints and endpointslices are never
+    /// granted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub allowed_rules: Vec<AccessRule>,
 }

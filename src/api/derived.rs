@@ -1,5 +1,6 @@
 //! DerivedService: a distributor's product built on an ISV's Service.
 
+use super::access::AccessPolicy;
 use super::common::*;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};

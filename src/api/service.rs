@@ -1,5 +1,6 @@
 //! Service: what an ISV publishes.
 
+use super::access::AccessPolicy;
 use super::common::*;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
