@@ -241,15 +241,24 @@ where
     }
 }
 
-/// The subscriber handle of a watch made `with_controller`.
-fn handle_of<K>(w: &mut SharedWatch<K>) -> ReflectHandle<K>
+/// The controller of a watch made `with_controller`: its handle, its
+/// cache, and what the index routes to it.
+fn reconciler<K>(
+    kind: &'static str,
+    w: &mut SharedWatch<K>,
+    routed: Option<tokio::sync::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<K>>>,
+) -> Reconciler<K>
 where
-    K: Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
+    K: Resource<DynamicType = ()> + Clone + 'static,
 {
-    match w.handle.take() {
-        Some(h) => h,
-        None => unreachable!("a shared watch made with a controller has a handle"),
+    let Some(primary) = w.handle.take() else {
+        unreachable!("a shared watch made with a controller has a handle")
+    };
+    Reconciler {
+        kind,
+        primary,
+        store: w.store.clone(),
+        routed,
     }
 }
 
@@ -388,48 +397,32 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
-    let service_ctl = Reconciler {
-        kind: service::KIND,
-        primary: handle_of(&mut w.services),
-        store: ctx.stores.services.clone(),
-        routed: None,
-    }
-    .run(service::reconcile, ctx.clone(), stopped());
-    let grant_ctl = Reconciler {
-        kind: grant::KIND,
-        primary: handle_of(&mut w.grants),
-        store: ctx.stores.grants.clone(),
-        routed: routed.grants,
-    }
-    .run(grant::reconcile, ctx.clone(), stopped());
-    let derived_ctl = Reconciler {
-        kind: derived::KIND,
-        primary: handle_of(&mut w.derived),
-        store: ctx.stores.derived.clone(),
-        routed: routed.derived,
-    }
-    .run(derived::reconcile, ctx.clone(), stopped());
-    let instance_ctl = Reconciler {
-        kind: instance::KIND,
-        primary: handle_of(&mut w.instances),
-        store: ctx.stores.instances.clone(),
-        routed: routed.instances,
-    }
-    .run(instance::reconcile, ctx.clone(), stopped());
-    let request_ctl = Reconciler {
-        kind: access::KIND,
-        primary: handle_of(&mut w.access_requests),
-        store: ctx.stores.access_requests.clone(),
-        routed: routed.requests,
-    }
-    .run(access::reconcile, ctx.clone(), stopped());
-    let approval_ctl = Reconciler {
-        kind: access::APPROVAL_KIND,
-        primary: handle_of(&mut w.access_approvals),
-        store: ctx.stores.access_approvals.clone(),
-        routed: routed.approvals,
-    }
-    .run(access::reconcile_approval, ctx.clone(), stopped());
+    let c = || ctx.clone();
+    let service_ctl =
+        reconciler(service::KIND, &mut w.services, None).run(service::reconcile, c(), stopped());
+    let grant_ctl =
+        reconciler(grant::KIND, &mut w.grants, routed.grants).run(grant::reconcile, c(), stopped());
+    let derived_ctl = reconciler(derived::KIND, &mut w.derived, routed.derived).run(
+        derived::reconcile,
+        c(),
+        stopped(),
+    );
+    let instance_ctl = reconciler(instance::KIND, &mut w.instances, routed.instances).run(
+        instance::reconcile,
+        c(),
+        stopped(),
+    );
+    let request_ctl = reconciler(access::KIND, &mut w.access_requests, routed.requests).run(
+        access::reconcile,
+        c(),
+        stopped(),
+    );
+    let approval_ctl = reconciler(
+        access::APPROVAL_KIND,
+        &mut w.access_approvals,
+        routed.approvals,
+    )
+    .run(access::reconcile_approval, c(), stopped());
     let cleaner = access::cleaner(routed.deleted_requests, ctx.clone(), stopped());
     async move {
         tokio::join!(
