@@ -200,8 +200,9 @@ async fn shutdown_or_parent(pid: Option<u32>) {
     }
 }
 
-async fn run(args: RunArgs) -> Result<(), String> {
-    init_logging(&args);
+/// Pure: the controllers' settings from the arguments; an argument that
+/// does not parse is named in the error.
+fn settings(args: &RunArgs) -> Result<Settings, String> {
     let allowed_kinds = if args.allowed_kinds.iter().all(|s| s.trim().is_empty()) {
         default_allowed_kinds()
     } else {
@@ -212,7 +213,12 @@ async fn run(args: RunArgs) -> Result<(), String> {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("--allowed-kinds: {e}"))?
     };
-    let settings = Settings {
+    let grantable_rules = match args.grantable_rules.as_deref() {
+        Some(text) if !text.trim().is_empty() => computenest::access::parse_grantable_rules(text)
+            .map_err(|e| format!("--grantable-rules: {e}"))?,
+        _ => computenest::access::default_grantable_rules(),
+    };
+    Ok(Settings {
         allowed_kinds,
         namespaces: args
             .namespaces
@@ -222,16 +228,28 @@ async fn run(args: RunArgs) -> Result<(), String> {
             .collect(),
         concurrency: args.concurrency.max(1),
         sweep_interval: std::time::Duration::from_secs(args.sweep_interval.max(1)),
-        grantable: computenest::access::Permissions::of_rules(
-            &match args.grantable_rules.as_deref() {
-                Some(text) if !text.trim().is_empty() => {
-                    computenest::access::parse_grantable_rules(text)
-                        .map_err(|e| format!("--grantable-rules: {e}"))?
-                }
-                _ => computenest::access::default_grantable_rules(),
-            },
-        ),
-    };
+        grantable: computenest::access::Permissions::of_rules(&grantable_rules),
+    })
+}
+
+/// The namespace of the leader Lease: the argument, else the pod's
+/// namespace (`in_pod`, asked only when there is no argument), else `default`.
+fn lease_namespace(arg: Option<&str>, in_pod: impl FnOnce() -> Option<String>) -> String {
+    arg.map(str::to_string)
+        .or_else(in_pod)
+        .unwrap_or_else(|| "default".into())
+        .trim()
+        .to_string()
+}
+
+/// The namespace of this pod, from its ServiceAccount (none outside a cluster).
+fn pod_namespace() -> Option<String> {
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok()
+}
+
+async fn run(args: RunArgs) -> Result<(), String> {
+    init_logging(&args);
+    let settings = settings(&args)?;
     tracing::info!(
         permissions = settings.grantable.len(),
         sweep_interval_s = settings.sweep_interval.as_secs(),
@@ -272,16 +290,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
 
     let lease = leader::Lease {
         name: args.lease_name.clone(),
-        namespace: args
-            .lease_namespace
-            .clone()
-            .or_else(|| {
-                std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-                    .ok()
-            })
-            .unwrap_or_else(|| "default".into())
-            .trim()
-            .to_string(),
+        namespace: lease_namespace(args.lease_namespace.as_deref(), pod_namespace),
         identity,
         duration_seconds: args.lease_duration,
     };
