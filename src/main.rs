@@ -304,3 +304,61 @@ async fn run(args: RunArgs) -> Result<(), String> {
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(flags: &[&str]) -> RunArgs {
+        let argv = ["computenest-controller", "run"].iter().chain(flags);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(args) => *args,
+            Command::Crd => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn settings_come_from_the_arguments_with_safe_floors() {
+        let s = settings(&run_args(&[
+            "--namespaces=a,,b",
+            "--concurrency=0",
+            "--sweep-interval=0",
+            "--allowed-kinds=v1/ConfigMap/configmaps, ",
+        ]))
+        .unwrap();
+        assert_eq!(s.namespaces, ["a", "b"]);
+        assert_eq!((s.concurrency, s.sweep_interval.as_secs()), (1, 1));
+        assert_eq!(s.allowed_kinds.len(), 1);
+        assert_eq!(s.allowed_kinds[0].kind, "ConfigMap");
+        let blank = settings(&run_args(&["--allowed-kinds= ", "--grantable-rules= "])).unwrap();
+        assert_eq!(blank.allowed_kinds, default_allowed_kinds());
+        assert_eq!(
+            blank.grantable.len(),
+            computenest::access::Permissions::of_rules(
+                &computenest::access::default_grantable_rules()
+            )
+            .len()
+        );
+    }
+
+    #[test]
+    fn an_argument_that_does_not_parse_is_named() {
+        let err = settings(&run_args(&["--allowed-kinds=nonsense"])).err();
+        assert!(err.is_some_and(|e| e.starts_with("--allowed-kinds: ")));
+        let err = settings(&run_args(&["--grantable-rules=[{"])).err();
+        assert!(err.is_some_and(|e| e.starts_with("--grantable-rules: ")));
+    }
+
+    #[test]
+    fn the_lease_namespace_is_the_argument_else_the_pods_else_default() {
+        let asked = std::cell::Cell::new(false);
+        let pod = || {
+            asked.set(true);
+            Some("pods\n".to_string())
+        };
+        assert_eq!(lease_namespace(Some("ops"), pod), "ops");
+        assert!(!asked.get(), "the pod's namespace is read only when needed");
+        assert_eq!(lease_namespace(None, pod), "pods");
+        assert_eq!(lease_namespace(None, || None), "default");
+    }
+}

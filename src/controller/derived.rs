@@ -298,6 +298,7 @@ fn application(ds: &DerivedService, distributor: &str, automatic: bool) -> Distr
 mod tests {
     use super::*;
     use crate::domain::scenario::Scenario;
+    use kube::ResourceExt;
     use serde_json::json;
 
     #[test]
@@ -327,5 +328,37 @@ mod tests {
         }
         ds.spec.access = None;
         assert_eq!(access_note(&ds, Scenario::Scenario3), "");
+    }
+
+    #[test]
+    fn an_application_is_pending_unless_the_isv_approves_automatically() {
+        let ds: DerivedService = serde_json::from_value(json!({
+            "apiVersion": "computenest.dev/v1alpha1", "kind": "DerivedService",
+            "metadata": {"name": "d", "namespace": "dist"},
+            "spec": {"source": {"namespace": "isv", "name": "s"}, "type": "FullyManaged"}
+        }))
+        .unwrap();
+        let pending = application(&ds, "dist", false);
+        assert_eq!(
+            pending.metadata.name,
+            Some(application_grant_name("s", "dist"))
+        );
+        assert_eq!(pending.metadata.namespace.as_deref(), Some("isv"));
+        assert_eq!(
+            pending.annotations().get("computenest.dev/applicant"),
+            Some(&"dist/d".to_string())
+        );
+        assert_eq!(
+            (pending.spec.decision, pending.spec.reason),
+            (Decision::Pending, None)
+        );
+        let approved = application(&ds, "dist", true);
+        assert_eq!(approved.spec.decision, Decision::Approved);
+        assert!(
+            approved
+                .spec
+                .reason
+                .is_some_and(|r| r.contains("Automatic"))
+        );
     }
 }

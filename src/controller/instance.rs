@@ -1581,3 +1581,115 @@ pub async fn sweep_orphaned_namespaces(ctx: &Context) -> Result<usize, Error> {
     }
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(status: serde_json::Value) -> ServiceInstance {
+        serde_json::from_value(json!({
+            "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance",
+            "metadata": {"name": "db", "namespace": "cust", "uid": "u1"},
+            "spec": {"serviceRef": {"kind": "Service", "namespace": "isv", "name": "s"}},
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    fn deployed_as(scenario: &str, party: &str, owner: &str, target: &str) -> ServiceInstance {
+        instance(json!({
+            "scenario": scenario, "appliedDigest": "d",
+            "owner": {"party": party, "namespace": owner, "targetNamespace": target}
+        }))
+    }
+
+    #[test]
+    fn terms_in_status_count_only_where_this_instance_can_have_them() {
+        let derived = provision::managed_namespace_name("cust", "db", "u1");
+        let ok = deployed_as("DirectFullyManaged", "ISV", "isv", &derived);
+        let sale = sale_in_status(&ok, Some("isv"), &derived).unwrap();
+        assert_eq!(
+            (sale.party, sale.target_namespace.as_str()),
+            (Party::Isv, derived.as_str())
+        );
+        // Another target, another owner, an owner the scenario does not
+        // give, or an instance never deployed: the status is ignored.
+        for inst in [
+            deployed_as("DirectFullyManaged", "ISV", "isv", "kube-system"),
+            deployed_as("DirectFullyManaged", "ISV", "other", &derived),
+            deployed_as("DirectFullyManaged", "Customer", "cust", &derived),
+            deployed_as("DirectPrivate", "Customer", "cust", "elsewhere"),
+            instance(json!({"scenario": "DirectPrivate",
+                "owner": {"party": "Customer", "namespace": "cust", "targetNamespace": "cust"}})),
+        ] {
+            assert_eq!(sale_in_status(&inst, Some("isv"), &derived), None);
+        }
+        let own = deployed_as("DirectPrivate", "Customer", "cust", "cust");
+        assert!(sale_in_status(&own, Some("isv"), &derived).is_some());
+    }
+
+    #[test]
+    fn a_managed_namespace_shows_the_terms_only_for_its_own_instance() {
+        let l = BTreeMap::from([
+            (labels::INSTANCE_UID.to_string(), "u1".to_string()),
+            (labels::SCENARIO.to_string(), "Scenario2".to_string()),
+            (labels::OWNER_PARTY.to_string(), "Distributor".to_string()),
+            (labels::OWNER_NAMESPACE.to_string(), "dist".to_string()),
+        ]);
+        let sale = sale_in_namespace_labels("cn-x", &l, "u1").unwrap();
+        assert_eq!(
+            (sale.scenario, sale.party, sale.owner_namespace.as_str()),
+            (Scenario::Scenario2, Party::Distributor, "dist")
+        );
+        assert_eq!(sale.target_namespace, "cn-x");
+        assert_eq!(sale_in_namespace_labels("cn-x", &l, "u2"), None);
+        let mut partial = l.clone();
+        partial.remove(labels::OWNER_NAMESPACE);
+        assert_eq!(sale_in_namespace_labels("cn-x", &partial, "u1"), None);
+    }
+
+    #[test]
+    fn a_taken_name_outweighs_a_refusal_which_outweighs_a_wait() {
+        let outcome = |puts: Vec<Put>| match stopped_by(puts) {
+            None => "done".to_string(),
+            Some(WriteOutcome::Conflict(m)) => format!("conflict {m}"),
+            Some(WriteOutcome::Rejected(m)) => format!("rejected {m}"),
+            Some(WriteOutcome::Wait(m)) => format!("wait {m}"),
+            Some(WriteOutcome::Done) => "Done".to_string(),
+        };
+        let wait = || Put::Wait("w".into());
+        let refused = |m: &str| Put::Refused(m.into());
+        assert_eq!(outcome(vec![Put::Written, Put::Written]), "done");
+        assert_eq!(outcome(vec![wait(), Put::Written]), "wait w");
+        assert_eq!(
+            outcome(vec![wait(), refused("r1"), refused("r2")]),
+            "rejected r1"
+        );
+        assert_eq!(
+            outcome(vec![refused("r1"), wait(), Put::Taken("t".into())]),
+            "conflict t"
+        );
+    }
+
+    #[test]
+    fn only_this_instances_objects_that_left_the_template_are_pruned() {
+        let meta = |name: &str, uid: &str| -> PartialObjectMeta<DynamicObject> {
+            serde_json::from_value(json!({
+                "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                "metadata": {"name": name, "labels": {
+                    labels::INSTANCE_UID: uid, MANAGED_BY_LABEL: MANAGED_BY
+                }}
+            }))
+            .unwrap()
+        };
+        let cm = ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&());
+        let pvc = ApiResource::erase::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(&());
+        let keep = BTreeSet::from([("ConfigMap".to_string(), "kept".to_string())]);
+        assert!(is_left_over(&cm, &meta("gone", "u1"), &keep, "u1", false));
+        assert!(!is_left_over(&cm, &meta("kept", "u1"), &keep, "u1", false));
+        assert!(!is_left_over(&cm, &meta("gone", "u2"), &keep, "u1", false));
+        // A customer's volume goes only with everything else (Deprovision).
+        assert!(!is_left_over(&pvc, &meta("data", "u1"), &keep, "u1", false));
+        assert!(is_left_over(&pvc, &meta("data", "u1"), &keep, "u1", true));
+    }
+}
