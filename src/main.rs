@@ -200,8 +200,9 @@ async fn shutdown_or_parent(pid: Option<u32>) {
     }
 }
 
-async fn run(args: RunArgs) -> Result<(), String> {
-    init_logging(&args);
+/// Pure: the controllers' settings from the arguments; an argument that
+/// does not parse is named in the error.
+fn settings(args: &RunArgs) -> Result<Settings, String> {
     let allowed_kinds = if args.allowed_kinds.iter().all(|s| s.trim().is_empty()) {
         default_allowed_kinds()
     } else {
@@ -212,7 +213,12 @@ async fn run(args: RunArgs) -> Result<(), String> {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("--allowed-kinds: {e}"))?
     };
-    let settings = Settings {
+    let grantable_rules = match args.grantable_rules.as_deref() {
+        Some(text) if !text.trim().is_empty() => computenest::access::parse_grantable_rules(text)
+            .map_err(|e| format!("--grantable-rules: {e}"))?,
+        _ => computenest::access::default_grantable_rules(),
+    };
+    Ok(Settings {
         allowed_kinds,
         namespaces: args
             .namespaces
@@ -222,16 +228,28 @@ async fn run(args: RunArgs) -> Result<(), String> {
             .collect(),
         concurrency: args.concurrency.max(1),
         sweep_interval: std::time::Duration::from_secs(args.sweep_interval.max(1)),
-        grantable: computenest::access::Permissions::of_rules(
-            &match args.grantable_rules.as_deref() {
-                Some(text) if !text.trim().is_empty() => {
-                    computenest::access::parse_grantable_rules(text)
-                        .map_err(|e| format!("--grantable-rules: {e}"))?
-                }
-                _ => computenest::access::default_grantable_rules(),
-            },
-        ),
-    };
+        grantable: computenest::access::Permissions::of_rules(&grantable_rules),
+    })
+}
+
+/// The namespace of the leader Lease: the argument, else the pod's
+/// namespace (`in_pod`, asked only when there is no argument), else `default`.
+fn lease_namespace(arg: Option<&str>, in_pod: impl FnOnce() -> Option<String>) -> String {
+    arg.map(str::to_string)
+        .or_else(in_pod)
+        .unwrap_or_else(|| "default".into())
+        .trim()
+        .to_string()
+}
+
+/// The namespace of this pod, from its ServiceAccount (none outside a cluster).
+fn pod_namespace() -> Option<String> {
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok()
+}
+
+async fn run(args: RunArgs) -> Result<(), String> {
+    init_logging(&args);
+    let settings = settings(&args)?;
     tracing::info!(
         permissions = settings.grantable.len(),
         sweep_interval_s = settings.sweep_interval.as_secs(),
@@ -272,16 +290,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
 
     let lease = leader::Lease {
         name: args.lease_name.clone(),
-        namespace: args
-            .lease_namespace
-            .clone()
-            .or_else(|| {
-                std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-                    .ok()
-            })
-            .unwrap_or_else(|| "default".into())
-            .trim()
-            .to_string(),
+        namespace: lease_namespace(args.lease_namespace.as_deref(), pod_namespace),
         identity,
         duration_seconds: args.lease_duration,
     };
@@ -294,4 +303,62 @@ async fn run(args: RunArgs) -> Result<(), String> {
         move |stop| controller::run(client, settings, metrics, readiness, reporter, stop),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(flags: &[&str]) -> RunArgs {
+        let argv = ["computenest-controller", "run"].iter().chain(flags);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(args) => *args,
+            Command::Crd => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn settings_come_from_the_arguments_with_safe_floors() {
+        let s = settings(&run_args(&[
+            "--namespaces=a,,b",
+            "--concurrency=0",
+            "--sweep-interval=0",
+            "--allowed-kinds=v1/ConfigMap/configmaps, ",
+        ]))
+        .unwrap();
+        assert_eq!(s.namespaces, ["a", "b"]);
+        assert_eq!((s.concurrency, s.sweep_interval.as_secs()), (1, 1));
+        assert_eq!(s.allowed_kinds.len(), 1);
+        assert_eq!(s.allowed_kinds[0].kind, "ConfigMap");
+        let blank = settings(&run_args(&["--allowed-kinds= ", "--grantable-rules= "])).unwrap();
+        assert_eq!(blank.allowed_kinds, default_allowed_kinds());
+        assert_eq!(
+            blank.grantable.len(),
+            computenest::access::Permissions::of_rules(
+                &computenest::access::default_grantable_rules()
+            )
+            .len()
+        );
+    }
+
+    #[test]
+    fn an_argument_that_does_not_parse_is_named() {
+        let err = settings(&run_args(&["--allowed-kinds=nonsense"])).err();
+        assert!(err.is_some_and(|e| e.starts_with("--allowed-kinds: ")));
+        let err = settings(&run_args(&["--grantable-rules=[{"])).err();
+        assert!(err.is_some_and(|e| e.starts_with("--grantable-rules: ")));
+    }
+
+    #[test]
+    fn the_lease_namespace_is_the_argument_else_the_pods_else_default() {
+        let asked = std::cell::Cell::new(false);
+        let pod = || {
+            asked.set(true);
+            Some("pods\n".to_string())
+        };
+        assert_eq!(lease_namespace(Some("ops"), pod), "ops");
+        assert!(!asked.get(), "the pod's namespace is read only when needed");
+        assert_eq!(lease_namespace(None, pod), "pods");
+        assert_eq!(lease_namespace(None, || None), "default");
+    }
 }

@@ -10,7 +10,7 @@ use super::grant::requeue_at;
 use super::status::{condition, ready, write_status_if_changed};
 use super::{Context, Error, MANAGED_BY, MANAGED_BY_LABEL, is_conflict, ns_of};
 use crate::api::{
-    Approval, Decision, DerivedService, DerivedServiceStatus, DistributionGrant,
+    Approval, Condition, Decision, DerivedService, DerivedServiceStatus, DistributionGrant,
     DistributionGrantSpec, GrantRef,
 };
 use crate::domain::distribution::{
@@ -62,10 +62,9 @@ pub fn desired_status(
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
-    let generation = ds.metadata.generation;
     let src = &ds.spec.source;
     let mut status = DerivedServiceStatus {
-        observed_generation: generation,
+        observed_generation: ds.metadata.generation,
         source: Some(format!("{}/{}", src.namespace, src.name)),
         ..Default::default()
     };
@@ -79,54 +78,72 @@ pub fn desired_status(
         status.resource_owner = Some(sc.resource_owner());
     }
     match eval {
-        Ok(s) => {
-            status.grant = Some(GrantRef {
-                name: s.grant_name.clone(),
-                state: "Approved".into(),
-            });
-            status.plans = s.offering.plans.iter().map(|p| p.name.clone()).collect();
-            status.source_version = Some(s.source_version.clone());
-            status.conditions = vec![condition(
-                previous,
-                "Ready",
-                true,
-                "Sellable",
-                format!(
-                    "{} ({:?} settlement, resources owned by the {}); may be sold now{}",
-                    scenario.map(|s| s.as_str()).unwrap_or_default(),
-                    status.settlement.unwrap_or(crate::api::Settlement::Offline),
-                    status
-                        .resource_owner
-                        .map(|p| p.to_string())
-                        .unwrap_or_default(),
-                    access_note(ds, s.scenario)
-                ),
-                generation,
-            )];
-        }
-        Err(n) => {
-            status.grant = n.grant.as_ref().map(|(name, state)| GrantRef {
-                name: name.clone(),
-                state: state.clone(),
-            });
-            if status.grant.is_none() && n.should_apply {
-                let ds_ns = ds.metadata.namespace.as_deref().unwrap_or_default();
-                status.grant = Some(GrantRef {
-                    name: application_grant_name(&src.name, ds_ns),
-                    state: "Pending".into(),
-                });
-            }
-            status.conditions = vec![condition(
-                previous,
-                "Ready",
-                false,
-                n.reason,
-                n.message.clone(),
-                generation,
-            )];
-        }
+        Ok(s) => sellable_status(ds, s, previous, &mut status),
+        Err(n) => not_sellable_status(ds, n, previous, &mut status),
     }
     status
+}
+
+/// Pure: the grant, plans, source version and Ready condition of a derived
+/// service that may be sold now (`status` holds its scenario already).
+fn sellable_status(
+    ds: &DerivedService,
+    s: &Sellable,
+    previous: &[Condition],
+    status: &mut DerivedServiceStatus,
+) {
+    status.grant = Some(GrantRef {
+        name: s.grant_name.clone(),
+        state: "Approved".into(),
+    });
+    status.plans = s.offering.plans.iter().map(|p| p.name.clone()).collect();
+    status.source_version = Some(s.source_version.clone());
+    status.conditions = vec![condition(
+        previous,
+        "Ready",
+        true,
+        "Sellable",
+        format!(
+            "{} ({:?} settlement, resources owned by the {}); may be sold now{}",
+            s.scenario.as_str(),
+            status.settlement.unwrap_or(crate::api::Settlement::Offline),
+            status
+                .resource_owner
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            access_note(ds, s.scenario)
+        ),
+        ds.metadata.generation,
+    )];
+}
+
+/// Pure: the grant and Ready condition of a derived service that may not
+/// be sold now; an application about to be written shows as Pending.
+fn not_sellable_status(
+    ds: &DerivedService,
+    n: &NotSellable,
+    previous: &[Condition],
+    status: &mut DerivedServiceStatus,
+) {
+    status.grant = n.grant.as_ref().map(|(name, state)| GrantRef {
+        name: name.clone(),
+        state: state.clone(),
+    });
+    if status.grant.is_none() && n.should_apply {
+        let ds_ns = ds.metadata.namespace.as_deref().unwrap_or_default();
+        status.grant = Some(GrantRef {
+            name: application_grant_name(&ds.spec.source.name, ds_ns),
+            state: "Pending".into(),
+        });
+    }
+    status.conditions = vec![condition(
+        previous,
+        "Ready",
+        false,
+        n.reason,
+        n.message.clone(),
+        ds.metadata.generation,
+    )];
 }
 
 /// A distributor's access policy counts only where the distributor owns the
@@ -193,41 +210,7 @@ async fn apply_for_distribution(ds: &DerivedService, ctx: &Context) -> Result<()
         return Ok(());
     };
     let automatic = service.spec.distribution.approval == Approval::Automatic;
-    let name = application_grant_name(&src.name, &distributor);
-    let grant = DistributionGrant {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(src.namespace.clone()),
-            labels: Some(BTreeMap::from([
-                (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
-                (
-                    "computenest.dev/application".to_string(),
-                    "true".to_string(),
-                ),
-            ])),
-            annotations: Some(BTreeMap::from([(
-                "computenest.dev/applicant".to_string(),
-                format!(
-                    "{distributor}/{}",
-                    ds.metadata.name.as_deref().unwrap_or_default()
-                ),
-            )])),
-            ..Default::default()
-        },
-        spec: DistributionGrantSpec {
-            service_name: src.name.clone(),
-            distributor_namespace: distributor.clone(),
-            decision: if automatic {
-                Decision::Approved
-            } else {
-                Decision::Pending
-            },
-            expires_at: None,
-            reason: automatic
-                .then(|| "approved automatically: the Service's approval is Automatic".to_string()),
-        },
-        status: None,
-    };
+    let grant = application(ds, &distributor, automatic);
     let api = Api::<DistributionGrant>::namespaced(ctx.client.clone(), &src.namespace);
     // The cache may lag behind a grant the ISV wrote a moment ago (a GitOps
     // sync applies everything at once): ask the API server before applying.
@@ -240,18 +223,14 @@ async fn apply_for_distribution(ds: &DerivedService, ctx: &Context) -> Result<()
     {
         return Ok(());
     }
-    match api
-        .create(
-            &PostParams {
-                field_manager: Some(crate::api::FIELD_MANAGER.into()),
-                ..Default::default()
-            },
-            &grant,
-        )
-        .await
-    {
+    let pp = PostParams {
+        field_manager: Some(crate::api::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match api.create(&pp, &grant).await {
         Ok(_) => {
             ctx.metrics.wrote(KIND, "grant");
+            let name = grant.metadata.name.as_deref().unwrap_or_default();
             ctx.event(
                 ds,
                 false,
@@ -275,10 +254,51 @@ async fn apply_for_distribution(ds: &DerivedService, ctx: &Context) -> Result<()
     }
 }
 
+/// Pure: the application grant of `distributor` for the source of `ds`:
+/// Pending, or Approved when the ISV's approval is `automatic`.
+fn application(ds: &DerivedService, distributor: &str, automatic: bool) -> DistributionGrant {
+    let src = &ds.spec.source;
+    DistributionGrant {
+        metadata: ObjectMeta {
+            name: Some(application_grant_name(&src.name, distributor)),
+            namespace: Some(src.namespace.clone()),
+            labels: Some(BTreeMap::from([
+                (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+                (
+                    "computenest.dev/application".to_string(),
+                    "true".to_string(),
+                ),
+            ])),
+            annotations: Some(BTreeMap::from([(
+                "computenest.dev/applicant".to_string(),
+                format!(
+                    "{distributor}/{}",
+                    ds.metadata.name.as_deref().unwrap_or_default()
+                ),
+            )])),
+            ..Default::default()
+        },
+        spec: DistributionGrantSpec {
+            service_name: src.name.clone(),
+            distributor_namespace: distributor.to_string(),
+            decision: if automatic {
+                Decision::Approved
+            } else {
+                Decision::Pending
+            },
+            expires_at: None,
+            reason: automatic
+                .then(|| "approved automatically: the Service's approval is Automatic".to_string()),
+        },
+        status: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::scenario::Scenario;
+    use kube::ResourceExt;
     use serde_json::json;
 
     #[test]
@@ -308,5 +328,37 @@ mod tests {
         }
         ds.spec.access = None;
         assert_eq!(access_note(&ds, Scenario::Scenario3), "");
+    }
+
+    #[test]
+    fn an_application_is_pending_unless_the_isv_approves_automatically() {
+        let ds: DerivedService = serde_json::from_value(json!({
+            "apiVersion": "computenest.dev/v1alpha1", "kind": "DerivedService",
+            "metadata": {"name": "d", "namespace": "dist"},
+            "spec": {"source": {"namespace": "isv", "name": "s"}, "type": "FullyManaged"}
+        }))
+        .unwrap();
+        let pending = application(&ds, "dist", false);
+        assert_eq!(
+            pending.metadata.name,
+            Some(application_grant_name("s", "dist"))
+        );
+        assert_eq!(pending.metadata.namespace.as_deref(), Some("isv"));
+        assert_eq!(
+            pending.annotations().get("computenest.dev/applicant"),
+            Some(&"dist/d".to_string())
+        );
+        assert_eq!(
+            (pending.spec.decision, pending.spec.reason),
+            (Decision::Pending, None)
+        );
+        let approved = application(&ds, "dist", true);
+        assert_eq!(approved.spec.decision, Decision::Approved);
+        assert!(
+            approved
+                .spec
+                .reason
+                .is_some_and(|r| r.contains("Automatic"))
+        );
     }
 }

@@ -43,6 +43,29 @@ pub fn desired_status(
         .unwrap_or_default();
     let generation = grant.metadata.generation;
     let (state, expiry) = grant_state(grant, now);
+    let (ok, reason, message) = ready_verdict(grant, around, state, now);
+    let status = DistributionGrantStatus {
+        observed_generation: generation,
+        state: Some(state),
+        conditions: vec![condition(
+            previous, "Ready", ok, reason, message, generation,
+        )],
+    };
+    (status, expiry)
+}
+
+/// Whether a grant allows sales, with the reason and message of its Ready condition.
+type ReadyVerdict = (bool, &'static str, String);
+
+/// Pure: the Ready verdict of a grant in effective `state`: what surrounds
+/// it first (its Service, its expiry, a grant that takes precedence), then
+/// its decision.
+fn ready_verdict(
+    grant: &DistributionGrant,
+    around: Surroundings<'_>,
+    state: GrantState,
+    now: Timestamp,
+) -> ReadyVerdict {
     let ns = grant.metadata.namespace.as_deref().unwrap_or_default();
     let name = grant.metadata.name.as_deref().unwrap_or_default();
     let service = &grant.spec.service_name;
@@ -50,7 +73,7 @@ pub fn desired_status(
     let superseded_by = around
         .in_effect
         .filter(|other| other.metadata.name.as_deref() != Some(name));
-    let (ok, reason, message) = match (around.service, superseded_by) {
+    match (around.service, superseded_by) {
         (None, _) => (
             false,
             "ServiceNotFound",
@@ -77,67 +100,67 @@ pub fn desired_status(
                 grant.spec.decision
             ),
         ),
-        (Some(svc), None) => match state {
-            GrantState::Approved if !svc.spec.distribution.enabled => (
-                false,
-                "DistributionDisabled",
-                format!(
-                    "{distributor} is approved to resell Service {service}, but its distribution is disabled (spec.distribution.enabled is false): no sales until it is enabled"
-                ),
+        (Some(svc), None) => decision_verdict(grant, svc, state),
+    }
+}
+
+/// Pure: the Ready verdict of the grant in effect for its pair, whose
+/// Service exists: its decision, as far as the Service lets it count.
+fn decision_verdict(grant: &DistributionGrant, svc: &Service, state: GrantState) -> ReadyVerdict {
+    let service = &grant.spec.service_name;
+    let distributor = &grant.spec.distributor_namespace;
+    match state {
+        GrantState::Approved if !svc.spec.distribution.enabled => (
+            false,
+            "DistributionDisabled",
+            format!(
+                "{distributor} is approved to resell Service {service}, but its distribution is disabled (spec.distribution.enabled is false): no sales until it is enabled"
             ),
-            GrantState::Approved => (
-                true,
-                "Approved",
-                format!(
-                    "{distributor} may resell Service {service}{}",
-                    grant
-                        .spec
-                        .expires_at
-                        .as_deref()
-                        .map(|e| format!(" until {e}"))
-                        .unwrap_or_default()
-                ),
+        ),
+        GrantState::Approved => (
+            true,
+            "Approved",
+            format!(
+                "{distributor} may resell Service {service}{}",
+                grant
+                    .spec
+                    .expires_at
+                    .as_deref()
+                    .map(|e| format!(" until {e}"))
+                    .unwrap_or_default()
             ),
-            GrantState::Pending => (
-                false,
-                "Pending",
-                format!(
-                    "{distributor} applied to resell Service {service}; set spec.decision to Approved or Rejected{}",
-                    if svc.spec.distribution.approval == crate::api::Approval::Automatic {
-                        " (the Service's approval is Automatic, which approves applications written from now on; this one was written before and waits for a decision)"
-                    } else {
-                        ""
-                    }
-                ),
+        ),
+        GrantState::Pending => (
+            false,
+            "Pending",
+            format!(
+                "{distributor} applied to resell Service {service}; set spec.decision to Approved or Rejected{}",
+                if svc.spec.distribution.approval == crate::api::Approval::Automatic {
+                    " (the Service's approval is Automatic, which approves applications written from now on; this one was written before and waits for a decision)"
+                } else {
+                    ""
+                }
             ),
-            GrantState::Rejected => (
-                false,
-                "Rejected",
-                "the application was rejected".to_string(),
+        ),
+        GrantState::Rejected => (
+            false,
+            "Rejected",
+            "the application was rejected".to_string(),
+        ),
+        GrantState::Revoked => (
+            false,
+            "Revoked",
+            "the grant was revoked: new sales stopped".to_string(),
+        ),
+        GrantState::Expired => (
+            false,
+            "Expired",
+            format!(
+                "the grant expired at {}; extend spec.expiresAt to allow sales again",
+                grant.spec.expires_at.as_deref().unwrap_or("?")
             ),
-            GrantState::Revoked => (
-                false,
-                "Revoked",
-                "the grant was revoked: new sales stopped".to_string(),
-            ),
-            GrantState::Expired => (
-                false,
-                "Expired",
-                format!(
-                    "the grant expired at {}; extend spec.expiresAt to allow sales again",
-                    grant.spec.expires_at.as_deref().unwrap_or("?")
-                ),
-            ),
-        },
-    };
-    let status = DistributionGrantStatus {
-        observed_generation: generation,
-        state: Some(state),
-        conditions: vec![condition(
-            previous, "Ready", ok, reason, message, generation,
-        )],
-    };
-    (status, expiry)
+        ),
+    }
 }
 
 /// The Event reason for a Ready reason: an application is announced as `Applied`.
@@ -158,19 +181,7 @@ pub(super) async fn reconcile(
         .stores
         .services
         .get(&ObjectRef::new(&grant.spec.service_name).within(&ns));
-    let mut pair: Vec<_> = ctx
-        .index
-        .grants_of(&(
-            ns.clone(),
-            grant.spec.service_name.clone(),
-            grant.spec.distributor_namespace.clone(),
-        ))
-        .iter()
-        .filter_map(|g| ctx.stores.grants.get(g))
-        .collect();
-    // The cache may not show this very version yet: judge the one reconciled.
-    pair.retain(|g| g.metadata.name != grant.metadata.name);
-    pair.push(grant.clone());
+    let pair = grants_of_pair(&grant, &ctx, &ns);
     let in_effect = select_grant(
         pair.iter().map(|g| g.as_ref()),
         &grant.spec.service_name,
@@ -184,27 +195,53 @@ pub(super) async fn reconcile(
     let (status, _) = desired_status(&grant, around, now);
     // Look again when this grant or another of the pair expires: precedence may change then.
     let next = pair.iter().filter_map(|g| grant_state(g, now).1).min();
-    let api = Api::<DistributionGrant>::namespaced(ctx.client.clone(), &ns);
+    write_status(&grant, &ctx, &ns, &status).await?;
+    Ok(requeue_at(next))
+}
+
+/// Every grant for the same Service and distributor in the caches, with
+/// this very version of `grant` in place of the cached one.
+fn grants_of_pair(
+    grant: &Arc<DistributionGrant>,
+    ctx: &Context,
+    ns: &str,
+) -> Vec<Arc<DistributionGrant>> {
+    let mut pair: Vec<_> = ctx
+        .index
+        .grants_of(&(
+            ns.to_string(),
+            grant.spec.service_name.clone(),
+            grant.spec.distributor_namespace.clone(),
+        ))
+        .iter()
+        .filter_map(|g| ctx.stores.grants.get(g))
+        .collect();
+    // The cache may not show this very version yet: judge the one reconciled.
+    pair.retain(|g| g.metadata.name != grant.metadata.name);
+    pair.push(grant.clone());
+    pair
+}
+
+/// Writes the status if it changed, with an Event when the Ready reason did.
+async fn write_status(
+    grant: &DistributionGrant,
+    ctx: &Context,
+    ns: &str,
+    status: &DistributionGrantStatus,
+) -> Result<(), Error> {
+    let api = Api::<DistributionGrant>::namespaced(ctx.client.clone(), ns);
     let before = grant
         .status
         .as_ref()
         .and_then(|s| ready(&s.conditions))
         .map(|c| c.reason.clone());
-    if write_status_if_changed(
-        &api,
-        &ctx.memo,
-        grant.as_ref(),
-        grant.status.as_ref(),
-        &status,
-    )
-    .await?
-    {
+    if write_status_if_changed(&api, &ctx.memo, grant, grant.status.as_ref(), status).await? {
         ctx.metrics.wrote(KIND, "status");
         if let Some(c) = ready(&status.conditions)
             && before.as_deref() != Some(c.reason.as_str())
         {
             ctx.event(
-                grant.as_ref(),
+                grant,
                 c.status != "True" && c.reason != "Pending",
                 event_reason(&c.reason),
                 c.message.clone(),
@@ -212,7 +249,7 @@ pub(super) async fn reconcile(
             .await;
         }
     }
-    Ok(requeue_at(next))
+    Ok(())
 }
 
 /// Requeue at an instant (plus a second, so that the clock has passed it), or wait for a change.

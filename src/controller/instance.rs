@@ -14,8 +14,8 @@ use super::{
     Context, Error, MANAGED_BY, MANAGED_BY_LABEL, is_conflict, is_not_found, is_permanent, ns_of,
 };
 use crate::api::{
-    FIELD_MANAGER, Order, Party, Phase, ProductKind, RevocationPolicy, ServiceInstance,
-    ServiceInstanceStatus,
+    DerivedService, FIELD_MANAGER, Order, Party, Phase, ProductKind, ProductRef, RevocationPolicy,
+    Service, ServiceInstance, ServiceInstanceStatus,
 };
 use crate::domain::distribution::NotSellable;
 use crate::domain::provision::{self, Desired, Product, Sale, labels};
@@ -112,125 +112,110 @@ struct ProductData {
     price: Option<String>,
 }
 
+/// Dereferences the product an instance names, in the caches only (no API
+/// calls), one kind of product at a time.
 fn resolve(inst: &ServiceInstance, ctx: &Context, now: Timestamp) -> Resolved {
     let r = &inst.spec.service_ref;
     let product = format!("{:?} {}/{}", r.kind, r.namespace, r.name);
-    let not_found = |what: &str| NotSellable {
-        reason: "ProductNotFound",
-        message: format!(
-            "{what} {}/{} does not exist; check spec.serviceRef",
-            r.namespace, r.name
-        ),
-        scenario: None,
-        grant: None,
-        should_apply: false,
-    };
     match r.kind {
-        ProductKind::Service => {
-            let Some(svc) = ctx
-                .stores
-                .services
-                .get(&ObjectRef::new(&r.name).within(&r.namespace))
-            else {
-                return Resolved {
-                    product,
-                    scenario: None,
-                    on_revoke: RevocationPolicy::default(),
-                    outcome: Err(not_found("Service")),
-                    grant_expiry: None,
-                };
-            };
-            let scenario = Scenario::direct(svc.spec.type_);
-            let outcome = ctx
-                .index
-                .offering(&svc, None)
-                .map(|o| {
-                    (
-                        ProductData {
-                            kind: ProductKind::Service,
-                            namespace: r.namespace.clone(),
-                            name: r.name.clone(),
-                            isv_namespace: r.namespace.clone(),
-                            service_name: r.name.clone(),
-                            isv_product_code: svc.spec.marketplace.product_code.clone(),
-                            product_code: svc.spec.marketplace.product_code.clone(),
-                            price: svc.spec.marketplace.price.clone(),
-                        },
-                        o,
-                    )
-                })
-                .map_err(|e| NotSellable {
-                    reason: "ProductInvalid",
-                    message: format!(
-                        "Service {}/{} is not valid: {e}; the ISV must fix it",
-                        r.namespace, r.name
-                    ),
-                    scenario: Some(scenario),
-                    grant: None,
-                    should_apply: false,
-                });
-            Resolved {
-                product,
-                scenario: Some(scenario),
-                on_revoke: RevocationPolicy::KeepRunning,
-                outcome,
-                grant_expiry: None,
-            }
-        }
-        ProductKind::DerivedService => {
-            let Some(ds) = ctx
-                .stores
-                .derived
-                .get(&ObjectRef::new(&r.name).within(&r.namespace))
-            else {
-                return Resolved {
-                    product,
-                    scenario: None,
-                    on_revoke: RevocationPolicy::default(),
-                    outcome: Err(not_found("DerivedService")),
-                    grant_expiry: None,
-                };
-            };
-            let src = &ds.spec.source;
-            let svc = ctx
-                .stores
-                .services
-                .get(&ObjectRef::new(&src.name).within(&src.namespace));
-            let on_revoke = svc
-                .as_ref()
-                .map(|s| s.spec.distribution.on_revoke)
-                .unwrap_or_default();
-            match super::derived::evaluate(&ds, ctx, now) {
-                Ok(sellable) => Resolved {
-                    product,
-                    scenario: Some(sellable.scenario),
-                    on_revoke,
-                    grant_expiry: sellable.grant_expiry,
-                    outcome: Ok((
-                        ProductData {
-                            kind: ProductKind::DerivedService,
-                            namespace: r.namespace.clone(),
-                            name: r.name.clone(),
-                            isv_namespace: src.namespace.clone(),
-                            service_name: src.name.clone(),
-                            isv_product_code: svc
-                                .as_ref()
-                                .and_then(|s| s.spec.marketplace.product_code.clone()),
-                            product_code: ds.spec.marketplace.product_code.clone(),
-                            price: ds.spec.marketplace.price.clone(),
-                        },
-                        sellable.offering,
-                    )),
-                },
-                Err(n) => Resolved {
-                    product,
-                    scenario: n.scenario,
-                    on_revoke,
-                    outcome: Err(n),
-                    grant_expiry: None,
-                },
-            }
-        }
+        ProductKind::Service => resolve_service(r, ctx, product),
+        ProductKind::DerivedService => resolve_derived(r, ctx, now, product),
+    }
+}
+
+/// Pure: a product that is not in the caches cannot be sold, and has no
+/// scenario to show.
+fn product_not_found(r: &ProductRef, product: String, what: &str) -> Resolved {
+    Resolved {
+        product,
+        scenario: None,
+        on_revoke: RevocationPolicy::default(),
+        outcome: Err(NotSellable {
+            reason: "ProductNotFound",
+            message: format!(
+                "{what} {}/{} does not exist; check spec.serviceRef",
+                r.namespace, r.name
+            ),
+            scenario: None,
+            grant: None,
+            should_apply: false,
+        }),
+        grant_expiry: None,
+    }
+}
+
+/// A Service bought from the ISV directly: sellable when its offering is
+/// valid; what runs keeps running if it is revoked (there is no grant).
+fn resolve_service(r: &ProductRef, ctx: &Context, product: String) -> Resolved {
+    let Some(svc) = ctx
+        .stores
+        .services
+        .get(&ObjectRef::new(&r.name).within(&r.namespace))
+    else {
+        return product_not_found(r, product, "Service");
+    };
+    let scenario = Scenario::direct(svc.spec.type_);
+    let outcome = ctx
+        .index
+        .offering(&svc, None)
+        .map(|o| (ProductData::of_service(r, &svc), o))
+        .map_err(|e| NotSellable {
+            reason: "ProductInvalid",
+            message: format!(
+                "Service {}/{} is not valid: {e}; the ISV must fix it",
+                r.namespace, r.name
+            ),
+            scenario: Some(scenario),
+            grant: None,
+            should_apply: false,
+        });
+    Resolved {
+        product,
+        scenario: Some(scenario),
+        on_revoke: RevocationPolicy::KeepRunning,
+        outcome,
+        grant_expiry: None,
+    }
+}
+
+/// A DerivedService bought from a distributor: sellable under the same
+/// rules as the DerivedService controller applies; its source Service's
+/// `onRevoke` says what happens to what runs when the grant goes.
+fn resolve_derived(r: &ProductRef, ctx: &Context, now: Timestamp, product: String) -> Resolved {
+    let Some(ds) = ctx
+        .stores
+        .derived
+        .get(&ObjectRef::new(&r.name).within(&r.namespace))
+    else {
+        return product_not_found(r, product, "DerivedService");
+    };
+    let src = &ds.spec.source;
+    let svc = ctx
+        .stores
+        .services
+        .get(&ObjectRef::new(&src.name).within(&src.namespace));
+    let on_revoke = svc
+        .as_ref()
+        .map(|s| s.spec.distribution.on_revoke)
+        .unwrap_or_default();
+    match super::derived::evaluate(&ds, ctx, now) {
+        Ok(sellable) => Resolved {
+            product,
+            scenario: Some(sellable.scenario),
+            on_revoke,
+            grant_expiry: sellable.grant_expiry,
+            outcome: Ok((
+                ProductData::of_derived(r, &ds, svc.as_deref()),
+                sellable.offering,
+            )),
+        },
+        Err(n) => Resolved {
+            product,
+            scenario: n.scenario,
+            on_revoke,
+            outcome: Err(n),
+            grant_expiry: None,
+        },
     }
 }
 
@@ -379,36 +364,52 @@ fn sold_terms(inst: &ServiceInstance, ctx: &Context, isv_namespace: Option<&str>
     let ns = ns_of(inst);
     let uid = inst.metadata.uid.clone().unwrap_or_default();
     let derived = provision::managed_namespace_name(&ns, &inst.name_any(), &uid);
-    let status = inst.status.as_ref();
-    let claimed = status
+    let claimed = inst
+        .status
+        .as_ref()
         .and_then(|s| s.owner.as_ref())
         .map(|o| o.target_namespace.clone())
         .filter(|t| *t != ns);
-    for candidate in claimed.iter().chain(std::iter::once(&derived)) {
-        let Some(m) = ctx.stores.namespaces.get(&ObjectRef::new(candidate)) else {
-            continue;
-        };
-        let l = m.labels();
-        if l.get(labels::INSTANCE_UID) != Some(&uid) {
-            continue;
-        }
-        let scenario = l.get(labels::SCENARIO).and_then(|s| Scenario::parse(s));
-        let party = l.get(labels::OWNER_PARTY).and_then(|p| Party::parse(p));
-        if let (Some(scenario), Some(party), Some(owner)) =
-            (scenario, party, l.get(labels::OWNER_NAMESPACE))
-        {
-            return Some(Sale {
-                scenario,
-                party,
-                owner_namespace: owner.clone(),
-                target_namespace: candidate.clone(),
-            });
-        }
+    claimed
+        .iter()
+        .chain(std::iter::once(&derived))
+        .find_map(|candidate| {
+            let m = ctx.stores.namespaces.get(&ObjectRef::new(candidate))?;
+            sale_in_namespace_labels(candidate, m.labels(), &uid)
+        })
+        .or_else(|| sale_in_status(inst, isv_namespace, &derived))
+}
+
+/// Pure: the terms the labels of managed namespace `name` show, if it is
+/// this instance's (its UID label) and they are complete.
+fn sale_in_namespace_labels(name: &str, l: &BTreeMap<String, String>, uid: &str) -> Option<Sale> {
+    if l.get(labels::INSTANCE_UID).map(String::as_str) != Some(uid) {
+        return None;
     }
+    let scenario = l.get(labels::SCENARIO).and_then(|s| Scenario::parse(s))?;
+    let party = l.get(labels::OWNER_PARTY).and_then(|p| Party::parse(p))?;
+    let owner = l.get(labels::OWNER_NAMESPACE)?;
+    Some(Sale {
+        scenario,
+        party,
+        owner_namespace: owner.clone(),
+        target_namespace: name.to_string(),
+    })
+}
+
+/// Pure: the terms status shows, if this instance can have them: an owner
+/// that fits the scenario and the product, and a target namespace that is
+/// its own or the managed one it derives (`derived`).
+fn sale_in_status(
+    inst: &ServiceInstance,
+    isv_namespace: Option<&str>,
+    derived: &str,
+) -> Option<Sale> {
     if !was_deployed(inst) {
         return None;
     }
-    let s = status?;
+    let ns = ns_of(inst);
+    let s = inst.status.as_ref()?;
     let owner = s.owner.as_ref()?;
     let scenario = Scenario::parse(s.scenario.as_deref()?)?;
     if scenario.resource_owner() != owner.party {
@@ -508,6 +509,36 @@ fn isv_namespace_of(inst: &ServiceInstance, resolved: &Resolved) -> Option<Strin
 }
 
 impl ProductData {
+    /// The product of a Service sold by its ISV directly.
+    fn of_service(r: &ProductRef, svc: &Service) -> Self {
+        ProductData {
+            kind: ProductKind::Service,
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+            isv_namespace: r.namespace.clone(),
+            service_name: r.name.clone(),
+            isv_product_code: svc.spec.marketplace.product_code.clone(),
+            product_code: svc.spec.marketplace.product_code.clone(),
+            price: svc.spec.marketplace.price.clone(),
+        }
+    }
+
+    /// The product of a DerivedService: sold by the distributor, made from
+    /// the ISV's Service (`svc`, when it is in the cache).
+    fn of_derived(r: &ProductRef, ds: &DerivedService, svc: Option<&Service>) -> Self {
+        let src = &ds.spec.source;
+        ProductData {
+            kind: ProductKind::DerivedService,
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+            isv_namespace: src.namespace.clone(),
+            service_name: src.name.clone(),
+            isv_product_code: svc.and_then(|s| s.spec.marketplace.product_code.clone()),
+            product_code: ds.spec.marketplace.product_code.clone(),
+            price: ds.spec.marketplace.price.clone(),
+        }
+    }
+
     fn product<'a>(
         &'a self,
         scenario: Option<Scenario>,
@@ -579,42 +610,10 @@ struct Unsellable {
 /// under Deprovision; an instance removed that way keeps saying so; one
 /// never deployed says why not.
 fn unsellable(inst: &ServiceInstance, n: &NotSellable, on_revoke: RevocationPolicy) -> Unsellable {
-    let prev_ready = inst.status.as_ref().and_then(|s| ready(&s.conditions));
     if was_deployed(inst) {
-        if is_revocation(n.reason) && on_revoke == RevocationPolicy::Deprovision {
-            return Unsellable {
-                deprovision: true,
-                phase: Phase::DeployFailed,
-                ready: false,
-                reason: n.reason.into(),
-                message: format!("{DEPROVISIONED}: {}", n.message),
-            };
-        }
-        // Sales stopped; what runs keeps running (KeepRunning, or a reason
-        // that is not a revocation: a seller's edit never removes what a
-        // customer bought).
-        let phase = inst
-            .status
-            .as_ref()
-            .and_then(|s| s.phase)
-            .unwrap_or(Phase::Deployed);
-        let deployed = phase == Phase::Deployed;
-        return Unsellable {
-            deprovision: false,
-            phase,
-            ready: deployed,
-            reason: if deployed { "Deployed" } else { "NotSellable" }.into(),
-            message: format!(
-                "running; no longer sellable: {} ({})",
-                n.message,
-                if is_revocation(n.reason) {
-                    "onRevoke: KeepRunning"
-                } else {
-                    "instances already sold keep running"
-                }
-            ),
-        };
+        return deployed_unsellable(inst, n, on_revoke);
     }
+    let prev_ready = inst.status.as_ref().and_then(|s| ready(&s.conditions));
     if let Some(prev) =
         prev_ready.filter(|c| c.status == "False" && c.message.starts_with(DEPROVISIONED))
     {
@@ -638,6 +637,48 @@ fn unsellable(inst: &ServiceInstance, n: &NotSellable, on_revoke: RevocationPoli
         ready: false,
         reason: n.reason.into(),
         message: format!("not deployed: {}", n.message),
+    }
+}
+
+/// Pure: `unsellable` for an instance that was deployed: removed on a
+/// revocation under Deprovision, otherwise left running.
+fn deployed_unsellable(
+    inst: &ServiceInstance,
+    n: &NotSellable,
+    on_revoke: RevocationPolicy,
+) -> Unsellable {
+    if is_revocation(n.reason) && on_revoke == RevocationPolicy::Deprovision {
+        return Unsellable {
+            deprovision: true,
+            phase: Phase::DeployFailed,
+            ready: false,
+            reason: n.reason.into(),
+            message: format!("{DEPROVISIONED}: {}", n.message),
+        };
+    }
+    // Sales stopped; what runs keeps running (KeepRunning, or a reason
+    // that is not a revocation: a seller's edit never removes what a
+    // customer bought).
+    let phase = inst
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .unwrap_or(Phase::Deployed);
+    let deployed = phase == Phase::Deployed;
+    Unsellable {
+        deprovision: false,
+        phase,
+        ready: deployed,
+        reason: if deployed { "Deployed" } else { "NotSellable" }.into(),
+        message: format!(
+            "running; no longer sellable: {} ({})",
+            n.message,
+            if is_revocation(n.reason) {
+                "onRevoke: KeepRunning"
+            } else {
+                "instances already sold keep running"
+            }
+        ),
     }
 }
 
@@ -1075,64 +1116,15 @@ async fn write_desired(
         }
     }
 
-    let mut writes = Vec::with_capacity(d.objects.len() + 1);
-    for obj in &d.objects {
-        writes.push(Write {
-            ar: resource_for(
-                &ctx.settings.allowed_kinds,
-                obj["apiVersion"].as_str().unwrap_or_default(),
-                obj["kind"].as_str().unwrap_or_default(),
-            ),
-            namespace: target.clone(),
-            name: obj["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            body: obj.clone(),
-        });
+    let writes = desired_writes(inst, d, &ctx.settings.allowed_kinds)?;
+    let keep: BTreeSet<(String, String)> = writes
+        .iter()
+        .filter(|w| w.namespace == *target)
+        .map(|w| (w.ar.kind.clone(), w.name.clone()))
+        .collect();
+    if let Some(outcome) = write_objects(inst, &writes, ctx, &uid).await? {
+        return Ok(outcome);
     }
-    writes.push(logon_secret(inst, d)?);
-
-    // An instance written before looks at every name first, and writes
-    // nothing at all if one is taken. A first deployment creates at once
-    // (a create never takes anything over) and looks only where a name is
-    // taken: no read for a fresh sale.
-    let first = !was_deployed(inst);
-    let lives = if first {
-        writes.iter().map(|_| Live::Unknown).collect()
-    } else {
-        futures::future::try_join_all(writes.iter().map(|w| look(w, ctx, &uid))).await?
-    };
-    if let Some(msg) = lives.iter().find_map(|l| match l {
-        Live::Foreign(m) => Some(m.clone()),
-        _ => None,
-    }) {
-        return Ok(WriteOutcome::Conflict(msg));
-    }
-    let uid_ref = uid.as_str();
-    let results =
-        futures::future::try_join_all(writes.into_iter().zip(lives).map(|(w, l)| async move {
-            let r = put(&w, l, ctx, uid_ref).await;
-            r.map(|p| (w, p))
-        }))
-        .await?;
-    let mut refused = None;
-    let mut waiting = None;
-    for (_, p) in &results {
-        match p {
-            Put::Written => {}
-            Put::Taken(msg) => return Ok(WriteOutcome::Conflict(msg.clone())),
-            Put::Refused(msg) => refused = refused.or(Some(msg.clone())),
-            Put::Wait(msg) => waiting = waiting.or(Some(msg.clone())),
-        }
-    }
-    if let Some(msg) = refused {
-        return Ok(WriteOutcome::Rejected(msg));
-    }
-    if let Some(msg) = waiting {
-        return Ok(WriteOutcome::Wait(msg));
-    }
-    let writes: Vec<Write> = results.into_iter().map(|(w, _)| w).collect();
     // Orders come after: no sale is recorded for objects the API server refused.
     if let Some(outcome) = write_orders(d, ctx, &uid).await? {
         return Ok(outcome);
@@ -1141,20 +1133,85 @@ async fn write_desired(
     // Remove what left the template: found in the cluster by this instance's
     // UID label, never taken from status. Only an instance that was written
     // before can have such objects.
-    if inst
-        .status
-        .as_ref()
-        .is_some_and(|s| s.applied_digest.is_some() || !s.applied_objects.is_empty())
-    {
-        let keep: BTreeSet<(String, String)> = writes
-            .iter()
-            .filter(|w| w.namespace == *target)
-            .map(|w| (w.ar.kind.clone(), w.name.clone()))
-            .collect();
+    if was_deployed(inst) {
         prune(ctx, &uid, target, &keep, false).await?;
     }
 
     Ok(WriteOutcome::Done)
+}
+
+/// Pure: the objects of the desired state, each with its API resource, and
+/// the logon Secret last.
+fn desired_writes(
+    inst: &ServiceInstance,
+    d: &Desired,
+    allowed: &[AllowedKind],
+) -> Result<Vec<Write>, Error> {
+    let mut writes = Vec::with_capacity(d.objects.len() + 1);
+    for obj in &d.objects {
+        writes.push(Write {
+            ar: resource_for(
+                allowed,
+                obj["apiVersion"].as_str().unwrap_or_default(),
+                obj["kind"].as_str().unwrap_or_default(),
+            ),
+            namespace: d.owner.target_namespace.clone(),
+            name: obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            body: obj.clone(),
+        });
+    }
+    writes.push(logon_secret(inst, d)?);
+    Ok(writes)
+}
+
+/// Writes the objects; says what stopped them, if anything did.
+async fn write_objects(
+    inst: &ServiceInstance,
+    writes: &[Write],
+    ctx: &Context,
+    uid: &str,
+) -> Result<Option<WriteOutcome>, Error> {
+    // An instance written before looks at every name first, and writes
+    // nothing at all if one is taken. A first deployment creates at once
+    // (a create never takes anything over) and looks only where a name is
+    // taken: no read for a fresh sale.
+    let first = !was_deployed(inst);
+    let lives = if first {
+        writes.iter().map(|_| Live::Unknown).collect()
+    } else {
+        futures::future::try_join_all(writes.iter().map(|w| look(w, ctx, uid))).await?
+    };
+    if let Some(msg) = lives.iter().find_map(|l| match l {
+        Live::Foreign(m) => Some(m.clone()),
+        _ => None,
+    }) {
+        return Ok(Some(WriteOutcome::Conflict(msg)));
+    }
+    let puts =
+        futures::future::try_join_all(writes.iter().zip(lives).map(|(w, l)| put(w, l, ctx, uid)))
+            .await?;
+    Ok(stopped_by(puts))
+}
+
+/// Pure: what stopped a write of several objects, the worst first: a name
+/// taken, then a refusal, then something to wait for.
+fn stopped_by(puts: Vec<Put>) -> Option<WriteOutcome> {
+    let mut refused = None;
+    let mut waiting = None;
+    for p in puts {
+        match p {
+            Put::Written => {}
+            Put::Taken(msg) => return Some(WriteOutcome::Conflict(msg)),
+            Put::Refused(msg) => refused = refused.or(Some(msg)),
+            Put::Wait(msg) => waiting = waiting.or(Some(msg)),
+        }
+    }
+    refused
+        .map(WriteOutcome::Rejected)
+        .or(waiting.map(WriteOutcome::Wait))
 }
 
 /// Orders: created once, never changed; an existing one stands if it is this instance's.
@@ -1249,19 +1306,7 @@ async fn prune(
         "{}={uid},{MANAGED_BY_LABEL}={MANAGED_BY}",
         labels::INSTANCE_UID
     );
-    let mut kinds: Vec<ApiResource> = ctx
-        .settings
-        .allowed_kinds
-        .iter()
-        .map(api_resource)
-        .collect();
-    if !kinds
-        .iter()
-        .any(|k| k.kind == "Secret" && k.group.is_empty())
-    {
-        kinds.push(ApiResource::erase::<Secret>(&()));
-    }
-    for ar in kinds {
+    for ar in prunable_kinds(&ctx.settings.allowed_kinds) {
         let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), namespace, &ar);
         let list = match api
             .list_metadata(&ListParams::default().labels(&selector))
@@ -1273,31 +1318,63 @@ async fn prune(
             Err(e) => return Err(e.into()),
         };
         for m in list.items {
-            let name = m.name_any();
-            if keep.contains(&(ar.kind.clone(), name.clone()))
-                // A product edit never deletes a customer's data: a volume
-                // that left the template stays (it goes with the instance).
-                || (ar.kind == "PersistentVolumeClaim" && ar.group.is_empty() && !all)
-                || m.metadata.deletion_timestamp.is_some()
-                || !owned_by(m.labels(), uid)
-            {
-                continue;
-            }
-            let dp = DeleteParams {
-                propagation_policy: Some(PropagationPolicy::Background),
-                preconditions: Some(Preconditions {
-                    uid: m.metadata.uid.clone(),
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
-            match api.delete(&name, &dp).await {
-                Ok(_) => ctx.metrics.wrote(KIND, "delete"),
-                // Gone already, or replaced by another object of that name: not ours to delete.
-                Err(e) if is_not_found(&e) || is_conflict(&e) => {}
-                Err(e) => return Err(e.into()),
+            if is_left_over(&ar, &m, keep, uid, all) {
+                delete_left_over(ctx, &api, &m).await?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Pure: the kinds an instance's objects may have: the allowed kinds, and
+/// Secrets (its logon Secret).
+fn prunable_kinds(allowed: &[AllowedKind]) -> Vec<ApiResource> {
+    let mut kinds: Vec<ApiResource> = allowed.iter().map(api_resource).collect();
+    if !kinds
+        .iter()
+        .any(|k| k.kind == "Secret" && k.group.is_empty())
+    {
+        kinds.push(ApiResource::erase::<Secret>(&()));
+    }
+    kinds
+}
+
+/// Pure: whether `prune` deletes an object: this instance's, not being
+/// deleted, not kept, and not a volume unless `all`.
+fn is_left_over(
+    ar: &ApiResource,
+    m: &PartialObjectMeta<DynamicObject>,
+    keep: &BTreeSet<(String, String)>,
+    uid: &str,
+    all: bool,
+) -> bool {
+    !(keep.contains(&(ar.kind.clone(), m.name_any()))
+        // A product edit never deletes a customer's data: a volume
+        // that left the template stays (it goes with the instance).
+        || (ar.kind == "PersistentVolumeClaim" && ar.group.is_empty() && !all)
+        || m.metadata.deletion_timestamp.is_some()
+        || !owned_by(m.labels(), uid))
+}
+
+/// Deletes one object `prune` found, under its UID.
+async fn delete_left_over(
+    ctx: &Context,
+    api: &Api<DynamicObject>,
+    m: &PartialObjectMeta<DynamicObject>,
+) -> Result<(), Error> {
+    let dp = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        preconditions: Some(Preconditions {
+            uid: m.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(&m.name_any(), &dp).await {
+        Ok(_) => ctx.metrics.wrote(KIND, "delete"),
+        // Gone already, or replaced by another object of that name: not ours to delete.
+        Err(e) if is_not_found(&e) || is_conflict(&e) => {}
+        Err(e) => return Err(e.into()),
     }
     Ok(())
 }
@@ -1503,4 +1580,116 @@ pub async fn sweep_orphaned_namespaces(ctx: &Context) -> Result<usize, Error> {
         removed += 1;
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(status: serde_json::Value) -> ServiceInstance {
+        serde_json::from_value(json!({
+            "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance",
+            "metadata": {"name": "db", "namespace": "cust", "uid": "u1"},
+            "spec": {"serviceRef": {"kind": "Service", "namespace": "isv", "name": "s"}},
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    fn deployed_as(scenario: &str, party: &str, owner: &str, target: &str) -> ServiceInstance {
+        instance(json!({
+            "scenario": scenario, "appliedDigest": "d",
+            "owner": {"party": party, "namespace": owner, "targetNamespace": target}
+        }))
+    }
+
+    #[test]
+    fn terms_in_status_count_only_where_this_instance_can_have_them() {
+        let derived = provision::managed_namespace_name("cust", "db", "u1");
+        let ok = deployed_as("DirectFullyManaged", "ISV", "isv", &derived);
+        let sale = sale_in_status(&ok, Some("isv"), &derived).unwrap();
+        assert_eq!(
+            (sale.party, sale.target_namespace.as_str()),
+            (Party::Isv, derived.as_str())
+        );
+        // Another target, another owner, an owner the scenario does not
+        // give, or an instance never deployed: the status is ignored.
+        for inst in [
+            deployed_as("DirectFullyManaged", "ISV", "isv", "kube-system"),
+            deployed_as("DirectFullyManaged", "ISV", "other", &derived),
+            deployed_as("DirectFullyManaged", "Customer", "cust", &derived),
+            deployed_as("DirectPrivate", "Customer", "cust", "elsewhere"),
+            instance(json!({"scenario": "DirectPrivate",
+                "owner": {"party": "Customer", "namespace": "cust", "targetNamespace": "cust"}})),
+        ] {
+            assert_eq!(sale_in_status(&inst, Some("isv"), &derived), None);
+        }
+        let own = deployed_as("DirectPrivate", "Customer", "cust", "cust");
+        assert!(sale_in_status(&own, Some("isv"), &derived).is_some());
+    }
+
+    #[test]
+    fn a_managed_namespace_shows_the_terms_only_for_its_own_instance() {
+        let l = BTreeMap::from([
+            (labels::INSTANCE_UID.to_string(), "u1".to_string()),
+            (labels::SCENARIO.to_string(), "Scenario2".to_string()),
+            (labels::OWNER_PARTY.to_string(), "Distributor".to_string()),
+            (labels::OWNER_NAMESPACE.to_string(), "dist".to_string()),
+        ]);
+        let sale = sale_in_namespace_labels("cn-x", &l, "u1").unwrap();
+        assert_eq!(
+            (sale.scenario, sale.party, sale.owner_namespace.as_str()),
+            (Scenario::Scenario2, Party::Distributor, "dist")
+        );
+        assert_eq!(sale.target_namespace, "cn-x");
+        assert_eq!(sale_in_namespace_labels("cn-x", &l, "u2"), None);
+        let mut partial = l.clone();
+        partial.remove(labels::OWNER_NAMESPACE);
+        assert_eq!(sale_in_namespace_labels("cn-x", &partial, "u1"), None);
+    }
+
+    #[test]
+    fn a_taken_name_outweighs_a_refusal_which_outweighs_a_wait() {
+        let outcome = |puts: Vec<Put>| match stopped_by(puts) {
+            None => "done".to_string(),
+            Some(WriteOutcome::Conflict(m)) => format!("conflict {m}"),
+            Some(WriteOutcome::Rejected(m)) => format!("rejected {m}"),
+            Some(WriteOutcome::Wait(m)) => format!("wait {m}"),
+            Some(WriteOutcome::Done) => "Done".to_string(),
+        };
+        let wait = || Put::Wait("w".into());
+        let refused = |m: &str| Put::Refused(m.into());
+        assert_eq!(outcome(vec![Put::Written, Put::Written]), "done");
+        assert_eq!(outcome(vec![wait(), Put::Written]), "wait w");
+        assert_eq!(
+            outcome(vec![wait(), refused("r1"), refused("r2")]),
+            "rejected r1"
+        );
+        assert_eq!(
+            outcome(vec![refused("r1"), wait(), Put::Taken("t".into())]),
+            "conflict t"
+        );
+    }
+
+    #[test]
+    fn only_this_instances_objects_that_left_the_template_are_pruned() {
+        let meta = |name: &str, uid: &str| -> PartialObjectMeta<DynamicObject> {
+            serde_json::from_value(json!({
+                "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                "metadata": {"name": name, "labels": {
+                    labels::INSTANCE_UID: uid, MANAGED_BY_LABEL: MANAGED_BY
+                }}
+            }))
+            .unwrap()
+        };
+        let cm = ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&());
+        let pvc = ApiResource::erase::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(&());
+        let keep = BTreeSet::from([("ConfigMap".to_string(), "kept".to_string())]);
+        assert!(is_left_over(&cm, &meta("gone", "u1"), &keep, "u1", false));
+        assert!(!is_left_over(&cm, &meta("kept", "u1"), &keep, "u1", false));
+        assert!(!is_left_over(&cm, &meta("gone", "u2"), &keep, "u1", false));
+        // A customer's volume goes only with everything else (Deprovision).
+        assert!(!is_left_over(&pvc, &meta("data", "u1"), &keep, "u1", false));
+        assert!(is_left_over(&pvc, &meta("data", "u1"), &keep, "u1", true));
+    }
 }
