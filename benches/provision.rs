@@ -48,6 +48,8 @@
 //!   concurrency of the largest smaller round, and their KCM peer is skipped
 //!   when BENCH_KCM_LARGE=0 (default)
 //! - BENCH_FLOOR_CONCURRENCY: the floor's sweep (16,64,256)
+//! - BENCH_SWEEP_REPS: repetitions that sweep (1); later ones replay at the
+//!   best concurrency found so far for that round
 //! - BENCH_CONCURRENCY: the controller's --concurrency and the bench's create
 //!   concurrency (16)
 //! - BENCH_IDLE_SECS (60), BENCH_SINGLE_TRIES (50)
@@ -144,10 +146,12 @@ struct Cfg {
     large_reps: usize,
     kcm_large: bool,
     floor_conc: Vec<usize>,
+    sweep_reps: usize,
     conc: usize,
     idle_secs: u64,
     tries: usize,
     quick: bool,
+    own_work: bool,
 }
 
 impl Cfg {
@@ -158,11 +162,12 @@ impl Cfg {
         } else {
             ("100,1000,10000", "3", "16,64,256", "60", "50")
         };
-        let work = match std::env::var("BENCH_WORK") {
-            Ok(w) => PathBuf::from(w),
-            Err(_) => {
-                std::env::temp_dir().join(format!("computenest-bench-{}", std::process::id()))
-            }
+        let (work, own_work) = match std::env::var("BENCH_WORK") {
+            Ok(w) => (PathBuf::from(w), false),
+            Err(_) => (
+                std::env::temp_dir().join(format!("computenest-bench-{}", std::process::id())),
+                true,
+            ),
         };
         std::fs::create_dir_all(&work)
             .map_err(|e| format!("cannot create the work directory {}: {e}", work.display()))?;
@@ -180,10 +185,12 @@ impl Cfg {
             large_reps: env_num("BENCH_LARGE_REPS", "1")?,
             kcm_large: env_or("BENCH_KCM_LARGE", "0") == "1",
             floor_conc: env_list("BENCH_FLOOR_CONCURRENCY", floor)?,
+            sweep_reps: env_num("BENCH_SWEEP_REPS", "1")?,
             conc: env_num("BENCH_CONCURRENCY", "16")?,
             idle_secs: env_num("BENCH_IDLE_SECS", idle)?,
             tries: env_num("BENCH_SINGLE_TRIES", tries)?,
             quick,
+            own_work,
         })
     }
 }
@@ -769,8 +776,7 @@ async fn read_audit(
     let start = Instant::now();
     let needle = format!("\"name\":\"{sentinel}\"");
     loop {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        if text.contains(&needle) {
+        if tail_contains(&path, &needle) {
             break;
         }
         if start.elapsed() > Duration::from_secs(60) {
@@ -803,6 +809,26 @@ async fn read_audit(
     }
     out.sort_by_key(|r| r.at_us);
     Ok((out, late))
+}
+
+/// Whether the last MiB of the file holds `needle` (the audit log grows to
+/// hundreds of MiB at 10,000 instances).
+fn tail_contains(path: &Path, needle: &str) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if f.seek(SeekFrom::Start(len.saturating_sub(1 << 20)))
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = Vec::new();
+    if f.read_to_end(&mut buf).is_err() {
+        return false;
+    }
+    String::from_utf8_lossy(&buf).contains(needle)
 }
 
 fn collection_path(group: &str, version: &str, resource: &str) -> String {
@@ -960,7 +986,12 @@ fn build_plan(recs: &[Rec], index: &HashMap<String, Key>) -> Res<Plan> {
     for (i, r) in recs.iter().enumerate() {
         let mut body = r.body.clone();
         if let Some(b) = body.as_mut() {
-            strip_resource_version(b);
+            if r.code == 409 && b["metadata"]["resourceVersion"].is_string() {
+                // It lost a race there: make it lose here too (same work, no write).
+                b["metadata"]["resourceVersion"] = json!("1");
+            } else {
+                strip_resource_version(b);
+            }
         }
         let (method, content_type) = match r.verb.as_str() {
             "create" => (http::Method::POST, "application/json"),
@@ -1638,6 +1669,7 @@ struct RoundStats {
     ctl: Vec<f64>,
     floor: Vec<f64>,
     floor_conc: Vec<usize>,
+    kcm_conc: Vec<usize>,
     sweeps: Vec<Vec<(usize, f64)>>,
     ratio: Vec<f64>,
     kcm: Vec<f64>,
@@ -1691,7 +1723,12 @@ fn print_round(r: &RoundStats) {
         "| KCM peer: N Deployments to 4N Pods (s) | {} |",
         fmt3(&r.kcm, 2)
     );
-    println!("| KCM floor (s) | {} |", fmt3(&r.kcm_floor, 2));
+    let kconcs: BTreeSet<usize> = r.kcm_conc.iter().copied().collect();
+    println!(
+        "| KCM floor (s), best concurrency {:?} | {} |",
+        kconcs,
+        fmt3(&r.kcm_floor, 2)
+    );
     println!("| ratio KCM / KCM floor | {} |", fmt3(&r.kcm_ratio, 2));
     println!(
         "| controller time per instance (ms) | {} |",
@@ -1725,6 +1762,16 @@ fn print_round(r: &RoundStats) {
         let parts: Vec<String> = s.iter().map(|(c, t)| format!("{c}: {t:.2} s")).collect();
         println!("\nfloor sweep, repetition {}: {}", i + 1, parts.join(", "));
     }
+}
+
+/// The concurrency of the fastest floor so far.
+fn best_of(concs: &[usize], times: &[f64]) -> usize {
+    concs
+        .iter()
+        .zip(times)
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(c, _)| *c)
+        .unwrap_or(64)
 }
 
 fn met(ok: bool) -> &'static str {
@@ -1767,6 +1814,7 @@ async fn main() -> Res<()> {
     let mut after: Option<After> = None;
     // The best floor concurrencies of the largest small round (for large rounds).
     let mut best_small: Vec<usize> = cfg.floor_conc.clone();
+    let mut best_small_kcm: Vec<usize> = cfg.floor_conc.clone();
     let mut sizes = cfg.sizes.clone();
     sizes.sort_unstable();
     for (si, &n) in sizes.iter().enumerate() {
@@ -1782,6 +1830,17 @@ async fn main() -> Res<()> {
         } else {
             cfg.floor_conc.clone()
         };
+        let kcm_concs_large = if large {
+            best_small_kcm.clone()
+        } else {
+            cfg.floor_conc.clone()
+        };
+        if !large && cfg.sweep_reps < reps && concs.len() > 1 {
+            st.notes.push(format!(
+                "The floors sweep concurrency {concs:?} in the first {} repetition(s) (BENCH_SWEEP_REPS); later ones use the best concurrency found so far.",
+                cfg.sweep_reps
+            ));
+        }
         if large {
             st.notes.push(format!(
                 "Large round: {reps} repetition(s) (BENCH_LARGE_REPS), floor concurrency {concs:?} only (the best of the largest smaller round){}.",
@@ -1791,6 +1850,17 @@ async fn main() -> Res<()> {
         let last_size = n == largest && sizes[si + 1..].iter().all(|&m| m != n);
         for rep in 0..reps {
             let tag = format!("n{n}-r{rep}");
+            let sweep_now = large || rep < cfg.sweep_reps;
+            let ctl_concs = if sweep_now {
+                concs.clone()
+            } else {
+                vec![best_of(&st.floor_conc, &st.floor)]
+            };
+            let kcm_concs = if sweep_now {
+                kcm_concs_large.clone()
+            } else {
+                vec![best_of(&st.kcm_conc, &st.kcm_floor)]
+            };
             let t_rep = Instant::now();
             let arm = controller_arm(
                 &cfg,
@@ -1821,7 +1891,7 @@ async fn main() -> Res<()> {
                 &cfg,
                 &format!("{tag}-floor"),
                 &arm.rec,
-                &concs,
+                &ctl_concs,
                 None,
                 None,
                 &mut cp_times,
@@ -1863,7 +1933,7 @@ async fn main() -> Res<()> {
                     &cfg,
                     &format!("{tag}-kcmfloor"),
                     &kcm_rec,
-                    &concs,
+                    &kcm_concs,
                     Some(controllers),
                     Some(&peer_ns),
                     &mut cp_times,
@@ -1877,6 +1947,7 @@ async fn main() -> Res<()> {
                 );
                 st.kcm.push(kcm);
                 st.kcm_floor.push(kf);
+                st.kcm_conc.push(kc);
                 st.kcm_ratio.push(kcm / kf);
             }
             eprintln!(
@@ -1888,14 +1959,22 @@ async fn main() -> Res<()> {
         }
         if !large {
             // The concurrencies that won here, for the large rounds.
-            let won: BTreeSet<usize> = st.floor_conc.iter().copied().collect();
-            best_small = won.into_iter().collect();
+            best_small = vec![best_of(&st.floor_conc, &st.floor)];
+            if !st.kcm_conc.is_empty() {
+                best_small_kcm = vec![best_of(&st.kcm_conc, &st.kcm_floor)];
+            }
         }
         rounds.push(st);
     }
 
     // ---- report ----
     println!("\n## Rounds\n");
+    if cfg.quick {
+        println!(
+            "BENCH_QUICK: sizes {:?}, {} repetition(s), floor concurrency {:?}; not for the record.\n",
+            cfg.sizes, cfg.reps, cfg.floor_conc
+        );
+    }
     println!(
         "Every arm on a fresh control plane (start took {} s: min | median | max). Floor: the recorded arm's requests replayed; ratio = controller / floor per repetition.",
         fmt3(&cp_times, 1)
@@ -1999,7 +2078,7 @@ async fn main() -> Res<()> {
                 json!({"min": a, "median": b, "max": c})
             };
             json!({"n": r.n, "reps": r.reps, "seconds": s3(&r.ctl), "floor_seconds": s3(&r.floor),
-                "floor_concurrency": r.floor_conc, "ratio": s3(&r.ratio), "kcm_seconds": s3(&r.kcm),
+                "floor_concurrency": r.floor_conc, "kcm_floor_concurrency": r.kcm_conc, "ratio": s3(&r.ratio), "kcm_seconds": s3(&r.kcm),
                 "kcm_floor_seconds": s3(&r.kcm_floor), "kcm_ratio": s3(&r.kcm_ratio),
                 "ms_per_instance": s3(&r.per_inst_ms), "writes_per_instance": s3(&r.ctl_writes),
                 "audit_writes_per_instance": s3(&r.audit_writes), "apiserver_writes_per_instance": s3(&r.api_writes),
@@ -2016,6 +2095,8 @@ async fn main() -> Res<()> {
             "restart_rss_mib": a.rss2, "restart_cpu_seconds": a.cpu2});
     }
     println!("BENCH_JSON {summary}");
-    let _ = std::fs::remove_dir_all(&cfg.work);
+    if cfg.own_work {
+        let _ = std::fs::remove_dir_all(&cfg.work);
+    }
     Ok(())
 }
