@@ -37,7 +37,7 @@ crds: ## Regenerate crds/ from the Rust types.
 demo: ## Local control plane (or $$KUBECONFIG), CRDs, controller, examples, and a table.
 	hack/demo.sh
 
-bench: ## Provisioning benchmark against the real control plane (see BENCHMARKS.md).
+bench: ## Provisioning benchmark: fresh control plane per arm, replayed floor (BENCH_QUICK=1 for a short run; see BENCHMARKS.md).
 	hack/bench.sh
 
 soak: ## Reliability suite: SIGKILLs, control-plane restarts, failover, conflicts (minutes).

@@ -20,6 +20,10 @@
 #   CP_KCM_EXTRA_ARGS=""        extra kube-controller-manager flags (word-split)
 #   CP_ETCD_PORT / CP_APISERVER_PORT / CP_KCM_PORT   fixed ports instead of free ones
 #   CP_KEEP_ON_FAILURE=1        on a failed start, kill the processes but keep DIR (logs)
+#   CP_AUDIT_POLICY=FILE        audit with this policy to DIR/logs/audit.log (JSON lines,
+#                               batch mode with a large buffer; see audit_args)
+#   CP_EXTRA_CLIENTS="a b"      also issue client certificates (group system:masters) for users
+#                               a, b and write DIR/kubeconfig-a, DIR/kubeconfig-b
 set -Eeuo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -275,13 +279,20 @@ EOF
   }
   leaf serving "/CN=kube-apiserver" v3_server
   leaf admin "/O=system:masters/CN=admin" v3_client
+  local -a extra_clients=()
+  read -r -a extra_clients <<<"${CP_EXTRA_CLIENTS:-}"
+  local c
+  for c in "${extra_clients[@]}"; do
+    [[ "$c" =~ ^[a-z0-9][a-z0-9.-]*$ ]] || fail "CP_EXTRA_CLIENTS: '$c' is not a valid user name (lower case, digits, '.', '-')."
+    leaf "client-$c" "/O=system:masters/CN=$c" v3_client
+  done
   # Service-account token signing key (RSA for RS256, the usual default).
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$p/sa.key" 2>/dev/null
   openssl pkey -in "$p/sa.key" -pubout -out "$p/sa.pub" 2>/dev/null
 }
 
 write_kubeconfig() {
-  local url="$1" p="$dir/pki" f="$dir/kubeconfig"
+  local url="$1" p="$dir/pki" f="$dir/${3:-kubeconfig}" cert="${2:-admin}"
   b64() { base64 -w0 <"$1"; }
   cat >"$f.tmp" <<EOF
 apiVersion: v1
@@ -294,8 +305,8 @@ clusters:
 users:
 - name: computenest-admin
   user:
-    client-certificate-data: $(b64 "$p/admin.crt")
-    client-key-data: $(b64 "$p/admin.key")
+    client-certificate-data: $(b64 "$p/$cert.crt")
+    client-key-data: $(b64 "$p/$cert.key")
 contexts:
 - name: computenest-local
   context:
@@ -392,10 +403,25 @@ apiserver_args() {
     --authorization-mode=RBAC \
     --disable-admission-plugins=ServiceAccount \
     --allow-privileged=true
+  audit_args
   # A space-separated list of flags (no quoting inside values).
   local -a extra=()
   read -r -a extra <<<"${CP_APISERVER_EXTRA_ARGS:-}"
   [ "${#extra[@]}" -eq 0 ] || printf '%s\n' "${extra[@]}"
+}
+# With CP_AUDIT_POLICY: batch mode keeps auditing off the request path; the
+# buffer is large because a full buffer drops events rather than waiting.
+audit_args() {
+  [ -n "${CP_AUDIT_POLICY:-}" ] || return 0
+  printf '%s\n' \
+    --audit-policy-file="$dir/audit-policy.yaml" \
+    --audit-log-path="$dir/logs/audit.log" \
+    --audit-log-format=json \
+    --audit-log-maxsize=0 \
+    --audit-log-mode=batch \
+    --audit-log-batch-buffer-size=1000000 \
+    --audit-log-batch-max-size=1000 \
+    --audit-log-batch-max-wait=200ms
 }
 api_ready() { apiserver_ready "https://127.0.0.1:$api_port"; }
 
@@ -473,6 +499,11 @@ cmd_start() {
     [ -x "$bin/$b" ] || fail "build-controlplane.sh reported $bin but $b is missing there; delete that directory and retry."
   done
 
+  if [ -n "${CP_AUDIT_POLICY:-}" ]; then
+    [ -r "$CP_AUDIT_POLICY" ] || fail "CP_AUDIT_POLICY=$CP_AUDIT_POLICY is not a readable file."
+    cp -- "$CP_AUDIT_POLICY" "$dir/audit-policy.yaml"
+  fi
+
   say "generating throwaway certificates in $dir/pki"
   gen_pki || fail "openssl could not generate the certificates; check 'openssl version' (3.x expected)."
 
@@ -488,6 +519,10 @@ cmd_start() {
   start_component kube-apiserver api_port CP_APISERVER_PORT apiserver_args api_ready
   local url="https://127.0.0.1:$api_port"
   write_kubeconfig "$url"
+  local -a extra_clients=()
+  read -r -a extra_clients <<<"${CP_EXTRA_CLIENTS:-}"
+  local c
+  for c in "${extra_clients[@]}"; do write_kubeconfig "$url" "client-$c" "kubeconfig-$c"; done
   local rc2=0
   wait_for kube-apiserver default_ns_exists || rc2=$?
   if [ "$rc2" -ne 0 ]; then
