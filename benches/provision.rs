@@ -1778,6 +1778,15 @@ fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "missed" }
 }
 
+/// A target stated for 10,000 instances, judged only where that many ran.
+fn met_at_10000(n: usize, ok: bool) -> &'static str {
+    if n < 10000 {
+        "not judged (fewer than 10,000 instances)"
+    } else {
+        met(ok)
+    }
+}
+
 #[tokio::main]
 async fn main() -> Res<()> {
     if std::env::args().any(|a| a == "--list") {
@@ -2034,7 +2043,7 @@ async fn main() -> Res<()> {
             a.n,
             a.rss1,
             a.rss2,
-            met(a.n >= 10000 && a.rss1.max(a.rss2) <= 96.0)
+            met_at_10000(a.n, a.rss1.max(a.rss2) <= 96.0)
         );
         println!(
             "| restart over {} converged instances ready in under 5 s with 0 writes | ready {:.2} s, all reconciled {:.2} s, {} writes | {} |",
@@ -2042,7 +2051,7 @@ async fn main() -> Res<()> {
             a.ready_s,
             a.catch_up_s,
             a.restart_writes,
-            met(a.n >= 10000 && a.catch_up_s < 5.0 && a.restart_writes == 0.0)
+            met_at_10000(a.n, a.catch_up_s < 5.0 && a.restart_writes == 0.0)
         );
         println!(
             "| 0 writes while idle {} s after convergence | {} controller writes ({} API server writes, all clients) | {} |",
