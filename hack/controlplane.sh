@@ -411,13 +411,16 @@ apiserver_args() {
 }
 # With CP_AUDIT_POLICY: batch mode keeps auditing off the request path; the
 # buffer is large because a full buffer drops events rather than waiting.
+# maxsize 0 would not mean "never rotate" (the writer then rotates at its
+# default 100 MB, and a 10,000-instance run loses its first requests to a
+# backup file): 1 TB means never.
 audit_args() {
   [ -n "${CP_AUDIT_POLICY:-}" ] || return 0
   printf '%s\n' \
     --audit-policy-file="$dir/audit-policy.yaml" \
     --audit-log-path="$dir/logs/audit.log" \
     --audit-log-format=json \
-    --audit-log-maxsize=0 \
+    --audit-log-maxsize=1000000 \
     --audit-log-mode=batch \
     --audit-log-batch-buffer-size=1000000 \
     --audit-log-batch-max-size=1000 \
