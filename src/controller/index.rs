@@ -99,6 +99,7 @@ struct Maps {
     instances_by_product: Links<ProductKey, ObjectRef<ServiceInstance>>,
     derived_by_source: Links<ServiceKey, ObjectRef<DerivedService>>,
     grants_by_pair: Links<PairKey, ObjectRef<DistributionGrant>>,
+    grants_by_service: Links<ServiceKey, ObjectRef<DistributionGrant>>,
     requests_by_instance: Links<ObjectRef<ServiceInstance>, ObjectRef<AccessRequest>>,
     approvals_by_request: Links<ObjectRef<AccessRequest>, ObjectRef<AccessApproval>>,
     instance_by_namespace: Links<ObjectRef<ServiceInstance>, String>,
@@ -476,13 +477,7 @@ impl Index {
     fn route_service(&self, ns: &str, name: &str) {
         let m = self.read();
         let key = (ns.to_string(), name.to_string());
-        let grants: Vec<_> = m
-            .grants_by_pair
-            .by_key
-            .iter()
-            .filter(|((isv, svc, _), _)| *isv == key.0 && *svc == key.1)
-            .flat_map(|(_, set)| set.iter().cloned())
-            .collect();
+        let grants: Vec<_> = m.grants_by_service.get(&key).cloned().collect();
         let derived: Vec<_> = m.derived_by_source.get(&key).cloned().collect();
         let instances = self.instances_of_product(&m, ProductKind::Service, ns, name);
         let requests = Self::requests_of_instances(&m, &instances);
@@ -528,9 +523,10 @@ impl Indexed for DistributionGrant {
     const KIND: &'static str = "DistributionGrant";
     fn link(index: &Index, obj: &Self) -> bool {
         let pair = pair_of(obj);
-        index
-            .write()
-            .grants_by_pair
+        let service = (pair.0.clone(), pair.1.clone());
+        let mut m = index.write();
+        m.grants_by_service.set(ObjectRef::from_obj(obj), service);
+        m.grants_by_pair
             .set(ObjectRef::from_obj(obj), pair)
             .is_some()
     }
@@ -540,7 +536,11 @@ impl Indexed for DistributionGrant {
         index.route_pair(&pair_of(obj), &ObjectRef::from_obj(obj));
     }
     fn unlink_and_route(index: &Index, gone: &ObjectRef<Self>) {
-        let pair = index.write().grants_by_pair.remove(gone);
+        let pair = {
+            let mut m = index.write();
+            m.grants_by_service.remove(gone);
+            m.grants_by_pair.remove(gone)
+        };
         if let Some(pair) = pair {
             index.route_pair(&pair, gone);
         }
@@ -789,6 +789,44 @@ mod tests {
         let mut got: Vec<String> = drain(instances_rx).iter().map(|r| r.name.clone()).collect();
         got.sort();
         assert_eq!(got, ["direct", "resold"]);
+    }
+
+    fn grant(ns: &str, name: &str, service: &str, distributor: &str) -> DistributionGrant {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "computenest.dev/v1alpha1", "kind": "DistributionGrant",
+            "metadata": {"namespace": ns, "name": name},
+            "spec": {"serviceName": service, "distributorNamespace": distributor, "decision": "Approved"}
+        }))
+        .unwrap_or_else(|e| panic!("fixture: {e}"))
+    }
+
+    #[test]
+    fn a_service_reaches_its_grants_and_a_grant_its_siblings_only() {
+        let index = Index::new(default_allowed_kinds());
+        let mut rx = index.take_receivers();
+        let Some(grants_rx) = rx.grants.as_mut() else {
+            panic!("receivers taken twice")
+        };
+        for g in [
+            grant("isv", "to-a", "svc", "dist-a"),
+            grant("isv", "to-a-too", "svc", "dist-a"),
+            grant("isv", "to-b", "svc", "dist-b"),
+            grant("isv", "other", "another", "dist-a"),
+        ] {
+            index.observe(&watcher::Event::Apply(g));
+        }
+        drain(grants_rx);
+        index.route_service("isv", "svc");
+        let mut got: Vec<String> = drain(grants_rx).iter().map(|r| r.name.clone()).collect();
+        got.sort();
+        assert_eq!(got, ["to-a", "to-a-too", "to-b"]);
+        index.observe(&watcher::Event::Delete(grant(
+            "isv", "to-a", "svc", "dist-a",
+        )));
+        let got: Vec<String> = drain(grants_rx).iter().map(|r| r.name.clone()).collect();
+        assert_eq!(got, ["to-a-too"], "only the other grant of the same pair");
+        index.route_service("isv", "svc");
+        assert_eq!(drain(grants_rx).len(), 2, "the deleted grant is forgotten");
     }
 
     #[test]
