@@ -199,6 +199,31 @@ where
     driver: std::pin::Pin<Box<dyn Stream<Item = ()> + Send>>,
 }
 
+/// A kind the controllers watch into a shared cache and the index.
+trait Watched:
+    Resource<DynamicType = ()>
+    + index::Indexed
+    + Clone
+    + DeserializeOwned
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Watched for K where
+    K: Resource<DynamicType = ()>
+        + index::Indexed
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Watches every `K` selected by `config` into a cache, and feeds each
 /// event to the index once the cache has it. `with_controller`: whether a
 /// controller subscribes (a subscriber must then be polled, or the
@@ -210,14 +235,7 @@ fn shared_watch<K>(
     with_controller: bool,
 ) -> SharedWatch<K>
 where
-    K: Resource<DynamicType = ()>
-        + index::Indexed
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
 {
     let (store, writer) = reflector::store_shared::<K>(1024);
     let handle = if with_controller {
@@ -275,17 +293,7 @@ struct Watches {
 
 impl Watches {
     fn start(client: &Client, index: &Arc<Index>) -> Self {
-        fn all<K>(client: &Client, index: &Arc<Index>) -> SharedWatch<K>
-        where
-            K: Resource<DynamicType = ()>
-                + index::Indexed
-                + Clone
-                + DeserializeOwned
-                + Debug
-                + Send
-                + Sync
-                + 'static,
-        {
+        fn all<K: Watched>(client: &Client, index: &Arc<Index>) -> SharedWatch<K> {
             shared_watch(
                 Api::<K>::all(client.clone()),
                 WatcherConfig::default(),
