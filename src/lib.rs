@@ -15,5 +15,5 @@ pub mod runtime;
 
 // The domain and runtime modules by their short names, for the binary, the
 // tests and the benchmark.
-pub use domain::{access, conditions, distribution, naming, provision, render, scenario};
+pub use domain::{access, conditions, distribution, naming, provision, render, scenario, tenancy};
 pub use runtime::{health, metrics};

@@ -96,6 +96,13 @@ struct RunArgs {
     /// Secrets, pod logs, deleting pods, scaling).
     #[arg(long, env = "COMPUTENEST_GRANTABLE_RULES")]
     grantable_rules: Option<String>,
+    /// The platform's tenancy policy, as JSON (chart values `tenancy`):
+    /// Pod Security levels and ceiling, quota defaults and ceilings,
+    /// LimitRange, default NetworkPolicy, the operator ClusterRole, managed
+    /// namespaces per customer, render size caps. Unknown fields are refused.
+    /// Default: the built-in policy (docs/api.md, "Tenancy").
+    #[arg(long, env = "COMPUTENEST_TENANCY_POLICY")]
+    tenancy_policy: Option<String>,
     /// Exit when the process with this PID ends (used by the test harness so
     /// that no controller outlives its test run).
     #[arg(long, hide = true)]
@@ -229,6 +236,13 @@ fn settings(args: &RunArgs) -> Result<Settings, String> {
         concurrency: args.concurrency.max(1),
         sweep_interval: std::time::Duration::from_secs(args.sweep_interval.max(1)),
         grantable: computenest::access::Permissions::of_rules(&grantable_rules),
+        tenancy: match args.tenancy_policy.as_deref() {
+            Some(text) if !text.trim().is_empty() => {
+                computenest::tenancy::TenancyPolicy::parse(text)
+                    .map_err(|e| format!("--tenancy-policy: {e}"))?
+            }
+            _ => computenest::tenancy::TenancyPolicy::default(),
+        },
     })
 }
 

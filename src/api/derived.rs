@@ -2,6 +2,7 @@
 
 use super::access::AccessPolicy;
 use super::common::*;
+use super::tenancy::*;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +65,18 @@ pub struct DerivedServiceSpec {
     /// Access requests by customers, when the distributor owns the resources (scenario 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessPolicy>,
+    /// Subjects of the distributor that operate the resources the
+    /// distributor owns (scenario 2): bound to the platform's operator
+    /// ClusterRole in each of those managed namespaces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(o, self.exists_one(p, p.kind == o.kind && p.name == o.name))").message("operators must be unique"))]
+    #[schemars(length(max = 32))]
+    pub operators: Vec<Operator>,
+    /// Who may buy this product (Public or Restricted; a distributor's
+    /// product cannot be Hidden).
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self.policy != 'Hidden'").message("a DerivedService is sold by its distributor: policy Hidden applies only to a Service"))]
+    pub sales: SalesPolicy,
 }
 
 /// Reference to the ISV's Service.

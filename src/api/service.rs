@@ -2,6 +2,7 @@
 
 use super::access::AccessPolicy;
 use super::common::*;
+use super::tenancy::*;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +79,21 @@ pub struct ServiceSpec {
     /// What an instance shows its buyer.
     #[serde(default)]
     pub outputs: Outputs,
+    /// Subjects of the ISV that operate the resources the ISV owns (scenarios
+    /// 3 and 4, and direct fully managed purchases): bound to the platform's
+    /// operator ClusterRole in each of those managed namespaces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(o, self.exists_one(p, p.kind == o.kind && p.name == o.name))").message("operators must be unique"))]
+    #[schemars(length(max = 32))]
+    pub operators: Vec<Operator>,
+    /// Who may buy this Service directly.
+    #[serde(default)]
+    pub sales: SalesPolicy,
+    /// Pod Security level the Service's managed namespaces need; the
+    /// platform's level applies when unset, and a less strict level than the
+    /// platform's ceiling is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security: Option<PodSecurityLevel>,
 }
 
 /// Distribution policy of a Service.
@@ -96,6 +112,10 @@ pub struct DistributionPolicy {
     /// revoked, expires or is deleted. New sales stop in every case.
     #[serde(default)]
     pub on_revoke: RevocationPolicy,
+    /// Which objects a distributor may add where the ISV owns the resources
+    /// (scenarios 3 and 4). Default: none.
+    #[serde(default)]
+    pub extra_objects: ExtraObjectsPolicy,
 }
 
 /// What happens to running instances when distribution is revoked.
@@ -117,6 +137,7 @@ pub enum RevocationPolicy {
 #[x_kube(validation = Rule::new("(!has(self.minimum) && !has(self.maximum)) || self.type == 'Integer' || self.type == 'Number'").message("minimum and maximum apply only to Integer and Number parameters; remove them or change the type"))]
 #[x_kube(validation = Rule::new("!has(self.maxLength) || self.type == 'String'").message("maxLength applies only to String parameters; remove it or change the type"))]
 #[x_kube(validation = Rule::new("!has(self.pattern) || self.type == 'String'").message("pattern applies only to String parameters; remove it or change the type"))]
+#[x_kube(validation = Rule::new("!self.type.endsWith('Ref') || !has(self.default)").message("a reference parameter names an object of the buyer's: only the buyer sets it, so it has no default"))]
 pub struct ParameterSpec {
     /// Parameter name, as used in `$(params.NAME)`.
     #[x_kube(validation = Rule::new("self.matches('^[a-zA-Z][a-zA-Z0-9_]*$')").message("parameter names start with a letter and contain only letters, digits and '_'"))]
@@ -175,6 +196,29 @@ pub enum ParameterType {
     Number,
     /// true or false.
     Boolean,
+    /// Name of a Secret in the buyer's namespace; only the buyer sets it
+    /// (no default, no plan value). A template may use a Secret it does not
+    /// create only when a parameter of this type names it.
+    SecretRef,
+    /// Name of a ConfigMap in the buyer's namespace (as SecretRef).
+    ConfigMapRef,
+    /// Name of a PersistentVolumeClaim in the buyer's namespace (as SecretRef).
+    PersistentVolumeClaimRef,
+    /// Name of a ServiceAccount in the buyer's namespace (as SecretRef).
+    ServiceAccountRef,
+}
+
+impl ParameterType {
+    /// The kind a reference parameter names, for reference types.
+    pub fn referenced_kind(&self) -> Option<&'static str> {
+        match self {
+            ParameterType::SecretRef => Some("Secret"),
+            ParameterType::ConfigMapRef => Some("ConfigMap"),
+            ParameterType::PersistentVolumeClaimRef => Some("PersistentVolumeClaim"),
+            ParameterType::ServiceAccountRef => Some("ServiceAccount"),
+            _ => None,
+        }
+    }
 }
 
 /// A named set of parameter values that can be bought.
@@ -193,6 +237,9 @@ pub struct Plan {
     #[serde(default)]
     #[schemars(schema_with = "value_map_schema")]
     pub parameters: ParameterValues,
+    /// What an instance of this plan may consume in a managed namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<PlanResources>,
 }
 
 /// The deployment template: Kubernetes objects created for each instance.

@@ -56,6 +56,9 @@ pub struct Settings {
     /// What the controller may grant through AccessRequests: the platform's
     /// grantable set, which the controller's own RBAC holds (no escalate).
     pub grantable: crate::domain::access::Permissions,
+    /// The platform's tenancy policy for managed namespaces, sales limits
+    /// and render size caps (chart values `tenancy`).
+    pub tenancy: crate::domain::tenancy::TenancyPolicy,
 }
 
 impl Settings {

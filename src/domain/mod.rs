@@ -11,3 +11,4 @@ pub mod naming;
 pub mod provision;
 pub mod render;
 pub mod scenario;
+pub mod tenancy;

@@ -545,6 +545,23 @@ pub fn check_value(spec: &ParameterSpec, value: &Value) -> Result<(), String> {
                 return Err(format!("must be true or false, got {}", json_type(value)));
             }
         }
+        ParameterType::SecretRef
+        | ParameterType::ConfigMapRef
+        | ParameterType::PersistentVolumeClaimRef
+        | ParameterType::ServiceAccountRef => {
+            let kind = spec.type_.referenced_kind().unwrap_or("object");
+            let s = value.as_str().ok_or_else(|| {
+                format!(
+                    "must be the name of a {kind} in the buyer's namespace, got {}",
+                    json_type(value)
+                )
+            })?;
+            if !is_dns_subdomain(s) {
+                return Err(format!(
+                    "must be the name of a {kind} in the buyer's namespace (lower-case letters, digits, '-' and '.'), got {s:?}"
+                ));
+            }
+        }
     }
     if !spec.allowed.is_empty() && !spec.allowed.contains(value) {
         return Err(format!(
