@@ -137,7 +137,6 @@ pub enum RevocationPolicy {
 #[x_kube(validation = Rule::new("(!has(self.minimum) && !has(self.maximum)) || self.type == 'Integer' || self.type == 'Number'").message("minimum and maximum apply only to Integer and Number parameters; remove them or change the type"))]
 #[x_kube(validation = Rule::new("!has(self.maxLength) || self.type == 'String'").message("maxLength applies only to String parameters; remove it or change the type"))]
 #[x_kube(validation = Rule::new("!has(self.pattern) || self.type == 'String'").message("pattern applies only to String parameters; remove it or change the type"))]
-#[x_kube(validation = Rule::new("!self.type.endsWith('Ref') || !has(self.default)").message("a reference parameter names an object of the buyer's: only the buyer sets it, so it has no default"))]
 pub struct ParameterSpec {
     /// Parameter name, as used in `$(params.NAME)`.
     #[x_kube(validation = Rule::new("self.matches('^[a-zA-Z][a-zA-Z0-9_]*$')").message("parameter names start with a letter and contain only letters, digits and '_'"))]

@@ -46,7 +46,7 @@ pub enum OperatorKind {
 /// Who may buy a product, after Compute Nest's share types.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.policy == 'Restricted' || (size(self.namespaces) == 0 && !has(self.namespaceSelector))").message("namespaces and namespaceSelector apply only to policy Restricted"))]
+#[x_kube(validation = Rule::new("self.policy == 'Restricted' || ((!has(self.namespaces) || size(self.namespaces) == 0) && !has(self.namespaceSelector))").message("namespaces and namespaceSelector apply only to policy Restricted"))]
 pub struct SalesPolicy {
     /// Public (anyone), Restricted (the namespaces listed or selected) or
     /// Hidden (not sold directly: a Service sold only through distributors).

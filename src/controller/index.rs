@@ -605,9 +605,21 @@ impl Indexed for ServiceInstance {
         Index::send(&index.routes.requests, requests);
     }
     fn unlink_and_route(index: &Index, gone: &ObjectRef<Self>) {
-        index.write().instances_by_product.remove(gone);
+        let product = index.write().instances_by_product.remove(gone);
         let requests = index.requests_of(gone);
         Index::send(&index.routes.requests, requests);
+        // A place under the seller's limit per customer may have come free:
+        // the same customer's other instances of the product hear of it.
+        if let Some(product) = product {
+            let siblings: Vec<_> = index
+                .read()
+                .instances_by_product
+                .get(&product)
+                .filter(|i| i.namespace == gone.namespace)
+                .cloned()
+                .collect();
+            Index::send(&index.routes.instances, siblings);
+        }
     }
     fn known(index: &Index) -> Vec<ObjectRef<Self>> {
         index

@@ -475,7 +475,20 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
     };
     let product = data.product(resolved.scenario, offering);
     let others = sale_conditions(inst, &product, sold.as_ref());
-    let desired = match provision::build(inst, &product, sold.as_ref()) {
+    if sold.is_none()
+        && let Some(refused) = super::tenancy::may_sell(inst, ctx).await?
+    {
+        sb.set(
+            Phase::Pending,
+            false,
+            refused.reason,
+            refused.message,
+            &others,
+        );
+        finish_status(inst, ctx, &api, sb.status).await?;
+        return Ok(Action::requeue(refused.retry));
+    }
+    let mut desired = match provision::build(inst, &product, sold.as_ref()) {
         Ok(d) => d,
         Err(e) => {
             sb.set(Phase::DeployFailed, false, e.reason, e.message, &others);
@@ -483,6 +496,19 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
             return Ok(Action::await_change());
         }
     };
+    if let Err(e) = super::tenancy::add_managed_policy(
+        inst,
+        ctx,
+        &mut desired,
+        offering,
+        (&data.isv_namespace, &data.service_name),
+    )
+    .await?
+    {
+        sb.set(Phase::DeployFailed, false, e.reason, e.message, &others);
+        finish_status(inst, ctx, &api, sb.status).await?;
+        return Ok(Action::await_change());
+    }
     if let Some(stopped) = write_unless_written(inst, &desired, ctx).await? {
         sb.set(
             stopped.phase,
@@ -748,6 +774,8 @@ async fn write_unless_written(
         WriteOutcome::Rejected(msg) => stopped(Phase::DeployFailed, "ApplyFailed", msg, 60),
         // The other object may be removed or renamed; nothing of it is touched meanwhile.
         WriteOutcome::Conflict(msg) => stopped(Phase::DeployFailed, "ObjectConflict", msg, 60),
+        // Another instance may go and free the place.
+        WriteOutcome::Refused { reason, message } => stopped(Phase::Pending, reason, message, 60),
     })
 }
 
@@ -837,6 +865,11 @@ enum WriteOutcome {
     /// An object of a desired name exists and was not created by this
     /// instance: nothing was written, and nothing of it changed.
     Conflict(String),
+    /// A platform limit refused the sale: nothing was written.
+    Refused {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 /// Whether live metadata proves that this instance created the object: its
@@ -1067,7 +1100,20 @@ async fn ensure_managed_namespace(
                 field_manager: Some(FIELD_MANAGER.into()),
                 ..Default::default()
             };
-            match ns_api.create(&pp, &ns).await {
+            let created = super::tenancy::within_namespace_limit(inst, ctx, || async {
+                Ok(ns_api.create(&pp, &ns).await)
+            })
+            .await?;
+            let created = match created {
+                Ok(c) => c,
+                Err(refused) => {
+                    return Ok(Some(WriteOutcome::Refused {
+                        reason: refused.reason,
+                        message: refused.message,
+                    }));
+                }
+            };
+            match created {
                 Ok(_) => {
                     ctx.metrics.wrote(KIND, "namespace");
                     return Ok(None);
@@ -1094,8 +1140,44 @@ async fn ensure_managed_namespace(
         Some(m) if m.metadata.deletion_timestamp.is_some() => Some(WriteOutcome::Wait(format!(
             "namespace {target} is being deleted; it is made again once it is gone"
         ))),
-        Some(_) => None,
+        Some(m) => relabel_managed_namespace(&ns_api, target, &m, ns_labels, ctx).await?,
     })
+}
+
+/// Brings the labels of a managed namespace this instance created (checked
+/// by the caller) to what the platform's policy says now: Pod Security
+/// levels, the instance's labels. Only the labels it sets are written.
+async fn relabel_managed_namespace(
+    ns_api: &Api<Namespace>,
+    target: &str,
+    live: &PartialObjectMeta<Namespace>,
+    want: &BTreeMap<String, String>,
+    ctx: &Context,
+) -> Result<Option<WriteOutcome>, Error> {
+    if want.iter().all(|(k, v)| live.labels().get(k) == Some(v)) {
+        return Ok(None);
+    }
+    let body = json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        // The UID precondition: a namespace re-created meanwhile is never hit.
+        "metadata": { "name": target, "uid": live.metadata.uid, "labels": want },
+    });
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    match ns_api.patch(target, &pp, &Patch::Apply(&body)).await {
+        Ok(_) => {
+            ctx.metrics.wrote(KIND, "namespace");
+            Ok(None)
+        }
+        Err(e) if is_conflict(&e) || is_not_found(&e) => Ok(Some(WriteOutcome::Wait(format!(
+            "namespace {target} changed while its labels were being written; looking again"
+        )))),
+        Err(kube::Error::Api(s)) if is_permanent(&s) => Ok(Some(WriteOutcome::Rejected(format!(
+            "the API server refused the labels of namespace {target}: {} (HTTP {})",
+            s.message, s.code
+        )))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Writes the desired state: looks at every name first, and writes nothing
@@ -1122,8 +1204,17 @@ async fn write_desired(
         .filter(|w| w.namespace == *target)
         .map(|w| (w.ar.kind.clone(), w.name.clone()))
         .collect();
-    if let Some(outcome) = write_objects(inst, &writes, ctx, &uid).await? {
-        return Ok(outcome);
+    // The managed namespace's policy first: the quota and the limits must be
+    // in place before anything can start a pod.
+    let (policy, template): (Vec<Write>, Vec<Write>) = writes
+        .into_iter()
+        .partition(|w| super::tenancy::is_policy_object(&w.ar.kind, &w.name));
+    for batch in [policy, template] {
+        if !batch.is_empty()
+            && let Some(outcome) = write_objects(inst, &batch, ctx, &uid).await?
+        {
+            return Ok(outcome);
+        }
     }
     // Orders come after: no sale is recorded for objects the API server refused.
     if let Some(outcome) = write_orders(d, ctx, &uid).await? {
@@ -1330,11 +1421,27 @@ async fn prune(
 /// Secrets (its logon Secret).
 fn prunable_kinds(allowed: &[AllowedKind]) -> Vec<ApiResource> {
     let mut kinds: Vec<ApiResource> = allowed.iter().map(api_resource).collect();
-    if !kinds
-        .iter()
-        .any(|k| k.kind == "Secret" && k.group.is_empty())
-    {
-        kinds.push(ApiResource::erase::<Secret>(&()));
+    let extra = std::iter::once(ApiResource::erase::<Secret>(&())).chain(
+        // The managed namespace's policy objects (the operators' binding goes
+        // when the seller names no operators any more).
+        crate::domain::tenancy::POLICY_KINDS
+            .iter()
+            .map(|(group, version, kind, plural)| ApiResource {
+                group: group.to_string(),
+                version: version.to_string(),
+                api_version: if group.is_empty() {
+                    version.to_string()
+                } else {
+                    format!("{group}/{version}")
+                },
+                kind: kind.to_string(),
+                plural: plural.to_string(),
+            }),
+    );
+    for k in extra {
+        if !kinds.iter().any(|a| a.kind == k.kind && a.group == k.group) {
+            kinds.push(k);
+        }
     }
     kinds
 }
@@ -1656,6 +1763,7 @@ mod tests {
             Some(WriteOutcome::Rejected(m)) => format!("rejected {m}"),
             Some(WriteOutcome::Wait(m)) => format!("wait {m}"),
             Some(WriteOutcome::Done) => "Done".to_string(),
+            Some(WriteOutcome::Refused { reason, .. }) => format!("refused {reason}"),
         };
         let wait = || Put::Wait("w".into());
         let refused = |m: &str| Put::Refused(m.into());

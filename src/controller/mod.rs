@@ -14,6 +14,7 @@ pub mod instance;
 pub mod runner;
 pub mod service;
 pub mod status;
+pub mod tenancy;
 
 use crate::api::{
     AccessApproval, AccessRequest, DerivedService, DistributionGrant, Service, ServiceInstance,
@@ -108,6 +109,8 @@ pub struct Context {
     pub readiness: Readiness,
     /// Consecutive reconcile failures per object, for backoff.
     pub failures: Failures,
+    /// Per-customer locks around the creation of managed namespaces.
+    pub customer_locks: tenancy::CustomerLocks,
 }
 
 impl Context {
@@ -373,6 +376,7 @@ pub async fn run(
         memo: status::WriteMemo::default(),
         readiness: readiness.clone(),
         failures: Failures::default(),
+        customer_locks: Default::default(),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {

@@ -15,6 +15,7 @@ pub(super) const KIND: &str = "Service";
 pub fn desired_status(
     svc: &Service,
     allowed: &[crate::domain::render::AllowedKind],
+    tenancy: &crate::domain::tenancy::TenancyPolicy,
 ) -> ServiceStatus {
     let previous = svc
         .status
@@ -22,8 +23,21 @@ pub fn desired_status(
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
     let generation = svc.metadata.generation;
-    let ready = match resolve_offering(&svc.spec, None, allowed) {
-        Ok(_) => condition(
+    let fits =
+        crate::domain::tenancy::check_service(svc.spec.pod_security, &svc.spec.plans, tenancy);
+    let ready = match resolve_offering(&svc.spec, None, allowed).map(|_| fits) {
+        Ok(Err(e)) => condition(
+            previous,
+            "Ready",
+            false,
+            e.reason,
+            format!(
+                "{}; no instance can be sold from this Service until it is fixed",
+                e.message
+            ),
+            generation,
+        ),
+        Ok(Ok(())) => condition(
             previous,
             "Ready",
             true,
@@ -65,7 +79,7 @@ pub fn access_note(svc: &Service) -> &'static str {
 
 pub(super) async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = ns_of(svc.as_ref());
-    let status = desired_status(&svc, &ctx.settings.allowed_kinds);
+    let status = desired_status(&svc, &ctx.settings.allowed_kinds, &ctx.settings.tenancy);
     let api = Api::<Service>::namespaced(ctx.client.clone(), &ns);
     if write_status_if_changed(&api, &ctx.memo, svc.as_ref(), svc.status.as_ref(), &status).await? {
         ctx.metrics.wrote(KIND, "status");
@@ -106,7 +120,7 @@ mod tests {
     fn an_access_policy_that_cannot_apply_is_named_in_the_message() {
         let allowed = crate::domain::render::default_allowed_kinds();
         let message = |s: &Service| {
-            let st = desired_status(s, &allowed);
+            let st = desired_status(s, &allowed, &Default::default());
             let c = ready(&st.conditions).cloned().unwrap_or_default();
             assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Valid"));
             c.message

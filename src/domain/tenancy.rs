@@ -569,6 +569,135 @@ pub fn operators_of(party: Party) -> Option<Party> {
     }
 }
 
+/// What decides the policy of one managed namespace.
+#[derive(Clone, Debug)]
+pub struct ManagedInput<'a> {
+    /// The customer's namespace.
+    pub customer_namespace: &'a str,
+    /// The product, as a label value (`product_label`).
+    pub product: &'a str,
+    /// What the ISV's Service asks for (`spec.podSecurity`).
+    pub pod_security: Option<PodSecurityLevel>,
+    /// What the instance's plan declares.
+    pub plan_resources: Option<&'a PlanResources>,
+    /// RoleBinding subjects of the owner's operators (`operator_subjects`).
+    pub operator_subjects: &'a [Value],
+}
+
+/// The policy of one managed namespace: labels to add to it, and objects to
+/// write in it (without namespace and labels: the controller adds those).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManagedPolicy {
+    /// Labels of the namespace besides the instance's own.
+    pub labels: BTreeMap<String, String>,
+    /// ResourceQuota, LimitRange, NetworkPolicy, RoleBinding, as enabled.
+    pub objects: Vec<Value>,
+}
+
+/// Why a managed namespace's policy cannot be built: nothing is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyError {
+    /// Condition reason.
+    pub reason: &'static str,
+    /// What happened and who can fix it.
+    pub message: String,
+}
+
+/// Pure: the policy of a managed namespace under the platform's `policy`.
+pub fn managed_policy(
+    policy: &TenancyPolicy,
+    input: &ManagedInput<'_>,
+) -> Result<ManagedPolicy, PolicyError> {
+    let level = effective_pod_security(input.pod_security, &policy.pod_security).map_err(|m| {
+        PolicyError {
+            reason: "PodSecurityNotAllowed",
+            message: format!("{m}; the ISV must change its Service"),
+        }
+    })?;
+    let mut labels = pod_security_labels(level, &policy.pod_security);
+    labels.insert(
+        CUSTOMER_NAMESPACE_LABEL.to_string(),
+        input.customer_namespace.to_string(),
+    );
+    labels.insert(PRODUCT_LABEL.to_string(), input.product.to_string());
+    let mut objects = Vec::new();
+    if policy.quota.enabled {
+        let r =
+            effective_resources(input.plan_resources, &policy.quota).map_err(|m| PolicyError {
+                reason: "PlanExceedsPlatformLimits",
+                message: format!("{m}; the seller must change the plan"),
+            })?;
+        objects.push(resource_quota(&r));
+    }
+    if policy.limit_range.enabled {
+        objects.push(limit_range(&policy.limit_range));
+    }
+    if policy.network_policy.enabled {
+        objects.push(network_policy(&policy.network_policy));
+    }
+    if let Some(binding) = operators_binding(input.operator_subjects, &policy.operator_cluster_role)
+    {
+        objects.push(binding);
+    }
+    Ok(ManagedPolicy { labels, objects })
+}
+
+/// Pure: whether a Service fits the platform's policy: its Pod Security
+/// level and every plan's resources (checked before any instance is sold,
+/// so that the ISV learns of it on its own Service).
+pub fn check_service(
+    pod_security: Option<PodSecurityLevel>,
+    plans: &[crate::api::Plan],
+    policy: &TenancyPolicy,
+) -> Result<(), PolicyError> {
+    effective_pod_security(pod_security, &policy.pod_security).map_err(|message| PolicyError {
+        reason: "PodSecurityNotAllowed",
+        message,
+    })?;
+    if policy.quota.enabled {
+        for plan in plans {
+            effective_resources(plan.resources.as_ref(), &policy.quota).map_err(|m| {
+                PolicyError {
+                    reason: "PlanExceedsPlatformLimits",
+                    message: format!("plan {:?}: {m}", plan.name),
+                }
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The kinds of the policy objects, as (group, version, kind, plural): the
+/// controller prunes them like template objects.
+pub const POLICY_KINDS: [(&str, &str, &str, &str); 4] = [
+    ("", "v1", "ResourceQuota", "resourcequotas"),
+    ("", "v1", "LimitRange", "limitranges"),
+    (
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+    ),
+];
+
+/// Pure: the product as a label value: `Kind.namespace.name`, or a
+/// shortened form with a hash of the whole when that is too long.
+pub fn product_label(kind: &str, namespace: &str, name: &str) -> String {
+    let full = format!("{kind}.{namespace}.{name}");
+    if crate::domain::naming::is_label_value(&full) {
+        return full;
+    }
+    let hash = crate::domain::naming::short_hash(&full, 10);
+    let head = crate::domain::naming::label_value(&full.chars().take(52).collect::<String>());
+    format!("{head}-{hash}")
+}
+
 /// Whether a buyer namespace (with its platform-set labels) may buy under `policy`.
 /// `direct` is a purchase from the ISV itself (not through a distributor).
 pub fn may_buy(
@@ -782,6 +911,64 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("exceed"), "{e}");
         assert!(TenancyPolicy::parse(r#"{"podSecurity": {"enforce": "baseline"}}"#).is_ok());
+    }
+
+    #[test]
+    fn a_managed_namespace_gets_labels_quota_limits_network_policy_and_operators() {
+        let subjects = vec![json!({"kind": "ServiceAccount", "name": "ops", "namespace": "isv"})];
+        let input = ManagedInput {
+            customer_namespace: "acme",
+            product: "Service.isv.db",
+            pod_security: None,
+            plan_resources: None,
+            operator_subjects: &subjects,
+        };
+        let p = managed_policy(&TenancyPolicy::default(), &input).unwrap();
+        assert_eq!(p.labels["pod-security.kubernetes.io/enforce"], "restricted");
+        assert_eq!(p.labels[CUSTOMER_NAMESPACE_LABEL], "acme");
+        let kinds: Vec<&str> = p
+            .objects
+            .iter()
+            .map(|o| o["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "ResourceQuota",
+                "LimitRange",
+                "NetworkPolicy",
+                "RoleBinding"
+            ]
+        );
+        assert_eq!(p.objects[3]["roleRef"]["name"], "computenest-operator");
+        let none = ManagedInput {
+            operator_subjects: &[],
+            ..input.clone()
+        };
+        let off = TenancyPolicy {
+            network_policy: NetworkPolicyConfig {
+                enabled: false,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let p = managed_policy(&off, &none).unwrap();
+        assert_eq!(p.objects.len(), 2);
+        let privileged = ManagedInput {
+            pod_security: Some(PodSecurityLevel::Privileged),
+            ..input
+        };
+        let e = managed_policy(&TenancyPolicy::default(), &privileged).unwrap_err();
+        assert_eq!(e.reason, "PodSecurityNotAllowed");
+    }
+
+    #[test]
+    fn product_labels_are_valid_and_distinct_when_long() {
+        assert_eq!(product_label("Service", "isv", "db"), "Service.isv.db");
+        let a = product_label("DerivedService", "d", &"x".repeat(80));
+        let b = product_label("DerivedService", "d", &format!("{}y", "x".repeat(80)));
+        assert!(crate::domain::naming::is_label_value(&a), "{a}");
+        assert_ne!(a, b);
     }
 
     #[test]

@@ -43,9 +43,36 @@ static CONTROLLER: OnceLock<Mutex<Option<Child>>> = OnceLock::new();
 /// The controller's health/metrics address.
 pub static CONTROLLER_ADDR: OnceLock<String> = OnceLock::new();
 
+/// The test controller's limit of managed namespaces per customer.
+pub const PLATFORM_MAX_MANAGED: usize = 6;
+
+/// The operator ClusterRole the chart ships (templates/operator-role.yaml;
+/// the chart test checks the chart's own rules): here the part the tests use.
+async fn install_operator_role(client: &Client) {
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    let role: ClusterRole = serde_json::from_value(serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "computenest-operator"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["pods", "pods/log", "services", "configmaps", "events"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["get", "list", "watch", "patch", "update"]}
+        ]
+    }))
+    .expect("operator role");
+    Api::<ClusterRole>::all(client.clone())
+        .patch(
+            "computenest-operator",
+            &PatchParams::apply("computenest-tests").force(),
+            &Patch::Apply(&role),
+        )
+        .await
+        .expect("operator ClusterRole applies");
+}
+
 /// Installs the CRDs (once per run) and waits until they are Established.
 pub async fn install_crds(client: &Client) {
     CRDS.get_or_init(|| async {
+        install_operator_role(client).await;
         let api = Api::<CustomResourceDefinition>::all(client.clone());
         for crd in api::all_crds() {
             api.patch(
@@ -98,6 +125,11 @@ pub async fn ensure_controller(client: &Client) {
                 .env("RUST_LOG", "info,kube=warn")
                 // Orphans are swept every few seconds, so tests see it happen.
                 .env("COMPUTENEST_SWEEP_INTERVAL", "3")
+                // A platform limit small enough for a test to reach.
+                .env(
+                    "COMPUTENEST_TENANCY_POLICY",
+                    format!(r#"{{"maxManagedNamespacesPerCustomer": {PLATFORM_MAX_MANAGED}}}"#),
+                )
                 .stdout(Stdio::from(log.try_clone().expect("log handle")))
                 .stderr(Stdio::from(log))
                 .spawn()

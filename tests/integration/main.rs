@@ -11,3 +11,4 @@ mod distribution;
 mod hostile;
 mod instances;
 mod ownership;
+mod tenancy;

@@ -1,0 +1,330 @@
+//! Tenancy for the ServiceInstance controller: whether a new sale may happen
+//! (sales policy and limits), and the policy each managed namespace carries
+//! (Pod Security labels, quota, limits, network policy, operators).
+//!
+//! Decisions come from the cluster, never from what a tenant can write: the
+//! buyer's namespace labels and the seller's namespace annotations are the
+//! platform's (tenants cannot write namespaces); instance counts come from
+//! the watch-fed cache and, for managed namespaces, from a live list of the
+//! namespaces the controller created.
+
+use super::{Context, Error, MANAGED_BY, MANAGED_BY_LABEL, is_not_found};
+use crate::api::{DerivedService, OperatorKind, Party, ProductKind, Service, ServiceInstance};
+use crate::domain::naming::short_hash;
+use crate::domain::provision::{Desired, labels};
+use crate::domain::render::Offering;
+use crate::domain::tenancy::{self, ManagedInput, NameableSubjects, PolicyError};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use kube::runtime::reflector::ObjectRef;
+use serde_json::{Value, json};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A sale that may not happen now, and when to look again.
+pub(super) struct Refusal {
+    pub reason: &'static str,
+    pub message: String,
+    pub retry: Duration,
+}
+
+/// Whether a new sale of the product may happen: the seller's sales policy
+/// and its limit of instances per customer. Only for instances not yet sold:
+/// what was sold keeps running when a policy changes.
+pub(super) async fn may_sell(
+    inst: &ServiceInstance,
+    ctx: &Context,
+) -> Result<Option<Refusal>, Error> {
+    let r = &inst.spec.service_ref;
+    let sales = match r.kind {
+        ProductKind::Service => ctx
+            .stores
+            .services
+            .get(&ObjectRef::new(&r.name).within(&r.namespace))
+            .map(|s| s.spec.sales.clone()),
+        ProductKind::DerivedService => ctx
+            .stores
+            .derived
+            .get(&ObjectRef::new(&r.name).within(&r.namespace))
+            .map(|d| d.spec.sales.clone()),
+    };
+    let Some(sales) = sales else {
+        return Ok(None);
+    };
+    let buyer = inst.namespace().unwrap_or_default();
+    let labels = if tenancy::needs_buyer_labels(&sales) {
+        Api::<Namespace>::all(ctx.client.clone())
+            .get_metadata_opt(&buyer)
+            .await?
+            .map(|m| m.labels().clone())
+    } else {
+        None
+    };
+    if let Err(message) = tenancy::may_buy(
+        &sales,
+        &buyer,
+        labels.as_ref(),
+        r.kind == ProductKind::Service,
+    ) {
+        return Ok(Some(Refusal {
+            reason: "NotAuthorizedToBuy",
+            message: format!("{message}; nothing was created"),
+            // The platform may label the namespace later; no event tells us.
+            retry: Duration::from_secs(300),
+        }));
+    }
+    if let Some(max) = sales.max_instances_per_customer {
+        let older = older_instances_of_product(inst, ctx);
+        if older >= max as usize {
+            return Ok(Some(Refusal {
+                reason: "QuotaExceeded",
+                message: format!(
+                    "namespace {buyer} already has {older} instance(s) of {:?} {}/{} and the seller sells at most {max} per customer; delete one, and this instance is deployed; nothing was created",
+                    r.kind, r.namespace, r.name
+                ),
+                retry: Duration::from_secs(300),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Live instances of the same product in the same namespace created before
+/// this one (by creation time, then name): the oldest count first, so two
+/// instances created at once never both take the last place.
+fn older_instances_of_product(inst: &ServiceInstance, ctx: &Context) -> usize {
+    let r = &inst.spec.service_ref;
+    let key = (r.kind, r.namespace.clone(), r.name.clone());
+    let ns = inst.namespace().unwrap_or_default();
+    let me = (inst.creation_timestamp(), inst.name_any());
+    ctx.index
+        .instances_of(&key)
+        .into_iter()
+        .filter(|o| o.namespace.as_deref() == Some(ns.as_str()))
+        .filter_map(|o| ctx.stores.instances.get(&o))
+        .filter(|other| other.metadata.deletion_timestamp.is_none())
+        .filter(|other| other.uid() != inst.uid())
+        .filter(|other| (other.creation_timestamp(), other.name_any()) < me)
+        .count()
+}
+
+/// Adds the managed namespace's policy to the desired state: its labels,
+/// and the ResourceQuota, LimitRange, NetworkPolicy and operators'
+/// RoleBinding (labelled like the instance's objects, written first).
+/// The digest covers them, so a change of the platform's policy or of the
+/// operators reaches every managed namespace.
+pub(super) async fn add_managed_policy(
+    inst: &ServiceInstance,
+    ctx: &Context,
+    d: &mut Desired,
+    offering: &Offering,
+    isv: (&str, &str),
+) -> Result<Result<(), PolicyError>, Error> {
+    let Some(ns_labels) = d.managed_namespace_labels.as_mut() else {
+        return Ok(Ok(()));
+    };
+    let service = ctx
+        .stores
+        .services
+        .get(&ObjectRef::new(isv.1).within(isv.0));
+    let r = &inst.spec.service_ref;
+    let operators = match d.owner.party {
+        Party::Isv => service.as_ref().map(|s| s.spec.operators.clone()),
+        Party::Distributor => ctx
+            .stores
+            .derived
+            .get(&ObjectRef::new(&r.name).within(&r.namespace))
+            .map(|ds: Arc<DerivedService>| ds.spec.operators.clone()),
+        Party::Customer => None,
+    }
+    .unwrap_or_default();
+    let nameable = if operators
+        .iter()
+        .any(|o| o.kind != OperatorKind::ServiceAccount)
+    {
+        nameable_subjects(ctx, &d.owner.namespace).await?
+    } else {
+        NameableSubjects::default()
+    };
+    let subjects = tenancy::operator_subjects(&operators, &d.owner.namespace, &nameable);
+    let plan = inst
+        .spec
+        .plan
+        .as_deref()
+        .and_then(|p| offering.plans.iter().find(|x| x.name == p))
+        .and_then(|p| p.resources.as_ref());
+    let customer = inst.namespace().unwrap_or_default();
+    let product = tenancy::product_label(
+        match r.kind {
+            ProductKind::Service => "Service",
+            ProductKind::DerivedService => "DerivedService",
+        },
+        &r.namespace,
+        &r.name,
+    );
+    let input = ManagedInput {
+        customer_namespace: &customer,
+        product: &product,
+        pod_security: service
+            .as_ref()
+            .and_then(|s: &Arc<Service>| s.spec.pod_security),
+        plan_resources: plan,
+        operator_subjects: &subjects.subjects,
+    };
+    let policy = match tenancy::managed_policy(&ctx.settings.tenancy, &input) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    let object_labels: serde_json::Map<String, Value> = [
+        MANAGED_BY_LABEL,
+        labels::INSTANCE_NAMESPACE,
+        labels::INSTANCE_NAME,
+        labels::INSTANCE_UID,
+        labels::SCENARIO,
+    ]
+    .iter()
+    .filter_map(|k| ns_labels.get(*k).map(|v| (k.to_string(), json!(v))))
+    .collect();
+    ns_labels.extend(policy.labels.clone());
+    let taken: BTreeSet<(String, String)> = d
+        .objects
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap_or_default().to_string(),
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    let target = d.owner.target_namespace.clone();
+    let mut objects = Vec::with_capacity(policy.objects.len());
+    for mut o in policy.objects {
+        let kind = o["kind"].as_str().unwrap_or_default().to_string();
+        let name = o["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if taken.contains(&(kind.clone(), name.clone())) {
+            return Ok(Err(PolicyError {
+                reason: "ObjectConflict",
+                message: format!(
+                    "the template has a {kind} named {name:?}, a name the platform's policy of every managed namespace uses; the seller must rename it"
+                ),
+            }));
+        }
+        o["metadata"]["namespace"] = json!(target);
+        o["metadata"]["labels"] = Value::Object(object_labels.clone());
+        d.applied.push(crate::api::AppliedObject {
+            api_version: o["apiVersion"].as_str().unwrap_or_default().to_string(),
+            kind,
+            namespace: target.clone(),
+            name,
+        });
+        objects.push(o);
+    }
+    // Written first: the quota and the limits must be in place before a pod is.
+    objects.append(&mut d.objects);
+    d.objects = objects;
+    if !subjects.refused.is_empty() {
+        tracing::warn!(
+            instance = %inst.name_any(),
+            refused = ?subjects.refused,
+            "operators left out of the binding"
+        );
+    }
+    d.digest = short_hash(
+        &format!(
+            "{}/{}",
+            d.digest,
+            json!({ "labels": d.managed_namespace_labels, "objects": d.objects })
+        ),
+        16,
+    );
+    Ok(Ok(()))
+}
+
+/// The users and groups the platform lets a seller's namespace name, from
+/// that namespace's annotations (only the platform writes namespaces).
+pub(super) async fn nameable_subjects(
+    ctx: &Context,
+    namespace: &str,
+) -> Result<NameableSubjects, Error> {
+    Ok(Api::<Namespace>::all(ctx.client.clone())
+        .get_metadata_opt(namespace)
+        .await?
+        .map(|m| NameableSubjects::from_annotations(m.annotations()))
+        .unwrap_or_default())
+}
+
+/// Whether a template object is one of the managed namespace's policy
+/// objects (written before the others).
+pub(super) fn is_policy_object(kind: &str, name: &str) -> bool {
+    tenancy::POLICY_KINDS.iter().any(|k| k.2 == kind)
+        && (name == tenancy::POLICY_OBJECT_NAME || name == tenancy::OPERATORS_BINDING)
+}
+
+/// Serializes the creation of managed namespaces per customer, so that two
+/// instances created at once cannot both take the last place under
+/// `maxManagedNamespacesPerCustomer`.
+#[derive(Default)]
+pub struct CustomerLocks(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl CustomerLocks {
+    fn of(&self, customer: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(customer.to_string()).or_default().clone()
+    }
+}
+
+/// Runs `create` (the creation of a managed namespace for `inst`) unless
+/// the customer has its platform limit of managed namespaces already;
+/// counted live, under a per-customer lock, from the namespaces the
+/// controller created (labelled with the customer's namespace).
+pub(super) async fn within_namespace_limit<F, Fut, T>(
+    inst: &ServiceInstance,
+    ctx: &Context,
+    create: F,
+) -> Result<Result<T, Refusal>, Error>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let Some(max) = ctx.settings.tenancy.max_managed_namespaces_per_customer else {
+        return create().await.map(Ok);
+    };
+    let customer = inst.namespace().unwrap_or_default();
+    let lock = ctx.customer_locks.of(&customer);
+    let _held = lock.lock().await;
+    let selector = format!(
+        "{MANAGED_BY_LABEL}={MANAGED_BY},{}={customer}",
+        labels::INSTANCE_NAMESPACE
+    );
+    let uid = inst.uid().unwrap_or_default();
+    let listed = match Api::<Namespace>::all(ctx.client.clone())
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await
+    {
+        Ok(l) => l.items,
+        Err(e) if is_not_found(&e) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let used = listed
+        .iter()
+        .filter(|m| m.labels().get(labels::INSTANCE_UID) != Some(&uid))
+        .count();
+    if used >= max as usize {
+        return Ok(Err(Refusal {
+            reason: "QuotaExceeded",
+            message: format!(
+                "namespace {customer} has {used} fully managed instance(s) and the platform allows at most {max} per customer; delete one, and this instance is deployed; nothing was created"
+            ),
+            retry: Duration::from_secs(60),
+        }));
+    }
+    create().await.map(Ok)
+}
