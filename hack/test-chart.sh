@@ -264,7 +264,8 @@ can no get secrets -n x
 can no list secrets -A
 can no create clusterroles.rbac.authorization.k8s.io
 can no create clusterrolebindings.rbac.authorization.k8s.io
-# ... and never "bind" or "escalate": no bug can grant more than it holds.
+# ... and never "escalate", nor "bind" but on the operator ClusterRole (checked
+# by name below): no bug can grant more than it holds, or than that role.
 can no escalate roles.rbac.authorization.k8s.io -n x
 can no bind roles.rbac.authorization.k8s.io -n x
 can no escalate clusterroles.rbac.authorization.k8s.io
@@ -313,13 +314,18 @@ done
 # What the API server really does with the ServiceAccount's requests (the
 # escalation check of a RoleBinding is made on the object, not by can-i).
 bind_as_sa() { # bind_as_sa NAMESPACE CLUSTERROLE: a RoleBinding written as the controller
-  kc create rolebinding "chart-test-$2" --clusterrole="$2" --user=chart-test-operator \
+  kc create rolebinding "chart-test-${2//:/-}" --clusterrole="$2" --user=chart-test-operator \
     -n "$1" --as="$as" -o name
 }
 check "the ServiceAccount writes a RoleBinding to $operator_role (chart-op-a, user chart-test-operator)" \
   bind_as_sa chart-op-a "$operator_role"
 refused_as_sa() { ! bind_as_sa "$@"; }
-check "the ServiceAccount cannot write a RoleBinding to admin (escalation refused)" refused_as_sa chart-op-a admin
+# Not admin, edit or view by name: they are aggregated, and a control plane
+# without the clusterrole-aggregation controller (hack/controlplane.sh) leaves
+# them empty, which anyone may bind. system:aggregate-to-edit holds the
+# built-in edit role's own rules (exec, Secrets, workload writes).
+check "the ServiceAccount cannot write a RoleBinding to system:aggregate-to-edit (escalation refused)" \
+  refused_as_sa chart-op-a system:aggregate-to-edit
 check "the ServiceAccount cannot write a RoleBinding to cluster-admin (escalation refused)" refused_as_sa chart-op-a cluster-admin
 cat >"$work/tenancy-objects.yaml" <<'EOF'
 apiVersion: v1
@@ -351,14 +357,20 @@ check "the ServiceAccount lists them by label (the prune)" listed_as_sa
 
 # Each tenant ClusterRole bound to a user of its own in chart-tenant, as the
 # README tells a platform to; and the built-in admin role, which the -edit
-# roles aggregate into.
+# roles aggregate into, as its parts system:aggregate-to-{admin,edit,view}
+# (this control plane may run no aggregation controller: admin is then empty).
 tenant_users=()
 for role in computenest-isv-edit computenest-isv-view computenest-distributor-edit \
-  computenest-distributor-view computenest-customer-edit computenest-customer-view admin; do
+  computenest-distributor-view computenest-customer-edit computenest-customer-view; do
   kc create rolebinding "chart-test-$role" --clusterrole="$role" --user="chart-test-$role" \
     -n chart-tenant --dry-run=client -o yaml | kc apply -f - >/dev/null
   tenant_users+=("chart-test-$role")
 done
+for part in admin edit view; do
+  kc create rolebinding "chart-test-admin-$part" --clusterrole="system:aggregate-to-$part" \
+    --user=chart-test-admin -n chart-tenant --dry-run=client -o yaml | kc apply -f - >/dev/null
+done
+tenant_users+=(chart-test-admin)
 user_can() { # user_can yes|no USER ARGS... (kubectl auth can-i ARGS --as USER)
   local want="$1" user="$2" got; shift 2
   got="$(kc auth can-i "$@" --as="$user" 2>/dev/null)"
@@ -368,6 +380,7 @@ user_can() { # user_can yes|no USER ARGS... (kubectl auth can-i ARGS --as USER)
 # The bindings take effect (else the "no" below would prove nothing) ...
 user_can yes chart-test-computenest-isv-edit create services.computenest.dev -n chart-tenant
 user_can yes chart-test-computenest-customer-edit create serviceinstances.computenest.dev -n chart-tenant
+user_can yes chart-test-admin create rolebindings.rbac.authorization.k8s.io -n chart-tenant
 # ... and a binding in a namespace does reach the Namespace object itself (a
 # request for namespaces/N carries namespace N): a control that the checks
 # below would see a role granting it.
