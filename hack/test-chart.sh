@@ -295,12 +295,18 @@ can no bind clusterroles.rbac.authorization.k8s.io/edit
 can no escalate clusterroles.rbac.authorization.k8s.io/"$operator_role"
 can no impersonate users
 # ... the ResourceQuota, LimitRange and NetworkPolicy computenest-tenancy:
-# server-side apply, and the label-selected prune (list, then delete) ...
+# server-side apply, and the label-selected prune (list, then delete), by
+# name: no other quota or limit range (the platform's own) may be touched ...
 for kind in resourcequotas limitranges networkpolicies.networking.k8s.io; do
-  for verb in create patch delete list; do
-    can yes "$verb" "$kind" -n x
-  done
+  can yes create "$kind" -n x
+  can yes list "$kind" -n x
+  can yes patch "$kind"/computenest-tenancy -n x
+  can yes delete "$kind"/computenest-tenancy -n x
 done
+can no patch resourcequotas/platform-quota -n x
+can no delete resourcequotas/platform-quota -n x
+can no delete limitranges/platform-limits -n x
+can no deletecollection resourcequotas -n x
 # ... and namespaces: the seller's annotations and the buyer's labels (get),
 # a customer's managed namespaces counted by label (list), the labels of its
 # own managed namespaces, Pod Security's included (patch).
