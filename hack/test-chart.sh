@@ -15,7 +15,14 @@
 #  - SIGKILL of the leader: the standby takes over within the lease duration
 #    plus a few seconds and deploys a new instance; SIGTERM of the last one
 #    releases the Lease;
-#  - kubectl auth can-i as the ServiceAccount: what it may and may not do.
+#  - kubectl auth can-i as the ServiceAccount: what it may and may not do;
+#  - tenancy: the values schema refuses a misspelt tenancy key, the Deployment
+#    passes exactly the TenancyPolicy keys; the controller may bind the operator
+#    ClusterRole and no other (a RoleBinding written as the ServiceAccount),
+#    and write the ResourceQuota, LimitRange and NetworkPolicy of a namespace;
+#    no tenant role may write a namespace; the operator role, bound in one
+#    namespace, gives what an owner needs there, nothing elsewhere, and nothing
+#    that undoes the platform's policy.
 #
 # Prints one line per check and, last, "chart: N passed, M failed"; exits 1 on
 # any failure. Needs KUBECONFIG (cluster admin), helm (hack/build-helm.sh builds
@@ -89,7 +96,8 @@ cleanup_cluster() {
     done
   done
   kc delete ns s2-isv s2-distributor s2-customer s3-isv s3-distributor s3-customer "$ns" \
-    --wait=false --ignore-not-found
+    chart-tenant chart-op-a chart-op-b --wait=false --ignore-not-found
+  kc delete clusterrole chart-test-namespace-patch --ignore-not-found
 }
 
 # ---- prerequisites ---------------------------------------------------------------
@@ -140,6 +148,55 @@ render_and_dry_run() {
   kc apply --dry-run=server -f "$work/rendered.yaml"
 }
 check "helm template --include-crds | kubectl apply --dry-run=server" render_and_dry_run
+
+# refuses "what" PATTERN ARGS...: helm template with ARGS fails, saying PATTERN.
+refuses() {
+  local what="$1" pattern="$2" out; shift 2
+  if out="$("$helm" template "$release" "$chart" -n "$ns" "$@" 2>&1)"; then
+    fail "$what: helm template succeeded"
+  elif grep -qE -- "$pattern" <<<"$out"; then
+    pass "$what"
+  else
+    fail "$what: failed without saying /$pattern/"; grep -v 'symbolic link' <<<"$out" | indent | tail -n 5
+  fi
+}
+refuses "the values schema refuses a misspelt tenancy key (tenancy.podSecurty)" \
+  "additional properties 'podSecurty' not allowed" --set tenancy.podSecurty.enforce=baseline
+refuses "the values schema refuses a misspelt nested tenancy key (tenancy.quota.defaults.cpus)" \
+  "additional properties 'cpus' not allowed" --set-string tenancy.quota.defaults.cpus=4
+refuses "the values schema refuses an unknown Pod Security level" \
+  "value must be one of" --set tenancy.podSecurity.enforce=lax
+refuses "the values schema refuses an unquoted quantity (tenancy.quota.defaults.cpu=4)" \
+  "/tenancy/quota/defaults/cpu" --set tenancy.quota.defaults.cpu=4
+refuses "tenancy.operatorClusterRole other than operatorRole.name fails rendering" \
+  "differs from operatorRole.name" --set tenancy.operatorClusterRole=admin
+refuses "operatorRole.name naming a built-in ClusterRole fails rendering" \
+  "is a built-in ClusterRole" --set operatorRole.name=cluster-admin
+printf 'operatorRole:\n  rules:\n    - {apiGroups: [""], resources: [resourcequotas], verbs: [get, delete]}\n' >"$work/operator-quota.yaml"
+refuses "operator rules that write a ResourceQuota fail rendering" \
+  "may only read resourcequotas" -f "$work/operator-quota.yaml"
+printf 'operatorRole:\n  rules:\n    - {apiGroups: [rbac.authorization.k8s.io], resources: [rolebindings], verbs: [create]}\n' >"$work/operator-rbac.yaml"
+refuses "operator rules on RBAC objects fail rendering" \
+  "never get RBAC objects" -f "$work/operator-rbac.yaml"
+# The policy the Deployment passes: exactly the TenancyPolicy keys (the controller
+# refuses unknown ones), its operatorClusterRole the ClusterRole the chart ships.
+tenancy_keys() {
+  python3 - "$work/rendered.yaml" <<'PY'
+import json, re, sys
+text = open(sys.argv[1]).read()
+m = re.search(r'name: COMPUTENEST_TENANCY_POLICY\n\s+value: (".*")\n', text)
+if not m:
+    sys.exit("no COMPUTENEST_TENANCY_POLICY in the Deployment")
+p = json.loads(json.loads(m.group(1)))
+want = {"podSecurity", "quota", "limitRange", "networkPolicy", "operatorClusterRole",
+        "maxManagedNamespacesPerCustomer", "sizeLimits"}
+if set(p) != want:
+    sys.exit("keys %s, want %s" % (sorted(p), sorted(want)))
+if p["operatorClusterRole"] != "computenest-operator":
+    sys.exit("operatorClusterRole %r" % p["operatorClusterRole"])
+PY
+}
+check "COMPUTENEST_TENANCY_POLICY holds exactly the TenancyPolicy keys, operatorClusterRole computenest-operator" tenancy_keys
 
 # ---- install -----------------------------------------------------------------------
 
@@ -207,7 +264,8 @@ can no get secrets -n x
 can no list secrets -A
 can no create clusterroles.rbac.authorization.k8s.io
 can no create clusterrolebindings.rbac.authorization.k8s.io
-# ... and never "bind" or "escalate": no bug can grant more than it holds.
+# ... and never "escalate", nor "bind" but on the operator ClusterRole (checked
+# by name below): no bug can grant more than it holds, or than that role.
 can no escalate roles.rbac.authorization.k8s.io -n x
 can no bind roles.rbac.authorization.k8s.io -n x
 can no escalate clusterroles.rbac.authorization.k8s.io
@@ -217,6 +275,168 @@ can no create serviceaccounts --subresource=token -n x
 can no create endpoints -n x
 can no patch leases.coordination.k8s.io/other -n "$lease_ns"
 can no get leases.coordination.k8s.io/"$lease_name" -n kube-system
+
+# ---- tenancy: the controller's part ------------------------------------------------
+
+operator_role="$(kc get deployment "$release" -n "$ns" -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="COMPUTENEST_TENANCY_POLICY")].value}' |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["operatorClusterRole"])' 2>/dev/null)"
+if [ -n "$operator_role" ] && kc get clusterrole "$operator_role" >/dev/null 2>&1; then
+  pass "the Deployment's tenancy policy names the operator ClusterRole $operator_role, which the chart ships"
+else
+  fail "the Deployment's tenancy policy names operator ClusterRole '$operator_role', which does not exist"
+  operator_role=computenest-operator
+fi
+# "bind" on the operator ClusterRole alone: the controller writes the
+# RoleBinding computenest-operators without holding the operators' rights ...
+can yes bind clusterroles.rbac.authorization.k8s.io/"$operator_role"
+can no bind clusterroles.rbac.authorization.k8s.io/cluster-admin
+can no bind clusterroles.rbac.authorization.k8s.io/admin
+can no bind clusterroles.rbac.authorization.k8s.io/edit
+can no escalate clusterroles.rbac.authorization.k8s.io/"$operator_role"
+can no impersonate users
+# ... the ResourceQuota, LimitRange and NetworkPolicy computenest-tenancy:
+# server-side apply, and the label-selected prune (list, then delete), by
+# name: no other quota or limit range (the platform's own) may be touched ...
+for kind in resourcequotas limitranges networkpolicies.networking.k8s.io; do
+  can yes create "$kind" -n x
+  can yes list "$kind" -n x
+  can yes patch "$kind"/computenest-tenancy -n x
+  can yes delete "$kind"/computenest-tenancy -n x
+done
+can no patch resourcequotas/platform-quota -n x
+can no delete resourcequotas/platform-quota -n x
+can no delete limitranges/platform-limits -n x
+can no deletecollection resourcequotas -n x
+# ... and namespaces: the seller's annotations and the buyer's labels (get),
+# a customer's managed namespaces counted by label (list), the labels of its
+# own managed namespaces, Pod Security's included (patch).
+can yes get namespaces/s3-isv -n s3-isv
+can yes list namespaces
+can yes patch namespaces
+
+for n in chart-op-a chart-op-b chart-tenant; do
+  kc create namespace "$n" --dry-run=client -o yaml | kc apply -f - >/dev/null
+done
+# What the API server really does with the ServiceAccount's requests (the
+# escalation check of a RoleBinding is made on the object, not by can-i).
+bind_as_sa() { # bind_as_sa NAMESPACE CLUSTERROLE: a RoleBinding written as the controller
+  kc create rolebinding "chart-test-${2//:/-}" --clusterrole="$2" --user=chart-test-operator \
+    -n "$1" --as="$as" -o name
+}
+check "the ServiceAccount writes a RoleBinding to $operator_role (chart-op-a, user chart-test-operator)" \
+  bind_as_sa chart-op-a "$operator_role"
+refused_as_sa() { ! bind_as_sa "$@"; }
+# Not admin, edit or view by name: they are aggregated, and a control plane
+# without the clusterrole-aggregation controller (hack/controlplane.sh) leaves
+# them empty, which anyone may bind. system:aggregate-to-edit holds the
+# built-in edit role's own rules (exec, Secrets, workload writes).
+check "the ServiceAccount cannot write a RoleBinding to system:aggregate-to-edit (escalation refused)" \
+  refused_as_sa chart-op-a system:aggregate-to-edit
+check "the ServiceAccount cannot write a RoleBinding to cluster-admin (escalation refused)" refused_as_sa chart-op-a cluster-admin
+cat >"$work/tenancy-objects.yaml" <<'EOF'
+apiVersion: v1
+kind: ResourceQuota
+metadata: { name: computenest-tenancy, namespace: chart-op-a, labels: { app.kubernetes.io/managed-by: computenest-controller } }
+spec: { hard: { pods: "20", requests.cpu: "2" } }
+---
+apiVersion: v1
+kind: LimitRange
+metadata: { name: computenest-tenancy, namespace: chart-op-a, labels: { app.kubernetes.io/managed-by: computenest-controller } }
+spec: { limits: [ { type: Container, defaultRequest: { cpu: 100m }, default: { cpu: 500m } } ] }
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: computenest-tenancy, namespace: chart-op-a, labels: { app.kubernetes.io/managed-by: computenest-controller } }
+spec: { podSelector: {}, policyTypes: [Ingress], ingress: [ { from: [ { podSelector: {} } ] } ] }
+EOF
+check "the ServiceAccount applies a ResourceQuota, LimitRange and NetworkPolicy (server-side)" \
+  kc apply --server-side --field-manager=computenest-chart-test -f "$work/tenancy-objects.yaml" --as="$as"
+listed_as_sa() {
+  local n
+  n="$(kc get resourcequotas,limitranges,networkpolicies.networking.k8s.io -n chart-op-a \
+    -l app.kubernetes.io/managed-by=computenest-controller -o name --as="$as" | grep -c .)"
+  [ "$n" = 3 ] || { echo "listed $n objects, expected 3"; return 1; }
+}
+check "the ServiceAccount lists them by label (the prune)" listed_as_sa
+
+# ---- tenancy: tenants never write namespaces ---------------------------------------
+
+# Each tenant ClusterRole bound to a user of its own in chart-tenant, as the
+# README tells a platform to; and the built-in admin role, which the -edit
+# roles aggregate into, as its parts system:aggregate-to-{admin,edit,view}
+# (this control plane may run no aggregation controller: admin is then empty).
+tenant_users=()
+for role in computenest-isv-edit computenest-isv-view computenest-distributor-edit \
+  computenest-distributor-view computenest-customer-edit computenest-customer-view; do
+  kc create rolebinding "chart-test-$role" --clusterrole="$role" --user="chart-test-$role" \
+    -n chart-tenant --dry-run=client -o yaml | kc apply -f - >/dev/null
+  tenant_users+=("chart-test-$role")
+done
+for part in admin edit view; do
+  kc create rolebinding "chart-test-admin-$part" --clusterrole="system:aggregate-to-$part" \
+    --user=chart-test-admin -n chart-tenant --dry-run=client -o yaml | kc apply -f - >/dev/null
+done
+tenant_users+=(chart-test-admin)
+user_can() { # user_can yes|no USER ARGS... (kubectl auth can-i ARGS --as USER)
+  local want="$1" user="$2" got; shift 2
+  got="$(kc auth can-i "$@" --as="$user" 2>/dev/null)"
+  got="${got:-no}"
+  if [ "$got" = "$want" ]; then pass "$user can-i $*: $got"; else fail "$user can-i $*: expected $want, got $got"; fi
+}
+# The bindings take effect (else the "no" below would prove nothing) ...
+user_can yes chart-test-computenest-isv-edit create services.computenest.dev -n chart-tenant
+user_can yes chart-test-computenest-customer-edit create serviceinstances.computenest.dev -n chart-tenant
+user_can yes chart-test-admin create rolebindings.rbac.authorization.k8s.io -n chart-tenant
+# ... and a binding in a namespace does reach the Namespace object itself (a
+# request for namespaces/N carries namespace N): a control that the checks
+# below would see a role granting it.
+kc create clusterrole chart-test-namespace-patch --verb=patch --resource=namespaces \
+  --dry-run=client -o yaml | kc apply -f - >/dev/null
+kc create rolebinding chart-test-namespace-patch --clusterrole=chart-test-namespace-patch \
+  --user=chart-test-namespace-patch -n chart-tenant --dry-run=client -o yaml | kc apply -f - >/dev/null
+user_can yes chart-test-namespace-patch patch namespaces/chart-tenant -n chart-tenant
+# Namespace labels and annotations are the platform's decisions (sales policy
+# selectors, operator users and groups, Pod Security): no tenant role writes
+# its own namespace, or any other.
+for user in "${tenant_users[@]}"; do
+  user_can no "$user" patch namespaces/chart-tenant -n chart-tenant
+  user_can no "$user" update namespaces/chart-tenant -n chart-tenant
+  user_can no "$user" patch namespaces
+done
+
+# ---- tenancy: the operator role, bound in one namespace ----------------------------
+
+op=chart-test-operator
+user_can yes "$op" get pods -n chart-op-a
+user_can yes "$op" get pods --subresource=log -n chart-op-a
+user_can yes "$op" get secrets -n chart-op-a
+user_can yes "$op" patch deployments.apps -n chart-op-a
+user_can yes "$op" patch statefulsets.apps --subresource=scale -n chart-op-a
+user_can yes "$op" patch configmaps -n chart-op-a
+user_can yes "$op" delete pods -n chart-op-a
+user_can yes "$op" get resourcequotas -n chart-op-a
+# Only there.
+user_can no "$op" get pods -n chart-op-b
+user_can no "$op" patch deployments.apps -n chart-op-b
+user_can no "$op" get secrets -n chart-op-b
+# Never what would grant more or undo the platform's policy.
+user_can no "$op" create rolebindings.rbac.authorization.k8s.io -n chart-op-a
+user_can no "$op" create roles.rbac.authorization.k8s.io -n chart-op-a
+user_can no "$op" patch namespaces/chart-op-a -n chart-op-a
+user_can no "$op" delete resourcequotas -n chart-op-a
+user_can no "$op" patch resourcequotas -n chart-op-a
+user_can no "$op" delete limitranges -n chart-op-a
+user_can no "$op" delete networkpolicies.networking.k8s.io -n chart-op-a
+user_can no "$op" bind clusterroles.rbac.authorization.k8s.io/"$operator_role"
+user_can no "$op" impersonate users
+user_can no "$op" create pods --subresource=exec -n chart-op-a
+refused_as_operator() { ! kc delete resourcequota computenest-tenancy -n chart-op-a --wait=false --as="$op"; }
+check "$op cannot delete the ResourceQuota computenest-tenancy (a real request)" refused_as_operator
+deleted_as_sa() {
+  kc delete resourcequotas,limitranges,networkpolicies.networking.k8s.io computenest-tenancy \
+    -n chart-op-a --wait=false --as="$as"
+}
+check "the ServiceAccount deletes them (the prune)" deleted_as_sa
 
 # ---- two replicas with the ServiceAccount's token -----------------------------------
 

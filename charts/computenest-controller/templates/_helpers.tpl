@@ -112,3 +112,37 @@ Secrets are always included: the controller writes the <instance>-logon Secret.
 {{- end }}
 {{- toJson $groups }}
 {{- end }}
+
+{{/*
+The platform's tenancy policy as the controller's JSON (TenancyPolicy, src/domain/tenancy.rs):
+the values tenancy, with operatorClusterRole always operatorRole.name, so that the ClusterRole
+the chart ships, the only one the controller may bind (templates/rbac.yaml) and the one the
+controller binds are the same. Only TenancyPolicy keys: the controller refuses unknown ones.
+*/}}
+{{- define "computenest.tenancyPolicy" -}}
+{{- $t := deepCopy .Values.tenancy }}
+{{- $role := include "computenest.operatorRoleName" . }}
+{{- if and $t.operatorClusterRole (ne $t.operatorClusterRole $role) }}
+{{- fail (printf "tenancy.operatorClusterRole (%q) differs from operatorRole.name (%q): leave tenancy.operatorClusterRole empty and set operatorRole.name, the one name of the operator ClusterRole" $t.operatorClusterRole $role) }}
+{{- end }}
+{{- $_ := set $t "operatorClusterRole" $role }}
+{{- with $t.sizeLimits }}
+{{- if and .maxObjectBytes .maxInstanceBytes (lt (float64 .maxInstanceBytes) (float64 .maxObjectBytes)) }}
+{{- fail (printf "tenancy.sizeLimits: maxObjectBytes (%d) must be at most maxInstanceBytes (%d)" (int64 .maxObjectBytes) (int64 .maxInstanceBytes)) }}
+{{- end }}
+{{- end }}
+{{- toJson $t }}
+{{- end }}
+
+{{/*
+Name of the operator ClusterRole (operatorRole.name): the one ClusterRole the controller may
+bind. Never a built-in role: with operatorRole.create=false the chart does not see its rules,
+and "bind" on admin, edit or cluster-admin would let the controller hand out RBAC writes.
+*/}}
+{{- define "computenest.operatorRoleName" -}}
+{{- $name := .Values.operatorRole.name }}
+{{- if or (has $name (list "cluster-admin" "admin" "edit" "view")) (hasPrefix "system:" $name) }}
+{{- fail (printf "operatorRole.name %q is a built-in ClusterRole; name a role of its own (the controller gets \"bind\" on it)" $name) }}
+{{- end }}
+{{- $name }}
+{{- end }}
