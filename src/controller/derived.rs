@@ -174,7 +174,9 @@ pub(super) async fn reconcile(ds: Arc<DerivedService>, ctx: Arc<Context>) -> Res
     {
         apply_for_distribution(&ds, &ctx).await?;
     }
-    let status = desired_status(&ds, &eval);
+    let mut status = desired_status(&ds, &eval);
+    let note = super::tenancy::operators_note(&ctx, &ns, &ds.spec.operators).await?;
+    super::tenancy::note_on_ready(&mut status.conditions, &note);
     let api = Api::<DerivedService>::namespaced(ctx.client.clone(), &ns);
     if write_status_if_changed(&api, &ctx.memo, ds.as_ref(), ds.status.as_ref(), &status).await? {
         ctx.metrics.wrote(KIND, "status");
@@ -195,7 +197,14 @@ pub(super) async fn reconcile(ds: Arc<DerivedService>, ctx: Arc<Context>) -> Res
             .await;
         }
     }
-    Ok(requeue_at(eval.ok().and_then(|s| s.grant_expiry)))
+    let action = requeue_at(eval.ok().and_then(|s| s.grant_expiry));
+    Ok(
+        match super::tenancy::recheck_operators(&ds.spec.operators) {
+            // The sooner of the two: expiry or a look at the platform's annotations.
+            Some(d) if action == Action::await_change() => Action::requeue(d),
+            _ => action,
+        },
+    )
 }
 
 /// Writes the distributor's application into the ISV's namespace: create only.

@@ -79,7 +79,9 @@ pub fn access_note(svc: &Service) -> &'static str {
 
 pub(super) async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = ns_of(svc.as_ref());
-    let status = desired_status(&svc, &ctx.settings.allowed_kinds, &ctx.settings.tenancy);
+    let mut status = desired_status(&svc, &ctx.settings.allowed_kinds, &ctx.settings.tenancy);
+    let note = super::tenancy::operators_note(&ctx, &ns, &svc.spec.operators).await?;
+    super::tenancy::note_on_ready(&mut status.conditions, &note);
     let api = Api::<Service>::namespaced(ctx.client.clone(), &ns);
     if write_status_if_changed(&api, &ctx.memo, svc.as_ref(), svc.status.as_ref(), &status).await? {
         ctx.metrics.wrote(KIND, "status");
@@ -96,7 +98,9 @@ pub(super) async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Ac
                 .await;
         }
     }
-    Ok(Action::await_change())
+    Ok(super::tenancy::recheck_operators(&svc.spec.operators)
+        .map(Action::requeue)
+        .unwrap_or_else(Action::await_change))
 }
 
 #[cfg(test)]

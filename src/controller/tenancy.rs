@@ -261,6 +261,51 @@ pub(super) async fn nameable_subjects(
         .unwrap_or_default())
 }
 
+/// For a seller's Ready message: the operators it names that the platform
+/// does not let its namespace name (empty when all count). Reads the
+/// seller's namespace only when users or groups are named.
+pub(super) async fn operators_note(
+    ctx: &Context,
+    seller_ns: &str,
+    operators: &[crate::api::Operator],
+) -> Result<String, Error> {
+    if operators
+        .iter()
+        .all(|o| o.kind == OperatorKind::ServiceAccount)
+    {
+        return Ok(String::new());
+    }
+    let nameable = nameable_subjects(ctx, seller_ns).await?;
+    let refused = tenancy::operator_subjects(operators, seller_ns, &nameable).refused;
+    Ok(if refused.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; note: operators not bound anywhere: {}",
+            refused.join("; ")
+        )
+    })
+}
+
+/// Appends `note` to the Ready condition's message.
+pub(super) fn note_on_ready(conditions: &mut [crate::api::Condition], note: &str) {
+    if note.is_empty() {
+        return;
+    }
+    if let Some(c) = conditions.iter_mut().find(|c| c.type_ == "Ready") {
+        c.message.push_str(note);
+    }
+}
+
+/// How soon a seller that names users or groups is looked at again: the
+/// platform's annotations on its namespace may change, and no event says so.
+pub(super) fn recheck_operators(operators: &[crate::api::Operator]) -> Option<Duration> {
+    operators
+        .iter()
+        .any(|o| o.kind != OperatorKind::ServiceAccount)
+        .then(|| Duration::from_secs(300))
+}
+
 /// Whether a template object is one of the managed namespace's policy
 /// objects (written before the others).
 pub(super) fn is_policy_object(kind: &str, name: &str) -> bool {

@@ -143,8 +143,22 @@ async fn each_scenario_end_to_end_with_placement_ownership_url_and_orders() {
             managed,
             "{name}: managed instances live in their own namespace"
         );
-        // Every object in the target namespace, labelled, owned as the scenario says.
-        assert_eq!(s.applied_objects.len(), 4, "{name}");
+        // Every object in the target namespace, labelled, owned as the scenario says:
+        // the template's four, and in a managed namespace its policy (quota,
+        // limits, network policy; no operators are named here).
+        let policy: Vec<&str> = s
+            .applied_objects
+            .iter()
+            .filter(|o| o.name == "computenest-tenancy")
+            .map(|o| o.kind.as_str())
+            .collect();
+        let want: &[&str] = if managed {
+            &["ResourceQuota", "LimitRange", "NetworkPolicy"]
+        } else {
+            &[]
+        };
+        assert_eq!(policy, want, "{name}");
+        assert_eq!(s.applied_objects.len(), 4 + want.len(), "{name}");
         let cm = Api::<ConfigMap>::namespaced(client.clone(), &target)
             .get(&format!("{name}-config"))
             .await

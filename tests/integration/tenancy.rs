@@ -215,6 +215,9 @@ async fn a_seller_names_users_and_groups_only_where_the_platform_lets_it() {
         .map(|s| s.name)
         .collect();
     assert_eq!(names, ["alice", "isv-oncall"]);
+    // The ISV is told on its own Service which operators count for nothing.
+    let svc = wait_ready::<Service>(&client, isv, "db", "True", "Valid").await;
+    assert_message_contains(&svc, "operators not bound anywhere: User \"mallory\"");
     t.cleanup().await;
 }
 
