@@ -426,3 +426,75 @@ async fn every_valid_example_passes_server_side_dry_run() {
         );
     }
 }
+
+/// The examples whose resources live in a managed namespace run there under
+/// the platform's default Pod Security level (`restricted`): every pod
+/// template of their Services and DerivedServices is admitted, as a Pod, by
+/// the API server's Pod Security admission in a namespace enforcing it.
+#[tokio::test]
+async fn managed_examples_pass_restricted_pod_security() {
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use kube::api::{Api, PostParams};
+    let client = client().await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let ns_name = format!("psa-{:06x}", rand::random::<u32>() & 0xffffff);
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": ns_name, "labels": {
+        "pod-security.kubernetes.io/enforce": "restricted"}}}))
+    .expect("namespace");
+    let namespaces = Api::<Namespace>::all(client.clone());
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns_name);
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let mut checked = 0;
+    for dir in [
+        "scenario2",
+        "scenario3",
+        "scenario4",
+        "direct-fully-managed",
+        "access-request",
+    ] {
+        let file = root.join(dir).join("all.yaml");
+        let text = std::fs::read_to_string(&file).expect("example is readable");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v: serde_json::Value =
+                serde::Deserialize::deserialize(doc).expect("example is YAML");
+            let objects = match v["kind"].as_str() {
+                Some("Service") if v["apiVersion"] == "computenest.dev/v1alpha1" => {
+                    v["spec"]["template"]["objects"].clone()
+                }
+                Some("DerivedService") => v["spec"]["overrides"]["extraObjects"].clone(),
+                _ => continue,
+            };
+            for o in objects.as_array().into_iter().flatten() {
+                let Some(template) = o["spec"]["template"].as_object() else {
+                    continue;
+                };
+                let pod: Pod = serde_json::from_value(json!({
+                    "metadata": {"name": format!("check-{checked}")},
+                    "spec": template.get("spec").cloned().unwrap_or_default(),
+                }))
+                .expect("pod template");
+                if let Err(e) = pods.create(&dry, &pod).await {
+                    panic!(
+                        "{}: the pod of {} {} is refused under restricted Pod Security: {e}",
+                        file.display(),
+                        o["kind"],
+                        o["metadata"]["name"]
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked >= 5,
+        "expected a pod template in each managed example, found {checked}"
+    );
+    let _ = namespaces.delete(&ns_name, &Default::default()).await;
+}
