@@ -1011,6 +1011,27 @@ async fn apply_ours(w: &Write, live_uid: &str, ctx: &Context) -> Result<Put, Err
                 w.what()
             )));
         }
+        // A RoleBinding's roleRef cannot change (the platform renamed the
+        // operator role): ours goes, under its UID, and is made again.
+        Err(kube::Error::Api(s)) if s.code == 422 && w.ar.kind == "RoleBinding" => {
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: Some(live_uid.to_string()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match w.api(ctx).delete(&w.name, &dp).await {
+                Ok(_) => ctx.metrics.wrote(KIND, "delete"),
+                Err(e) if is_not_found(&e) || is_conflict(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+            return Ok(Put::Wait(format!(
+                "{} is made again: its roleRef cannot change ({})",
+                w.what(),
+                s.message
+            )));
+        }
         r => r.map(|_| ()),
     };
     written(w, result, ctx)

@@ -231,7 +231,8 @@ pub(super) async fn add_managed_policy(
     objects.append(&mut d.objects);
     d.objects = objects;
     if !subjects.refused.is_empty() {
-        tracing::warn!(
+        // The seller reads why on its own product's Ready condition.
+        tracing::debug!(
             instance = %inst.name_any(),
             refused = ?subjects.refused,
             "operators left out of the binding"

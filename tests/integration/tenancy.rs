@@ -123,6 +123,41 @@ async fn the_owners_operators_run_their_managed_namespace_and_nothing_else() {
         "the customer gets nothing in a managed namespace"
     );
 
+    // A binding of ours whose role was changed behind the controller's back
+    // (roleRef cannot be patched) is made again when the operators change.
+    let rbs = Api::<RoleBinding>::namespaced(client.clone(), &managed);
+    let mut forged = rbs.get("computenest-operators").await.expect("binding");
+    forged.metadata.resource_version = None;
+    forged.metadata.uid = None;
+    forged.metadata.managed_fields = None;
+    forged.role_ref.name = "view".into();
+    rbs.delete("computenest-operators", &DeleteParams::default())
+        .await
+        .expect("delete");
+    rbs.create(&PostParams::default(), &forged)
+        .await
+        .expect("re-create with another role");
+    merge::<Service>(
+        &client,
+        isv,
+        "db",
+        json!({"spec": {"operators": [{"kind": "ServiceAccount", "name": "ops"}, {"kind": "ServiceAccount", "name": "ops2"}]}}),
+    )
+    .await
+    .expect("second operator");
+    wait_for(
+        "the binding names both operators and the operator role",
+        DEADLINE,
+        || async {
+            let rb = rbs.get("computenest-operators").await.ok()?;
+            (rb.role_ref.name == "computenest-operator"
+                && rb.subjects.unwrap_or_default().len() == 2)
+                .then_some(())
+        },
+    )
+    .await;
+    wait_can_list_pods(&as_service_account(isv, "ops2").await, &managed, true).await;
+
     // The ISV names no operators any more: the binding goes.
     merge::<Service>(&client, isv, "db", json!({"spec": {"operators": null}}))
         .await
