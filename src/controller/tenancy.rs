@@ -10,7 +10,6 @@
 
 use super::{Context, Error, MANAGED_BY, MANAGED_BY_LABEL, is_not_found};
 use crate::api::{DerivedService, OperatorKind, Party, ProductKind, Service, ServiceInstance};
-use crate::domain::naming::short_hash;
 use crate::domain::provision::{Desired, labels};
 use crate::domain::render::Offering;
 use crate::domain::tenancy::{self, ManagedInput, NameableSubjects, PolicyError};
@@ -18,8 +17,8 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use kube::runtime::reflector::ObjectRef;
-use serde_json::{Value, json};
-use std::collections::{BTreeSet, HashMap};
+
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,9 +121,9 @@ pub(super) async fn add_managed_policy(
     offering: &Offering,
     isv: (&str, &str),
 ) -> Result<Result<(), PolicyError>, Error> {
-    let Some(ns_labels) = d.managed_namespace_labels.as_mut() else {
+    if d.managed_namespace_labels.is_none() {
         return Ok(Ok(()));
-    };
+    }
     let service = ctx
         .stores
         .services
@@ -173,63 +172,6 @@ pub(super) async fn add_managed_policy(
         plan_resources: plan,
         operator_subjects: &subjects.subjects,
     };
-    let policy = match tenancy::managed_policy(&ctx.settings.tenancy, &input) {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
-    };
-    let object_labels: serde_json::Map<String, Value> = [
-        MANAGED_BY_LABEL,
-        labels::INSTANCE_NAMESPACE,
-        labels::INSTANCE_NAME,
-        labels::INSTANCE_UID,
-        labels::SCENARIO,
-    ]
-    .iter()
-    .filter_map(|k| ns_labels.get(*k).map(|v| (k.to_string(), json!(v))))
-    .collect();
-    ns_labels.extend(policy.labels.clone());
-    let taken: BTreeSet<(String, String)> = d
-        .objects
-        .iter()
-        .map(|o| {
-            (
-                o["kind"].as_str().unwrap_or_default().to_string(),
-                o["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        })
-        .collect();
-    let target = d.owner.target_namespace.clone();
-    let mut objects = Vec::with_capacity(policy.objects.len());
-    for mut o in policy.objects {
-        let kind = o["kind"].as_str().unwrap_or_default().to_string();
-        let name = o["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if taken.contains(&(kind.clone(), name.clone())) {
-            return Ok(Err(PolicyError {
-                reason: "ObjectConflict",
-                message: format!(
-                    "the template has a {kind} named {name:?}, a name the platform's policy of every managed namespace uses; the seller must rename it"
-                ),
-            }));
-        }
-        o["metadata"]["namespace"] = json!(target);
-        o["metadata"]["labels"] = Value::Object(object_labels.clone());
-        d.applied.push(crate::api::AppliedObject {
-            api_version: o["apiVersion"].as_str().unwrap_or_default().to_string(),
-            kind,
-            namespace: target.clone(),
-            name,
-        });
-        objects.push(o);
-    }
-    // Written first: the quota and the limits must be in place before a pod is.
-    objects.append(&mut d.objects);
-    d.objects = objects;
     if !subjects.refused.is_empty() {
         // The seller reads why on its own product's Ready condition.
         tracing::debug!(
@@ -238,15 +180,11 @@ pub(super) async fn add_managed_policy(
             "operators left out of the binding"
         );
     }
-    d.digest = short_hash(
-        &format!(
-            "{}/{}",
-            d.digest,
-            json!({ "labels": d.managed_namespace_labels, "objects": d.objects })
-        ),
-        16,
-    );
-    Ok(Ok(()))
+    let policy = match tenancy::managed_policy(&ctx.settings.tenancy, &input) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(tenancy::add_to_desired(d, policy))
 }
 
 /// The users and groups the platform lets a seller's namespace name, from

@@ -642,6 +642,83 @@ pub fn managed_policy(
     Ok(ManagedPolicy { labels, objects })
 }
 
+/// Pure: adds a managed namespace's policy to an instance's desired state:
+/// the namespace's labels, and the policy objects (in the target namespace,
+/// labelled like the instance's objects, first, so that they are written
+/// before anything can start a pod). The digest covers them: a change of the
+/// platform's policy or of the operators reaches every managed namespace.
+pub fn add_to_desired(
+    d: &mut crate::domain::provision::Desired,
+    policy: ManagedPolicy,
+) -> Result<(), PolicyError> {
+    use crate::domain::naming::{MANAGED_BY_LABEL, short_hash};
+    use crate::domain::provision::labels;
+    let Some(ns_labels) = d.managed_namespace_labels.as_mut() else {
+        return Ok(());
+    };
+    let object_labels: serde_json::Map<String, Value> = [
+        MANAGED_BY_LABEL,
+        labels::INSTANCE_NAMESPACE,
+        labels::INSTANCE_NAME,
+        labels::INSTANCE_UID,
+        labels::SCENARIO,
+    ]
+    .iter()
+    .filter_map(|k| ns_labels.get(*k).map(|v| (k.to_string(), json!(v))))
+    .collect();
+    ns_labels.extend(policy.labels);
+    let taken: BTreeSet<(String, String)> = d
+        .objects
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap_or_default().to_string(),
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    let target = d.owner.target_namespace.clone();
+    let mut objects = Vec::with_capacity(policy.objects.len() + d.objects.len());
+    for mut o in policy.objects {
+        let kind = o["kind"].as_str().unwrap_or_default().to_string();
+        let name = o["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if taken.contains(&(kind.clone(), name.clone())) {
+            return Err(PolicyError {
+                reason: "ObjectConflict",
+                message: format!(
+                    "the template has a {kind} named {name:?}, a name the platform's policy of every managed namespace uses; the seller must rename it"
+                ),
+            });
+        }
+        o["metadata"]["namespace"] = json!(target);
+        o["metadata"]["labels"] = Value::Object(object_labels.clone());
+        d.applied.push(crate::api::AppliedObject {
+            api_version: o["apiVersion"].as_str().unwrap_or_default().to_string(),
+            kind,
+            namespace: target.clone(),
+            name,
+        });
+        objects.push(o);
+    }
+    objects.append(&mut d.objects);
+    d.objects = objects;
+    d.digest = short_hash(
+        &format!(
+            "{}/{}",
+            d.digest,
+            json!({ "labels": d.managed_namespace_labels, "objects": d.objects })
+        ),
+        16,
+    );
+    Ok(())
+}
+
 /// Pure: whether a Service fits the platform's policy: its Pod Security
 /// level and every plan's resources (checked before any instance is sold,
 /// so that the ISV learns of it on its own Service).
@@ -960,6 +1037,84 @@ mod tests {
         };
         let e = managed_policy(&TenancyPolicy::default(), &privileged).unwrap_err();
         assert_eq!(e.reason, "PodSecurityNotAllowed");
+    }
+
+    fn desired() -> crate::domain::provision::Desired {
+        use crate::api::{Billing, ResourceOwner, Settlement};
+        crate::domain::provision::Desired {
+            scenario: crate::domain::scenario::Scenario::DirectFullyManaged,
+            owner: ResourceOwner {
+                party: Party::Isv,
+                namespace: "isv".into(),
+                target_namespace: "cn-acme-db-1".into(),
+            },
+            billing: Billing {
+                resource_fees_paid_by: Party::Isv,
+                service_fees_paid_to: Party::Isv,
+                settlement: Settlement::Offline,
+                orders: vec![],
+            },
+            managed_namespace_labels: Some(BTreeMap::from([
+                ("computenest.dev/instance-uid".to_string(), "u1".to_string()),
+                (
+                    "app.kubernetes.io/managed-by".to_string(),
+                    "computenest-controller".to_string(),
+                ),
+            ])),
+            objects: vec![
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}}),
+            ],
+            applied: vec![],
+            logon_url: None,
+            secret_name: "db-logon".into(),
+            orders: vec![],
+            digest: "d0".into(),
+        }
+    }
+
+    #[test]
+    fn the_policy_is_written_first_labelled_and_a_change_of_it_changes_the_digest() {
+        let input = ManagedInput {
+            customer_namespace: "acme",
+            product: "Service.isv.db",
+            pod_security: None,
+            plan_resources: None,
+            operator_subjects: &[],
+        };
+        let with = |policy: &TenancyPolicy| {
+            let mut d = desired();
+            add_to_desired(&mut d, managed_policy(policy, &input).unwrap()).unwrap();
+            d
+        };
+        let d = with(&TenancyPolicy::default());
+        assert_eq!(d.objects[0]["kind"], "ResourceQuota");
+        assert_eq!(d.objects[0]["metadata"]["namespace"], "cn-acme-db-1");
+        assert_eq!(
+            d.objects[0]["metadata"]["labels"]["computenest.dev/instance-uid"],
+            "u1"
+        );
+        assert_eq!(d.objects.last().unwrap()["kind"], "ConfigMap");
+        assert_eq!(d.applied.len(), 3);
+        let labels = d.managed_namespace_labels.as_ref().unwrap();
+        assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
+        // Same policy, same digest: nothing is written again.
+        assert_eq!(with(&TenancyPolicy::default()).digest, d.digest);
+        // The platform changes a default: every managed namespace is rewritten.
+        let mut bigger = TenancyPolicy::default();
+        bigger.quota.defaults.pods = Some(25);
+        assert_ne!(with(&bigger).digest, d.digest);
+        let mut baseline = TenancyPolicy::default();
+        baseline.pod_security.enforce = PodSecurityLevel::Baseline;
+        assert_ne!(with(&baseline).digest, d.digest);
+        // A template object that takes a policy object's name is refused.
+        let mut clash = desired();
+        clash.objects.push(json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": POLICY_OBJECT_NAME}}));
+        let e = add_to_desired(
+            &mut clash,
+            managed_policy(&TenancyPolicy::default(), &input).unwrap(),
+        )
+        .unwrap_err();
+        assert_eq!(e.reason, "ObjectConflict");
     }
 
     #[test]
