@@ -475,7 +475,12 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
     };
     let product = data.product(resolved.scenario, offering);
     let others = sale_conditions(inst, &product, sold.as_ref());
-    let desired = match provision::build(inst, &product, sold.as_ref()) {
+    let desired = match provision::build(
+        inst,
+        &product,
+        sold.as_ref(),
+        &ctx.settings.tenancy.size_limits,
+    ) {
         Ok(d) => d,
         Err(e) => {
             sb.set(Phase::DeployFailed, false, e.reason, e.message, &others);

@@ -6,10 +6,11 @@
 
 use super::naming::{self, short_hash};
 use super::render::{
-    Offering, ParameterError, RenderContext, RenderError, render_objects, render_string,
-    resolve_parameters,
+    Offering, ParameterError, RenderContext, RenderError, check_pod_references, render_objects,
+    render_string, resolve_parameters,
 };
 use super::scenario::Scenario;
+use super::tenancy::SizeLimits;
 use crate::api::{
     AppliedObject, Billing, InstanceRef, ItemRef, Order, OrderSpec, Party, PartyRef, ProductKind,
     ResourceOwner, ServiceInstance, Settlement,
@@ -168,11 +169,15 @@ pub fn new_sale(instance: &ServiceInstance, product: &Product<'_>) -> Sale {
 }
 
 /// Builds the desired state of `instance` from a sellable product, under the
-/// terms it was sold with (`sale`; a new sale's when None).
+/// terms it was sold with (`sale`; a new sale's when None). Rendering stops
+/// as soon as it passes `limits`. Where the customer owns the resources, the
+/// pods may use only what the instance creates or the buyer names
+/// ([`check_pod_references`]). Nothing is to be written when this fails.
 pub fn build(
     instance: &ServiceInstance,
     product: &Product<'_>,
     sale: Option<&Sale>,
+    limits: &SizeLimits,
 ) -> Result<Desired, BuildError> {
     let inst_ns = instance.metadata.namespace.as_deref().unwrap_or_default();
     let inst_name = instance.metadata.name.as_deref().unwrap_or_default();
@@ -187,13 +192,27 @@ pub fn build(
         product.offering,
         instance.spec.plan.as_deref(),
         &instance.spec.parameters,
+        limits,
     )
-    .map_err(|e| BuildError {
-        reason: match e {
-            ParameterError::Plan(_) => "InvalidPlan",
-            ParameterError::Value { .. } => "InvalidParameter",
+    .map_err(|e| match e {
+        ParameterError::TooLarge {
+            whose: "the value", ..
+        } => BuildError {
+            reason: "TooLarge",
+            message: format!("{e}; fix the ServiceInstance spec"),
         },
-        message: format!("{e}; fix the ServiceInstance spec"),
+        ParameterError::TooLarge { .. } => BuildError {
+            reason: "TooLarge",
+            message: format!("{e}; the seller must shorten it"),
+        },
+        ParameterError::Plan(_) => BuildError {
+            reason: "InvalidPlan",
+            message: format!("{e}; fix the ServiceInstance spec"),
+        },
+        ParameterError::Value { .. } => BuildError {
+            reason: "InvalidParameter",
+            message: format!("{e}; fix the ServiceInstance spec"),
+        },
     })?;
     let ctx = RenderContext {
         instance_name: inst_name,
@@ -215,18 +234,37 @@ pub fn build(
         (labels::INSTANCE_UID.to_string(), uid.to_string()),
         (labels::SCENARIO.to_string(), scenario.as_str().to_string()),
     ]);
-    let mut objects =
-        render_objects(&product.offering.objects, &ctx, &common).map_err(|e| match e {
+    let mut objects = render_objects(&product.offering.objects, &ctx, &common, limits).map_err(
+        |e| match e {
             RenderError::Collision { .. } => BuildError {
                 reason: "ObjectConflict",
                 message: e.to_string(),
+            },
+            RenderError::TooLarge { .. } => BuildError {
+                reason: "TooLarge",
+                message: format!(
+                    "{e}; the seller must make the template smaller, or the buyer give shorter parameter values"
+                ),
             },
             other => BuildError {
                 reason: "RenderFailed",
                 message: format!("{other}; the seller must fix the template"),
             },
-        })?;
+        },
+    )?;
     if !scenario.is_managed() {
+        // In the customer's own namespace the pods could name any of the
+        // customer's Secrets: they may use only what the instance creates or
+        // the buyer hands over.
+        check_pod_references(
+            &objects,
+            &product.offering.parameters,
+            &instance.spec.parameters,
+        )
+        .map_err(|e| BuildError {
+            reason: "ForbiddenReference",
+            message: format!("{e}; the seller must fix the template"),
+        })?;
         // Customer-owned: garbage collection follows the instance.
         let owner = json!([{
             "apiVersion": "computenest.dev/v1alpha1",
@@ -253,8 +291,11 @@ pub fn build(
         })
         .collect();
     let logon_url = match &product.offering.outputs.logon_url {
-        Some(t) => Some(render_string(t, &ctx).map_err(|e| BuildError {
-            reason: "RenderFailed",
+        Some(t) => Some(render_string(t, &ctx, limits).map_err(|e| BuildError {
+            reason: match e {
+                RenderError::TooLarge { .. } => "TooLarge",
+                _ => "RenderFailed",
+            },
             message: format!("logon URL: {e}; the seller must fix outputs.logonUrl"),
         })?),
         None => None,
@@ -440,7 +481,7 @@ mod tests {
             (Scenario::Scenario4, Party::Isv, "isv", true, 0),
         ];
         for (sc, party, owner_ns, managed, orders) in rows {
-            let d = build(&instance(), &product(sc, &o), None).unwrap();
+            let d = build(&instance(), &product(sc, &o), None, &SizeLimits::default()).unwrap();
             assert_eq!(d.owner.party, party, "{sc:?}");
             assert_eq!(d.owner.namespace, owner_ns, "{sc:?}");
             assert_eq!(d.managed_namespace_labels.is_some(), managed, "{sc:?}");
@@ -466,7 +507,13 @@ mod tests {
     #[test]
     fn scenario3_orders_go_to_the_sellers() {
         let o = offering();
-        let d = build(&instance(), &product(Scenario::Scenario3, &o), None).unwrap();
+        let d = build(
+            &instance(),
+            &product(Scenario::Scenario3, &o),
+            None,
+            &SizeLimits::default(),
+        )
+        .unwrap();
         let sale = &d.orders[0];
         assert_eq!(sale.metadata.namespace.as_deref(), Some("dist"));
         assert_eq!(
@@ -486,8 +533,20 @@ mod tests {
     #[test]
     fn deterministic_names_and_digest() {
         let o = offering();
-        let a = build(&instance(), &product(Scenario::Scenario3, &o), None).unwrap();
-        let b = build(&instance(), &product(Scenario::Scenario3, &o), None).unwrap();
+        let a = build(
+            &instance(),
+            &product(Scenario::Scenario3, &o),
+            None,
+            &SizeLimits::default(),
+        )
+        .unwrap();
+        let b = build(
+            &instance(),
+            &product(Scenario::Scenario3, &o),
+            None,
+            &SizeLimits::default(),
+        )
+        .unwrap();
         assert_eq!(a.digest, b.digest);
         assert_eq!(a.billing.orders, b.billing.orders);
         let mut other = instance();
@@ -496,9 +555,14 @@ mod tests {
             .parameters
             .insert("domain".into(), json!("other.io"));
         assert_ne!(
-            build(&other, &product(Scenario::Scenario3, &o), None)
-                .unwrap()
-                .digest,
+            build(
+                &other,
+                &product(Scenario::Scenario3, &o),
+                None,
+                &SizeLimits::default()
+            )
+            .unwrap()
+            .digest,
             a.digest
         );
         assert_ne!(
@@ -535,7 +599,13 @@ mod tests {
         let o = offering();
         let mut i = instance();
         i.spec.parameters.insert("replicas".into(), json!("many"));
-        let e = build(&i, &product(Scenario::Scenario1, &o), None).unwrap_err();
+        let e = build(
+            &i,
+            &product(Scenario::Scenario1, &o),
+            None,
+            &SizeLimits::default(),
+        )
+        .unwrap_err();
         assert_eq!(e.reason, "InvalidParameter");
         assert!(
             e.message.contains("\"replicas\": must be a whole number"),
@@ -544,9 +614,14 @@ mod tests {
         );
         i.spec.plan = Some("gold".into());
         assert_eq!(
-            build(&i, &product(Scenario::Scenario1, &o), None)
-                .unwrap_err()
-                .reason,
+            build(
+                &i,
+                &product(Scenario::Scenario1, &o),
+                None,
+                &SizeLimits::default()
+            )
+            .unwrap_err()
+            .reason,
             "InvalidPlan"
         );
     }

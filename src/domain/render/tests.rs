@@ -1,5 +1,6 @@
 use super::*;
 use crate::api::ServiceSpec;
+use crate::domain::tenancy::SizeLimits;
 use serde_json::json;
 
 fn service() -> ServiceSpec {
@@ -36,6 +37,7 @@ fn resolves_defaults_then_plan_then_buyer() {
         &o,
         Some("pro"),
         &params(json!({"adminEmail": "a@b.c", "domain": "shop.io"})),
+        &SizeLimits::default(),
     )
     .unwrap();
     assert_eq!(got["replicas"], json!(3));
@@ -107,7 +109,7 @@ fn parameter_errors_name_the_parameter_and_rule() {
         ),
     ];
     for (plan, given, want) in cases {
-        let err = resolve_parameters(&o, plan, &params(given.clone()))
+        let err = resolve_parameters(&o, plan, &params(given.clone()), &SizeLimits::default())
             .unwrap_err()
             .to_string();
         assert!(err.contains(want), "{given}: got {err:?}, want {want:?}");
@@ -121,6 +123,7 @@ fn renders_typed_values_and_forces_namespace() {
         &o,
         Some("pro"),
         &params(json!({"adminEmail": "ops@acme.io"})),
+        &SizeLimits::default(),
     )
     .unwrap();
     let ctx = RenderContext {
@@ -130,7 +133,7 @@ fn renders_typed_values_and_forces_namespace() {
         params: &p,
     };
     let labels = BTreeMap::from([("computenest.dev/instance".to_string(), "shop".to_string())]);
-    let objs = render_objects(&o.objects, &ctx, &labels).unwrap();
+    let objs = render_objects(&o.objects, &ctx, &labels, &SizeLimits::default()).unwrap();
     assert_eq!(objs.len(), 2);
     assert_eq!(objs[0]["metadata"]["name"], json!("shop-config"));
     assert_eq!(objs[0]["metadata"]["namespace"], json!("acme"));
@@ -152,7 +155,12 @@ fn renders_typed_values_and_forces_namespace() {
         objs[1]["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"],
         json!(false)
     );
-    let url = render_string(o.outputs.logon_url.as_deref().unwrap(), &ctx).unwrap();
+    let url = render_string(
+        o.outputs.logon_url.as_deref().unwrap(),
+        &ctx,
+        &SizeLimits::default(),
+    )
+    .unwrap();
     assert_eq!(url, "https://shop.example.com/");
 }
 
@@ -166,6 +174,7 @@ fn parameters_cannot_inject_structure() {
         &o,
         Some("basic"),
         &params(json!({"adminEmail": "a", "domain": hostile})),
+        &SizeLimits::default(),
     )
     .unwrap();
     let ctx = RenderContext {
@@ -174,7 +183,7 @@ fn parameters_cannot_inject_structure() {
         target_namespace: "c",
         params: &p,
     };
-    let objs = render_objects(&o.objects, &ctx, &BTreeMap::new()).unwrap();
+    let objs = render_objects(&o.objects, &ctx, &BTreeMap::new(), &SizeLimits::default()).unwrap();
     assert_eq!(objs.len(), 2, "no object was added");
     assert_eq!(
         objs[0]["data"]["domain"],
@@ -194,6 +203,7 @@ fn placeholder_in_name_must_render_to_a_valid_name() {
         &o,
         Some("basic"),
         &params(json!({"adminEmail": "a", "domain": "../Etc"})),
+        &SizeLimits::default(),
     )
     .unwrap();
     let ctx = RenderContext {
@@ -202,7 +212,8 @@ fn placeholder_in_name_must_render_to_a_valid_name() {
         target_namespace: "c",
         params: &p,
     };
-    let err = render_objects(&o.objects, &ctx, &BTreeMap::new()).unwrap_err();
+    let err =
+        render_objects(&o.objects, &ctx, &BTreeMap::new(), &SizeLimits::default()).unwrap_err();
     assert!(err.to_string().contains("is not a valid name"), "{err}");
 }
 
@@ -215,13 +226,17 @@ fn unknown_placeholder_is_an_error() {
         target_namespace: "c",
         params: &p,
     };
-    let err = render_string("https://$(params.missing)/", &ctx).unwrap_err();
+    let err =
+        render_string("https://$(params.missing)/", &ctx, &SizeLimits::default()).unwrap_err();
     assert!(
         err.to_string()
             .contains("unknown placeholder $(params.missing)"),
         "{err}"
     );
-    assert_eq!(render_string("cost: $(5", &ctx).unwrap(), "cost: $(5");
+    assert_eq!(
+        render_string("cost: $(5", &ctx, &SizeLimits::default()).unwrap(),
+        "cost: $(5"
+    );
 }
 
 #[test]
@@ -332,10 +347,17 @@ fn overrides_apply_and_are_checked() {
         &o,
         Some("pro"),
         &params(json!({"adminEmail": "a", "domain": "x.io"})),
+        &SizeLimits::default(),
     )
     .unwrap_err();
     assert!(err.to_string().contains("locked by the seller"), "{err}");
-    let p = resolve_parameters(&o, Some("pro"), &params(json!({"adminEmail": "a"}))).unwrap();
+    let p = resolve_parameters(
+        &o,
+        Some("pro"),
+        &params(json!({"adminEmail": "a"})),
+        &SizeLimits::default(),
+    )
+    .unwrap();
     assert_eq!(p["domain"], json!("reseller.io"));
 
     let bad = [
@@ -398,7 +420,13 @@ fn a_default_for_a_parameter_a_sold_plan_sets_is_refused() {
     );
     // Selling only "basic": the default applies to every sale, so it is accepted and used.
     let o = resolve(json!({"parameterDefaults": {"replicas": 2}, "plans": ["basic"]})).unwrap();
-    let p = resolve_parameters(&o, Some("basic"), &params(json!({"adminEmail": "a"}))).unwrap();
+    let p = resolve_parameters(
+        &o,
+        Some("basic"),
+        &params(json!({"adminEmail": "a"})),
+        &SizeLimits::default(),
+    )
+    .unwrap();
     assert_eq!(p["replicas"], json!(2));
     // Both plans set tier: both are named.
     let err = resolve(json!({"parameterDefaults": {"tier": "large"}}))
@@ -448,7 +476,13 @@ fn a_locked_required_parameter_without_a_value_is_refused() {
     // With the distributor's default, the lock is fine and the default is used.
     let o = resolve(json!({"lockedParameters": ["adminEmail"], "parameterDefaults": {"adminEmail": "ops@reseller.io"}}))
         .unwrap();
-    let p = resolve_parameters(&o, Some("basic"), &params(json!({}))).unwrap();
+    let p = resolve_parameters(
+        &o,
+        Some("basic"),
+        &params(json!({})),
+        &SizeLimits::default(),
+    )
+    .unwrap();
     assert_eq!(p["adminEmail"], json!("ops@reseller.io"));
     // Without plans.
     let mut no_plans = service();
@@ -538,7 +572,7 @@ mod fuzz {
         #[test]
         fn parameter_validation_never_panics(plan in prop::option::of("[a-z]{0,6}"), given in prop::collection::btree_map("[a-zA-Z]{0,10}", arb_json(), 0..6)) {
             let o = offering();
-            let _ = resolve_parameters(&o, plan.as_deref(), &given);
+            let _ = resolve_parameters(&o, plan.as_deref(), &given, &SizeLimits::default());
         }
 
         #[test]
@@ -547,9 +581,9 @@ mod fuzz {
             s.parameters[1].pattern = None;
             s.template.objects = vec![json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "n"}, "data": obj})];
             if let Ok(o) = resolve_offering(&s, None, &default_allowed_kinds())
-                && let Ok(p) = resolve_parameters(&o, Some("basic"), &params(json!({"adminEmail": "a", "domain": domain}))) {
+                && let Ok(p) = resolve_parameters(&o, Some("basic"), &params(json!({"adminEmail": "a", "domain": domain})), &SizeLimits::default()) {
                 let ctx = RenderContext { instance_name: "i", instance_namespace: "c", target_namespace: "t", params: &p };
-                if let Ok(objs) = render_objects(&o.objects, &ctx, &BTreeMap::new()) {
+                if let Ok(objs) = render_objects(&o.objects, &ctx, &BTreeMap::new(), &SizeLimits::default()) {
                     prop_assert_eq!(objs.len(), 1);
                     prop_assert_eq!(&objs[0]["metadata"]["namespace"], &json!("t"));
                 }
@@ -587,6 +621,7 @@ fn seed_corpus_never_panics_nor_escapes() {
             &o,
             Some("basic"),
             &params(json!({"adminEmail": "a", "domain": input})),
+            &SizeLimits::default(),
         ) {
             let ctx = RenderContext {
                 instance_name: "i",
@@ -594,7 +629,9 @@ fn seed_corpus_never_panics_nor_escapes() {
                 target_namespace: "t",
                 params: &p,
             };
-            if let Ok(objs) = render_objects(&o.objects, &ctx, &BTreeMap::new()) {
+            if let Ok(objs) =
+                render_objects(&o.objects, &ctx, &BTreeMap::new(), &SizeLimits::default())
+            {
                 assert_eq!(objs.len(), o.objects.len(), "{input}");
                 assert!(
                     objs.iter()
@@ -602,7 +639,7 @@ fn seed_corpus_never_panics_nor_escapes() {
                     "{input}"
                 );
             }
-            let _ = render_string("https://$(params.domain)/", &ctx);
+            let _ = render_string("https://$(params.domain)/", &ctx, &SizeLimits::default());
         }
         // As template content and as a whole template object.
         let mut t = s.clone();
@@ -611,8 +648,18 @@ fn seed_corpus_never_panics_nor_escapes() {
         let _ = check_template_object(0, input, &default_allowed_kinds());
         // As a plan name and an unknown parameter name.
         if let Some(name) = input.as_str() {
-            let _ = resolve_parameters(&o, Some(name), &ParameterValues::new());
-            let _ = resolve_parameters(&o, Some("basic"), &params(json!({ name: 1 })));
+            let _ = resolve_parameters(
+                &o,
+                Some(name),
+                &ParameterValues::new(),
+                &SizeLimits::default(),
+            );
+            let _ = resolve_parameters(
+                &o,
+                Some("basic"),
+                &params(json!({ name: 1 })),
+                &SizeLimits::default(),
+            );
         }
     }
 }
@@ -631,7 +678,7 @@ fn objects_that_render_to_the_same_name_collide_after_rendering() {
         target_namespace: "acme",
         params: &params,
     };
-    let err = render_objects(&objects, &ctx, &BTreeMap::new()).unwrap_err();
+    let err = render_objects(&objects, &ctx, &BTreeMap::new(), &SizeLimits::default()).unwrap_err();
     assert!(
         matches!(&err, RenderError::Collision { first: 0, second: 1, kind, name } if kind == "ConfigMap" && name == "a-b"),
         "{err}"
@@ -641,5 +688,5 @@ fn objects_that_render_to_the_same_name_collide_after_rendering() {
         objects[0].clone(),
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a-b"}}),
     ];
-    assert!(render_objects(&mixed, &ctx, &BTreeMap::new()).is_ok());
+    assert!(render_objects(&mixed, &ctx, &BTreeMap::new(), &SizeLimits::default()).is_ok());
 }
