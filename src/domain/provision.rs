@@ -625,4 +625,149 @@ mod tests {
             "InvalidPlan"
         );
     }
+
+    /// The fixture with a Deployment that mounts the Secret `secret`.
+    fn offering_using(secret: &str) -> Offering {
+        let mut spec: ServiceSpec =
+            serde_yaml::from_str(include_str!("../../tests/fixtures/service-web.yaml")).unwrap();
+        spec.parameters.push(
+            serde_json::from_value(json!({"name": "dbSecret", "type": "SecretRef"})).unwrap(),
+        );
+        spec.template.objects.push(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "$(instance.name)-db"},
+            "spec": {"template": {"spec": {"containers": [{"name": "db", "image": "db"}],
+                "volumes": [{"name": "creds", "secret": {"secretName": secret}}]}}}
+        }));
+        resolve_offering(&spec, None, &default_allowed_kinds()).unwrap()
+    }
+
+    #[test]
+    fn customer_owned_pods_may_use_only_what_the_instance_creates_or_the_buyer_names() {
+        let foreign = offering_using("payroll");
+        for sc in [Scenario::Scenario1, Scenario::DirectPrivate] {
+            let e = build(
+                &instance(),
+                &product(sc, &foreign),
+                None,
+                &SizeLimits::default(),
+            )
+            .unwrap_err();
+            assert_eq!(e.reason, "ForbiddenReference", "{sc:?}");
+            assert!(
+                e.message.starts_with("template object 2 (apps/v1 Deployment \"shop-db\"): spec.template.spec.volumes[0].secret.secretName names Secret \"payroll\""),
+                "{}",
+                e.message
+            );
+            assert!(
+                e.message.ends_with("; the seller must fix the template"),
+                "{}",
+                e.message
+            );
+        }
+        // Managed namespaces hold no Secret of the customer's: not checked.
+        for sc in [
+            Scenario::Scenario2,
+            Scenario::Scenario3,
+            Scenario::Scenario4,
+            Scenario::DirectFullyManaged,
+        ] {
+            assert!(
+                build(
+                    &instance(),
+                    &product(sc, &foreign),
+                    None,
+                    &SizeLimits::default()
+                )
+                .is_ok(),
+                "{sc:?}"
+            );
+        }
+        // The buyer hands its Secret over by a SecretRef parameter.
+        let named = offering_using("$(params.dbSecret)");
+        let mut i = instance();
+        i.spec.parameters.insert("dbSecret".into(), json!("my-db"));
+        let d = build(
+            &i,
+            &product(Scenario::Scenario1, &named),
+            None,
+            &SizeLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            d.objects[2]["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"],
+            json!("my-db")
+        );
+        // Without it, the template names no Secret at all: refused.
+        let e = build(
+            &instance(),
+            &product(Scenario::Scenario1, &named),
+            None,
+            &SizeLimits::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.reason, "RenderFailed", "{}", e.message);
+    }
+
+    #[test]
+    fn sizes_past_the_limits_are_refused_with_too_large() {
+        let o = offering();
+        let tiny = |object: usize, parameter: usize| SizeLimits {
+            max_object_bytes: object,
+            max_instance_bytes: 1 << 20,
+            max_parameter_bytes: parameter,
+        };
+        let e = build(
+            &instance(),
+            &product(Scenario::Scenario1, &o),
+            None,
+            &tiny(100, 1024),
+        )
+        .unwrap_err();
+        assert_eq!(e.reason, "TooLarge");
+        assert!(
+            e.message.starts_with("template object 0 renders to at least")
+                && e.message.ends_with("(tenancy.sizeLimits.maxObjectBytes); the seller must make the template smaller, or the buyer give shorter parameter values"),
+            "{}",
+            e.message
+        );
+        let e = build(
+            &instance(),
+            &product(Scenario::Scenario1, &o),
+            None,
+            &tiny(1 << 20, 5),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.reason, e.message.as_str()),
+            (
+                "TooLarge",
+                "parameter \"adminEmail\": the value is 11 bytes, more than the 5 the platform allows (tenancy.sizeLimits.maxParameterBytes); fix the ServiceInstance spec"
+            )
+        );
+        // The logon URL: the objects fit 1000 bytes, the URL does not.
+        let mut url = o.clone();
+        url.outputs.logon_url =
+            Some("https://$(params.adminEmail)$(params.adminEmail)$(params.adminEmail)/".into());
+        let mut long = instance();
+        long.spec
+            .parameters
+            .insert("adminEmail".into(), json!("a".repeat(400)));
+        let fits = SizeLimits {
+            max_object_bytes: 1000,
+            max_instance_bytes: 1 << 20,
+            max_parameter_bytes: 1024,
+        };
+        assert!(build(&long, &product(Scenario::Scenario1, &o), None, &fits).is_ok());
+        let e = build(&long, &product(Scenario::Scenario1, &url), None, &fits).unwrap_err();
+        assert_eq!(e.reason, "TooLarge");
+        assert!(
+            e.message
+                .starts_with("logon URL: the text renders to at least 1")
+                && e.message.contains(
+                    "more than the 1000 the platform allows (tenancy.sizeLimits.maxObjectBytes)"
+                ),
+            "{}",
+            e.message
+        );
+    }
 }
