@@ -725,7 +725,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.reason, "TooLarge");
         assert!(
-            e.message.starts_with("template object 0 renders to at least")
+            e.message.starts_with("template object 0 would render to more than 100 bytes (stopped at ")
                 && e.message.ends_with("(tenancy.sizeLimits.maxObjectBytes); the seller must make the template smaller, or the buyer give shorter parameter values"),
             "{}",
             e.message
@@ -762,9 +762,9 @@ mod tests {
         assert_eq!(e.reason, "TooLarge");
         assert!(
             e.message
-                .starts_with("logon URL: the text renders to at least 1")
+                .starts_with("logon URL: the string would render to more than 1000 bytes (stopped at ")
                 && e.message.contains(
-                    "more than the 1000 the platform allows (tenancy.sizeLimits.maxObjectBytes)"
+                    "the most the platform allows (tenancy.sizeLimits.maxObjectBytes); the seller must fix outputs.logonUrl"
                 ),
             "{}",
             e.message

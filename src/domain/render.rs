@@ -163,7 +163,7 @@ pub enum RenderError {
     Invalid { index: usize, rule: String },
     /// Rendering produced more bytes than the platform allows; it stopped there.
     #[error(
-        "{what} renders to at least {bytes} bytes, more than the {limit} the platform allows ({setting})"
+        "{what} would render to more than {limit} bytes (stopped at {bytes}), the most the platform allows ({setting})"
     )]
     TooLarge {
         /// What was being rendered, for example `template object 3`.
@@ -883,7 +883,7 @@ impl Budget {
     fn check(&self, object: usize) -> Result<(), RenderError> {
         let what = match self.index {
             Some(i) => format!("template object {i}"),
-            None => "the text".to_string(),
+            None => "the string".to_string(),
         };
         if object > self.limits.max_object_bytes {
             return Err(RenderError::TooLarge {
@@ -896,7 +896,10 @@ impl Budget {
         let total = self.done.saturating_add(object);
         if self.index.is_some() && total > self.limits.max_instance_bytes {
             return Err(RenderError::TooLarge {
-                what: format!("the instance's objects, up to {what},"),
+                what: match self.index {
+                    Some(i) if i > 0 => format!("template objects 0 to {i} together"),
+                    _ => what,
+                },
                 bytes: total,
                 limit: self.limits.max_instance_bytes,
                 setting: "tenancy.sizeLimits.maxInstanceBytes",

@@ -1207,13 +1207,11 @@ fn an_oversized_object_stops_while_rendering() {
         *bytes > 64 * 1024 && *bytes <= 64 * 1024 + 1024,
         "stopped at {bytes}"
     );
-    assert!(
-        err.to_string()
-            .starts_with("template object 0 renders to at least")
-            && err.to_string().ends_with(
-                "bytes, more than the 65536 the platform allows (tenancy.sizeLimits.maxObjectBytes)"
-            ),
-        "{err}"
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "template object 0 would render to more than 65536 bytes (stopped at {bytes}), the most the platform allows (tenancy.sizeLimits.maxObjectBytes)"
+        )
     );
     // A single string stops as well, inside its own substitution.
     let one = vec![
@@ -1259,7 +1257,7 @@ fn the_instance_total_stops_while_rendering() {
     assert_eq!(
         (what.as_str(), *limit, *setting),
         (
-            "the instance's objects, up to template object 3,",
+            "template objects 0 to 3 together",
             100 * 1024,
             "tenancy.sizeLimits.maxInstanceBytes"
         )
@@ -1327,7 +1325,7 @@ fn a_rendered_string_is_limited() {
     );
     let err = render_string(t, &ctx_with(&p), &limits(2500, 1 << 20)).unwrap_err();
     assert!(
-        matches!(&err, RenderError::TooLarge { what, limit: 2500, .. } if what == "the text"),
+        matches!(&err, RenderError::TooLarge { what, limit: 2500, .. } if what == "the string"),
         "{err}"
     );
 }
