@@ -5,7 +5,10 @@
 //! against the parameter schema) before any instance is deployed from it.
 //! Rendering substitutes parameters as *values* into the parsed objects; keys
 //! are never touched and no text is ever re-parsed, so a parameter cannot add
-//! fields or objects.
+//! fields or objects. Rendering counts its bytes as it goes and stops at the
+//! platform's size limits; the rendered pods of a customer-owned instance may
+//! use only what the instance creates or the buyer names
+//! ([`check_pod_references`]).
 
 use super::tenancy::SizeLimits;
 use crate::api::{
