@@ -26,7 +26,7 @@ clippy: ## Clippy with warnings as errors.
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 unit: ## Unit tests and the CRD staleness check (no cluster needed).
-	$(CARGO) test --locked --lib --bins --test crds --test layers
+	$(CARGO) test --locked --lib --bins --test crds --test layers --test render_memory
 
 integration: ## Integration tests against a real control plane started and stopped here.
 	hack/test-integration.sh

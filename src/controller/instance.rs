@@ -488,7 +488,12 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
         finish_status(inst, ctx, &api, sb.status).await?;
         return Ok(Action::requeue(refused.retry));
     }
-    let mut desired = match provision::build(inst, &product, sold.as_ref()) {
+    let mut desired = match provision::build(
+        inst,
+        &product,
+        sold.as_ref(),
+        &ctx.settings.tenancy.size_limits,
+    ) {
         Ok(d) => d,
         Err(e) => {
             sb.set(Phase::DeployFailed, false, e.reason, e.message, &others);

@@ -4,8 +4,10 @@
 
 use super::render::{AllowedKind, Offering, OfferingError, resolve_offering};
 use super::scenario::Scenario;
-use crate::api::{Decision, DerivedService, DistributionGrant, GrantState, Service};
+use crate::api::{Decision, DerivedService, DistributionGrant, GrantState, Party, Service};
 use jiff::Timestamp;
+use serde_json::Value;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Name of the grant the controller writes when a distributor applies. Dots
@@ -144,7 +146,23 @@ impl Offerings for [AllowedKind] {
     }
 }
 
-/// Decides whether a DerivedService may be sold now.
+/// A manifest's kind as `spec.distribution.extraObjects.allowedKinds` names
+/// it: `Kind` for the core group, `group/Kind` otherwise.
+pub fn kind_key(obj: &Value) -> String {
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+    match api_version.rsplit_once('/') {
+        Some((group, _)) => format!("{group}/{kind}"),
+        None => kind.to_string(),
+    }
+}
+
+/// Decides whether a DerivedService may be sold now. Where the ISV owns the
+/// resources (scenarios 3 and 4), the distributor's extra objects must be of
+/// kinds the ISV's Service allows (`spec.distribution.extraObjects`).
 pub fn evaluate_derived(
     ds: &DerivedService,
     service: Option<&Service>,
@@ -297,6 +315,34 @@ pub fn evaluate_derived(
             ),
         ),
     })?;
+    if scenario.resource_owner() == Party::Isv {
+        let allowed = &service.spec.distribution.extra_objects.allowed_kinds;
+        let refused: BTreeSet<String> = ds
+            .spec
+            .overrides
+            .extra_objects
+            .iter()
+            .map(kind_key)
+            .filter(|k| !allowed.contains(k))
+            .collect();
+        if !refused.is_empty() {
+            return Err(refuse(
+                "ExtraObjectsNotAllowed",
+                format!(
+                    "spec.overrides.extraObjects adds {} to instances whose resources the ISV owns ({}), and Service {}/{} allows {} (spec.distribution.extraObjects.allowedKinds); remove them from spec.overrides.extraObjects, or ask the ISV to allow them",
+                    refused.into_iter().collect::<Vec<_>>().join(", "),
+                    scenario.as_str(),
+                    src.namespace,
+                    src.name,
+                    if allowed.is_empty() {
+                        "no extra objects".to_string()
+                    } else {
+                        format!("only {}", allowed.join(", "))
+                    }
+                ),
+            ));
+        }
+    }
     Ok(Sellable {
         scenario,
         offering,
@@ -502,5 +548,85 @@ mod tests {
             Some("c")
         );
         assert!(select_grant(gs.iter(), "db", "other", now()).is_none());
+    }
+
+    #[test]
+    fn extra_objects_where_the_isv_owns_the_resources_need_its_permission() {
+        let approved = grant("g", "Approved", None);
+        let with_extra = |type_: &str| {
+            let mut d = derived(type_);
+            d.spec.overrides.extra_objects = vec![
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}),
+                json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "np"}}),
+            ];
+            d
+        };
+        // Scenarios 1 and 2: the ISV's Service does not limit them.
+        for (ds_type, scenario) in [
+            ("Private", Scenario::Scenario1),
+            ("FullyManaged", Scenario::Scenario2),
+        ] {
+            let ok = eval(
+                Some(&service("Private", false, true)),
+                &with_extra(ds_type),
+                Some(&approved),
+            )
+            .unwrap();
+            assert_eq!(ok.scenario, scenario);
+            assert_eq!(ok.offering.objects.len(), 3);
+        }
+        // Scenarios 3 and 4: none by default, then only the kinds allowed.
+        for (listed, scenario) in [(true, Scenario::Scenario3), (false, Scenario::Scenario4)] {
+            let mut svc = service("FullyManaged", listed, true);
+            let e = eval(Some(&svc), &with_extra("FullyManaged"), Some(&approved)).unwrap_err();
+            assert_eq!(
+                (e.reason, e.scenario),
+                ("ExtraObjectsNotAllowed", Some(scenario))
+            );
+            assert_eq!(
+                e.message,
+                format!(
+                    "spec.overrides.extraObjects adds ConfigMap, networking.k8s.io/NetworkPolicy to instances whose resources the ISV owns ({}), and Service isv/db allows no extra objects (spec.distribution.extraObjects.allowedKinds); remove them from spec.overrides.extraObjects, or ask the ISV to allow them",
+                    scenario.as_str()
+                )
+            );
+            // Without extra objects the product sells.
+            assert!(eval(Some(&svc), &derived("FullyManaged"), Some(&approved)).is_ok());
+            svc.spec.distribution.extra_objects.allowed_kinds = vec!["ConfigMap".into()];
+            let e = eval(Some(&svc), &with_extra("FullyManaged"), Some(&approved)).unwrap_err();
+            assert!(
+                e.message.starts_with(
+                    "spec.overrides.extraObjects adds networking.k8s.io/NetworkPolicy to"
+                ) && e.message.contains("allows only ConfigMap ("),
+                "{}",
+                e.message
+            );
+            // The group counts: `NetworkPolicy` alone is the core group's.
+            svc.spec.distribution.extra_objects.allowed_kinds =
+                vec!["ConfigMap".into(), "NetworkPolicy".into()];
+            assert_eq!(
+                eval(Some(&svc), &with_extra("FullyManaged"), Some(&approved))
+                    .unwrap_err()
+                    .reason,
+                "ExtraObjectsNotAllowed"
+            );
+            svc.spec.distribution.extra_objects.allowed_kinds =
+                vec!["ConfigMap".into(), "networking.k8s.io/NetworkPolicy".into()];
+            let ok = eval(Some(&svc), &with_extra("FullyManaged"), Some(&approved)).unwrap();
+            assert_eq!(ok.offering.objects.len(), 3);
+        }
+    }
+
+    #[test]
+    fn kind_keys_name_the_group() {
+        assert_eq!(
+            kind_key(&json!({"apiVersion": "v1", "kind": "Secret"})),
+            "Secret"
+        );
+        assert_eq!(
+            kind_key(&json!({"apiVersion": "apps/v1", "kind": "Deployment"})),
+            "apps/Deployment"
+        );
+        assert_eq!(kind_key(&json!({"kind": "Odd"})), "Odd");
     }
 }

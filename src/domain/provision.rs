@@ -6,10 +6,11 @@
 
 use super::naming::{self, short_hash};
 use super::render::{
-    Offering, ParameterError, RenderContext, RenderError, render_objects, render_string,
-    resolve_parameters,
+    Offering, ParameterError, RenderContext, RenderError, check_pod_references, render_objects,
+    render_string, resolve_parameters,
 };
 use super::scenario::Scenario;
+use super::tenancy::SizeLimits;
 use crate::api::{
     AppliedObject, Billing, InstanceRef, ItemRef, Order, OrderSpec, Party, PartyRef, ProductKind,
     ResourceOwner, ServiceInstance, Settlement,
@@ -168,11 +169,15 @@ pub fn new_sale(instance: &ServiceInstance, product: &Product<'_>) -> Sale {
 }
 
 /// Builds the desired state of `instance` from a sellable product, under the
-/// terms it was sold with (`sale`; a new sale's when None).
+/// terms it was sold with (`sale`; a new sale's when None). Rendering stops
+/// as soon as it passes `limits`. Where the customer owns the resources, the
+/// pods may use only what the instance creates or the buyer names
+/// ([`check_pod_references`]). Nothing is to be written when this fails.
 pub fn build(
     instance: &ServiceInstance,
     product: &Product<'_>,
     sale: Option<&Sale>,
+    limits: &SizeLimits,
 ) -> Result<Desired, BuildError> {
     let inst_ns = instance.metadata.namespace.as_deref().unwrap_or_default();
     let inst_name = instance.metadata.name.as_deref().unwrap_or_default();
@@ -187,13 +192,27 @@ pub fn build(
         product.offering,
         instance.spec.plan.as_deref(),
         &instance.spec.parameters,
+        limits,
     )
-    .map_err(|e| BuildError {
-        reason: match e {
-            ParameterError::Plan(_) => "InvalidPlan",
-            ParameterError::Value { .. } => "InvalidParameter",
+    .map_err(|e| match e {
+        ParameterError::TooLarge {
+            whose: "the value", ..
+        } => BuildError {
+            reason: "TooLarge",
+            message: format!("{e}; fix the ServiceInstance spec"),
         },
-        message: format!("{e}; fix the ServiceInstance spec"),
+        ParameterError::TooLarge { .. } => BuildError {
+            reason: "TooLarge",
+            message: format!("{e}; the seller must shorten it"),
+        },
+        ParameterError::Plan(_) => BuildError {
+            reason: "InvalidPlan",
+            message: format!("{e}; fix the ServiceInstance spec"),
+        },
+        ParameterError::Value { .. } => BuildError {
+            reason: "InvalidParameter",
+            message: format!("{e}; fix the ServiceInstance spec"),
+        },
     })?;
     let ctx = RenderContext {
         instance_name: inst_name,
@@ -215,18 +234,37 @@ pub fn build(
         (labels::INSTANCE_UID.to_string(), uid.to_string()),
         (labels::SCENARIO.to_string(), scenario.as_str().to_string()),
     ]);
-    let mut objects =
-        render_objects(&product.offering.objects, &ctx, &common).map_err(|e| match e {
+    let mut objects = render_objects(&product.offering.objects, &ctx, &common, limits).map_err(
+        |e| match e {
             RenderError::Collision { .. } => BuildError {
                 reason: "ObjectConflict",
                 message: e.to_string(),
+            },
+            RenderError::TooLarge { .. } => BuildError {
+                reason: "TooLarge",
+                message: format!(
+                    "{e}; the seller must make the template smaller, or the buyer give shorter parameter values"
+                ),
             },
             other => BuildError {
                 reason: "RenderFailed",
                 message: format!("{other}; the seller must fix the template"),
             },
-        })?;
+        },
+    )?;
     if !scenario.is_managed() {
+        // In the customer's own namespace the pods could name any of the
+        // customer's Secrets: they may use only what the instance creates or
+        // the buyer hands over.
+        check_pod_references(
+            &objects,
+            &product.offering.parameters,
+            &instance.spec.parameters,
+        )
+        .map_err(|e| BuildError {
+            reason: "ForbiddenReference",
+            message: format!("{e}; the seller must fix the template"),
+        })?;
         // Customer-owned: garbage collection follows the instance.
         let owner = json!([{
             "apiVersion": "computenest.dev/v1alpha1",
@@ -253,8 +291,11 @@ pub fn build(
         })
         .collect();
     let logon_url = match &product.offering.outputs.logon_url {
-        Some(t) => Some(render_string(t, &ctx).map_err(|e| BuildError {
-            reason: "RenderFailed",
+        Some(t) => Some(render_string(t, &ctx, limits).map_err(|e| BuildError {
+            reason: match e {
+                RenderError::TooLarge { .. } => "TooLarge",
+                _ => "RenderFailed",
+            },
             message: format!("logon URL: {e}; the seller must fix outputs.logonUrl"),
         })?),
         None => None,
@@ -440,7 +481,7 @@ mod tests {
             (Scenario::Scenario4, Party::Isv, "isv", true, 0),
         ];
         for (sc, party, owner_ns, managed, orders) in rows {
-            let d = build(&instance(), &product(sc, &o), None).unwrap();
+            let d = build(&instance(), &product(sc, &o), None, &SizeLimits::default()).unwrap();
             assert_eq!(d.owner.party, party, "{sc:?}");
             assert_eq!(d.owner.namespace, owner_ns, "{sc:?}");
             assert_eq!(d.managed_namespace_labels.is_some(), managed, "{sc:?}");
@@ -466,7 +507,13 @@ mod tests {
     #[test]
     fn scenario3_orders_go_to_the_sellers() {
         let o = offering();
-        let d = build(&instance(), &product(Scenario::Scenario3, &o), None).unwrap();
+        let d = build(
+            &instance(),
+            &product(Scenario::Scenario3, &o),
+            None,
+            &SizeLimits::default(),
+        )
+        .unwrap();
         let sale = &d.orders[0];
         assert_eq!(sale.metadata.namespace.as_deref(), Some("dist"));
         assert_eq!(
@@ -486,8 +533,20 @@ mod tests {
     #[test]
     fn deterministic_names_and_digest() {
         let o = offering();
-        let a = build(&instance(), &product(Scenario::Scenario3, &o), None).unwrap();
-        let b = build(&instance(), &product(Scenario::Scenario3, &o), None).unwrap();
+        let a = build(
+            &instance(),
+            &product(Scenario::Scenario3, &o),
+            None,
+            &SizeLimits::default(),
+        )
+        .unwrap();
+        let b = build(
+            &instance(),
+            &product(Scenario::Scenario3, &o),
+            None,
+            &SizeLimits::default(),
+        )
+        .unwrap();
         assert_eq!(a.digest, b.digest);
         assert_eq!(a.billing.orders, b.billing.orders);
         let mut other = instance();
@@ -496,9 +555,14 @@ mod tests {
             .parameters
             .insert("domain".into(), json!("other.io"));
         assert_ne!(
-            build(&other, &product(Scenario::Scenario3, &o), None)
-                .unwrap()
-                .digest,
+            build(
+                &other,
+                &product(Scenario::Scenario3, &o),
+                None,
+                &SizeLimits::default()
+            )
+            .unwrap()
+            .digest,
             a.digest
         );
         assert_ne!(
@@ -535,7 +599,13 @@ mod tests {
         let o = offering();
         let mut i = instance();
         i.spec.parameters.insert("replicas".into(), json!("many"));
-        let e = build(&i, &product(Scenario::Scenario1, &o), None).unwrap_err();
+        let e = build(
+            &i,
+            &product(Scenario::Scenario1, &o),
+            None,
+            &SizeLimits::default(),
+        )
+        .unwrap_err();
         assert_eq!(e.reason, "InvalidParameter");
         assert!(
             e.message.contains("\"replicas\": must be a whole number"),
@@ -544,10 +614,160 @@ mod tests {
         );
         i.spec.plan = Some("gold".into());
         assert_eq!(
-            build(&i, &product(Scenario::Scenario1, &o), None)
-                .unwrap_err()
-                .reason,
+            build(
+                &i,
+                &product(Scenario::Scenario1, &o),
+                None,
+                &SizeLimits::default()
+            )
+            .unwrap_err()
+            .reason,
             "InvalidPlan"
+        );
+    }
+
+    /// The fixture with a Deployment that mounts the Secret `secret`.
+    fn offering_using(secret: &str) -> Offering {
+        let mut spec: ServiceSpec =
+            serde_yaml::from_str(include_str!("../../tests/fixtures/service-web.yaml")).unwrap();
+        spec.parameters.push(
+            serde_json::from_value(json!({"name": "dbSecret", "type": "SecretRef"})).unwrap(),
+        );
+        spec.template.objects.push(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "$(instance.name)-db"},
+            "spec": {"template": {"spec": {"containers": [{"name": "db", "image": "db"}],
+                "volumes": [{"name": "creds", "secret": {"secretName": secret}}]}}}
+        }));
+        resolve_offering(&spec, None, &default_allowed_kinds()).unwrap()
+    }
+
+    #[test]
+    fn customer_owned_pods_may_use_only_what_the_instance_creates_or_the_buyer_names() {
+        let foreign = offering_using("payroll");
+        for sc in [Scenario::Scenario1, Scenario::DirectPrivate] {
+            let e = build(
+                &instance(),
+                &product(sc, &foreign),
+                None,
+                &SizeLimits::default(),
+            )
+            .unwrap_err();
+            assert_eq!(e.reason, "ForbiddenReference", "{sc:?}");
+            assert!(
+                e.message.starts_with("template object 2 (apps/v1 Deployment \"shop-db\"): spec.template.spec.volumes[0].secret.secretName names Secret \"payroll\""),
+                "{}",
+                e.message
+            );
+            assert!(
+                e.message.ends_with("; the seller must fix the template"),
+                "{}",
+                e.message
+            );
+        }
+        // Managed namespaces hold no Secret of the customer's: not checked.
+        for sc in [
+            Scenario::Scenario2,
+            Scenario::Scenario3,
+            Scenario::Scenario4,
+            Scenario::DirectFullyManaged,
+        ] {
+            assert!(
+                build(
+                    &instance(),
+                    &product(sc, &foreign),
+                    None,
+                    &SizeLimits::default()
+                )
+                .is_ok(),
+                "{sc:?}"
+            );
+        }
+        // The buyer hands its Secret over by a SecretRef parameter.
+        let named = offering_using("$(params.dbSecret)");
+        let mut i = instance();
+        i.spec.parameters.insert("dbSecret".into(), json!("my-db"));
+        let d = build(
+            &i,
+            &product(Scenario::Scenario1, &named),
+            None,
+            &SizeLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            d.objects[2]["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"],
+            json!("my-db")
+        );
+        // Without it, the template names no Secret at all: refused.
+        let e = build(
+            &instance(),
+            &product(Scenario::Scenario1, &named),
+            None,
+            &SizeLimits::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.reason, "RenderFailed", "{}", e.message);
+    }
+
+    #[test]
+    fn sizes_past_the_limits_are_refused_with_too_large() {
+        let o = offering();
+        let tiny = |object: usize, parameter: usize| SizeLimits {
+            max_object_bytes: object,
+            max_instance_bytes: 1 << 20,
+            max_parameter_bytes: parameter,
+        };
+        let e = build(
+            &instance(),
+            &product(Scenario::Scenario1, &o),
+            None,
+            &tiny(100, 1024),
+        )
+        .unwrap_err();
+        assert_eq!(e.reason, "TooLarge");
+        assert!(
+            e.message.starts_with("template object 0 would render to more than 100 bytes (stopped at ")
+                && e.message.ends_with("(tenancy.sizeLimits.maxObjectBytes); the seller must make the template smaller, or the buyer give shorter parameter values"),
+            "{}",
+            e.message
+        );
+        let e = build(
+            &instance(),
+            &product(Scenario::Scenario1, &o),
+            None,
+            &tiny(1 << 20, 5),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.reason, e.message.as_str()),
+            (
+                "TooLarge",
+                "parameter \"adminEmail\": the value is 11 bytes, more than the 5 the platform allows (tenancy.sizeLimits.maxParameterBytes); fix the ServiceInstance spec"
+            )
+        );
+        // The logon URL: the objects fit 1000 bytes, the URL does not.
+        let mut url = o.clone();
+        url.outputs.logon_url =
+            Some("https://$(params.adminEmail)$(params.adminEmail)$(params.adminEmail)/".into());
+        let mut long = instance();
+        long.spec
+            .parameters
+            .insert("adminEmail".into(), json!("a".repeat(400)));
+        let fits = SizeLimits {
+            max_object_bytes: 1000,
+            max_instance_bytes: 1 << 20,
+            max_parameter_bytes: 1024,
+        };
+        assert!(build(&long, &product(Scenario::Scenario1, &o), None, &fits).is_ok());
+        let e = build(&long, &product(Scenario::Scenario1, &url), None, &fits).unwrap_err();
+        assert_eq!(e.reason, "TooLarge");
+        assert!(
+            e.message
+                .starts_with("logon URL: the string would render to more than 1000 bytes (stopped at ")
+                && e.message.contains(
+                    "the most the platform allows (tenancy.sizeLimits.maxObjectBytes); the seller must fix outputs.logonUrl"
+                ),
+            "{}",
+            e.message
         );
     }
 }

@@ -5,18 +5,22 @@
 //! against the parameter schema) before any instance is deployed from it.
 //! Rendering substitutes parameters as *values* into the parsed objects; keys
 //! are never touched and no text is ever re-parsed, so a parameter cannot add
-//! fields or objects.
+//! fields or objects. Rendering counts its bytes as it goes and stops at the
+//! platform's size limits; the rendered pods of a customer-owned instance may
+//! use only what the instance creates or the buyer names
+//! ([`check_pod_references`]).
 
+use super::tenancy::SizeLimits;
 use crate::api::{
     Outputs, Overrides, ParameterSpec, ParameterType, ParameterValues, Plan, ServiceSpec,
 };
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
 /// Default longest string parameter, when the schema sets none.
 pub const DEFAULT_MAX_STRING: usize = 1024;
-/// Largest rendered object accepted (the API server's own limit is about 1.5 MiB).
-pub const MAX_OBJECT_BYTES: usize = 512 * 1024;
 
 /// A kind that templates may create.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -134,6 +138,17 @@ pub enum ParameterError {
     /// A parameter value breaks its rule.
     #[error("parameter {name:?}: {rule}")]
     Value { name: String, rule: String },
+    /// A parameter value is larger than the platform allows.
+    #[error(
+        "parameter {name:?}: {whose} is {bytes} bytes, more than the {limit} the platform allows (tenancy.sizeLimits.maxParameterBytes)"
+    )]
+    TooLarge {
+        name: String,
+        /// "the value" (the buyer's), or the seller's default or plan value.
+        whose: &'static str,
+        bytes: usize,
+        limit: usize,
+    },
 }
 
 /// Why rendering failed.
@@ -149,6 +164,20 @@ pub enum RenderError {
     /// The rendered object is not acceptable.
     #[error("template object {index}: {rule}")]
     Invalid { index: usize, rule: String },
+    /// Rendering produced more bytes than the platform allows; it stopped there.
+    #[error(
+        "{what} would render to more than {limit} bytes (stopped at {bytes}), the most the platform allows ({setting})"
+    )]
+    TooLarge {
+        /// What was being rendered, for example `template object 3`.
+        what: String,
+        /// Bytes produced when rendering stopped (or the exact size, when done).
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+        /// The chart value that sets the limit.
+        setting: &'static str,
+    },
     /// Two template objects render to the same object.
     #[error(
         "template objects {first} and {second} both render to {kind} {name:?}; the seller must give them different names"
@@ -205,6 +234,15 @@ pub fn resolve_offering(
                         plan.name
                     ),
                 })?;
+            if let Some(kind) = spec.type_.referenced_kind() {
+                return Err(OfferingError::Schema {
+                    name: name.clone(),
+                    rule: format!(
+                        "plan {:?} sets it, but it is a {:?} parameter: it names a {kind} in the buyer's namespace, so only the buyer sets it; remove it from the plan",
+                        plan.name, spec.type_
+                    ),
+                });
+            }
             check_value(spec, value).map_err(|rule| OfferingError::Schema {
                 name: name.clone(),
                 rule: format!("plan {:?}: {rule}", plan.name),
@@ -223,6 +261,15 @@ pub fn resolve_offering(
                 field: format!("parameterDefaults.{name}"),
                 rule: "the source Service has no such parameter".into(),
             })?;
+        if let Some(kind) = spec.type_.referenced_kind() {
+            return Err(OfferingError::Override {
+                field: format!("parameterDefaults.{name}"),
+                rule: format!(
+                    "{name:?} is a {:?} parameter: it names a {kind} in the buyer's namespace, so only the buyer sets it; remove this default",
+                    spec.type_
+                ),
+            });
+        }
         check_value(spec, value).map_err(|rule| OfferingError::Override {
             field: format!("parameterDefaults.{name}"),
             rule,
@@ -383,6 +430,17 @@ fn check_parameter_spec(p: &ParameterSpec) -> Result<(), OfferingError> {
             name: p.name.clone(),
             rule: format!("pattern is not a valid regular expression: {e}"),
         })?;
+    }
+    if let (Some(kind), Some(_)) = (p.type_.referenced_kind(), &p.default) {
+        // The API server refuses this too (CEL); checked again for objects
+        // stored before that rule.
+        return Err(OfferingError::Schema {
+            name: p.name.clone(),
+            rule: format!(
+                "a {:?} parameter names a {kind} in the buyer's namespace: only the buyer sets it, so it has no default; remove the default",
+                p.type_
+            ),
+        });
     }
     if let Some(default) = &p.default {
         check_value(p, default).map_err(|rule| OfferingError::Schema {
@@ -601,11 +659,59 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-/// Resolves an instance's parameters: default < plan < buyer, each checked.
+/// Bytes a parameter value counts for against `maxParameterBytes`: a
+/// string's bytes, any other value's JSON.
+pub fn parameter_bytes(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.len(),
+        other => json_len(other),
+    }
+}
+
+/// Length of `v` as compact JSON, counted without building the text.
+pub fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, v) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+fn check_parameter_size(
+    name: &str,
+    value: &Value,
+    whose: &'static str,
+    limits: &SizeLimits,
+) -> Result<(), ParameterError> {
+    let bytes = parameter_bytes(value);
+    if bytes > limits.max_parameter_bytes {
+        return Err(ParameterError::TooLarge {
+            name: name.to_string(),
+            whose,
+            bytes,
+            limit: limits.max_parameter_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Resolves an instance's parameters: default < plan < buyer, each checked,
+/// none larger than `limits.max_parameter_bytes`.
 pub fn resolve_parameters(
     offering: &Offering,
     plan: Option<&str>,
     given: &ParameterValues,
+    limits: &SizeLimits,
 ) -> Result<ParameterValues, ParameterError> {
     let plan = match (plan, offering.plans.is_empty()) {
         (None, true) => None,
@@ -640,6 +746,8 @@ pub fn resolve_parameters(
         }
     }
     for (name, value) in given {
+        // Before any other check: a pattern is never run over a huge value.
+        check_parameter_size(name, value, "the value", limits)?;
         let spec = find_param(&offering.parameters, name).ok_or_else(|| ParameterError::Value {
             name: name.clone(),
             rule: format!(
@@ -684,10 +792,18 @@ pub fn resolve_parameters(
                 });
             }
             None => {}
-            Some(v) => check_value(spec, v).map_err(|rule| ParameterError::Value {
-                name: spec.name.clone(),
-                rule,
-            })?,
+            Some(v) => {
+                check_parameter_size(
+                    &spec.name,
+                    v,
+                    "the seller's value (default or plan)",
+                    limits,
+                )?;
+                check_value(spec, v).map_err(|rule| ParameterError::Value {
+                    name: spec.name.clone(),
+                    rule,
+                })?
+            }
         }
     }
     Ok(values)
@@ -716,28 +832,111 @@ pub struct RenderContext<'a> {
 }
 
 impl RenderContext<'_> {
-    fn lookup(&self, name: &str) -> Option<Value> {
+    fn lookup(&self, name: &str) -> Option<Cow<'_, Value>> {
+        let own = |s: &str| Some(Cow::Owned(Value::String(s.to_string())));
         match name {
-            "instance.name" => Some(Value::String(self.instance_name.to_string())),
-            "instance.namespace" => Some(Value::String(self.instance_namespace.to_string())),
-            "target.namespace" => Some(Value::String(self.target_namespace.to_string())),
+            "instance.name" => own(self.instance_name),
+            "instance.namespace" => own(self.instance_namespace),
+            "target.namespace" => own(self.target_namespace),
             _ => name
                 .strip_prefix("params.")
-                .and_then(|p| self.params.get(p).cloned()),
+                .and_then(|p| self.params.get(p))
+                .map(Cow::Borrowed),
         }
     }
 }
 
+/// What may still be produced while rendering one instance. Every byte is
+/// charged before it is copied, so an oversized object stops rendering as
+/// soon as it passes a limit, without ever being built. The charge is the
+/// object's compact JSON without escapes: never more than its real size, so
+/// nothing within the limits is refused; the exact size of each finished
+/// object is checked again.
+struct Budget {
+    limits: SizeLimits,
+    /// Exact bytes of the objects already rendered.
+    done: usize,
+    /// Bytes charged for the object being rendered.
+    current: usize,
+    /// The object being rendered (None: a string template).
+    index: Option<usize>,
+}
+
+impl Budget {
+    fn new(limits: &SizeLimits) -> Self {
+        Budget {
+            limits: *limits,
+            done: 0,
+            current: 0,
+            index: None,
+        }
+    }
+
+    fn start(&mut self, index: Option<usize>) {
+        self.index = index;
+        self.current = 0;
+    }
+
+    fn charge(&mut self, bytes: usize) -> Result<(), RenderError> {
+        self.current = self.current.saturating_add(bytes);
+        self.check(self.current)
+    }
+
+    /// Checks an object's size (charged so far, or exact when finished).
+    fn check(&self, object: usize) -> Result<(), RenderError> {
+        let what = match self.index {
+            Some(i) => format!("template object {i}"),
+            None => "the string".to_string(),
+        };
+        if object > self.limits.max_object_bytes {
+            return Err(RenderError::TooLarge {
+                what,
+                bytes: object,
+                limit: self.limits.max_object_bytes,
+                setting: "tenancy.sizeLimits.maxObjectBytes",
+            });
+        }
+        let total = self.done.saturating_add(object);
+        if self.index.is_some() && total > self.limits.max_instance_bytes {
+            return Err(RenderError::TooLarge {
+                what: match self.index {
+                    Some(i) if i > 0 => format!("template objects 0 to {i} together"),
+                    _ => what,
+                },
+                bytes: total,
+                limit: self.limits.max_instance_bytes,
+                setting: "tenancy.sizeLimits.maxInstanceBytes",
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts a finished object by its exact size.
+    fn finish(&mut self, exact: usize) -> Result<(), RenderError> {
+        self.check(exact)?;
+        self.done = self.done.saturating_add(exact);
+        self.current = 0;
+        Ok(())
+    }
+}
+
 /// Renders every template object for one instance: placeholders replaced,
-/// namespace forced to the target, labels added.
+/// namespace forced to the target, labels added. Stops with
+/// [`RenderError::TooLarge`] as soon as one object passes
+/// `limits.max_object_bytes` or all of them `limits.max_instance_bytes`.
 pub fn render_objects(
     objects: &[Value],
     ctx: &RenderContext<'_>,
     labels: &BTreeMap<String, String>,
+    limits: &SizeLimits,
 ) -> Result<Vec<Value>, RenderError> {
     let mut out = Vec::with_capacity(objects.len());
+    let mut budget = Budget::new(limits);
+    let mut path = String::new();
     for (index, obj) in objects.iter().enumerate() {
-        let mut rendered = substitute(obj, ctx, index, "")?;
+        budget.start(Some(index));
+        path.clear();
+        let mut rendered = substitute(obj, ctx, index, &mut path, &mut budget)?;
         let map = rendered
             .as_object_mut()
             .ok_or_else(|| RenderError::Invalid {
@@ -776,17 +975,7 @@ pub fn render_objects(
         for (k, v) in labels {
             label_map.insert(k.clone(), Value::String(v.clone()));
         }
-        let size = serde_json::to_vec(&rendered)
-            .map(|b| b.len())
-            .unwrap_or(usize::MAX);
-        if size > MAX_OBJECT_BYTES {
-            return Err(RenderError::Invalid {
-                index,
-                rule: format!(
-                    "rendered object is {size} bytes, more than the {MAX_OBJECT_BYTES} allowed"
-                ),
-            });
-        }
+        budget.finish(json_len(&rendered))?;
         out.push(rendered);
     }
     // After rendering: two template objects (the ISV's, or the ISV's and the
@@ -815,9 +1004,15 @@ pub fn render_objects(
     Ok(out)
 }
 
-/// Renders a string template (for example the logon URL); every placeholder must resolve.
-pub fn render_string(template: &str, ctx: &RenderContext<'_>) -> Result<String, RenderError> {
-    match substitute(&Value::String(template.to_string()), ctx, 0, "outputs")? {
+/// Renders a string template (for example the logon URL); every placeholder
+/// must resolve, and the result may not pass `limits.max_object_bytes`.
+pub fn render_string(
+    template: &str,
+    ctx: &RenderContext<'_>,
+    limits: &SizeLimits,
+) -> Result<String, RenderError> {
+    let mut budget = Budget::new(limits);
+    match substitute_str(template, ctx, 0, "outputs", &mut budget)? {
         Value::String(s) => Ok(s),
         other => Ok(other.to_string()),
     }
@@ -827,28 +1022,42 @@ fn substitute(
     v: &Value,
     ctx: &RenderContext<'_>,
     index: usize,
-    path: &str,
+    path: &mut String,
+    budget: &mut Budget,
 ) -> Result<Value, RenderError> {
     Ok(match v {
-        Value::String(s) => substitute_str(s, ctx, index, path)?,
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| substitute(item, ctx, index, &format!("{path}[{i}]")))
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, item)| {
-                    Ok((
-                        k.clone(),
-                        substitute(item, ctx, index, &format!("{path}.{k}"))?,
-                    ))
-                })
-                .collect::<Result<_, RenderError>>()?,
-        ),
-        other => other.clone(),
+        Value::String(s) => substitute_str(s, ctx, index, path, budget)?,
+        Value::Array(items) => {
+            // Brackets and commas.
+            budget.charge(items.len().max(1) + 1)?;
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                let _ = write!(path, "[{i}]");
+                out.push(substitute(item, ctx, index, path, budget)?);
+                path.truncate(len);
+            }
+            Value::Array(out)
+        }
+        Value::Object(map) => {
+            budget.charge(map.len().max(1) + 1)?;
+            let mut out = Map::new();
+            for (k, item) in map {
+                // The key, its quotes and the colon.
+                budget.charge(k.len() + 3)?;
+                let len = path.len();
+                path.push('.');
+                path.push_str(k);
+                let value = substitute(item, ctx, index, path, budget)?;
+                path.truncate(len);
+                out.insert(k.clone(), value);
+            }
+            Value::Object(out)
+        }
+        other => {
+            budget.charge(json_len(other))?;
+            other.clone()
+        }
     })
 }
 
@@ -857,6 +1066,7 @@ fn substitute_str(
     ctx: &RenderContext<'_>,
     index: usize,
     path: &str,
+    budget: &mut Budget,
 ) -> Result<Value, RenderError> {
     let unknown = |name: &str| RenderError::UnknownPlaceholder {
         index,
@@ -868,28 +1078,352 @@ fn substitute_str(
         && !name.contains("$(")
         && !name.contains(')')
     {
-        return ctx.lookup(name).ok_or_else(|| unknown(name));
+        let value = ctx.lookup(name).ok_or_else(|| unknown(name))?;
+        budget.charge(match value.as_ref() {
+            Value::String(v) => v.len() + 2,
+            other => json_len(other),
+        })?;
+        return Ok(value.into_owned());
     }
-    let mut out = String::with_capacity(s.len());
+    // The quotes.
+    budget.charge(2)?;
+    let mut out = String::new();
     let mut rest = s;
     while let Some(start) = rest.find("$(") {
-        out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let Some(end) = after.find(')') else {
-            out.push_str(&rest[start..]);
-            rest = "";
+            // No closing parenthesis: the rest is text.
             break;
         };
+        budget.charge(start)?;
+        out.push_str(&rest[..start]);
         let name = &after[..end];
         let value = ctx.lookup(name).ok_or_else(|| unknown(name))?;
-        match value {
-            Value::String(v) => out.push_str(&v),
-            other => out.push_str(&other.to_string()),
+        match value.as_ref() {
+            Value::String(v) => {
+                budget.charge(v.len())?;
+                out.push_str(v);
+            }
+            other => {
+                budget.charge(json_len(other))?;
+                let _ = write!(out, "{other}");
+            }
         }
         rest = &after[end + 1..];
     }
+    budget.charge(rest.len())?;
     out.push_str(rest);
     Ok(Value::String(out))
+}
+
+/// A pod of a customer-owned instance names an object of the customer's
+/// namespace that the instance neither creates nor was given by the buyer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForbiddenReference {
+    /// Index of the rendered object (the ISV's objects, then the distributor's).
+    pub index: usize,
+    /// The object, as `apiVersion Kind "name"`.
+    pub object: String,
+    /// Where in the object, for example `spec.template.spec.volumes[0].secret.secretName`.
+    pub path: String,
+    /// Kind named: Secret, ConfigMap, PersistentVolumeClaim, ServiceAccount
+    /// (or `group/Kind` for another data source).
+    pub kind: String,
+    /// Name given (the JSON text when it is not a string).
+    pub name: String,
+}
+
+impl std::fmt::Display for ForbiddenReference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "template object {} ({}): {} names {} {:?}, which this instance does not create and the buyer did not name; ",
+            self.index, self.object, self.path, self.kind, self.name
+        )?;
+        if REFERENCE_KINDS.contains(&self.kind.as_str()) {
+            write!(
+                f,
+                "create the {kind} in the template, or take its name from a {kind}Ref parameter that the buyer sets (\"$(params.NAME)\")",
+                kind = self.kind
+            )
+        } else {
+            write!(f, "create the {} in the template", self.kind)
+        }
+    }
+}
+
+impl std::error::Error for ForbiddenReference {}
+
+/// Kinds a reference parameter may name.
+const REFERENCE_KINDS: &[&str] = &[
+    "Secret",
+    "ConfigMap",
+    "PersistentVolumeClaim",
+    "ServiceAccount",
+];
+
+/// Checks that the pods of one instance's rendered objects use only what the
+/// instance creates or the buyer hands over: for instances whose resources
+/// live in the customer's own namespace, next to the customer's other
+/// Secrets, ConfigMaps, PersistentVolumeClaims and ServiceAccounts.
+///
+/// Every pod spec is checked: a Pod's `spec`, and any object anywhere that
+/// has a `containers` list (the pod templates of Deployments, StatefulSets,
+/// Jobs, CronJobs and of any custom kind). It may name a ServiceAccount,
+/// Secret, ConfigMap or PersistentVolumeClaim only when `objects` holds one of
+/// that kind and name, or when the buyer's `given` values name it through a
+/// parameter of the matching reference type (SecretRef, ...). Leaving out
+/// `serviceAccountName` (or naming `default`) is allowed: the pod runs as
+/// the namespace's `default` ServiceAccount, as any pod of the namespace may.
+/// PersistentVolumeClaims anywhere (also outside pod specs) may clone from
+/// (`dataSource`, `dataSourceRef`) only what the same rule allows.
+pub fn check_pod_references(
+    objects: &[Value],
+    parameters: &[ParameterSpec],
+    given: &ParameterValues,
+) -> Result<(), ForbiddenReference> {
+    // (API group, kind, name) of everything the instance may use.
+    let mut usable: BTreeSet<(&str, &str, &str)> = BTreeSet::new();
+    for obj in objects {
+        let (group, kind, name) = identity(obj);
+        usable.insert((group, kind, name));
+    }
+    for spec in parameters {
+        if let Some(kind) = spec.type_.referenced_kind()
+            && let Some(Value::String(name)) = given.get(&spec.name)
+        {
+            usable.insert(("", kind, name));
+        }
+    }
+    let mut path = String::new();
+    for (index, obj) in objects.iter().enumerate() {
+        let mut found = Vec::new();
+        path.clear();
+        let (group, kind, _) = identity(obj);
+        match obj.get("spec") {
+            Some(spec) if group.is_empty() && kind == "Pod" && spec.is_object() => {
+                path.push_str("spec");
+                pod_references(spec, &mut path, &mut found);
+            }
+            _ => find_pod_specs(obj, &mut path, &mut found),
+        }
+        path.clear();
+        data_sources(obj, &mut path, &mut found);
+        for r in found {
+            let allowed = match &r.name {
+                Value::String(name) => {
+                    usable.contains(&(r.group, r.kind, name.as_str()))
+                        || (r.group.is_empty()
+                            && r.kind == "ServiceAccount"
+                            && (name.is_empty() || name == "default"))
+                }
+                _ => false,
+            };
+            if !allowed {
+                let (_, _, name) = identity(obj);
+                return Err(ForbiddenReference {
+                    index,
+                    object: format!(
+                        "{} {kind} {name:?}",
+                        obj.get("apiVersion")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                    ),
+                    path: r.path,
+                    kind: if r.group.is_empty() {
+                        r.kind.to_string()
+                    } else {
+                        format!("{}/{}", r.group, r.kind)
+                    },
+                    name: match &r.name {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    },
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One name a pod spec (or a data source) gives.
+struct Reference<'a> {
+    path: String,
+    group: &'a str,
+    kind: &'a str,
+    name: &'a Value,
+}
+
+/// (API group, kind, name) of a manifest; the core group is "".
+fn identity(obj: &Value) -> (&str, &str, &str) {
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let group = api_version
+        .rsplit_once('/')
+        .map(|(g, _)| g)
+        .unwrap_or_default();
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    (group, kind, name)
+}
+
+fn push_key(path: &mut String, key: &str) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
+}
+
+/// Finds every pod spec (an object with a `containers` list) under `v`.
+fn find_pod_specs<'a>(v: &'a Value, path: &mut String, out: &mut Vec<Reference<'a>>) {
+    match v {
+        Value::Object(map) if map.get("containers").is_some_and(Value::is_array) => {
+            pod_references(v, path, out);
+        }
+        Value::Object(map) => {
+            for (k, item) in map {
+                let len = path.len();
+                push_key(path, k);
+                find_pod_specs(item, path, out);
+                path.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                let _ = write!(path, "[{i}]");
+                find_pod_specs(item, path, out);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// How a key of a pod spec names an object.
+enum Slot {
+    /// The value is the name (`serviceAccountName`, `secretName`, `claimName`).
+    Direct(&'static str),
+    /// The value is an object whose `name` is the name (`secretRef`, `configMap`, ...).
+    Named(&'static str),
+    /// The value is a list of objects with a `name` (`imagePullSecrets`).
+    List(&'static str),
+}
+
+fn slot(key: &str) -> Option<Slot> {
+    Some(match key {
+        "serviceAccountName" | "serviceAccount" => Slot::Direct("ServiceAccount"),
+        "secretName" => Slot::Direct("Secret"),
+        "claimName" => Slot::Direct("PersistentVolumeClaim"),
+        "imagePullSecrets" => Slot::List("Secret"),
+        "secret" | "secretRef" | "secretKeyRef" => Slot::Named("Secret"),
+        "configMap" | "configMapRef" | "configMapKeyRef" => Slot::Named("ConfigMap"),
+        k if k.ends_with("SecretRef") => Slot::Named("Secret"),
+        k if k.ends_with("ConfigMapRef") => Slot::Named("ConfigMap"),
+        _ => return None,
+    })
+}
+
+/// Every name of a ServiceAccount, Secret, ConfigMap or PersistentVolumeClaim
+/// anywhere in one pod spec, wherever the field sits (volumes, projected
+/// sources, env, envFrom, CSI secret references, image pull secrets, ...).
+fn pod_references<'a>(v: &'a Value, path: &mut String, out: &mut Vec<Reference<'a>>) {
+    match v {
+        Value::Object(map) => {
+            for (k, item) in map {
+                let len = path.len();
+                push_key(path, k);
+                match (slot(k), item) {
+                    (Some(Slot::Direct(kind)), item) if !item.is_object() && !item.is_array() => {
+                        out.push(Reference {
+                            path: path.clone(),
+                            group: "",
+                            kind,
+                            name: item,
+                        });
+                    }
+                    (Some(Slot::Named(kind)), Value::Object(inner)) => {
+                        if let Some(name) = inner.get("name") {
+                            out.push(Reference {
+                                path: format!("{path}.name"),
+                                group: "",
+                                kind,
+                                name,
+                            });
+                        }
+                        pod_references(item, path, out);
+                    }
+                    (Some(Slot::List(kind)), Value::Array(items)) => {
+                        for (i, entry) in items.iter().enumerate() {
+                            if let Some(name) = entry.get("name") {
+                                out.push(Reference {
+                                    path: format!("{path}[{i}].name"),
+                                    group: "",
+                                    kind,
+                                    name,
+                                });
+                            }
+                        }
+                    }
+                    _ => pod_references(item, path, out),
+                }
+                path.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                let _ = write!(path, "[{i}]");
+                pod_references(item, path, out);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `dataSource` and `dataSourceRef` anywhere (a PersistentVolumeClaim, a
+/// StatefulSet's volumeClaimTemplates, an ephemeral volume): a volume cloned
+/// from another claim or a snapshot reads what that one holds.
+fn data_sources<'a>(v: &'a Value, path: &mut String, out: &mut Vec<Reference<'a>>) {
+    match v {
+        Value::Object(map) => {
+            for (k, item) in map {
+                let len = path.len();
+                push_key(path, k);
+                if matches!(k.as_str(), "dataSource" | "dataSourceRef")
+                    && let Some(name) = item.get("name")
+                {
+                    out.push(Reference {
+                        path: format!("{path}.name"),
+                        group: item
+                            .get("apiGroup")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default(),
+                        kind: item.get("kind").and_then(Value::as_str).unwrap_or_default(),
+                        name,
+                    });
+                } else {
+                    data_sources(item, path, out);
+                }
+                path.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                let _ = write!(path, "[{i}]");
+                data_sources(item, path, out);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Whether `s` is a valid Kubernetes object name (DNS subdomain).
