@@ -585,3 +585,152 @@ async fn the_limits_hold() {
     assert_eq!(namespaces.items.len(), PLATFORM_MAX_MANAGED);
     t.cleanup().await;
 }
+
+/// Tenant rights of an ISV or distributor over its products (as the chart's
+/// tenant roles give them), for driving a seller as an attacker.
+async fn seller(client: &Client, ns: &str, user: &str) -> Client {
+    allow(
+        client,
+        ns,
+        user,
+        json!([{"apiGroups": ["computenest.dev"],
+                "resources": ["services", "derivedservices", "distributiongrants"],
+                "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}]),
+    )
+    .await;
+    impersonate(user, &[]).await
+}
+
+/// A Private product runs in the customer's namespace, next to the
+/// customer's Secrets: a template that mounts a Secret it does not create is
+/// refused before anything is written, whoever's Secret it is; the same
+/// template with the name taken from a SecretRef parameter the buyer sets
+/// deploys.
+#[tokio::test]
+async fn a_template_cannot_reach_the_customers_secrets() {
+    let (client, t) = controller_and_namespaces(&["isv", "cust"]).await;
+    let (isv, cust) = (t.ns(0), t.ns(1));
+    let attacker = seller(&client, isv, "isv-dev").await;
+    let db: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "customer-db"}, "stringData": {"password": "hunter2"}
+    }))
+    .expect("secret");
+    Api::<Secret>::namespaced(client.clone(), cust)
+        .create(&PostParams::default(), &db)
+        .await
+        .expect("the customer's own Secret");
+    let mut svc = service("thief");
+    svc.spec.template.objects[1]["spec"]["template"]["spec"]["containers"][0]["env"] = json!([
+        {"name": "STOLEN", "valueFrom": {"secretKeyRef": {"name": "customer-db", "key": "password"}}}
+    ]);
+    put(&attacker, isv, &svc).await;
+    put(&client, cust, &service_instance("victim", isv, "thief")).await;
+    let refused =
+        wait_ready::<ServiceInstance>(&client, cust, "victim", "False", "ForbiddenReference").await;
+    assert_message_contains(&refused, "customer-db");
+    assert!(
+        managed_config_maps(&client, cust).await.is_empty(),
+        "nothing was written"
+    );
+    let deployments =
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), cust)
+            .get_opt("victim")
+            .await
+            .expect("read");
+    assert!(
+        deployments.is_none(),
+        "no Deployment reads the customer's Secret"
+    );
+
+    // The buyer names the Secret itself, through a reference parameter: allowed.
+    let mut honest = service("honest");
+    honest.spec.parameters.push(
+        serde_json::from_value(json!({"name": "dbSecret", "type": "SecretRef", "required": true}))
+            .expect("param"),
+    );
+    honest.spec.template.objects[1]["spec"]["template"]["spec"]["containers"][0]["env"] = json!([
+        {"name": "DB", "valueFrom": {"secretKeyRef": {"name": "$(params.dbSecret)", "key": "password"}}}
+    ]);
+    put(&attacker, isv, &honest).await;
+    buy(
+        &client,
+        cust,
+        &service_instance("mine", isv, "honest").params(json!({"dbSecret": "customer-db"})),
+    )
+    .await;
+    // A default for a reference parameter would let the seller pick the Secret: refused.
+    let mut sneaky = honest.clone();
+    sneaky.metadata.name = Some("sneaky".into());
+    sneaky.spec.parameters[1].default = Some(json!("customer-db"));
+    sneaky.spec.parameters[1].required = false;
+    put(&attacker, isv, &sneaky).await;
+    let svc = wait_ready::<Service>(&client, isv, "sneaky", "False", "InvalidSchema").await;
+    assert_message_contains(&svc, "dbSecret");
+    t.cleanup().await;
+}
+
+/// Where the ISV owns the resources (scenario 3), a distributor adds objects
+/// only of the kinds the ISV allows; nothing is sold until then.
+#[tokio::test]
+async fn a_distributor_adds_objects_next_to_the_isvs_only_where_allowed() {
+    let (client, t) = controller_and_namespaces(&["isv", "dist"]).await;
+    let (isv, dist) = (t.ns(0), t.ns(1));
+    put(
+        &client,
+        isv,
+        &service("db").fully_managed().listed().automatic(),
+    )
+    .await;
+    let attacker = seller(&client, dist, "dist-dev").await;
+    let mut ds = derived("db-plus", isv, "db").fully_managed();
+    ds.spec.overrides.extra_objects = vec![json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "exfiltrate"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}
+    })];
+    put(&attacker, dist, &ds).await;
+    let refused =
+        wait_ready::<DerivedService>(&client, dist, "db-plus", "False", "ExtraObjectsNotAllowed")
+            .await;
+    assert_message_contains(&refused, "batch/Job");
+    // The ISV allows Jobs: the product sells.
+    merge::<Service>(
+        &client,
+        isv,
+        "db",
+        json!({"spec": {"distribution": {"extraObjects": {"allowedKinds": ["batch/Job"]}}}}),
+    )
+    .await
+    .expect("allow jobs");
+    wait_ready::<DerivedService>(&client, dist, "db-plus", "True", "Sellable").await;
+    t.cleanup().await;
+}
+
+/// One Service cannot make the controller write megabytes per instance: a
+/// parameter over the platform's cap is refused with the sizes, and nothing
+/// is written.
+#[tokio::test]
+async fn an_oversized_parameter_is_refused_before_anything_is_written() {
+    let (client, t) = controller_and_namespaces(&["isv", "cust"]).await;
+    let (isv, cust) = (t.ns(0), t.ns(1));
+    let mut svc = service("big");
+    svc.spec.parameters.push(
+        serde_json::from_value(json!({"name": "blob", "type": "String", "maxLength": 65536}))
+            .expect("param"),
+    );
+    svc.spec.template.objects[0]["data"]["blob"] = json!("$(params.blob)");
+    put(&client, isv, &svc).await;
+    let blob = "x".repeat(20 * 1024);
+    put(
+        &client,
+        cust,
+        &service_instance("huge", isv, "big").params(json!({"blob": blob})),
+    )
+    .await;
+    let refused = wait_ready::<ServiceInstance>(&client, cust, "huge", "False", "TooLarge").await;
+    assert_message_contains(&refused, "16384");
+    assert!(
+        managed_config_maps(&client, cust).await.is_empty(),
+        "nothing was written"
+    );
+    t.cleanup().await;
+}
