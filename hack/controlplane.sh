@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Runs a throwaway Kubernetes control plane (etcd, kube-apiserver,
-# kube-controller-manager; no kubelet, no scheduler) on free loopback ports, for
-# tests and benchmarks. Binaries come from hack/build-controlplane.sh.
+# Runs a throwaway Kubernetes control plane on free loopback ports, for tests,
+# the demo and benchmarks: etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, and kwok (sigs.k8s.io/kwok, a kubelet simulator) with a few
+# simulated Nodes, so that pods are scheduled and become Running and Ready
+# (nothing is executed: no container runtime, no images). Binaries come from
+# hack/build-controlplane.sh and hack/build-kwok.sh (cached under
+# ~/.cache/computenest; the first run builds them, 10-25 minutes on 2 cores).
 #
 # Usage:
 #   hack/controlplane.sh start  [DIR]   start (or reuse) one; prints the kubeconfig path last on stdout
@@ -18,26 +22,58 @@
 #   CP_APISERVER_EXTRA_ARGS=""  extra kube-apiserver flags (word-split)
 #   CP_CONTROLLERS=...          kube-controller-manager --controllers value
 #   CP_KCM_EXTRA_ARGS=""        extra kube-controller-manager flags (word-split)
-#   CP_ETCD_PORT / CP_APISERVER_PORT / CP_KCM_PORT   fixed ports instead of free ones
+#   CP_PODS=1                   0: the bare control plane (no kube-scheduler, no kwok, no
+#                               Nodes: pods are created but never start)
+#   CP_KWOK_NODES=3             simulated Nodes (kwok-node-0, ...), each with
+#   CP_KWOK_NODE_CPU=128 CP_KWOK_NODE_MEMORY=512Gi CP_KWOK_NODE_PODS=1100
+#                               allocatable (3 Nodes hold 3000 pods of the default
+#                               request of a managed namespace, 100m CPU and 128Mi)
+#   CP_SCHEDULER_EXTRA_ARGS=""  extra kube-scheduler flags (word-split)
+#   CP_KWOK_EXTRA_ARGS=""       extra kwok flags (word-split)
+#   CP_ETCD_PORT / CP_APISERVER_PORT / CP_KCM_PORT / CP_SCHEDULER_PORT / CP_KWOK_PORT
+#                               fixed ports instead of free ones
 #   CP_KEEP_ON_FAILURE=1        on a failed start, kill the processes but keep DIR (logs)
 #   CP_AUDIT_POLICY=FILE        audit with this policy to DIR/logs/audit.log (JSON lines,
 #                               batch mode with a large buffer; see audit_args)
 #   CP_EXTRA_CLIENTS="a b"      also issue client certificates (group system:masters) for users
 #                               a, b and write DIR/kubeconfig-a, DIR/kubeconfig-b
+#
+# Pods (CP_PODS=1): kube-scheduler binds them to the simulated Nodes, and kwok
+# plays kwok.x-k8s.io Stage objects on them: its default Stages make a pod
+# Running and Ready once bound, a Job's pod Succeeded, and a deleted pod gone.
+# kube-controller-manager runs the workload controllers (Deployment,
+# ReplicaSet, StatefulSet, DaemonSet, Job, CronJob, endpoints, quota, node
+# lifecycle, ...), so workloads progress as in a real cluster. To make a pod
+# unhealthy, label it (in the pod template):
+#   computenest.dev/simulate: never-ready   Running but never Ready
+#   computenest.dev/simulate: fail          restartPolicy Never/OnFailure: ends Failed
+#                                           (exit code 1); Always: crash-loops, never Ready
+# (Stages in hack/kwok/stages.yaml). More Stages can be added at run time with
+# kubectl apply (kubectl get stages lists them). The Nodes carry the annotation
+# kwok.x-k8s.io/node=fake (what kwok manages) and the label type=kwok, and no
+# taint, so ordinary pods schedule on them.
 set -Eeuo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 me="controlplane"
 marker=".computenest-controlplane"
-components=(kube-controller-manager kube-apiserver etcd)   # stop order
+components=(kwok kube-scheduler kube-controller-manager kube-apiserver etcd)   # stop order
+# The first five are what the controller itself needs; the rest make workloads
+# progress as in a real cluster once pods run (node-lifecycle-controller removes
+# the not-ready taint the API server puts on a new Node; resourcequota-controller
+# computes quota usage, without which no pod is admitted into a namespace with a
+# ResourceQuota, as every managed namespace has).
 default_controllers="garbage-collector-controller,namespace-controller,serviceaccount-token-controller,deployment-controller,replicaset-controller"
+default_controllers+=",statefulset-controller,daemonset-controller,job-controller,cronjob-controller,ttl-after-finished-controller"
+default_controllers+=",endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller,disruption-controller"
+default_controllers+=",resourcequota-controller,node-lifecycle-controller,pod-garbage-collector-controller,replicationcontroller-controller"
 ready_timeout="${CP_READY_TIMEOUT:-60}"
 port_tries=5
 
 say() { echo "$me: $*" >&2; }
 
 usage() {
-  sed -n '6,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '/^# Usage:/,/^#$/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
 }
 
 # Resolve DIR to an absolute path without a trailing slash, so "$dir/" is a
@@ -80,7 +116,7 @@ strays() {
   for p in /proc/[0-9]*; do
     args="$(tr '\0' ' ' 2>/dev/null <"$p/cmdline")" || continue
     exe="${args%% *}"; exe="${exe##*/}"
-    case "$exe" in etcd | kube-apiserver | kube-controller-manager) ;; *) continue ;; esac
+    case "$exe" in etcd | kube-apiserver | kube-controller-manager | kube-scheduler | kwok) ;; *) continue ;; esac
     [ -z "$only" ] || [ "$exe" = "$only" ] || continue
     case "$args" in *"$dir/"*) alive "${p#/proc/}" && echo "${p#/proc/}" ;; esac
   done
@@ -147,13 +183,19 @@ apiserver_ready() {
     --key "$dir/pki/admin.key" "$url/readyz" >/dev/null 2>&1
 }
 
+# The components a start launched, in start order (DIR/components; older
+# directories without it ran the first three).
+started_components() {
+  if [ -f "$dir/components" ]; then cat "$dir/components"; else echo etcd kube-apiserver kube-controller-manager; fi
+}
+
 cmd_status() {
   local name pid rc=0
   if [ ! -e "$dir/$marker" ]; then
     say "no control plane in $dir"
     exit 3
   fi
-  for name in etcd kube-apiserver kube-controller-manager; do
+  for name in $(started_components); do
     pid="$(pid_of "$name")"
     if alive "$pid"; then echo "$name: running (pid $pid)"; else echo "$name: not running"; rc=1; fi
   done
@@ -162,6 +204,9 @@ cmd_status() {
   if [ -n "$url" ] && apiserver_ready "$url"; then
     echo "readyz: ok ($url)"
     echo "kubeconfig: $dir/kubeconfig"
+    if [[ " $(started_components) " == *" kwok "* ]]; then
+      echo "simulated nodes: $(nodes_ready_count "$url") Ready and schedulable"
+    fi
   else
     echo "readyz: not answering${url:+ ($url)}"; rc=1
   fi
@@ -322,7 +367,13 @@ launch() {
   local name="$1"; shift
   # setsid: detach from the terminal so Ctrl-C in the caller's shell later does
   # not kill the control plane; stop does that.
-  setsid "$bin/$name" "$@" </dev/null >>"$dir/logs/$name.log" 2>&1 &
+  if [ "$name" = kwok ]; then
+    # KWOK_WORKDIR: kwok also reads ~/.kwok/kwok.yaml when it exists; a
+    # directory of our own keeps a user's kwok configuration out.
+    KWOK_WORKDIR="$dir/kwok" setsid "$kwok_bin/kwok" "$@" </dev/null >>"$dir/logs/$name.log" 2>&1 &
+  else
+    setsid "$bin/$name" "$@" </dev/null >>"$dir/logs/$name.log" 2>&1 &
+  fi
   echo $! >"$dir/$name.pid"
 }
 
@@ -363,7 +414,9 @@ start_component() {
       local hint=""
       case "$name" in
         kube-apiserver) hint=" (check CP_APISERVER_EXTRA_ARGS)" ;;
-        kube-controller-manager) hint=" (check CP_CONTROLLERS)" ;;
+        kube-controller-manager) hint=" (check CP_CONTROLLERS and CP_KCM_EXTRA_ARGS)" ;;
+        kube-scheduler) hint=" (check CP_SCHEDULER_EXTRA_ARGS)" ;;
+        kwok) hint=" (check CP_KWOK_EXTRA_ARGS)" ;;
       esac
       fail "$name exited during startup; read its log above and fix the cause$hint."
     fi
@@ -444,6 +497,125 @@ kcm_args() {
 }
 kcm_ready() { curl -fsSk --max-time 2 "https://127.0.0.1:$kcm_port/healthz" >/dev/null 2>&1; }
 
+# Like the controller manager's: the admin kubeconfig, no leader election, a
+# self-signed serving certificate in its own directory, /healthz on loopback.
+scheduler_args() {
+  printf '%s\n' \
+    --kubeconfig="$dir/kubeconfig" \
+    --authentication-kubeconfig="$dir/kubeconfig" \
+    --authorization-kubeconfig="$dir/kubeconfig" \
+    --leader-elect=false \
+    --bind-address=127.0.0.1 \
+    --secure-port="$sched_port" \
+    --cert-dir="$dir/pki/scheduler"
+  local -a extra=()
+  read -r -a extra <<<"${CP_SCHEDULER_EXTRA_ARGS:-}"
+  [ "${#extra[@]}" -eq 0 ] || printf '%s\n' "${extra[@]}"
+}
+scheduler_ready() { curl -fsSk --max-time 2 "https://127.0.0.1:$sched_port/healthz" >/dev/null 2>&1; }
+
+# kwok manages only the Nodes annotated kwok.x-k8s.io/node=fake and takes its
+# Stages from the API (--enable-crds=Stage). Pod IPs come from 10.244.0.0/16
+# (not the service range 10.0.0.0/16). /healthz is served on loopback.
+kwok_args() {
+  printf '%s\n' \
+    --kubeconfig="$dir/kubeconfig" \
+    --manage-all-nodes=false \
+    --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+    --enable-crds=Stage \
+    --cidr=10.244.0.0/16 \
+    --node-ip=10.243.0.1 \
+    --server-address="127.0.0.1:$kwok_port"
+  local -a extra=()
+  read -r -a extra <<<"${CP_KWOK_EXTRA_ARGS:-}"
+  [ "${#extra[@]}" -eq 0 ] || printf '%s\n' "${extra[@]}"
+}
+kwok_ready() { curl -fsS --max-time 2 "http://127.0.0.1:$kwok_port/healthz" >/dev/null 2>&1; }
+
+kc() { "$bin/kubectl" --kubeconfig "$dir/kubeconfig" --request-timeout=30s "$@"; }
+
+# The simulated Nodes: what kwok's documentation creates (the annotation kwok
+# selects on, the label type=kwok), without its taint, so that ordinary pods
+# schedule here; allocatable as large as the knobs say.
+node_manifests() {
+  local i
+  for ((i = 0; i < kwok_nodes; i++)); do
+    cat <<EOF
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    type: kwok
+    kubernetes.io/hostname: kwok-node-$i
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    node-role.kubernetes.io/agent: ""
+status:
+  allocatable: {cpu: "$node_cpu", memory: "$node_memory", pods: "$node_pods"}
+  capacity: {cpu: "$node_cpu", memory: "$node_memory", pods: "$node_pods"}
+EOF
+  done
+}
+
+# kwok's Stage CRD, its default Stages and ours, and the Nodes; before kwok
+# starts, so that it finds them all at once.
+kwok_objects() {
+  local log="$dir/logs/kwok-setup.log"
+  kc apply --server-side --force-conflicts -f "$kwok_bin/crd/stages.yaml" >>"$log" 2>&1 &&
+    kc wait --for=condition=Established --timeout="${ready_timeout}s" crd/stages.kwok.x-k8s.io >>"$log" 2>&1 ||
+    { tail_log kwok-setup; fail "kwok's Stage CRD could not be installed or did not become Established; read the log above."; }
+  kc apply --server-side --force-conflicts -f "$kwok_bin/stages/" -f "$here/kwok/stages.yaml" >>"$log" 2>&1 ||
+    { tail_log kwok-setup; fail "the kwok Stages ($kwok_bin/stages/, hack/kwok/stages.yaml) could not be applied; read the log above."; }
+  node_manifests | kc apply --server-side --force-conflicts -f - >>"$log" 2>&1 ||
+    { tail_log kwok-setup; fail "the simulated Nodes could not be created; check CP_KWOK_NODE_CPU, CP_KWOK_NODE_MEMORY and CP_KWOK_NODE_PODS."; }
+}
+
+# How many simulated Nodes are Ready and schedulable: kwok marks them Ready,
+# then the node lifecycle controller removes the API server's
+# node.kubernetes.io/not-ready taint.
+nodes_ready_count() {
+  local url="${1:-https://127.0.0.1:$api_port}"
+  curl -fsS --max-time 5 --cacert "$dir/pki/ca.crt" --cert "$dir/pki/admin.crt" \
+    --key "$dir/pki/admin.key" "$url/api/v1/nodes?labelSelector=type%3Dkwok" 2>/dev/null | python3 -c '
+import json, sys
+try:
+    items = json.load(sys.stdin)["items"]
+except Exception:
+    items = []
+def schedulable(n):
+    spec, st = n.get("spec") or {}, n.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+    taints = [t for t in spec.get("taints") or [] if t.get("key", "").startswith("node.kubernetes.io/")]
+    return ready and not taints and not spec.get("unschedulable")
+print(sum(1 for n in items if schedulable(n)))
+'
+}
+nodes_ready() { [ "$(nodes_ready_count)" -ge "$kwok_nodes" ]; }
+
+# Runs a build script that streams progress on stderr and prints its output
+# directory last on stdout; sets $built. Keeps a copy of its stderr in
+# DIR/logs/<log>.log to see whether it explained a failure itself.
+run_build() {
+  local script="$1" prefix="$2" log="$dir/logs/$3.log" out rc=0 last
+  out="$({ "$here/$script" 2>&1 1>&3 3>&- | tee "$log" >&2; } 3>&1)" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    # Its own fail() lines are the clear summary; only add one if it gave none.
+    last="$(tail -n 1 "$log")"
+    if [[ "$last" == "$prefix: "* ]] &&
+      ! [[ "$last" =~ ^$prefix:\ (building\ |adding\ |go\ build\ [^\ ]+$) ]]; then
+      reported=1
+      exit "$rc"
+    fi
+    fail "building with hack/$script failed (exit $rc); read the output above and re-run hack/$script."
+  fi
+  built="$(tail -n 1 <<<"$out")"
+}
+
 default_ns_exists() {
   curl -fsS --max-time 2 --cacert "$dir/pki/ca.crt" --cert "$dir/pki/admin.crt" \
     --key "$dir/pki/admin.key" "https://127.0.0.1:$api_port/api/v1/namespaces/default" >/dev/null 2>&1
@@ -458,12 +630,18 @@ cmd_start() {
   trap 'exit 143' TERM
 
   check_ours
+  pods="${CP_PODS:-1}"
+  case "$pods" in 0 | 1) ;; *) fail "CP_PODS=$pods: use 1 (pods run on simulated Nodes, the default) or 0 (the bare control plane)." ;; esac
+  local -a want=(etcd kube-apiserver kube-controller-manager)
+  [ "$pods" = 0 ] || want+=(kube-scheduler kwok)
   if [ -e "$dir/$marker" ]; then
-    local url=""
+    local url="" c all=1
     [ -f "$dir/env" ] && url="$(sed -n 's/^export CP_APISERVER_URL=//p' "$dir/env")"
-    if alive "$(pid_of etcd)" && alive "$(pid_of kube-apiserver)" &&
-      alive "$(pid_of kube-controller-manager)" && [ -n "$url" ] && apiserver_ready "$url"; then
+    for c in $(started_components); do alive "$(pid_of "$c")" || all=0; done
+    if [ "$all" = 1 ] && [ -n "$url" ] && apiserver_ready "$url"; then
       say "a control plane is already running in $dir; reusing it (run '$0 stop $dir' for a fresh one)"
+      [ "$(started_components)" = "${want[*]}" ] ||
+        say "note: it runs $(started_components), not ${want[*]} as CP_PODS=$pods asks; stop it for a fresh one"
       echo "$dir/kubeconfig"
       return 0
     fi
@@ -476,31 +654,39 @@ cmd_start() {
   check_fixed_port CP_ETCD_PORT
   check_fixed_port CP_APISERVER_PORT
   check_fixed_port CP_KCM_PORT
+  if [ "$pods" = 1 ]; then
+    check_fixed_port CP_SCHEDULER_PORT
+    check_fixed_port CP_KWOK_PORT
+    kwok_nodes="${CP_KWOK_NODES:-3}"
+    [[ "$kwok_nodes" =~ ^[1-9][0-9]{0,3}$ ]] || fail "CP_KWOK_NODES=$kwok_nodes: give a number of simulated Nodes from 1 to 9999 (CP_PODS=0 for none)."
+    node_cpu="${CP_KWOK_NODE_CPU:-128}" node_memory="${CP_KWOK_NODE_MEMORY:-512Gi}" node_pods="${CP_KWOK_NODE_PODS:-1100}"
+    local q
+    for q in "$node_cpu" "$node_memory" "$node_pods"; do
+      [[ "$q" =~ ^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$ ]] ||
+        fail "'$q' (CP_KWOK_NODE_CPU, CP_KWOK_NODE_MEMORY or CP_KWOK_NODE_PODS) is not a Kubernetes quantity such as 128, 512Gi or 1100."
+    done
+  fi
 
   mkdir -p "$dir/logs"
   touch "$dir/$marker"
   owns_dir=1
+  echo "${want[*]}" >"$dir/components"
 
-  # The build script streams progress on stderr and prints the binary directory
-  # last on stdout; keep a copy of its stderr to see whether it explained a failure.
   say "building or locating binaries (hack/build-controlplane.sh)"
-  local out rc=0
-  out="$({ "$here/build-controlplane.sh" 2>&1 1>&3 3>&- | tee "$dir/logs/build.log" >&2; } 3>&1)" || rc=$?
-  if [ "$rc" -ne 0 ]; then
-    # Its own fail() lines are the clear summary; only add one if it gave none.
-    local last
-    last="$(tail -n 1 "$dir/logs/build.log")"
-    if [[ "$last" == "build-controlplane: "* ]] &&
-      ! [[ "$last" =~ ^build-controlplane:\ (building\ Kubernetes|go\ build\ [^\ ]+$) ]]; then
-      reported=1
-      exit "$rc"
-    fi
-    fail "building the control-plane binaries failed (exit $rc); read the output above and re-run hack/build-controlplane.sh."
-  fi
-  bin="$(tail -n 1 <<<"$out")"
-  for b in etcd kube-apiserver kube-controller-manager kubectl; do
+  local built=""
+  run_build build-controlplane.sh build-controlplane build
+  bin="$built"
+  local b
+  for b in etcd kube-apiserver kube-controller-manager kubectl $([ "$pods" = 0 ] || echo kube-scheduler); do
     [ -x "$bin/$b" ] || fail "build-controlplane.sh reported $bin but $b is missing there; delete that directory and retry."
   done
+  kwok_bin=""
+  if [ "$pods" = 1 ]; then
+    say "building or locating kwok (hack/build-kwok.sh)"
+    run_build build-kwok.sh build-kwok build-kwok
+    kwok_bin="$built"
+    [ -x "$kwok_bin/kwok" ] || fail "build-kwok.sh reported $kwok_bin but kwok is missing there; delete that directory and retry."
+  fi
 
   if [ -n "${CP_AUDIT_POLICY:-}" ]; then
     [ -r "$CP_AUDIT_POLICY" ] || fail "CP_AUDIT_POLICY=$CP_AUDIT_POLICY is not a readable file."
@@ -510,10 +696,12 @@ cmd_start() {
   say "generating throwaway certificates in $dir/pki"
   gen_pki || fail "openssl could not generate the certificates; check 'openssl version' (3.x expected)."
 
-  read -r etcd_port api_port kcm_port <<<"$(free_ports 3)"
+  read -r etcd_port api_port kcm_port sched_port kwok_port <<<"$(free_ports 5)"
   etcd_port="${CP_ETCD_PORT:-$etcd_port}"
   api_port="${CP_APISERVER_PORT:-$api_port}"
   kcm_port="${CP_KCM_PORT:-$kcm_port}"
+  sched_port="${CP_SCHEDULER_PORT:-$sched_port}"
+  kwok_port="${CP_KWOK_PORT:-$kwok_port}"
 
   say "starting etcd on 127.0.0.1:$etcd_port"
   start_component etcd etcd_port CP_ETCD_PORT etcd_args etcd_ready
@@ -536,17 +724,39 @@ cmd_start() {
   say "starting kube-controller-manager on 127.0.0.1:$kcm_port"
   start_component kube-controller-manager kcm_port CP_KCM_PORT kcm_args kcm_ready
 
+  if [ "$pods" = 1 ]; then
+    say "starting kube-scheduler on 127.0.0.1:$sched_port"
+    start_component kube-scheduler sched_port CP_SCHEDULER_PORT scheduler_args scheduler_ready
+    say "installing kwok's Stages and creating $kwok_nodes simulated Nodes ($node_cpu CPU, $node_memory, $node_pods pods each)"
+    kwok_objects
+    say "starting kwok on 127.0.0.1:$kwok_port"
+    start_component kwok kwok_port CP_KWOK_PORT kwok_args kwok_ready
+    local rc3=0
+    wait_for kwok nodes_ready || rc3=$?
+    if [ "$rc3" -ne 0 ]; then
+      tail_log kwok
+      fail "only $(nodes_ready_count) of $kwok_nodes simulated Nodes became Ready and schedulable within $ready_timeout s; read kwok's log above and $dir/logs/kube-controller-manager.log (its node-lifecycle-controller removes the not-ready taint)."
+    fi
+  fi
+
   {
     printf 'export KUBECONFIG=%q\n' "$dir/kubeconfig"
     printf 'export KUBECTL=%q\n' "$bin/kubectl"
     printf 'export CP_BIN_DIR=%q\n' "$bin"
     printf 'export CP_APISERVER_URL=%s\n' "$url"
     printf 'export CP_ETCD_URL=%s\n' "http://127.0.0.1:$etcd_port"
+    printf 'export CP_PODS=%s\n' "$pods"
+    if [ "$pods" = 1 ]; then
+      printf 'export CP_KWOK_DIR=%q\n' "$kwok_bin"
+      printf 'export CP_KWOK_NODES=%s\n' "$kwok_nodes"
+    fi
   } >"$dir/env"
 
   local elapsed
   elapsed="$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')"
-  say "ready in ${elapsed} s: $url (source $dir/env for KUBECONFIG and KUBECTL)"
+  local what="pods run on $kwok_nodes simulated Nodes"
+  [ "$pods" = 1 ] || what="no scheduler or Nodes: pods never start"
+  say "ready in ${elapsed} s: $url, $what (source $dir/env for KUBECONFIG and KUBECTL)"
   echo "$dir/kubeconfig"
 }
 
