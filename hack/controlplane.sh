@@ -515,14 +515,18 @@ scheduler_args() {
 scheduler_ready() { curl -fsSk --max-time 2 "https://127.0.0.1:$sched_port/healthz" >/dev/null 2>&1; }
 
 # kwok manages only the Nodes annotated kwok.x-k8s.io/node=fake and takes its
-# Stages from the API (--enable-crds=Stage). Pod IPs come from 10.244.0.0/16
-# (not the service range 10.0.0.0/16). /healthz is served on loopback.
+# Stages from the API (--enable-crds=Stage). It renews each Node's Lease (40 s,
+# as kwokctl sets it; kwok's own default, 0, renews none, and the node
+# lifecycle controller then marks the Nodes NotReady after its grace period,
+# and every pod on them not Ready). Pod IPs come from 10.244.0.0/16 (not the
+# service range 10.0.0.0/16). /healthz is served on loopback.
 kwok_args() {
   printf '%s\n' \
     --kubeconfig="$dir/kubeconfig" \
     --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --enable-crds=Stage \
+    --node-lease-duration-seconds=40 \
     --cidr=10.244.0.0/16 \
     --node-ip=10.243.0.1 \
     --server-address="127.0.0.1:$kwok_port"

@@ -498,3 +498,302 @@ async fn managed_examples_pass_restricted_pod_security() {
     );
     let _ = namespaces.delete(&ns_name, &Default::default()).await;
 }
+
+// ---- pods that run: kube-scheduler and kwok (hack/controlplane.sh) --------------
+
+/// A pod template that passes Pod Security `restricted`, with extra labels.
+fn restricted_pod_template(app: &str, labels: serde_json::Value) -> serde_json::Value {
+    let mut all = json!({"app": app});
+    if let (Some(all), Some(extra)) = (all.as_object_mut(), labels.as_object()) {
+        all.extend(extra.clone());
+    }
+    json!({
+        "metadata": {"labels": all},
+        "spec": {
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "app", "image": "registry.example.com/app:1.0",
+                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
+            }]
+        }
+    })
+}
+
+fn deployment(name: &str, replicas: i32, labels: serde_json::Value) -> serde_json::Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": restricted_pod_template(name, labels)
+        }
+    })
+}
+
+fn job(name: &str, labels: serde_json::Value) -> serde_json::Value {
+    let mut template = restricted_pod_template(name, labels);
+    template["spec"]["restartPolicy"] = "Never".into();
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"backoffLimit": 0, "template": template}
+    })
+}
+
+/// A fresh namespace that enforces Pod Security `restricted`, as managed
+/// namespaces do; panics with a hint when nothing in the cluster runs pods.
+async fn namespace_that_runs_pods(client: &kube::Client, role: &str) -> TestNamespaces {
+    use k8s_openapi::api::core::v1::{Namespace, Node};
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .expect("nodes can be listed");
+    assert!(
+        !nodes.items.is_empty(),
+        "this test needs pods to run, and the cluster has no Node: start the control plane \
+         with pods (hack/controlplane.sh start; CP_PODS=0 leaves out kube-scheduler and kwok)"
+    );
+    let t = TestNamespaces::new(client, &[role]).await;
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            t.ns(0),
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}),
+            ),
+        )
+        .await
+        .expect("the namespace enforces Pod Security restricted");
+    t
+}
+
+async fn create_workload(client: &kube::Client, ns: &str, v: serde_json::Value) {
+    let (group, version) = match v["apiVersion"].as_str().unwrap_or_default().split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (
+            String::new(),
+            v["apiVersion"].as_str().unwrap_or_default().to_string(),
+        ),
+    };
+    let kind = v["kind"].as_str().unwrap_or_default().to_string();
+    let plural = format!("{}s", kind.to_lowercase());
+    let ar = kube::core::ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk(&group, &version, &kind),
+        &plural,
+    );
+    let obj: kube::core::DynamicObject = serde_json::from_value(v).expect("workload object");
+    Api::<kube::core::DynamicObject>::namespaced_with(client.clone(), ns, &ar)
+        .create(&PostParams::default(), &obj)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{kind} {ns}/{} is created: {e}",
+                obj.metadata.name.clone().unwrap_or_default()
+            )
+        });
+}
+
+/// Polls `check` (Ok: done; Err: how things stand) until it is Ok, or panics
+/// after DEADLINE with `what` and the last state seen.
+async fn poll<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) if start.elapsed() > DEADLINE => {
+                panic!("timed out after {DEADLINE:?} waiting for: {what}; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+        }
+    }
+}
+
+fn condition_status(v: &serde_json::Value, type_: &str) -> Option<String> {
+    v["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .and_then(|c| c["status"].as_str())
+        .map(str::to_string)
+}
+
+async fn get_json<K: Namespaced>(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Result<serde_json::Value, String> {
+    let obj = Api::<K>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .map_err(|e| format!("get {name}: {e}"))?;
+    serde_json::to_value(obj).map_err(|e| e.to_string())
+}
+
+/// The pods of `app` in `ns`, as JSON.
+async fn pods_of(
+    client: &kube::Client,
+    ns: &str,
+    app: &str,
+) -> Result<Vec<serde_json::Value>, String> {
+    use k8s_openapi::api::core::v1::Pod;
+    let list = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&kube::api::ListParams::default().labels(&format!("app={app}")))
+        .await
+        .map_err(|e| format!("list pods: {e}"))?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|p| serde_json::to_value(p).unwrap_or_default())
+        .collect())
+}
+
+/// The local control plane runs pods (kube-scheduler binds them to kwok's
+/// simulated Nodes, kwok makes them Running and Ready): a Deployment of two
+/// replicas becomes Available with 2 ready replicas, and a Job completes, in a
+/// namespace that enforces Pod Security `restricted`.
+#[tokio::test]
+async fn deployments_become_available_and_jobs_complete_on_the_simulated_nodes() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::batch::v1::Job;
+    let client = client().await;
+    let t = namespace_that_runs_pods(&client, "pods").await;
+    let ns = t.ns(0).to_string();
+    create_workload(&client, &ns, deployment("web", 2, json!({}))).await;
+    create_workload(&client, &ns, job("migrate", json!({}))).await;
+
+    poll("Deployment web Available with 2 ready replicas", || async {
+        let d = get_json::<Deployment>(&client, &ns, "web").await?;
+        let ready = d["status"]["readyReplicas"].as_i64().unwrap_or(0);
+        let available = condition_status(&d, "Available");
+        if ready == 2 && available.as_deref() == Some("True") {
+            Ok(())
+        } else {
+            Err(format!(
+                "readyReplicas {ready}, Available {available:?}; status {}",
+                d["status"]
+            ))
+        }
+    })
+    .await;
+    poll("Job migrate Complete", || async {
+        let j = get_json::<Job>(&client, &ns, "migrate").await?;
+        match condition_status(&j, "Complete").as_deref() {
+            Some("True") if j["status"]["succeeded"] == 1 => Ok(()),
+            _ => Err(format!("status {}", j["status"])),
+        }
+    })
+    .await;
+    // The pods really ran on the simulated Nodes, with an IP each.
+    let pods = pods_of(&client, &ns, "web").await.expect("pods of web");
+    assert_eq!(pods.len(), 2, "two pods of web: {pods:?}");
+    for p in &pods {
+        assert!(
+            p["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("kwok-node-")),
+            "a pod bound to a simulated Node: {}",
+            p["spec"]
+        );
+        assert_eq!(p["status"]["phase"], "Running", "{}", p["status"]);
+        assert!(
+            p["status"]["podIP"].is_string(),
+            "a pod IP: {}",
+            p["status"]
+        );
+    }
+    t.cleanup().await;
+}
+
+/// Unhealthy workloads on demand (hack/kwok/stages.yaml): pods labelled
+/// `computenest.dev/simulate: never-ready` run but never become Ready, so
+/// their Deployment is not Available; `computenest.dev/simulate: fail` makes
+/// a Job's pod end Failed (the Job fails) and a Deployment's pod crash-loop.
+#[tokio::test]
+async fn pods_labelled_never_ready_or_fail_stay_unhealthy() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::batch::v1::Job;
+    let client = client().await;
+    let t = namespace_that_runs_pods(&client, "unhealthy").await;
+    let ns = t.ns(0).to_string();
+    let never_ready = json!({"computenest.dev/simulate": "never-ready"});
+    let fail = json!({"computenest.dev/simulate": "fail"});
+    create_workload(&client, &ns, deployment("stuck", 1, never_ready)).await;
+    create_workload(&client, &ns, deployment("crashing", 1, fail.clone())).await;
+    create_workload(&client, &ns, job("broken", fail)).await;
+    // A healthy Deployment next to them shows that kwok got that far.
+    create_workload(&client, &ns, deployment("healthy", 1, json!({}))).await;
+
+    poll("Job broken Failed", || async {
+        let j = get_json::<Job>(&client, &ns, "broken").await?;
+        match condition_status(&j, "Failed").as_deref() {
+            Some("True") if j["status"]["failed"] == 1 => Ok(()),
+            _ => Err(format!("status {}", j["status"])),
+        }
+    })
+    .await;
+    let failed = pods_of(&client, &ns, "broken")
+        .await
+        .expect("pods of broken");
+    assert!(
+        failed.iter().any(|p| p["status"]["phase"] == "Failed"
+            && p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 1),
+        "the Job's pod ended Failed with exit code 1: {failed:?}"
+    );
+
+    poll("Deployment healthy Available", || async {
+        let d = get_json::<Deployment>(&client, &ns, "healthy").await?;
+        match condition_status(&d, "Available").as_deref() {
+            Some("True") => Ok(()),
+            _ => Err(format!("status {}", d["status"])),
+        }
+    })
+    .await;
+    poll("the pod of stuck Running and not Ready", || async {
+        let pods = pods_of(&client, &ns, "stuck").await?;
+        let p = pods.first().ok_or("no pod yet")?;
+        if p["status"]["phase"] == "Running"
+            && condition_status(p, "Ready").as_deref() == Some("False")
+            && p["status"]["containerStatuses"][0]["state"]["running"].is_object()
+        {
+            Ok(())
+        } else {
+            Err(format!("status {}", p["status"]))
+        }
+    })
+    .await;
+    poll("the pod of crashing in CrashLoopBackOff", || async {
+        let pods = pods_of(&client, &ns, "crashing").await?;
+        let p = pods.first().ok_or("no pod yet")?;
+        let waiting = &p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"];
+        if condition_status(p, "Ready").as_deref() == Some("False") && waiting == "CrashLoopBackOff"
+        {
+            Ok(())
+        } else {
+            Err(format!("status {}", p["status"]))
+        }
+    })
+    .await;
+    // kwok has played its last Stage on these pods: nothing makes them Ready
+    // later, and their Deployments report no ready or available replica.
+    for name in ["stuck", "crashing"] {
+        let d = get_json::<Deployment>(&client, &ns, name)
+            .await
+            .expect("deployment");
+        assert_eq!(
+            d["status"]["readyReplicas"].as_i64().unwrap_or(0),
+            0,
+            "{name}: {}",
+            d["status"]
+        );
+        assert_ne!(
+            condition_status(&d, "Available").as_deref(),
+            Some("True"),
+            "{name}: {}",
+            d["status"]
+        );
+    }
+    t.cleanup().await;
+}
