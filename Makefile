@@ -1,6 +1,10 @@
 # computenest-controller: the two set-up commands are `make demo` and `make test`.
-# Prerequisites: Rust (stable) with rustfmt and clippy; Go >= 1.25 (>= 1.26 for
-# `make test`: its chart test builds helm 3.22); openssl, curl, python3. No Docker.
+# Prerequisites: Rust (stable) with rustfmt and clippy; Go >= 1.26 (the local
+# control plane's kwok v0.8.0 and the chart test's helm 3.22 are built from
+# source and require it; CP_PODS=0, a control plane whose pods never start,
+# builds with 1.25); openssl, curl, python3. No Docker. The first run builds
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and
+# kwok from the Go module proxy: 15 to 30 minutes on 2 cores, then cached.
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -43,5 +47,5 @@ bench: ## Provisioning benchmark: fresh control plane per arm, replayed floor (B
 soak: ## Reliability suite: SIGKILLs, control-plane restarts, failover, conflicts (minutes).
 	hack/soak.sh
 
-clean-cache: ## Remove the cached control-plane and helm binaries.
+clean-cache: ## Remove the cached control-plane, kwok and helm binaries.
 	rm -rf $${HOME}/.cache/computenest

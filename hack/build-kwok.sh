@@ -45,7 +45,7 @@ need="$(awk '$1=="go"{print $2}' "$mod/go.mod")"
 have="$(go env GOVERSION 2>/dev/null || true)"
 have="${have#go}"
 if [ -n "$have" ] && [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n 1)" != "$need" ]; then
-  fail "kwok $kwok_version needs Go $need or newer; this is Go $have (GOTOOLCHAIN=local: nothing is downloaded). Install a newer Go and retry."
+  fail "kwok $kwok_version needs Go $need or newer; this is Go $have (GOTOOLCHAIN=local: nothing is downloaded). Install a newer Go and retry, or run the control plane without pods (CP_PODS=0)."
 fi
 
 cd "$mod"

@@ -7,9 +7,12 @@
 #  3. the controller, built with `cargo build --release --locked` and run from
 #     this machine (log in the demo directory);
 #  4. every example: scenario1..4, the two direct purchases, and examples/invalid/;
-#  5. once every instance has a phase and every product a Ready condition, a
-#     table of products and instances (scenario, owner, where the resources
-#     live, who pays, Orders, URL) and one line per refused object;
+#  5. once every instance has a phase and every product a Ready condition (and,
+#     on the local control plane, the pods of every valid instance are Ready:
+#     kube-scheduler and kwok run them on simulated Nodes), a table of products
+#     and instances (scenario, owner, where the resources live, how many of
+#     their pods are ready, who pays, Orders, URL) and one line per refused
+#     object;
 #  6. then it keeps running until Ctrl-C, and cleans up: controller stopped,
 #     local control plane stopped and deleted; on an existing cluster the
 #     example namespaces the demo created are deleted (the CRDs stay).
@@ -19,6 +22,9 @@
 #   DEMO_LOCAL=1      always use a local control plane, even when KUBECONFIG is set
 #   DEMO_TIMEOUT=90   seconds to wait for the examples to settle
 #   DEMO_FORCE=1      run even if another controller seems to hold the leader Lease
+#   DEMO_WAIT_PODS=1  also wait until the pods of every valid instance are Ready (default: 1
+#                     on the local control plane, whose pods are simulated; 0 on an existing
+#                     cluster, where images are pulled); the table shows them either way
 #   CARGO=cargo       cargo command
 # Exit status: 0 when every example ended as its file says, 1 otherwise.
 set -Eeuo pipefail
@@ -277,13 +283,18 @@ state="$work/state.json"
 report="$work/report.py"
 cat >"$report" <<'PY'
 """Reads the example objects and either checks that they settled (check) or prints the table (table)."""
-import json, sys, textwrap
+import json, os, sys, textwrap
 
 mode, manifest_path, state_path = sys.argv[1:4]
+wait_pods = os.environ.get("DEMO_WAIT_PODS") == "1"
 manifest = [l.rstrip("\n").split("\t") for l in open(manifest_path) if l.strip()]
 file_of = {(k, ns, n): f for f, k, ns, n in manifest}
 namespaces = {n for f, k, ns, n in manifest if k == "Namespace"}
-items = [o for o in json.load(open(state_path))["items"] if o["metadata"]["namespace"] in namespaces]
+everything = json.load(open(state_path))["items"]
+items = [o for o in everything if o["kind"] not in ("Deployment", "StatefulSet") and o["metadata"]["namespace"] in namespaces]
+# Deployments and StatefulSets anywhere (managed namespaces too), by (kind, namespace, name).
+workloads = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o
+             for o in everything if o["kind"] in ("Deployment", "StatefulSet")}
 
 def key(o):
     return (o["kind"], o["metadata"]["namespace"], o["metadata"]["name"])
@@ -301,6 +312,22 @@ def expected_ok(o):
     f = file_of.get(key(o))
     return f is not None and "/invalid/" not in f
 
+def pods(si):
+    """(ready, desired) over the Deployments and StatefulSets the instance's
+    status.appliedObjects lists, or None when it lists none."""
+    objs = [a for a in (si.get("status") or {}).get("appliedObjects") or [] if a.get("kind") in ("Deployment", "StatefulSet")]
+    if not objs:
+        return None
+    ready = desired = 0
+    for a in objs:
+        w = workloads.get((a["kind"], a.get("namespace", ""), a.get("name", "")))
+        if w is None:
+            desired += 1  # listed but not seen (yet): count one pod not ready
+            continue
+        desired += (w.get("spec") or {}).get("replicas", 1)
+        ready += (w.get("status") or {}).get("readyReplicas") or 0
+    return ready, desired
+
 def settled(o):
     """Why o has not settled yet, or None."""
     st = o.get("status") or {}
@@ -313,6 +340,10 @@ def settled(o):
         return "no phase yet"
     if expected_ok(o) and o["kind"] != "Order" and ready(o)["status"] != "True":
         return "Ready=%s (%s)" % (ready(o)["status"], ready(o).get("reason"))
+    if wait_pods and expected_ok(o) and o["kind"] == "ServiceInstance":
+        p = pods(o)
+        if p is not None and p[0] < p[1]:
+            return "%d of %d pods ready" % p
     return None
 
 kinds = {}
@@ -356,6 +387,7 @@ for si in sorted(kinds.get("ServiceInstance", []), key=lambda o: (file_of.get(ke
         ref(si),
         "%s (%s)" % (owner.get("party", "?"), owner.get("namespace", "?")),
         owner.get("targetNamespace", ""),
+        "%d/%d" % pods(si) if pods(si) is not None else "-",
         bill.get("resourceFeesPaidBy", ""),
         bill.get("serviceFeesPaidTo", ""),
         bill.get("settlement", ""),
@@ -390,10 +422,10 @@ for si in sorted(kinds.get("ServiceInstance", []), key=lambda o: (file_of.get(ke
         extra.append("orders: none (%s settlement)" % (bill.get("settlement") or "?").lower())
     notes.append(extra)
 
-head = ["EXAMPLE", "SCENARIO", "PRODUCT", "INSTANCE", "OWNER", "RESOURCES IN", "RESOURCE FEES", "SERVICE FEES TO", "SETTLEMENT", "PHASE"]
+head = ["EXAMPLE", "SCENARIO", "PRODUCT", "INSTANCE", "OWNER", "RESOURCES IN", "PODS READY", "RESOURCE FEES", "SERVICE FEES TO", "SETTLEMENT", "PHASE"]
 # Three tables keep the lines short: where things run, who pays, and the details.
-where = [0, 3, 1, 2, 4, 5]
-pays = [0, 3, 6, 7, 8, 9]
+where = [0, 3, 1, 2, 4, 5, 6]
+pays = [0, 3, 7, 8, 9, 10]
 
 def table(cols, rows):
     w = [max(len(head[c]), *(len(r[c]) for r in rows)) for c in cols]
@@ -443,12 +475,24 @@ if unexpected:
     sys.exit(1)
 PY
 
+# The example objects, and every Deployment and StatefulSet (the instances'
+# pods; managed namespaces are not in the manifest).
 fetch_state() {
-  kc get services.computenest.dev,distributiongrants.computenest.dev,derivedservices.computenest.dev,serviceinstances.computenest.dev,orders.computenest.dev \
+  kc get services.computenest.dev,distributiongrants.computenest.dev,derivedservices.computenest.dev,serviceinstances.computenest.dev,orders.computenest.dev,deployments.apps,statefulsets.apps \
     -A -o json >"$state.tmp" 2>/dev/null && mv "$state.tmp" "$state"
 }
 
-say "waiting (at most ${timeout} s) until every instance has a phase and every Service, grant and DerivedService a Ready condition"
+# Wait for pods only where they start quickly: the local control plane with
+# kwok (CP_PODS from its env file), unless DEMO_WAIT_PODS says otherwise.
+if [ -z "${DEMO_WAIT_PODS:-}" ]; then
+  DEMO_WAIT_PODS=0
+  [ "$mode" = local ] && [ "${CP_PODS:-0}" = 1 ] && DEMO_WAIT_PODS=1
+fi
+export DEMO_WAIT_PODS
+
+what_pods=""
+[ "$DEMO_WAIT_PODS" = 1 ] && what_pods=", and the pods of every valid instance are Ready"
+say "waiting (at most ${timeout} s) until every instance has a phase and every Service, grant and DerivedService a Ready condition$what_pods"
 deadline=$((SECONDS + timeout))
 settled=0
 while ((SECONDS < deadline)); do
@@ -484,6 +528,7 @@ The controller keeps running. In another terminal:
   export KUBECONFIG=$KUBECONFIG
   $kubectl get computenest -A
   $kubectl get cnsi -A -o wide
+  $kubectl get pods -A -o wide
   curl -s http://$health/metrics | grep '^computenest_'
   tail -f $controller_log
 

@@ -3,7 +3,7 @@
 # hack/test-integration.sh runs this after the Rust integration tests):
 #
 #  - helm lint --strict; helm template --include-crds | kubectl apply --dry-run=server;
-#  - helm install into computenest-system (no kubelet here, so no pod starts);
+#  - helm install into computenest-system (its pods are only simulated by kwok);
 #  - the chart's RBAC is enough: two controller processes run on this machine
 #    with a token of the chart's ServiceAccount (and the Deployment's own
 #    environment), with leader election in the chart's Lease; examples
