@@ -337,15 +337,17 @@ fn cases() -> Vec<Case> {
                     s,
                     json!({"name": "blob", "type": "String", "maxLength": 65536}),
                 );
-                for i in 0..10 {
+                for i in 0..20 {
                     s.spec.template.objects[0]["data"][format!("b{i}")] = json!("$(params.blob)");
                 }
             },
             plan: "basic",
-            params: json!({"blob": "b".repeat(60_000)}),
+            // Each value within the parameter cap (16 KiB), the object over
+            // the object cap (256 KiB): stopped while rendering.
+            params: json!({"blob": "b".repeat(15_000)}),
             service_reason: None,
-            instance_reason: "RenderFailed",
-            message: "bytes, more than the",
+            instance_reason: "TooLarge",
+            message: "tenancy.sizeLimits.maxObjectBytes",
         },
         Case {
             name: "typed-value-refused",
