@@ -663,6 +663,11 @@ impl Indexed for AccessRequest {
     fn route(index: &Index, obj: &Self, _moved: bool) {
         let approvals = index.approvals_of(&ObjectRef::from_obj(obj));
         Index::send(&index.routes.approvals, approvals);
+        // Its instance pauses self-heal while write access is active, and
+        // resumes when it ends.
+        let instance = ObjectRef::new(&obj.spec.instance_name)
+            .within(obj.meta().namespace.as_deref().unwrap_or_default());
+        Index::send(&index.routes.instances, [instance]);
     }
     fn unlink_and_route(index: &Index, gone: &ObjectRef<Self>) {
         index.write().requests_by_instance.remove(gone);

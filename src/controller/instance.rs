@@ -475,7 +475,7 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
         }
     };
     let product = data.product(resolved.scenario, offering);
-    let others = sale_conditions(inst, &product, sold.as_ref());
+    let mut others = sale_conditions(inst, &product, sold.as_ref());
     if sold.is_none()
         && let Some(refused) = super::tenancy::may_sell(inst, ctx).await?
     {
@@ -519,7 +519,7 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
     // Drift is looked for only when nothing was written just now (what was
     // just written is as written, and the caches may not have it yet).
     let stopped = match stopped {
-        None if !wrote => keep_as_written(inst, &desired, ctx, &mut sb, &others).await?,
+        None if !wrote => keep_as_written(inst, &desired, ctx, &mut sb, &mut others).await?,
         other => other,
     };
     if let Some(stopped) = stopped {
@@ -594,7 +594,7 @@ async fn keep_as_written(
     desired: &Desired,
     ctx: &Context,
     sb: &mut StatusBuilder<'_>,
-    _others: &[OtherCondition],
+    others: &mut Vec<OtherCondition>,
 ) -> Result<Option<Stopped>, Error> {
     use crate::api::DriftDetection;
     let uid = inst.metadata.uid.clone().unwrap_or_default();
@@ -604,6 +604,15 @@ async fn keep_as_written(
     sb.status.resources.clear();
     if mode == DriftDetection::Disabled {
         return Ok(None);
+    }
+    let paused = mode == DriftDetection::Enabled && self_heal_paused(inst, ctx);
+    if paused {
+        others.push((
+            "SelfHealPaused",
+            true,
+            "WriteAccessActive",
+            "an approved AccessRequest grants write access to this instance's resources; changes are reported, not repaired, until it ends".into(),
+        ));
     }
     let writes = desired_writes(inst, desired, &ctx.settings.allowed_kinds)?;
     let rules: Vec<&crate::api::IgnoreRule> = product_sync
@@ -654,7 +663,6 @@ async fn keep_as_written(
         return Ok(None);
     }
     let summary = found.join("; ");
-    let paused = mode == DriftDetection::Enabled && self_heal_paused(inst, ctx);
     if mode == DriftDetection::Warn || paused {
         sb.status.resources = objects
             .iter()

@@ -318,6 +318,11 @@ pub async fn wait_gone<K: Namespaced>(client: &Client, ns: &str, name: &str) {
     .await;
 }
 
+/// How long a wait that includes the deletion of a namespace may take: the
+/// controller manager's namespace controller, not ours, decides it, and on a
+/// loaded two-core machine with many namespaces going at once it queues.
+pub const NAMESPACE_DELETION: Duration = Duration::from_secs(150);
+
 /// Waits until the object's Ready condition has `status` and `reason`; returns the object.
 pub async fn wait_ready<K: Namespaced>(
     client: &Client,
@@ -325,6 +330,18 @@ pub async fn wait_ready<K: Namespaced>(
     name: &str,
     status: &str,
     reason: &str,
+) -> K {
+    wait_ready_within(client, ns, name, status, reason, DEADLINE).await
+}
+
+/// [`wait_ready`] with a deadline of its own.
+pub async fn wait_ready_within<K: Namespaced>(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    status: &str,
+    reason: &str,
+    deadline: Duration,
 ) -> K {
     let api = Api::<K>::namespaced(client.clone(), ns);
     let what = format!(
@@ -348,7 +365,7 @@ pub async fn wait_ready<K: Namespaced>(
             }
             last = cond.to_string();
         }
-        if start.elapsed() > DEADLINE {
+        if start.elapsed() > deadline {
             panic!("timed out waiting for {what}; last Ready condition: {last}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

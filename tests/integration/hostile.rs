@@ -551,7 +551,15 @@ async fn hostile_and_broken_input_gets_a_clear_condition_and_writes_nothing() {
         .delete(isv2, &DeleteParams::default())
         .await
         .expect("delete ISV namespace");
-    wait_ready::<DerivedService>(&client, dist2, "d", "False", "SourceNotFound").await;
+    wait_ready_within::<DerivedService>(
+        &client,
+        dist2,
+        "d",
+        "False",
+        "SourceNotFound",
+        NAMESPACE_DELETION,
+    )
+    .await;
     wait_for(
         "the live instance says its product is gone",
         DEADLINE,
