@@ -53,6 +53,16 @@ impl DriftState {
         }
     }
 
+    /// Keeps only the instances for which `keep` holds (the live ones).
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        if let Ok(mut m) = self.versions.lock() {
+            m.retain(|uid, _| keep(uid));
+        }
+        if let Ok(mut m) = self.fights.lock() {
+            m.retain(|uid, _| keep(uid));
+        }
+    }
+
     /// How long to wait before the next repair of instance `uid`, counting
     /// this one; Duration::ZERO means now (and the repair is counted).
     fn next_repair(&self, uid: &str) -> Duration {
@@ -212,4 +222,40 @@ pub async fn find(
 pub fn repair_now(ctx: &Context, uid: &str) -> Result<(), Duration> {
     let wait = ctx.drift.next_repair(uid);
     if wait.is_zero() { Ok(()) } else { Err(wait) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repairs_back_off_after_three_in_a_row_and_forgetting_resets() {
+        let s = DriftState::default();
+        for _ in 0..3 {
+            assert_eq!(s.next_repair("u"), Duration::ZERO);
+        }
+        // The fourth right after: wait.
+        assert!(s.next_repair("u") > Duration::ZERO);
+        assert_eq!(s.next_repair("other"), Duration::ZERO);
+        s.record("u", "k", "g1".into());
+        assert_eq!(s.recorded("u", "k").as_deref(), Some("g1"));
+        s.retain(|uid| uid != "u");
+        assert_eq!(s.recorded("u", "k"), None);
+        assert_eq!(s.next_repair("u"), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_version_is_the_generation_where_there_is_one() {
+        let with = ObjectMeta {
+            generation: Some(3),
+            resource_version: Some("99".into()),
+            ..Default::default()
+        };
+        assert_eq!(version_of(&with), "g3");
+        let without = ObjectMeta {
+            resource_version: Some("99".into()),
+            ..Default::default()
+        };
+        assert_eq!(version_of(&without), "rv99");
+    }
 }

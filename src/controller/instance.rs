@@ -66,6 +66,16 @@ pub(super) async fn sweeper(ctx: Arc<Context>) {
             Ok(n) => tracing::info!(removed = n, "orphaned managed namespaces removed"),
             Err(e) => tracing::warn!(error = %e, "could not sweep managed namespaces; retrying"),
         }
+        // Instances deleted without a cleanup (customer-owned ones have no
+        // finalizer) leave what drift remembered of them: forget it.
+        let live: std::collections::HashSet<String> = ctx
+            .stores
+            .instances
+            .state()
+            .iter()
+            .filter_map(|i| i.metadata.uid.clone())
+            .collect();
+        ctx.drift.retain(|uid| live.contains(uid));
         tokio::time::sleep(ctx.settings.sweep_interval).await;
     }
 }
@@ -1057,7 +1067,30 @@ impl Unsellable {
             .then(|| ("GrantValid", false, n.reason, n.message.clone()))
             .into_iter()
             .collect();
-        sb.set(self.phase, self.ready, &self.reason, self.message, &grant);
+        // A spec edited after sales stopped is not applied: the instance
+        // keeps reporting the generation that was, so that kubectl wait,
+        // Argo CD and Flux do not take the edit for done.
+        let applied = inst.status.as_ref().and_then(|s| s.observed_generation);
+        let ignored_edit = !self.deprovision
+            && applied.is_some()
+            && applied < inst.metadata.generation
+            && was_deployed(inst);
+        let message = if ignored_edit {
+            format!(
+                "{}; the spec change of generation {} is not applied while the product is not sold",
+                self.message,
+                inst.metadata.generation.unwrap_or_default()
+            )
+        } else {
+            self.message
+        };
+        sb.set(self.phase, self.ready, &self.reason, message, &grant);
+        if ignored_edit {
+            sb.status.observed_generation = applied;
+            for c in &mut sb.status.conditions {
+                c.observed_generation = applied;
+            }
+        }
     }
 }
 
