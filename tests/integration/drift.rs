@@ -271,14 +271,16 @@ async fn approved_write_access_pauses_self_heal_until_it_expires() {
     );
     // The access expires: the drift is repaired and the pause ends.
     wait_config(&client, &managed, "i-config", "n=1").await;
-    let i = wait_deployed(&client, cust, "i").await;
-    assert!(
-        !i.status
-            .expect("status")
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "SelfHealPaused"),
-        "the pause ends with the access"
-    );
+    wait_for("the pause ends with the access", REPAIR, || async {
+        let i = Api::<ServiceInstance>::namespaced(client.clone(), cust)
+            .get("i")
+            .await
+            .ok()?;
+        let s = i.status?;
+        (!s.conditions.iter().any(|c| c.type_ == "SelfHealPaused")
+            && s.phase == Some(Phase::Deployed))
+        .then_some(())
+    })
+    .await;
     t.cleanup().await;
 }
