@@ -1824,6 +1824,13 @@ async fn prune(
             Ok(l) => l,
             // A kind that is not served (its CRD is gone) holds nothing to remove.
             Err(e) if is_not_found(&e) => continue,
+            // A kind the controller may not list (Secrets, under the chart's
+            // RBAC): what left the template of it stays, and is removed with
+            // the instance (ownerReferences or its managed namespace).
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                tracing::debug!(kind = %ar.kind, "not allowed to list; nothing of it is pruned");
+                continue;
+            }
             Err(e) => return Err(e.into()),
         };
         for m in list.items {

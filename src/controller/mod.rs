@@ -318,7 +318,12 @@ impl Watches {
         }
         let (provisioned, provisioned_drivers) = provisioned::Provisioned::start(
             client,
-            instance::prunable_kinds(allowed),
+            instance::prunable_kinds(allowed)
+                .into_iter()
+                // The controller does not read Secrets (its RBAC holds no
+                // get/list/watch on them): their drift is not looked for.
+                .filter(|k| !(k.group.is_empty() && k.kind == "Secret"))
+                .collect(),
             index.clone(),
         );
         Watches {
