@@ -300,6 +300,9 @@ can no impersonate users
 for kind in resourcequotas limitranges networkpolicies.networking.k8s.io; do
   can yes create "$kind" -n x
   can yes list "$kind" -n x
+  # Drift: watched (metadata, label-selected) and read when they change.
+  can yes watch "$kind" -A
+  can yes get "$kind"/computenest-tenancy -n x
   can yes patch "$kind"/computenest-tenancy -n x
   can yes delete "$kind"/computenest-tenancy -n x
 done

@@ -2,6 +2,7 @@
 
 use super::access::AccessPolicy;
 use super::common::*;
+use super::sync::SyncPolicy;
 use super::tenancy::*;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -77,6 +78,14 @@ pub struct DerivedServiceSpec {
     #[serde(default)]
     #[x_kube(validation = Rule::new("self.policy != 'Hidden'").message("a DerivedService is sold by its distributor: policy Hidden applies only to a Service"))]
     pub sales: SalesPolicy,
+    /// Drift detection of this product's instances (the default of their
+    /// `spec.sync`; see ServiceInstance).
+    #[serde(default, skip_serializing_if = "is_default_sync")]
+    pub sync: SyncPolicy,
+}
+
+fn is_default_sync(s: &SyncPolicy) -> bool {
+    *s == SyncPolicy::default()
 }
 
 /// Reference to the ISV's Service.

@@ -1,6 +1,7 @@
 //! ServiceInstance: what a customer bought, running.
 
 use super::common::*;
+use super::sync::*;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +59,16 @@ pub struct ServiceInstanceSpec {
     #[serde(default)]
     #[schemars(schema_with = "value_map_schema")]
     pub parameters: ParameterValues,
+    /// What happens when the instance's objects are changed or deleted by
+    /// someone else. The customer decides for the objects it owns (Private
+    /// purchases); for fully managed instances the seller's product decides
+    /// the mode and the customer's ignore rules still count.
+    #[serde(default, skip_serializing_if = "is_default_sync")]
+    pub sync: SyncPolicy,
+}
+
+fn is_default_sync(s: &SyncPolicy) -> bool {
+    *s == SyncPolicy::default()
 }
 
 /// Reference to a product: a distributor's DerivedService or an ISV's Service.
@@ -151,10 +162,43 @@ pub struct ServiceInstanceStatus {
     /// objects hash to the same digest, nothing is written again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_digest: Option<String>,
+    /// Every object of the instance as the cluster shows it: whether it is
+    /// as written (`Synced`) or was changed or deleted (`OutOfSync`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceStatus>,
     /// Ready, plus GrantValid for instances of a DerivedService.
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// One object of an instance, as the cluster shows it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceStatus {
+    /// apiVersion of the object.
+    pub api_version: String,
+    /// Kind of the object.
+    pub kind: String,
+    /// Namespace of the object.
+    pub namespace: String,
+    /// Name of the object.
+    pub name: String,
+    /// Synced (as written) or OutOfSync (changed or deleted by someone else,
+    /// not repaired: drift detection Warn, or a repair that failed).
+    pub sync: SyncState,
+    /// What differs, when OutOfSync.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// Whether an object is as the controller wrote it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum SyncState {
+    /// As written.
+    Synced,
+    /// Changed or deleted by someone else.
+    OutOfSync,
 }
 
 /// Who owns and pays for an instance's resources, and where they live.

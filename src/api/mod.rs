@@ -12,6 +12,7 @@ pub mod grant;
 pub mod instance;
 pub mod order;
 pub mod service;
+pub mod sync;
 pub mod tenancy;
 
 pub use access::*;
@@ -22,6 +23,7 @@ pub use grant::*;
 pub use instance::*;
 pub use order::*;
 pub use service::*;
+pub use sync::*;
 pub use tenancy::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -2,6 +2,7 @@
 
 use super::access::AccessPolicy;
 use super::common::*;
+use super::sync::SyncPolicy;
 use super::tenancy::*;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -94,6 +95,14 @@ pub struct ServiceSpec {
     /// platform's ceiling is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_security: Option<PodSecurityLevel>,
+    /// Drift detection of this Service's instances when bought directly (the
+    /// default of their `spec.sync`; see ServiceInstance).
+    #[serde(default, skip_serializing_if = "is_default_sync")]
+    pub sync: SyncPolicy,
+}
+
+fn is_default_sync(s: &SyncPolicy) -> bool {
+    *s == SyncPolicy::default()
 }
 
 /// Distribution policy of a Service.

@@ -103,6 +103,8 @@ struct Maps {
     requests_by_instance: Links<ObjectRef<ServiceInstance>, ObjectRef<AccessRequest>>,
     approvals_by_request: Links<ObjectRef<AccessRequest>, ObjectRef<AccessApproval>>,
     instance_by_namespace: Links<ObjectRef<ServiceInstance>, String>,
+    /// Each instance by its UID (the label on everything it provisioned).
+    instance_by_uid: Links<ObjectRef<ServiceInstance>, String>,
 }
 
 /// The channels to the controllers, and their receiving ends until taken.
@@ -310,6 +312,13 @@ impl Index {
             .get(request)
             .cloned()
             .collect()
+    }
+
+    /// Sends the instance of UID `uid` (from the label of an object it
+    /// provisioned) to its controller, if the instance is known.
+    pub fn route_instance_by_uid(&self, uid: &str) {
+        let found = self.read().instance_by_uid.key(&uid.to_string()).cloned();
+        Self::send(&self.routes.instances, found);
     }
 
     /// The instance a managed namespace was created for, by its labels
@@ -591,9 +600,11 @@ impl Indexed for ServiceInstance {
     const KIND: &'static str = "ServiceInstance";
     fn link(index: &Index, obj: &Self) -> bool {
         let r = &obj.spec.service_ref;
-        index
-            .write()
-            .instances_by_product
+        let mut m = index.write();
+        if let Some(uid) = obj.meta().uid.clone() {
+            m.instance_by_uid.set(uid, ObjectRef::from_obj(obj));
+        }
+        m.instances_by_product
             .set(
                 ObjectRef::from_obj(obj),
                 (r.kind, r.namespace.clone(), r.name.clone()),
@@ -605,7 +616,14 @@ impl Indexed for ServiceInstance {
         Index::send(&index.routes.requests, requests);
     }
     fn unlink_and_route(index: &Index, gone: &ObjectRef<Self>) {
-        let product = index.write().instances_by_product.remove(gone);
+        let product = {
+            let mut m = index.write();
+            let uids: Vec<String> = m.instance_by_uid.get(gone).cloned().collect();
+            for uid in uids {
+                m.instance_by_uid.remove(&uid);
+            }
+            m.instances_by_product.remove(gone)
+        };
         let requests = index.requests_of(gone);
         Index::send(&index.routes.requests, requests);
         // A place under the seller's limit per customer may have come free:
@@ -645,6 +663,11 @@ impl Indexed for AccessRequest {
     fn route(index: &Index, obj: &Self, _moved: bool) {
         let approvals = index.approvals_of(&ObjectRef::from_obj(obj));
         Index::send(&index.routes.approvals, approvals);
+        // Its instance pauses self-heal while write access is active, and
+        // resumes when it ends.
+        let instance = ObjectRef::new(&obj.spec.instance_name)
+            .within(obj.meta().namespace.as_deref().unwrap_or_default());
+        Index::send(&index.routes.instances, [instance]);
     }
     fn unlink_and_route(index: &Index, gone: &ObjectRef<Self>) {
         index.write().requests_by_instance.remove(gone);

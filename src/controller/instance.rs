@@ -66,6 +66,16 @@ pub(super) async fn sweeper(ctx: Arc<Context>) {
             Ok(n) => tracing::info!(removed = n, "orphaned managed namespaces removed"),
             Err(e) => tracing::warn!(error = %e, "could not sweep managed namespaces; retrying"),
         }
+        // Instances deleted without a cleanup (customer-owned ones have no
+        // finalizer) leave what drift remembered of them: forget it.
+        let live: std::collections::HashSet<String> = ctx
+            .stores
+            .instances
+            .state()
+            .iter()
+            .filter_map(|i| i.metadata.uid.clone())
+            .collect();
+        ctx.drift.retain(|uid| live.contains(uid));
         tokio::time::sleep(ctx.settings.sweep_interval).await;
     }
 }
@@ -301,6 +311,7 @@ impl<'a> StatusBuilder<'a> {
             credentials_secret: prev.credentials_secret.clone(),
             applied_objects: prev.applied_objects.clone(),
             applied_digest: prev.applied_digest.clone(),
+            resources: prev.resources.clone(),
             phase: prev.phase,
             conditions: Vec::new(),
         };
@@ -474,7 +485,7 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
         }
     };
     let product = data.product(resolved.scenario, offering);
-    let others = sale_conditions(inst, &product, sold.as_ref());
+    let mut others = sale_conditions(inst, &product, sold.as_ref());
     if sold.is_none()
         && let Some(refused) = super::tenancy::may_sell(inst, ctx).await?
     {
@@ -514,7 +525,14 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
         finish_status(inst, ctx, &api, sb.status).await?;
         return Ok(Action::await_change());
     }
-    if let Some(stopped) = write_unless_written(inst, &desired, ctx).await? {
+    let (stopped, wrote) = write_unless_written(inst, &desired, ctx).await?;
+    // Drift is looked for only when nothing was written just now (what was
+    // just written is as written, and the caches may not have it yet).
+    let stopped = match stopped {
+        None if !wrote => keep_as_written(inst, &desired, ctx, &mut sb, &mut others).await?,
+        other => other,
+    };
+    if let Some(stopped) = stopped {
         sb.set(
             stopped.phase,
             false,
@@ -525,9 +543,333 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
         finish_status(inst, ctx, &api, sb.status).await?;
         return Ok(Action::requeue(stopped.retry));
     }
+    let out_of_sync = std::mem::take(&mut sb.status.resources);
     deployed_status(&mut sb, &desired, &others);
+    sb.status.resources = resources_status(inst, &desired, &out_of_sync);
     finish_status(inst, ctx, &api, sb.status).await?;
     Ok(requeue_at(resolved.grant_expiry))
+}
+
+/// Pure: every object of the instance with its sync state: OutOfSync where
+/// `out_of_sync` (from the drift check) says so, else Synced.
+fn resources_status(
+    inst: &ServiceInstance,
+    desired: &Desired,
+    out_of_sync: &[crate::api::ResourceStatus],
+) -> Vec<crate::api::ResourceStatus> {
+    let customer = ns_of(inst);
+    desired
+        .objects
+        .iter()
+        .map(|o| {
+            (
+                o["apiVersion"].as_str().unwrap_or_default().to_string(),
+                o["kind"].as_str().unwrap_or_default().to_string(),
+                desired.owner.target_namespace.clone(),
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        // The logon Secret lives with the customer.
+        .chain(std::iter::once((
+            "v1".to_string(),
+            "Secret".to_string(),
+            customer,
+            desired.secret_name.clone(),
+        )))
+        .map(|(api_version, kind, namespace, name)| {
+            let drifted = out_of_sync
+                .iter()
+                .find(|o| o.kind == kind && o.name == name && o.namespace == namespace);
+            crate::api::ResourceStatus {
+                sync: drifted.map_or(crate::api::SyncState::Synced, |o| o.sync),
+                message: drifted.map(|o| o.message.clone()).unwrap_or_default(),
+                api_version,
+                kind,
+                namespace,
+                name,
+            }
+        })
+        .collect()
+}
+
+/// Keeps a written instance as written: finds what others changed or
+/// deleted since, and repairs it or reports it as the instance's drift
+/// mode says. Sets the OutOfSync objects in `sb.status.resources`, and the
+/// Synced / SelfHealPaused conditions among `others` (through the builder).
+async fn keep_as_written(
+    inst: &ServiceInstance,
+    desired: &Desired,
+    ctx: &Context,
+    sb: &mut StatusBuilder<'_>,
+    others: &mut Vec<OtherCondition>,
+) -> Result<Option<Stopped>, Error> {
+    use crate::api::DriftDetection;
+    let uid = inst.metadata.uid.clone().unwrap_or_default();
+    let product_sync = product_sync(inst, ctx);
+    let managed = desired.scenario.is_managed();
+    let mode = crate::domain::drift::effective_mode(managed, &inst.spec.sync, &product_sync);
+    sb.status.resources.clear();
+    if mode == DriftDetection::Disabled {
+        return Ok(None);
+    }
+    let paused = mode == DriftDetection::Enabled && self_heal_paused(inst, ctx);
+    if paused {
+        others.push((
+            "SelfHealPaused",
+            true,
+            "WriteAccessActive",
+            "an approved AccessRequest grants write access to this instance's resources; changes are reported, not repaired, until it ends".into(),
+        ));
+    }
+    let writes = desired_writes(inst, desired, &ctx.settings.allowed_kinds)?;
+    let rules: Vec<&crate::api::IgnoreRule> = product_sync
+        .ignore
+        .iter()
+        .chain(inst.spec.sync.ignore.iter())
+        .collect();
+    let targets: Vec<super::drift::Target<'_>> = writes
+        .iter()
+        .map(|w| super::drift::Target {
+            ar: &w.ar,
+            namespace: &w.namespace,
+            name: &w.name,
+            body: &w.body,
+        })
+        .collect();
+    let ignored = |t: &super::drift::Target<'_>| -> Vec<String> {
+        crate::domain::drift::ignored_pointers(
+            rules.iter().copied(),
+            t.body["apiVersion"].as_str().unwrap_or_default(),
+            &t.ar.kind,
+            t.name,
+        )
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+    };
+    let mut found = Vec::new();
+    if desired.managed_namespace_labels.is_some() {
+        let target = &desired.owner.target_namespace;
+        if ctx.stores.namespaces.get(&ObjectRef::new(target)).is_none()
+            && Api::<Namespace>::all(ctx.client.clone())
+                .get_metadata_opt(target)
+                .await?
+                .is_none()
+        {
+            found.push(format!("Namespace {target}: deleted"));
+        }
+    }
+    let objects = if found.is_empty() {
+        super::drift::find(ctx, &uid, &targets, &ignored).await?
+    } else {
+        // The namespace is gone, and everything in it.
+        Vec::new()
+    };
+    found.extend(objects.iter().map(|f| format!("{}: {}", f.what, f.detail)));
+    if found.is_empty() {
+        return Ok(None);
+    }
+    let summary = found.join("; ");
+    if mode == DriftDetection::Warn || paused {
+        sb.status.resources = objects
+            .iter()
+            .map(|f| {
+                out_of_sync(
+                    f,
+                    "not repaired: drift detection is Warn or self-heal is paused",
+                )
+            })
+            .collect();
+        // Told once per change of what is out of sync, not on every look.
+        let before: Vec<(&str, &str)> = inst
+            .status
+            .as_ref()
+            .map(|s| {
+                s.resources
+                    .iter()
+                    .filter(|r| r.sync == crate::api::SyncState::OutOfSync)
+                    .map(|r| (r.kind.as_str(), r.name.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let now: Vec<(&str, &str)> = sb
+            .status
+            .resources
+            .iter()
+            .map(|r| (r.kind.as_str(), r.name.as_str()))
+            .collect();
+        if before != now {
+            ctx.metrics.drift(KIND, "detected");
+            let why = if paused {
+                "self-heal paused while write access is active"
+            } else {
+                "drift detection Warn"
+            };
+            ctx.event(
+                inst,
+                true,
+                "DriftDetected",
+                format!("changed by someone else, not repaired ({why}): {summary}"),
+            )
+            .await;
+        }
+        return Ok(None);
+    }
+    if let Err(wait) = super::drift::repair_now(ctx, &uid) {
+        sb.status.resources = objects
+            .iter()
+            .map(|f| out_of_sync(f, "something keeps undoing the repairs; the next one waits"))
+            .collect();
+        ctx.metrics.drift(KIND, "backoff");
+        ctx.event(
+            inst,
+            true,
+            "DriftFight",
+            format!(
+                "the objects keep being changed back; next repair in {}s: {summary}",
+                wait.as_secs().max(1)
+            ),
+        )
+        .await;
+        return Ok(Some(Stopped {
+            phase: Phase::Deployed,
+            reason: "DriftBackoff",
+            message: format!(
+                "repairs keep being undone; the next one in {}s: {summary}",
+                wait.as_secs().max(1)
+            ),
+            retry: wait,
+        }));
+    }
+    ctx.event(
+        inst,
+        true,
+        "DriftDetected",
+        format!("changed by someone else: {summary}"),
+    )
+    .await;
+    ctx.metrics.drift(KIND, "detected");
+    // The repair writes what the instance writes, keeping the fields the
+    // ignore rules leave to others as they are live.
+    // A repair rewrites the whole instance, not only what drifted: every
+    // object opted out by its annotation is left as it is, and every field
+    // an ignore rule names keeps its live value. Repairs are rare: one read
+    // per object is their price.
+    let mut repair = desired.clone();
+    let mut leave = BTreeSet::new();
+    for (body, w) in repair.objects.iter_mut().zip(writes.iter()) {
+        let live = match objects
+            .iter()
+            .find(|f| f.ar.kind == w.ar.kind && f.name == w.name)
+        {
+            Some(f) => f.live.clone(),
+            None => w
+                .api(ctx)
+                .get_opt(&w.name)
+                .await?
+                .map(|o| serde_json::to_value(o).unwrap_or_default()),
+        };
+        let Some(live) = live else { continue };
+        if crate::domain::drift::opted_out(&live) {
+            leave.insert((w.ar.kind.clone(), w.name.clone()));
+            continue;
+        }
+        let ignore = ignored(&super::drift::Target {
+            ar: &w.ar,
+            namespace: &w.namespace,
+            name: &w.name,
+            body: &w.body,
+        });
+        let ignore: Vec<&str> = ignore.iter().map(String::as_str).collect();
+        crate::domain::drift::keep_ignored(body, &live, &ignore);
+    }
+    match write_desired(inst, &repair, ctx, &leave).await? {
+        WriteOutcome::Done => {
+            ctx.metrics.drift(KIND, "corrected");
+            ctx.event(
+                inst,
+                false,
+                "DriftCorrected",
+                format!("written again: {summary}"),
+            )
+            .await;
+            Ok(None)
+        }
+        WriteOutcome::Wait(msg) => Ok(Some(Stopped {
+            phase: Phase::Deploying,
+            reason: "Deploying",
+            message: msg,
+            retry: Duration::from_secs(2),
+        })),
+        WriteOutcome::Rejected(msg) => Ok(Some(Stopped {
+            phase: Phase::DeployFailed,
+            reason: "ApplyFailed",
+            message: msg,
+            retry: Duration::from_secs(60),
+        })),
+        WriteOutcome::Conflict(msg) => Ok(Some(Stopped {
+            phase: Phase::DeployFailed,
+            reason: "ObjectConflict",
+            message: msg,
+            retry: Duration::from_secs(60),
+        })),
+        WriteOutcome::Refused { reason, message } => Ok(Some(Stopped {
+            phase: Phase::Pending,
+            reason,
+            message,
+            retry: Duration::from_secs(60),
+        })),
+    }
+}
+
+fn out_of_sync(f: &super::drift::Found, why: &str) -> crate::api::ResourceStatus {
+    crate::api::ResourceStatus {
+        api_version: f.ar.api_version.clone(),
+        kind: f.ar.kind.clone(),
+        namespace: f.namespace.clone(),
+        name: f.name.clone(),
+        sync: crate::api::SyncState::OutOfSync,
+        message: format!("{}; {why}", f.detail),
+    }
+}
+
+/// The drift settings of the instance's product.
+fn product_sync(inst: &ServiceInstance, ctx: &Context) -> crate::api::SyncPolicy {
+    let r = &inst.spec.service_ref;
+    match r.kind {
+        ProductKind::Service => ctx
+            .stores
+            .services
+            .get(&ObjectRef::new(&r.name).within(&r.namespace))
+            .map(|s| s.spec.sync.clone()),
+        ProductKind::DerivedService => ctx
+            .stores
+            .derived
+            .get(&ObjectRef::new(&r.name).within(&r.namespace))
+            .map(|d| d.spec.sync.clone()),
+    }
+    .unwrap_or_default()
+}
+
+/// Whether an approved AccessRequest grants write verbs on this instance
+/// right now: the owner's hands-on work is not undone under them.
+fn self_heal_paused(inst: &ServiceInstance, ctx: &Context) -> bool {
+    const WRITES: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
+    ctx.index
+        .requests_of(&ObjectRef::from_obj(inst))
+        .iter()
+        .filter_map(|r| ctx.stores.access_requests.get(r))
+        .any(|r| {
+            r.status.as_ref().is_some_and(|s| {
+                s.phase == Some(crate::api::AccessPhase::Active)
+                    && s.granted_rules
+                        .iter()
+                        .any(|rule| rule.verbs.iter().any(|v| WRITES.contains(&v.as_str())))
+            })
+        })
 }
 
 /// The ISV's namespace, as far as the product tells it (for checking an owner in status).
@@ -725,7 +1067,30 @@ impl Unsellable {
             .then(|| ("GrantValid", false, n.reason, n.message.clone()))
             .into_iter()
             .collect();
-        sb.set(self.phase, self.ready, &self.reason, self.message, &grant);
+        // A spec edited after sales stopped is not applied: the instance
+        // keeps reporting the generation that was, so that kubectl wait,
+        // Argo CD and Flux do not take the edit for done.
+        let applied = inst.status.as_ref().and_then(|s| s.observed_generation);
+        let ignored_edit = !self.deprovision
+            && applied.is_some()
+            && applied < inst.metadata.generation
+            && was_deployed(inst);
+        let message = if ignored_edit {
+            format!(
+                "{}; the spec change of generation {} is not applied while the product is not sold",
+                self.message,
+                inst.metadata.generation.unwrap_or_default()
+            )
+        } else {
+            self.message
+        };
+        sb.set(self.phase, self.ready, &self.reason, message, &grant);
+        if ignored_edit {
+            sb.status.observed_generation = applied;
+            for c in &mut sb.status.conditions {
+                c.observed_generation = applied;
+            }
+        }
     }
 }
 
@@ -744,7 +1109,7 @@ async fn write_unless_written(
     inst: &ServiceInstance,
     desired: &Desired,
     ctx: &Context,
-) -> Result<Option<Stopped>, Error> {
+) -> Result<(Option<Stopped>, bool), Error> {
     let digest_key = format!(
         "digest/{}",
         inst.metadata.uid.as_deref().unwrap_or_default()
@@ -756,10 +1121,10 @@ async fn write_unless_written(
     if seen_in_cache {
         // The cache has caught up with the write: the memo entry is no longer needed.
         ctx.memo.forget(&digest_key);
-        return Ok(None);
+        return Ok((None, false));
     }
     if ctx.memo.is_same(&digest_key, &desired.digest) {
-        return Ok(None);
+        return Ok((None, false));
     }
     let stopped = |phase, reason, message, secs| {
         Some(Stopped {
@@ -769,19 +1134,24 @@ async fn write_unless_written(
             retry: Duration::from_secs(secs),
         })
     };
-    Ok(match write_desired(inst, desired, ctx).await? {
-        WriteOutcome::Done => {
-            ctx.memo.record(&digest_key, &desired.digest);
-            None
-        }
-        WriteOutcome::Wait(msg) => stopped(Phase::Deploying, "Deploying", msg, 2),
-        // The cause may be outside the object (RBAC, a missing CRD): look again later, slowly.
-        WriteOutcome::Rejected(msg) => stopped(Phase::DeployFailed, "ApplyFailed", msg, 60),
-        // The other object may be removed or renamed; nothing of it is touched meanwhile.
-        WriteOutcome::Conflict(msg) => stopped(Phase::DeployFailed, "ObjectConflict", msg, 60),
-        // Another instance may go and free the place.
-        WriteOutcome::Refused { reason, message } => stopped(Phase::Pending, reason, message, 60),
-    })
+    Ok((
+        match write_desired(inst, desired, ctx, &BTreeSet::new()).await? {
+            WriteOutcome::Done => {
+                ctx.memo.record(&digest_key, &desired.digest);
+                None
+            }
+            WriteOutcome::Wait(msg) => stopped(Phase::Deploying, "Deploying", msg, 2),
+            // The cause may be outside the object (RBAC, a missing CRD): look again later, slowly.
+            WriteOutcome::Rejected(msg) => stopped(Phase::DeployFailed, "ApplyFailed", msg, 60),
+            // The other object may be removed or renamed; nothing of it is touched meanwhile.
+            WriteOutcome::Conflict(msg) => stopped(Phase::DeployFailed, "ObjectConflict", msg, 60),
+            // Another instance may go and free the place.
+            WriteOutcome::Refused { reason, message } => {
+                stopped(Phase::Pending, reason, message, 60)
+            }
+        },
+        true,
+    ))
 }
 
 /// Pure: the status of an instance whose desired state is written.
@@ -973,10 +1343,14 @@ async fn put(w: &Write, live: Live, ctx: &Context, uid: &str) -> Result<Put, Err
                 field_manager: Some(FIELD_MANAGER.into()),
                 ..Default::default()
             };
-            match api.create(&pp, &obj).await {
+            match api
+                .create(&pp, &obj)
+                .await
+                .inspect(|o| record_written(w, o, ctx, uid))
+            {
                 // The name is taken: look at what holds it, and decide from that.
                 Err(e) if is_conflict(&e) => match look(w, ctx, uid).await? {
-                    Live::Ours(live_uid) => return apply_ours(w, &live_uid, ctx).await,
+                    Live::Ours(live_uid) => return apply_ours(w, &live_uid, ctx, uid).await,
                     Live::Foreign(msg) => return Ok(Put::Taken(msg)),
                     Live::Terminating => return Ok(Put::Wait(terminating(w))),
                     Live::Absent | Live::Unknown => {
@@ -989,11 +1363,21 @@ async fn put(w: &Write, live: Live, ctx: &Context, uid: &str) -> Result<Put, Err
                 r => r.map(|_| ()),
             }
         }
-        Live::Ours(live_uid) => return apply_ours(w, &live_uid, ctx).await,
+        Live::Ours(live_uid) => return apply_ours(w, &live_uid, ctx, uid).await,
         Live::Foreign(msg) => return Ok(Put::Taken(msg)),
         Live::Terminating => return Ok(Put::Wait(terminating(w))),
     };
     written(w, result, ctx)
+}
+
+/// Remembers the version of an object just written, so that its own watch
+/// event is not taken for someone else's change.
+fn record_written(w: &Write, o: &DynamicObject, ctx: &Context, uid: &str) {
+    ctx.drift.record(
+        uid,
+        &super::drift::object_key(&w.ar, &w.namespace, &w.name),
+        super::drift::version_of(&o.metadata),
+    );
 }
 
 fn terminating(w: &Write) -> String {
@@ -1005,11 +1389,16 @@ fn terminating(w: &Write) -> String {
 
 /// Updates an object this instance created, under its UID (a precondition:
 /// an object deleted and re-created meanwhile is never hit).
-async fn apply_ours(w: &Write, live_uid: &str, ctx: &Context) -> Result<Put, Error> {
+async fn apply_ours(w: &Write, live_uid: &str, ctx: &Context, uid: &str) -> Result<Put, Error> {
     let mut body = w.body.clone();
     body["metadata"]["uid"] = json!(live_uid);
     let pp = PatchParams::apply(FIELD_MANAGER).force();
-    let result = match w.api(ctx).patch(&w.name, &pp, &Patch::Apply(&body)).await {
+    let result = match w
+        .api(ctx)
+        .patch(&w.name, &pp, &Patch::Apply(&body))
+        .await
+        .inspect(|o| record_written(w, o, ctx, uid))
+    {
         Err(e) if is_conflict(&e) => {
             return Err(Error::Waiting(format!(
                 "{} was replaced while it was being written; looking again",
@@ -1212,6 +1601,7 @@ async fn write_desired(
     inst: &ServiceInstance,
     d: &Desired,
     ctx: &Context,
+    leave: &BTreeSet<(String, String)>,
 ) -> Result<WriteOutcome, Error> {
     let uid = inst.metadata.uid.clone().unwrap_or_default();
     let target = &d.owner.target_namespace;
@@ -1234,6 +1624,8 @@ async fn write_desired(
     // in place before anything can start a pod.
     let (policy, template): (Vec<Write>, Vec<Write>) = writes
         .into_iter()
+        // Objects opted out of drift repair are kept, not written.
+        .filter(|w| !leave.contains(&(w.ar.kind.clone(), w.name.clone())))
         .partition(|w| super::tenancy::is_policy_object(&w.ar.kind, &w.name));
     for batch in [policy, template] {
         if !batch.is_empty()
@@ -1432,6 +1824,13 @@ async fn prune(
             Ok(l) => l,
             // A kind that is not served (its CRD is gone) holds nothing to remove.
             Err(e) if is_not_found(&e) => continue,
+            // A kind the controller may not list (Secrets, under the chart's
+            // RBAC): what left the template of it stays, and is removed with
+            // the instance (ownerReferences or its managed namespace).
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                tracing::debug!(kind = %ar.kind, "not allowed to list; nothing of it is pruned");
+                continue;
+            }
             Err(e) => return Err(e.into()),
         };
         for m in list.items {
@@ -1445,7 +1844,7 @@ async fn prune(
 
 /// Pure: the kinds an instance's objects may have: the allowed kinds, and
 /// Secrets (its logon Secret).
-fn prunable_kinds(allowed: &[AllowedKind]) -> Vec<ApiResource> {
+pub(super) fn prunable_kinds(allowed: &[AllowedKind]) -> Vec<ApiResource> {
     let mut kinds: Vec<ApiResource> = allowed.iter().map(api_resource).collect();
     let extra = std::iter::once(ApiResource::erase::<Secret>(&())).chain(
         // The managed namespace's policy objects (the operators' binding goes
@@ -1624,6 +2023,7 @@ async fn cleanup(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error>
     }
     let ns = ns_of(inst);
     let uid = inst.metadata.uid.clone().unwrap_or_default();
+    ctx.drift.forget(&uid);
     // Every namespace this instance may own: the one its status names (checked
     // against the live namespace's UID label before anything is deleted) and
     // the one its name and UID derive.

@@ -8,9 +8,11 @@
 
 pub mod access;
 pub mod derived;
+pub mod drift;
 pub mod grant;
 pub mod index;
 pub mod instance;
+pub mod provisioned;
 pub mod runner;
 pub mod service;
 pub mod status;
@@ -111,6 +113,11 @@ pub struct Context {
     pub failures: Failures,
     /// Per-customer locks around the creation of managed namespaces.
     pub customer_locks: tenancy::CustomerLocks,
+    /// Metadata caches of what the instances provisioned (drift).
+    pub provisioned: provisioned::Provisioned,
+    /// What the controller last wrote of each provisioned object, and the
+    /// repairs in a row per instance.
+    pub drift: drift::DriftState,
 }
 
 impl Context {
@@ -295,10 +302,12 @@ struct Watches {
     access_requests: SharedWatch<AccessRequest>,
     access_approvals: SharedWatch<AccessApproval>,
     namespaces: SharedWatch<PartialObjectMeta<Namespace>>,
+    provisioned: provisioned::Provisioned,
+    provisioned_drivers: provisioned::Drivers,
 }
 
 impl Watches {
-    fn start(client: &Client, index: &Arc<Index>) -> Self {
+    fn start(client: &Client, index: &Arc<Index>, allowed: &[AllowedKind]) -> Self {
         fn all<K: Watched>(client: &Client, index: &Arc<Index>) -> SharedWatch<K> {
             shared_watch(
                 Api::<K>::all(client.clone()),
@@ -307,6 +316,16 @@ impl Watches {
                 true,
             )
         }
+        let (provisioned, provisioned_drivers) = provisioned::Provisioned::start(
+            client,
+            instance::prunable_kinds(allowed)
+                .into_iter()
+                // The controller does not read Secrets (its RBAC holds no
+                // get/list/watch on them): their drift is not looked for.
+                .filter(|k| !(k.group.is_empty() && k.kind == "Secret"))
+                .collect(),
+            index.clone(),
+        );
         Watches {
             services: all(client, index),
             grants: all(client, index),
@@ -322,6 +341,8 @@ impl Watches {
                 index.clone(),
                 false,
             ),
+            provisioned,
+            provisioned_drivers,
         }
     }
 
@@ -339,7 +360,8 @@ impl Watches {
 
     /// Drives every watch (after the controllers have taken their handles).
     async fn drive(self) {
-        futures::stream::select_all(vec![
+        let mut drivers = self.provisioned_drivers;
+        drivers.extend(vec![
             self.services.driver,
             self.grants.driver,
             self.derived.driver,
@@ -347,9 +369,10 @@ impl Watches {
             self.namespaces.driver,
             self.access_requests.driver,
             self.access_approvals.driver,
-        ])
-        .for_each(|_| async {})
-        .await
+        ]);
+        futures::stream::select_all(drivers)
+            .for_each(|_| async {})
+            .await
     }
 }
 
@@ -363,7 +386,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let index = Arc::new(Index::new(settings.allowed_kinds.clone()));
-    let mut watches = Watches::start(&client, &index);
+    let mut watches = Watches::start(&client, &index, &settings.allowed_kinds);
+    let provisioned = watches.provisioned.clone();
     let stores = watches.stores();
     let routed = index.take_receivers();
     let ctx = Arc::new(Context {
@@ -377,6 +401,8 @@ pub async fn run(
         readiness: readiness.clone(),
         failures: Failures::default(),
         customer_locks: Default::default(),
+        provisioned,
+        drift: Default::default(),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod conditions;
 pub mod distribution;
+pub mod drift;
 pub mod naming;
 pub mod provision;
 pub mod render;

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub instances: Family<InstanceLabels, Gauge>,
     /// Orphans removed by the periodic sweep, by what they were.
     pub swept: Family<KindLabels, Counter>,
+    /// Drift of provisioned objects: detected, corrected, backoff (repairs undone again).
+    pub drift: Family<WriteLabels, Counter>,
     /// 1 while this replica holds the leader lease.
     pub leader: Gauge,
 }
@@ -77,6 +79,7 @@ impl Default for Metrics {
         let instances = Family::<InstanceLabels, Gauge>::default();
         let leader = Gauge::default();
         let swept = Family::<KindLabels, Counter>::default();
+        let drift = Family::<WriteLabels, Counter>::default();
         registry.register(
             "swept",
             "Orphans removed by the periodic sweep (managed namespaces, access grants)",
@@ -109,6 +112,11 @@ impl Default for Metrics {
             instances.clone(),
         );
         registry.register(
+            "drift",
+            "Drift of provisioned objects, by kind and what was done (target: detected, corrected, backoff)",
+            drift.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this replica is the leader",
             leader.clone(),
@@ -122,6 +130,7 @@ impl Default for Metrics {
             objects,
             instances,
             swept,
+            drift,
             leader,
         }
     }
@@ -153,6 +162,16 @@ impl Metrics {
             .get_or_create(&WriteLabels {
                 kind: kind.to_string(),
                 target: target.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one drift event (`what`: detected, corrected, backoff).
+    pub fn drift(&self, kind: &str, what: &str) {
+        self.drift
+            .get_or_create(&WriteLabels {
+                kind: kind.to_string(),
+                target: what.to_string(),
             })
             .inc();
     }

@@ -486,8 +486,15 @@ async fn automatic_access_expires_on_time_and_ends_with_the_request_or_the_insta
         .delete("direct", &DeleteParams::default())
         .await
         .expect("delete instance");
-    let req: AccessRequest =
-        wait_ready(&client, cust, "until-gone", "False", "InstanceNotFound").await;
+    let req: AccessRequest = wait_ready_within(
+        &client,
+        cust,
+        "until-gone",
+        "False",
+        "InstanceNotFound",
+        NAMESPACE_DELETION,
+    )
+    .await;
     assert_eq!(
         req.status.as_ref().and_then(|s| s.phase),
         Some(AccessPhase::Pending)

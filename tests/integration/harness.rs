@@ -45,14 +45,18 @@ pub static CONTROLLER_ADDR: OnceLock<String> = OnceLock::new();
 
 /// The test controller's limit of managed namespaces per customer.
 pub const PLATFORM_MAX_MANAGED: usize = 6;
+/// The test controller's operator ClusterRole: not the chart's name, so
+/// that the chart test installs its own on the same control plane.
+pub const OPERATOR_ROLE: &str = "computenest-test-operator";
 
-/// The operator ClusterRole the chart ships (templates/operator-role.yaml;
-/// the chart test checks the chart's own rules): here the part the tests use.
+/// An operator ClusterRole like the one the chart ships
+/// (templates/operator-role.yaml; the chart test checks the chart's own
+/// rules): here the part the tests use, under the test controller's name.
 async fn install_operator_role(client: &Client) {
     use k8s_openapi::api::rbac::v1::ClusterRole;
     let role: ClusterRole = serde_json::from_value(serde_json::json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": "computenest-operator"},
+        "metadata": {"name": OPERATOR_ROLE},
         "rules": [
             {"apiGroups": [""], "resources": ["pods", "pods/log", "services", "configmaps", "events"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["get", "list", "watch", "patch", "update"]}
@@ -61,7 +65,7 @@ async fn install_operator_role(client: &Client) {
     .expect("operator role");
     Api::<ClusterRole>::all(client.clone())
         .patch(
-            "computenest-operator",
+            OPERATOR_ROLE,
             &PatchParams::apply("computenest-tests").force(),
             &Patch::Apply(&role),
         )
@@ -128,7 +132,9 @@ pub async fn ensure_controller(client: &Client) {
                 // A platform limit small enough for a test to reach.
                 .env(
                     "COMPUTENEST_TENANCY_POLICY",
-                    format!(r#"{{"maxManagedNamespacesPerCustomer": {PLATFORM_MAX_MANAGED}}}"#),
+                    format!(
+                        r#"{{"maxManagedNamespacesPerCustomer": {PLATFORM_MAX_MANAGED}, "operatorClusterRole": "{OPERATOR_ROLE}"}}"#
+                    ),
                 )
                 .stdout(Stdio::from(log.try_clone().expect("log handle")))
                 .stderr(Stdio::from(log))
@@ -318,6 +324,11 @@ pub async fn wait_gone<K: Namespaced>(client: &Client, ns: &str, name: &str) {
     .await;
 }
 
+/// How long a wait that includes the deletion of a namespace may take: the
+/// controller manager's namespace controller, not ours, decides it, and on a
+/// loaded two-core machine with many namespaces going at once it queues.
+pub const NAMESPACE_DELETION: Duration = Duration::from_secs(150);
+
 /// Waits until the object's Ready condition has `status` and `reason`; returns the object.
 pub async fn wait_ready<K: Namespaced>(
     client: &Client,
@@ -325,6 +336,18 @@ pub async fn wait_ready<K: Namespaced>(
     name: &str,
     status: &str,
     reason: &str,
+) -> K {
+    wait_ready_within(client, ns, name, status, reason, DEADLINE).await
+}
+
+/// [`wait_ready`] with a deadline of its own.
+pub async fn wait_ready_within<K: Namespaced>(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    status: &str,
+    reason: &str,
+    deadline: Duration,
 ) -> K {
     let api = Api::<K>::namespaced(client.clone(), ns);
     let what = format!(
@@ -348,7 +371,7 @@ pub async fn wait_ready<K: Namespaced>(
             }
             last = cond.to_string();
         }
-        if start.elapsed() > DEADLINE {
+        if start.elapsed() > deadline {
             panic!("timed out waiting for {what}; last Ready condition: {last}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -337,15 +337,17 @@ fn cases() -> Vec<Case> {
                     s,
                     json!({"name": "blob", "type": "String", "maxLength": 65536}),
                 );
-                for i in 0..10 {
+                for i in 0..20 {
                     s.spec.template.objects[0]["data"][format!("b{i}")] = json!("$(params.blob)");
                 }
             },
             plan: "basic",
-            params: json!({"blob": "b".repeat(60_000)}),
+            // Each value within the parameter cap (16 KiB), the object over
+            // the object cap (256 KiB): stopped while rendering.
+            params: json!({"blob": "b".repeat(15_000)}),
             service_reason: None,
-            instance_reason: "RenderFailed",
-            message: "bytes, more than the",
+            instance_reason: "TooLarge",
+            message: "tenancy.sizeLimits.maxObjectBytes",
         },
         Case {
             name: "typed-value-refused",
@@ -549,7 +551,15 @@ async fn hostile_and_broken_input_gets_a_clear_condition_and_writes_nothing() {
         .delete(isv2, &DeleteParams::default())
         .await
         .expect("delete ISV namespace");
-    wait_ready::<DerivedService>(&client, dist2, "d", "False", "SourceNotFound").await;
+    wait_ready_within::<DerivedService>(
+        &client,
+        dist2,
+        "d",
+        "False",
+        "SourceNotFound",
+        NAMESPACE_DELETION,
+    )
+    .await;
     wait_for(
         "the live instance says its product is gone",
         DEADLINE,

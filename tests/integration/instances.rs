@@ -583,6 +583,30 @@ async fn revocation_stops_new_sales_and_running_instances_follow_the_policy() {
             .as_deref(),
         Some("True")
     );
+    // An edit of the running instance's spec is not applied while it is not
+    // sold: observedGeneration stays where it was, and the message says why.
+    let before = inst.status.as_ref().and_then(|s| s.observed_generation);
+    merge::<ServiceInstance>(
+        &client,
+        cust,
+        "running",
+        json!({"spec": {"parameters": {"replicas": 2}}}),
+    )
+    .await
+    .expect("edit");
+    let edited = wait_for("the edit is reported as not applied", DEADLINE, || {
+        let api = Api::<ServiceInstance>::namespaced(client.clone(), cust);
+        async move {
+            let i = api.get("running").await.ok()?;
+            ready_message(&i).contains("is not applied").then_some(i)
+        }
+    })
+    .await;
+    assert_eq!(
+        edited.status.as_ref().and_then(|s| s.observed_generation),
+        before
+    );
+    assert!(edited.metadata.generation > before);
     // New sales are refused, nothing is deployed, no Order is written.
     put(&client, cust, &derived_instance("new", dist, "p3")).await;
     let refused: ServiceInstance = wait_ready(&client, cust, "new", "False", "GrantRevoked").await;

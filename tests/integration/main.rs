@@ -8,6 +8,7 @@ mod harness;
 mod access;
 mod api_server;
 mod distribution;
+mod drift;
 mod hostile;
 mod instances;
 mod ownership;

@@ -150,8 +150,7 @@ async fn the_owners_operators_run_their_managed_namespace_and_nothing_else() {
         DEADLINE,
         || async {
             let rb = rbs.get("computenest-operators").await.ok()?;
-            (rb.role_ref.name == "computenest-operator"
-                && rb.subjects.unwrap_or_default().len() == 2)
+            (rb.role_ref.name == OPERATOR_ROLE && rb.subjects.unwrap_or_default().len() == 2)
                 .then_some(())
         },
     )
