@@ -255,6 +255,11 @@ while text[pos:].strip():
     doc, pos = dec.raw_decode(text, pos)
     objs += doc.get("items", [doc])
 for o in objs:
+    # The products, grants and purchases (what the table reads back) and the
+    # namespaces of the parties; not the plain objects some files also hold (a
+    # ServiceAccount of the operators, ...).
+    if o["kind"] != "Namespace" and not o["apiVersion"].startswith("computenest.dev/"):
+        continue
     m = o["metadata"]
     print("\t".join([sys.argv[1], o["kind"], m.get("namespace", ""), m["name"]]))
 ' "$f" >>"$manifest" || die "cannot read $f"
