@@ -758,8 +758,8 @@ cmd_start() {
 
   local elapsed
   elapsed="$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')"
-  local what="pods run on $kwok_nodes simulated Nodes"
-  [ "$pods" = 1 ] || what="no scheduler or Nodes: pods never start"
+  local what="no scheduler or Nodes: pods never start"
+  [ "$pods" = 0 ] || what="pods run on $kwok_nodes simulated Nodes"
   say "ready in ${elapsed} s: $url, $what (source $dir/env for KUBECONFIG and KUBECTL)"
   echo "$dir/kubeconfig"
 }

@@ -181,7 +181,7 @@ fi
 if [ -z "$mode" ]; then
   say "starting a local control plane in $cp_dir"
   "$here/controlplane.sh" start "$cp_dir" >/dev/null ||
-    die "the local control plane did not start; read the lines above (Go >= 1.25, openssl, curl and python3 are needed)."
+    die "the local control plane did not start; read the lines above (Go >= 1.26, or 1.25 with CP_PODS=0; openssl, curl and python3 are needed)."
   mode=local
   # shellcheck disable=SC1091
   source "$cp_dir/env"
