@@ -498,12 +498,13 @@ kcm_args() {
 kcm_ready() { curl -fsSk --max-time 2 "https://127.0.0.1:$kcm_port/healthz" >/dev/null 2>&1; }
 
 # Like the controller manager's: the admin kubeconfig, no leader election, a
-# self-signed serving certificate in its own directory, /healthz on loopback.
+# self-signed serving certificate in its own directory, /healthz on loopback
+# (always allowed). No --authentication-kubeconfig, as for the controller
+# manager: with it the scheduler also looks for a request-header CA the API
+# server does not have and logs an error about it every minute.
 scheduler_args() {
   printf '%s\n' \
     --kubeconfig="$dir/kubeconfig" \
-    --authentication-kubeconfig="$dir/kubeconfig" \
-    --authorization-kubeconfig="$dir/kubeconfig" \
     --leader-elect=false \
     --bind-address=127.0.0.1 \
     --secure-port="$sched_port" \
