@@ -137,13 +137,12 @@ terminate() {
 # Stops everything under $dir; with keep=1 leaves the directory (for logs).
 stop_all() {
   local keep="${1:-0}" name pid
+  # In order, each component with its strays (processes whose pid file is
+  # gone) before the next: the apiserver hangs on shutdown once etcd is gone,
+  # and for 10 s while kwok or the scheduler still talk to it.
   for name in "${components[@]}"; do
     pid="$(pid_of "$name")"
     [ -z "$pid" ] || terminate "$name" "$pid" || true
-  done
-  # Same order for processes whose pid file is gone: the apiserver hangs on
-  # shutdown once etcd is gone.
-  for name in "${components[@]}"; do
     for pid in $(strays "$name"); do terminate "$name" "$pid" || true; done
   done
   if [ -n "$(strays)" ]; then
@@ -571,9 +570,11 @@ EOF
 # starts, so that it finds them all at once.
 kwok_objects() {
   local log="$dir/logs/kwok-setup.log"
-  kc apply --server-side --force-conflicts -f "$kwok_bin/crd/stages.yaml" >>"$log" 2>&1 &&
-    kc wait --for=condition=Established --timeout="${ready_timeout}s" crd/stages.kwok.x-k8s.io >>"$log" 2>&1 ||
-    { tail_log kwok-setup; fail "kwok's Stage CRD could not be installed or did not become Established; read the log above."; }
+  if ! kc apply --server-side --force-conflicts -f "$kwok_bin/crd/stages.yaml" >>"$log" 2>&1 ||
+    ! kc wait --for=condition=Established --timeout="${ready_timeout}s" crd/stages.kwok.x-k8s.io >>"$log" 2>&1; then
+    tail_log kwok-setup
+    fail "kwok's Stage CRD could not be installed or did not become Established; read the log above."
+  fi
   kc apply --server-side --force-conflicts -f "$kwok_bin/stages/" -f "$here/kwok/stages.yaml" >>"$log" 2>&1 ||
     { tail_log kwok-setup; fail "the kwok Stages ($kwok_bin/stages/, hack/kwok/stages.yaml) could not be applied; read the log above."; }
   node_manifests | kc apply --server-side --force-conflicts -f - >>"$log" 2>&1 ||
@@ -740,7 +741,7 @@ cmd_start() {
     wait_for kwok nodes_ready || rc3=$?
     if [ "$rc3" -ne 0 ]; then
       tail_log kwok
-      fail "only $(nodes_ready_count) of $kwok_nodes simulated Nodes became Ready and schedulable within $ready_timeout s; read kwok's log above and $dir/logs/kube-controller-manager.log (its node-lifecycle-controller removes the not-ready taint)."
+      fail "only $(nodes_ready_count) of $kwok_nodes simulated Nodes became Ready and schedulable within $ready_timeout s; kwok's log is above. kube-controller-manager's node-lifecycle-controller removes the not-ready taint of a new Node: keep it in CP_CONTROLLERS (CP_KEEP_ON_FAILURE=1 keeps $dir/logs)."
     fi
   fi
 
