@@ -12,13 +12,17 @@ mod="$here/controlplane"
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 
 fail() { echo "build-controlplane: $*" >&2; exit 1; }
-command -v go >/dev/null 2>&1 || fail "Go is not installed; install Go 1.25 or newer (https://go.dev/doc/install) and retry."
+command -v go >/dev/null 2>&1 || fail "Go is not installed; install Go 1.26 or newer (1.25 is enough for this script alone) (https://go.dev/doc/install) and retry."
 
 k8s_version="$(awk '$1=="k8s.io/kubernetes"{print $2; exit}' "$mod/go.mod")"
 [ -n "$k8s_version" ] || fail "cannot read the k8s.io/kubernetes version from $mod/go.mod"
 key="$(cat "$mod/go.mod" "$mod/go.sum" | sha256sum | cut -c1-16)"
 cache_root="${COMPUTENEST_CACHE:-$HOME/.cache/computenest}"
 out="$cache_root/controlplane/$key"
+# kube-scheduler is not in go.mod's tool block although it is built from the
+# same module graph (go list -deps finds every package with go.mod and go.sum
+# as they are): editing go.mod changes the cache key and would rebuild
+# everything. Add it there with the next Kubernetes upgrade.
 bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl)
 declare -A pkgs=(
   [etcd]=go.etcd.io/etcd/server/v3
