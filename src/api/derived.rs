@@ -80,12 +80,8 @@ pub struct DerivedServiceSpec {
     pub sales: SalesPolicy,
     /// Drift detection of this product's instances (the default of their
     /// `spec.sync`; see ServiceInstance).
-    #[serde(default, skip_serializing_if = "is_default_sync")]
+    #[serde(default, skip_serializing_if = "SyncPolicy::is_default")]
     pub sync: SyncPolicy,
-}
-
-fn is_default_sync(s: &SyncPolicy) -> bool {
-    *s == SyncPolicy::default()
 }
 
 /// Reference to the ISV's Service.

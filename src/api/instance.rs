@@ -63,12 +63,8 @@ pub struct ServiceInstanceSpec {
     /// someone else. The customer decides for the objects it owns (Private
     /// purchases); for fully managed instances the seller's product decides
     /// the mode and the customer's ignore rules still count.
-    #[serde(default, skip_serializing_if = "is_default_sync")]
+    #[serde(default, skip_serializing_if = "SyncPolicy::is_default")]
     pub sync: SyncPolicy,
-}
-
-fn is_default_sync(s: &SyncPolicy) -> bool {
-    *s == SyncPolicy::default()
 }
 
 /// Reference to a product: a distributor's DerivedService or an ISV's Service.

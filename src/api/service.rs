@@ -97,12 +97,8 @@ pub struct ServiceSpec {
     pub pod_security: Option<PodSecurityLevel>,
     /// Drift detection of this Service's instances when bought directly (the
     /// default of their `spec.sync`; see ServiceInstance).
-    #[serde(default, skip_serializing_if = "is_default_sync")]
+    #[serde(default, skip_serializing_if = "SyncPolicy::is_default")]
     pub sync: SyncPolicy,
-}
-
-fn is_default_sync(s: &SyncPolicy) -> bool {
-    *s == SyncPolicy::default()
 }
 
 /// Distribution policy of a Service.

@@ -20,6 +20,13 @@ pub struct SyncPolicy {
     pub ignore: Vec<IgnoreRule>,
 }
 
+impl SyncPolicy {
+    /// Whether nothing is set (left out of serialized specs).
+    pub fn is_default(&self) -> bool {
+        *self == SyncPolicy::default()
+    }
+}
+
 /// What is done about drift.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
 pub enum DriftDetection {

@@ -1851,16 +1851,13 @@ pub(super) fn prunable_kinds(allowed: &[AllowedKind]) -> Vec<ApiResource> {
         // when the seller names no operators any more).
         crate::domain::tenancy::POLICY_KINDS
             .iter()
-            .map(|(group, version, kind, plural)| ApiResource {
-                group: group.to_string(),
-                version: version.to_string(),
-                api_version: if group.is_empty() {
-                    version.to_string()
-                } else {
-                    format!("{group}/{version}")
-                },
-                kind: kind.to_string(),
-                plural: plural.to_string(),
+            .map(|(group, version, kind, plural)| {
+                api_resource(&AllowedKind {
+                    group: group.to_string(),
+                    version: version.to_string(),
+                    kind: kind.to_string(),
+                    plural: plural.to_string(),
+                })
             }),
     );
     for k in extra {
