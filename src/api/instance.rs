@@ -183,9 +183,48 @@ pub struct ResourceStatus {
     /// Synced (as written) or OutOfSync (changed or deleted by someone else,
     /// not repaired: drift detection Warn, or a repair that failed).
     pub sync: SyncState,
-    /// What differs, when OutOfSync.
+    /// Healthy, Progressing, Degraded, Missing, Suspended or Unknown, after
+    /// Argo CD's health codes: the built-in rule of its kind, else kstatus
+    /// conventions (a Ready condition, observedGeneration), else existence.
+    #[serde(default)]
+    pub health: HealthState,
+    /// What differs, when OutOfSync; why, when not Healthy.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+}
+
+/// How an object of an instance is doing, after Argo CD's health codes.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema,
+)]
+pub enum HealthState {
+    /// Running as asked (or, for kinds with no status, present).
+    Healthy,
+    /// On its way: rolling out, pods starting, a claim waiting to bind.
+    Progressing,
+    /// Failed: a rollout past its deadline, a failed Job, a lost claim.
+    Degraded,
+    /// Not there.
+    Missing,
+    /// Paused or suspended on purpose (a suspended CronJob or Job, a paused Deployment).
+    Suspended,
+    /// Cannot be told yet (not observed).
+    #[default]
+    Unknown,
+}
+
+impl HealthState {
+    /// Name as written in status.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            HealthState::Healthy => "Healthy",
+            HealthState::Progressing => "Progressing",
+            HealthState::Degraded => "Degraded",
+            HealthState::Missing => "Missing",
+            HealthState::Suspended => "Suspended",
+            HealthState::Unknown => "Unknown",
+        }
+    }
 }
 
 /// Whether an object is as the controller wrote it.

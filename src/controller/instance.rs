@@ -585,6 +585,7 @@ fn resources_status(
                 .find(|o| o.kind == kind && o.name == name && o.namespace == namespace);
             crate::api::ResourceStatus {
                 sync: drifted.map_or(crate::api::SyncState::Synced, |o| o.sync),
+                health: crate::api::HealthState::Unknown,
                 message: drifted.map(|o| o.message.clone()).unwrap_or_default(),
                 api_version,
                 kind,
@@ -832,6 +833,7 @@ fn out_of_sync(f: &super::drift::Found, why: &str) -> crate::api::ResourceStatus
         namespace: f.namespace.clone(),
         name: f.name.clone(),
         sync: crate::api::SyncState::OutOfSync,
+        health: crate::api::HealthState::Unknown,
         message: format!("{}; {why}", f.detail),
     }
 }

@@ -8,6 +8,7 @@ pub mod access;
 pub mod conditions;
 pub mod distribution;
 pub mod drift;
+pub mod health;
 pub mod naming;
 pub mod provision;
 pub mod render;

@@ -1,0 +1,1 @@
+//! Health of the objects an instance provisioned: pure rules, no API calls.
