@@ -99,7 +99,26 @@ pub struct ServiceSpec {
     /// default of their `spec.sync`; see ServiceInstance).
     #[serde(default, skip_serializing_if = "SyncPolicy::is_default")]
     pub sync: SyncPolicy,
+    /// How long an instance's objects may take to become healthy after a
+    /// write before the instance is DeployFailed with a Stalled condition
+    /// naming them. Unset: 600 seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 86400))]
+    pub progress_deadline_seconds: Option<u32>,
 }
+
+impl ServiceSpec {
+    /// The progress deadline of the Service's instances.
+    pub fn progress_deadline(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(
+            self.progress_deadline_seconds
+                .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS),
+        ))
+    }
+}
+
+/// The progress deadline when a Service sets none (as a Deployment's).
+pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: u32 = 600;
 
 /// Distribution policy of a Service.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]

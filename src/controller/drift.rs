@@ -36,7 +36,7 @@ impl DriftState {
         }
     }
 
-    fn recorded(&self, uid: &str, key: &str) -> Option<String> {
+    pub fn recorded(&self, uid: &str, key: &str) -> Option<String> {
         self.versions
             .lock()
             .ok()
@@ -149,7 +149,7 @@ pub async fn find(
             .get(&t.ar.group, &t.ar.kind, t.namespace, t.name);
         let recorded = ctx.drift.recorded(uid, &key);
         if let Some(m) = &cached {
-            let version = version_of(&m.metadata);
+            let version = version_of(m);
             match &recorded {
                 // As written, or as found when this process first saw it.
                 Some(v) if *v == version => continue,

@@ -18,6 +18,7 @@ use crate::api::{
     Service, ServiceInstance, ServiceInstanceStatus,
 };
 use crate::domain::distribution::NotSellable;
+use crate::domain::health;
 use crate::domain::provision::{self, Desired, Product, Sale, labels};
 use crate::domain::render::AllowedKind;
 use crate::domain::scenario::Scenario;
@@ -80,7 +81,25 @@ pub(super) async fn sweeper(ctx: Arc<Context>) {
     }
 }
 
-/// Refreshes the instances-by-phase gauge from the cache.
+/// Pure: the health of an instance as its conditions tell it (kstatus).
+fn instance_health(conditions: &[crate::api::Condition]) -> &'static str {
+    let is_true = |t: &str| {
+        conditions
+            .iter()
+            .any(|c| c.type_ == t && c.status == "True")
+    };
+    if is_true("Ready") {
+        "Healthy"
+    } else if is_true("Stalled") {
+        "Degraded"
+    } else if is_true("Reconciling") {
+        "Progressing"
+    } else {
+        "Unknown"
+    }
+}
+
+/// Refreshes the instances-by-phase-and-health gauge from the cache.
 pub fn export_phase_gauge(store: &Store<ServiceInstance>, metrics: &Metrics) {
     let mut counts: HashMap<InstanceLabels, i64> = HashMap::new();
     for i in store.state() {
@@ -93,6 +112,10 @@ pub fn export_phase_gauge(store: &Store<ServiceInstance>, metrics: &Metrics) {
             scenario: s
                 .and_then(|s| s.scenario.clone())
                 .unwrap_or_else(|| "None".into()),
+            health: s
+                .map(|s| instance_health(&s.conditions))
+                .unwrap_or("Unknown")
+                .into(),
         };
         *counts.entry(l).or_default() += 1;
     }
@@ -290,6 +313,8 @@ async fn report_repeated_failure(inst: &ServiceInstance, ctx: &Context, key: &st
 struct StatusBuilder<'a> {
     inst: &'a ServiceInstance,
     status: ServiceInstanceStatus,
+    /// Condition types whose transition time starts again now.
+    restarted: Vec<&'static str>,
 }
 
 impl<'a> StatusBuilder<'a> {
@@ -315,15 +340,32 @@ impl<'a> StatusBuilder<'a> {
             phase: prev.phase,
             conditions: Vec::new(),
         };
-        StatusBuilder { inst, status }
+        StatusBuilder {
+            inst,
+            status,
+            restarted: Vec::new(),
+        }
     }
 
-    fn previous(&self) -> &[crate::api::Condition] {
+    /// The previous conditions, less those whose clock restarts now.
+    fn previous(&self) -> Vec<crate::api::Condition> {
         self.inst
             .status
             .as_ref()
-            .map(|s| s.conditions.as_slice())
+            .map(|s| {
+                s.conditions
+                    .iter()
+                    .filter(|c| !self.restarted.contains(&c.type_.as_str()))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
+    }
+
+    /// Starts the transition time of `type_` again (a new write restarts
+    /// the progress deadline).
+    fn restart(&mut self, type_: &'static str) {
+        self.restarted.push(type_);
     }
 
     /// Sets the phase and the Ready condition, followed by the other
@@ -337,17 +379,13 @@ impl<'a> StatusBuilder<'a> {
         others: &[OtherCondition],
     ) {
         let generation = self.inst.metadata.generation;
+        let previous = self.previous();
         let mut conditions = vec![condition(
-            self.previous(),
-            "Ready",
-            ready,
-            reason,
-            message,
-            generation,
+            &previous, "Ready", ready, reason, message, generation,
         )];
         for (type_, ok, reason, message) in others {
             conditions.push(condition(
-                self.previous(),
+                &previous,
                 type_,
                 *ok,
                 reason,
@@ -525,11 +563,16 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
         finish_status(inst, ctx, &api, sb.status).await?;
         return Ok(Action::await_change());
     }
-    let (stopped, wrote) = write_unless_written(inst, &desired, ctx).await?;
+    let (stopped, mut wrote) = write_unless_written(inst, &desired, ctx).await?;
     // Drift is looked for only when nothing was written just now (what was
     // just written is as written, and the caches may not have it yet).
     let stopped = match stopped {
-        None if !wrote => keep_as_written(inst, &desired, ctx, &mut sb, &mut others).await?,
+        None if !wrote => {
+            let (stopped, repaired) =
+                keep_as_written(inst, &desired, ctx, &mut sb, &mut others).await?;
+            wrote = repaired;
+            stopped
+        }
         other => other,
     };
     if let Some(stopped) = stopped {
@@ -544,18 +587,97 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::requeue(stopped.retry));
     }
     let out_of_sync = std::mem::take(&mut sb.status.resources);
-    deployed_status(&mut sb, &desired, &others);
-    sb.status.resources = resources_status(inst, &desired, &out_of_sync);
+    let healths = object_health(inst, &desired, ctx, wrote).await?;
+    let now = Timestamp::now();
+    // The progress deadline counts from the last write, or from when the
+    // objects stopped being healthy (the Reconciling condition's transition).
+    let since = if wrote {
+        sb.restart("Reconciling");
+        None
+    } else {
+        progressing_since(inst)
+    };
+    let rollup = health::rollup(&healths, since, now, progress_deadline(data, ctx));
+    let retry = match &rollup {
+        health::Rollup::Progressing { retry_in, .. } => Some(*retry_in),
+        _ => None,
+    };
+    deployed_status(&mut sb, &desired, &others, rollup);
+    sb.status.resources = resources_status(inst, &desired, &out_of_sync, &healths);
     finish_status(inst, ctx, &api, sb.status).await?;
-    Ok(requeue_at(resolved.grant_expiry))
+    let action = requeue_at(resolved.grant_expiry);
+    Ok(match retry {
+        // Woken by the objects' watch events before then, as they progress;
+        // this wakes it at the deadline if nothing happens.
+        Some(r) => earliest(action, r, resolved.grant_expiry, now),
+        None => action,
+    })
 }
 
-/// Pure: every object of the instance with its sync state: OutOfSync where
-/// `out_of_sync` (from the drift check) says so, else Synced.
+/// The earlier of the grant expiry's requeue and `retry`.
+fn earliest(action: Action, retry: Duration, expiry: Option<Timestamp>, now: Timestamp) -> Action {
+    let until_expiry: Option<Duration> =
+        expiry.and_then(|e| Duration::try_from(now.duration_until(e)).ok());
+    match until_expiry {
+        Some(u) if u < retry => action,
+        _ => Action::requeue(retry),
+    }
+}
+
+/// When the instance's objects began to progress, from its Reconciling
+/// condition (None: not progressing before this reconcile). Only this
+/// instance's own progress report is read from it; a forged time can only
+/// make the instance report Stalled sooner or later for itself.
+fn progressing_since(inst: &ServiceInstance) -> Option<Timestamp> {
+    inst.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Reconciling" && c.status == "True")
+        .and_then(|c| c.last_transition_time.parse().ok())
+}
+
+/// The progress deadline of the ISV's Service the instance was made from.
+fn progress_deadline(data: &ProductData, ctx: &Context) -> Duration {
+    ctx.stores
+        .services
+        .get(&ObjectRef::new(&data.service_name).within(&data.isv_namespace))
+        .map(|s| s.spec.progress_deadline())
+        .unwrap_or(Duration::from_secs(u64::from(
+            crate::api::DEFAULT_PROGRESS_DEADLINE_SECONDS,
+        )))
+}
+
+/// The health of every object of the instance, in the order of
+/// `desired_writes` (the logon Secret last).
+async fn object_health(
+    inst: &ServiceInstance,
+    desired: &Desired,
+    ctx: &Context,
+    just_wrote: bool,
+) -> Result<Vec<(String, health::Assessment)>, Error> {
+    let uid = inst.metadata.uid.clone().unwrap_or_default();
+    let writes = desired_writes(inst, desired, &ctx.settings.allowed_kinds)?;
+    let targets: Vec<super::drift::Target<'_>> = writes
+        .iter()
+        .map(|w| super::drift::Target {
+            ar: &w.ar,
+            namespace: &w.namespace,
+            name: &w.name,
+            body: &w.body,
+        })
+        .collect();
+    super::health::assess(ctx, &uid, &targets, just_wrote).await
+}
+
+/// Pure: every object of the instance with its sync state (OutOfSync where
+/// `out_of_sync`, from the drift check, says so, else Synced) and its
+/// health (`healths`, in the same order).
 fn resources_status(
     inst: &ServiceInstance,
     desired: &Desired,
     out_of_sync: &[crate::api::ResourceStatus],
+    healths: &[(String, health::Assessment)],
 ) -> Vec<crate::api::ResourceStatus> {
     let customer = ns_of(inst);
     desired
@@ -579,14 +701,21 @@ fn resources_status(
             customer,
             desired.secret_name.clone(),
         )))
-        .map(|(api_version, kind, namespace, name)| {
+        .enumerate()
+        .map(|(i, (api_version, kind, namespace, name))| {
             let drifted = out_of_sync
                 .iter()
                 .find(|o| o.kind == kind && o.name == name && o.namespace == namespace);
+            let assessed = healths.get(i).map(|(_, a)| a);
+            let message = match (drifted, assessed) {
+                (Some(o), _) => o.message.clone(),
+                (None, Some(a)) => a.message.clone(),
+                (None, None) => String::new(),
+            };
             crate::api::ResourceStatus {
                 sync: drifted.map_or(crate::api::SyncState::Synced, |o| o.sync),
-                health: crate::api::HealthState::Unknown,
-                message: drifted.map(|o| o.message.clone()).unwrap_or_default(),
+                health: assessed.map_or(crate::api::HealthState::Unknown, |a| a.health),
+                message,
                 api_version,
                 kind,
                 namespace,
@@ -606,7 +735,7 @@ async fn keep_as_written(
     ctx: &Context,
     sb: &mut StatusBuilder<'_>,
     others: &mut Vec<OtherCondition>,
-) -> Result<Option<Stopped>, Error> {
+) -> Result<(Option<Stopped>, bool), Error> {
     use crate::api::DriftDetection;
     let uid = inst.metadata.uid.clone().unwrap_or_default();
     let product_sync = product_sync(inst, ctx);
@@ -614,7 +743,7 @@ async fn keep_as_written(
     let mode = crate::domain::drift::effective_mode(managed, &inst.spec.sync, &product_sync);
     sb.status.resources.clear();
     if mode == DriftDetection::Disabled {
-        return Ok(None);
+        return Ok((None, false));
     }
     let paused = mode == DriftDetection::Enabled && self_heal_paused(inst, ctx);
     if paused {
@@ -671,7 +800,7 @@ async fn keep_as_written(
     };
     found.extend(objects.iter().map(|f| format!("{}: {}", f.what, f.detail)));
     if found.is_empty() {
-        return Ok(None);
+        return Ok((None, false));
     }
     let summary = found.join("; ");
     if mode == DriftDetection::Warn || paused {
@@ -717,7 +846,7 @@ async fn keep_as_written(
             )
             .await;
         }
-        return Ok(None);
+        return Ok((None, false));
     }
     if let Err(wait) = super::drift::repair_now(ctx, &uid) {
         sb.status.resources = objects
@@ -735,15 +864,18 @@ async fn keep_as_written(
             ),
         )
         .await;
-        return Ok(Some(Stopped {
-            phase: Phase::Deployed,
-            reason: "DriftBackoff",
-            message: format!(
-                "repairs keep being undone; the next one in {}s: {summary}",
-                wait.as_secs().max(1)
-            ),
-            retry: wait,
-        }));
+        return Ok((
+            Some(Stopped {
+                phase: Phase::Deployed,
+                reason: "DriftBackoff",
+                message: format!(
+                    "repairs keep being undone; the next one in {}s: {summary}",
+                    wait.as_secs().max(1)
+                ),
+                retry: wait,
+            }),
+            false,
+        ));
     }
     ctx.event(
         inst,
@@ -797,32 +929,44 @@ async fn keep_as_written(
                 format!("written again: {summary}"),
             )
             .await;
-            Ok(None)
+            Ok((None, true))
         }
-        WriteOutcome::Wait(msg) => Ok(Some(Stopped {
-            phase: Phase::Deploying,
-            reason: "Deploying",
-            message: msg,
-            retry: Duration::from_secs(2),
-        })),
-        WriteOutcome::Rejected(msg) => Ok(Some(Stopped {
-            phase: Phase::DeployFailed,
-            reason: "ApplyFailed",
-            message: msg,
-            retry: Duration::from_secs(60),
-        })),
-        WriteOutcome::Conflict(msg) => Ok(Some(Stopped {
-            phase: Phase::DeployFailed,
-            reason: "ObjectConflict",
-            message: msg,
-            retry: Duration::from_secs(60),
-        })),
-        WriteOutcome::Refused { reason, message } => Ok(Some(Stopped {
-            phase: Phase::Pending,
-            reason,
-            message,
-            retry: Duration::from_secs(60),
-        })),
+        WriteOutcome::Wait(msg) => Ok((
+            Some(Stopped {
+                phase: Phase::Deploying,
+                reason: "Deploying",
+                message: msg,
+                retry: Duration::from_secs(2),
+            }),
+            false,
+        )),
+        WriteOutcome::Rejected(msg) => Ok((
+            Some(Stopped {
+                phase: Phase::DeployFailed,
+                reason: "ApplyFailed",
+                message: msg,
+                retry: Duration::from_secs(60),
+            }),
+            false,
+        )),
+        WriteOutcome::Conflict(msg) => Ok((
+            Some(Stopped {
+                phase: Phase::DeployFailed,
+                reason: "ObjectConflict",
+                message: msg,
+                retry: Duration::from_secs(60),
+            }),
+            false,
+        )),
+        WriteOutcome::Refused { reason, message } => Ok((
+            Some(Stopped {
+                phase: Phase::Pending,
+                reason,
+                message,
+                retry: Duration::from_secs(60),
+            }),
+            false,
+        )),
     }
 }
 
@@ -1118,7 +1262,7 @@ async fn write_unless_written(
     );
     let seen_in_cache = inst.status.as_ref().is_some_and(|s| {
         s.applied_digest.as_deref() == Some(desired.digest.as_str())
-            && s.phase == Some(Phase::Deployed)
+            && ready(&s.conditions).is_some_and(|c| WRITTEN_REASONS.contains(&c.reason.as_str()))
     });
     if seen_in_cache {
         // The cache has caught up with the write: the memo entry is no longer needed.
@@ -1156,8 +1300,17 @@ async fn write_unless_written(
     ))
 }
 
-/// Pure: the status of an instance whose desired state is written.
-fn deployed_status(sb: &mut StatusBuilder<'_>, desired: &Desired, others: &[OtherCondition]) {
+/// Pure: the status of an instance whose desired state is written, by the
+/// health of its objects: Deployed and Ready only when every object is
+/// healthy; Deploying with a Reconciling condition while they progress;
+/// DeployFailed with a Stalled condition when one failed, is missing, or
+/// they are still not healthy at the progress deadline (kstatus).
+fn deployed_status(
+    sb: &mut StatusBuilder<'_>,
+    desired: &Desired,
+    others: &[OtherCondition],
+    rollup: health::Rollup,
+) {
     let s = &mut sb.status;
     s.owner = Some(desired.owner.clone());
     s.billing = Some(desired.billing.clone());
@@ -1166,20 +1319,51 @@ fn deployed_status(sb: &mut StatusBuilder<'_>, desired: &Desired, others: &[Othe
     s.applied_objects = desired.applied.clone();
     s.applied_digest = Some(desired.digest.clone());
     let owner = &desired.owner;
-    sb.set(
-        Phase::Deployed,
-        true,
-        "Deployed",
-        format!(
-            "{} objects written to namespace {} ({}, owned by the {})",
-            desired.applied.len(),
-            owner.target_namespace,
-            desired.scenario.as_str(),
-            owner.party
-        ),
-        others,
+    let written = format!(
+        "{} objects written to namespace {} ({}, owned by the {})",
+        desired.applied.len(),
+        owner.target_namespace,
+        desired.scenario.as_str(),
+        owner.party
     );
+    match rollup {
+        health::Rollup::Healthy => sb.set(
+            Phase::Deployed,
+            true,
+            "Deployed",
+            format!("{written}; all healthy"),
+            others,
+        ),
+        health::Rollup::Progressing { message, .. } => {
+            let mut others = others.to_vec();
+            others.push(("Reconciling", true, "Progressing", message.clone()));
+            sb.set(
+                Phase::Deploying,
+                false,
+                "Progressing",
+                format!("{written}; waiting for: {message}"),
+                &others,
+            );
+        }
+        health::Rollup::Stalled { reason, message } => {
+            let mut others = others.to_vec();
+            others.push(("Stalled", true, reason, message.clone()));
+            sb.set(Phase::DeployFailed, false, reason, message, &others);
+        }
+    }
 }
+
+/// Ready reasons of an instance whose desired state was written in full
+/// (the health of what was written, or a drift backoff): nothing needs
+/// writing again for the same digest.
+const WRITTEN_REASONS: [&str; 6] = [
+    "Deployed",
+    "Progressing",
+    "Degraded",
+    "Missing",
+    "ProgressDeadlineExceeded",
+    "DriftBackoff",
+];
 
 async fn finish_status(
     inst: &ServiceInstance,
@@ -1197,9 +1381,11 @@ async fn finish_status(
         if let Some(c) = ready(&status.conditions)
             && before.as_deref() != Some(c.reason.as_str())
             && c.reason != "Deploying"
+            && c.reason != "Progressing"
             // A first deployment is told by the Ready condition alone (one write
             // less per instance); recoveries and failures get an Event.
-            && !(c.reason == "Deployed" && before.is_none())
+            && !(c.reason == "Deployed"
+                && matches!(before.as_deref(), None | Some("Deploying" | "Progressing")))
         {
             ctx.event(inst, c.status != "True", &c.reason, c.message.clone())
                 .await;

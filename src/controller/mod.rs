@@ -10,6 +10,7 @@ pub mod access;
 pub mod derived;
 pub mod drift;
 pub mod grant;
+pub mod health;
 pub mod index;
 pub mod instance;
 pub mod provisioned;

@@ -40,6 +40,10 @@ pub struct InstanceLabels {
     pub phase: String,
     /// Scenario.
     pub scenario: String,
+    /// Health of the instance's objects: Healthy (Ready), Progressing
+    /// (Reconciling), Degraded (Stalled), or Unknown (not deployed, or not
+    /// told yet).
+    pub health: String,
 }
 
 /// Every metric the controller exports.
@@ -56,7 +60,7 @@ pub struct Metrics {
     pub writes: Family<WriteLabels, Counter>,
     /// Objects in the caches, by kind.
     pub objects: Family<KindLabels, Gauge>,
-    /// Instances by phase and scenario.
+    /// Instances by phase, scenario and health.
     pub instances: Family<InstanceLabels, Gauge>,
     /// Orphans removed by the periodic sweep, by what they were.
     pub swept: Family<KindLabels, Counter>,
@@ -108,7 +112,7 @@ impl Default for Metrics {
         );
         registry.register(
             "instances",
-            "ServiceInstances by phase and scenario",
+            "ServiceInstances by phase, scenario and health",
             instances.clone(),
         );
         registry.register(

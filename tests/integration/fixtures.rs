@@ -23,7 +23,11 @@ pub fn service_manifest(
                 {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "$(instance.name)-config"}, "data": {"replicas": "n=$(params.replicas)"}},
                 {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "$(instance.name)"},
                  "spec": {"replicas": "$(params.replicas)", "selector": {"matchLabels": {"app": "web"}},
-                          "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}},
+                          // Restricted Pod Security (enforced in managed namespaces).
+                          "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                              "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                              "containers": [{"name": "web", "image": "nginx",
+                                  "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}}}},
                 {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "$(instance.name)"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}},
                 {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "$(instance.name)"}}
             ]},

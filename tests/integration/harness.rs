@@ -127,6 +127,18 @@ pub async fn ensure_controller(client: &Client) {
                 .args(["run", "--health-addr", &addr, "--concurrency", "8"])
                 .arg(format!("--exit-with-parent={}", std::process::id()))
                 .env("RUST_LOG", "info,kube=warn")
+                // The default kinds, and the two workload kinds with health
+                // rules that the default leaves out (tests/integration/health.rs).
+                .env(
+                    "COMPUTENEST_ALLOWED_KINDS",
+                    "v1/ConfigMap/configmaps,v1/Secret/secrets,v1/Service/services,\
+                     v1/ServiceAccount/serviceaccounts,v1/PersistentVolumeClaim/persistentvolumeclaims,\
+                     apps/v1/Deployment/deployments,apps/v1/StatefulSet/statefulsets,\
+                     apps/v1/DaemonSet/daemonsets,apps/v1/ReplicaSet/replicasets,\
+                     batch/v1/Job/jobs,batch/v1/CronJob/cronjobs,\
+                     networking.k8s.io/v1/Ingress/ingresses,networking.k8s.io/v1/NetworkPolicy/networkpolicies,\
+                     policy/v1/PodDisruptionBudget/poddisruptionbudgets",
+                )
                 // Orphans are swept every few seconds, so tests see it happen.
                 .env("COMPUTENEST_SWEEP_INTERVAL", "3")
                 // A platform limit small enough for a test to reach.

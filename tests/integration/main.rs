@@ -9,6 +9,7 @@ mod access;
 mod api_server;
 mod distribution;
 mod drift;
+mod health;
 mod hostile;
 mod instances;
 mod ownership;

@@ -467,6 +467,28 @@ async fn a_failure_that_repeats_backs_off_and_is_reported_on_the_instance() {
         .create(&PostParams::default(), &hook)
         .await
         .expect("webhook is created");
+    // The API server loads webhook configurations from a watch of its own:
+    // an instance bought right away could be written before the hook is in
+    // force. A dry-run create runs admission without writing anything.
+    let probe: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "webhook-probe"}})).expect("probe");
+    wait_for("the webhook to refuse ConfigMap writes", DEADLINE, || {
+        let cms = Api::<ConfigMap>::namespaced(client.clone(), cust);
+        let probe = probe.clone();
+        async move {
+            cms.create(
+                &PostParams {
+                    dry_run: true,
+                    ..Default::default()
+                },
+                &probe,
+            )
+            .await
+            .is_err()
+            .then_some(())
+        }
+    })
+    .await;
     put(&client, cust, &service_instance("stuck", isv, "web")).await;
     let inst: ServiceInstance = wait_ready(&client, cust, "stuck", "False", "ReconcileError").await;
     assert_message_contains(&inst, "retrying with backoff");
