@@ -591,13 +591,14 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
     let now = Timestamp::now();
     // The progress deadline counts from the last write, or from when the
     // objects stopped being healthy (the Reconciling condition's transition).
+    let deadline = progress_deadline(data, ctx);
     let since = if wrote {
         sb.restart("Reconciling");
         None
     } else {
-        progressing_since(inst)
+        progressing_since(inst, deadline)
     };
-    let rollup = health::rollup(&healths, since, now, progress_deadline(data, ctx));
+    let rollup = health::rollup(&healths, since, now, deadline);
     let retry = match &rollup {
         health::Rollup::Progressing { retry_in, .. } => Some(*retry_in),
         _ => None,
@@ -625,16 +626,25 @@ fn earliest(action: Action, retry: Duration, expiry: Option<Timestamp>, now: Tim
 }
 
 /// When the instance's objects began to progress, from its Reconciling
-/// condition (None: not progressing before this reconcile). Only this
-/// instance's own progress report is read from it; a forged time can only
-/// make the instance report Stalled sooner or later for itself.
-fn progressing_since(inst: &ServiceInstance) -> Option<Timestamp> {
-    inst.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Reconciling" && c.status == "True")
-        .and_then(|c| c.last_transition_time.parse().ok())
+/// condition (None: not progressing before this reconcile). An instance
+/// already Stalled by the deadline stays past it (its Reconciling condition
+/// is gone), until a write starts the clock again. Only this instance's own
+/// progress report is read from status; a forged time can only make the
+/// instance report Stalled sooner or later for itself.
+fn progressing_since(inst: &ServiceInstance, deadline: Duration) -> Option<Timestamp> {
+    let conditions = &inst.status.as_ref()?.conditions;
+    let is_true = |t: &str| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == t && c.status == "True")
+    };
+    if let Some(c) = is_true("Reconciling") {
+        return c.last_transition_time.parse().ok();
+    }
+    let stalled = is_true("Stalled").filter(|c| c.reason == "ProgressDeadlineExceeded")?;
+    let at: Timestamp = stalled.last_transition_time.parse().ok()?;
+    at.checked_sub(jiff::SignedDuration::try_from(deadline).ok()?)
+        .ok()
 }
 
 /// The progress deadline of the ISV's Service the instance was made from.

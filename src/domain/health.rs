@@ -576,7 +576,12 @@ pub fn rollup(
     if waited >= deadline {
         Rollup::Stalled {
             reason: "ProgressDeadlineExceeded",
-            message: format!("not healthy after {}s: {message}", waited.as_secs()),
+            // The deadline, not the time waited: the message must not change
+            // on every look, or each status write would trigger the next.
+            message: format!(
+                "not healthy within the progress deadline of {}s: {message}",
+                deadline.as_secs()
+            ),
         }
     } else {
         Rollup::Progressing {
@@ -2403,8 +2408,8 @@ spec:
             rollup(&objects, Some(at_secs(0)), at_secs(700), DEADLINE),
             Rollup::Stalled {
                 reason: "ProgressDeadlineExceeded",
-                message: "not healthy after 700s: Deployment shop/web: Progressing: \
-                          1 of 3 replicas available"
+                message: "not healthy within the progress deadline of 600s: \
+                          Deployment shop/web: Progressing: 1 of 3 replicas available"
                     .into(),
             }
         );

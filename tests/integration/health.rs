@@ -170,7 +170,21 @@ async fn a_workload_that_never_becomes_ready_stalls_at_the_deadline_and_names_it
     assert_eq!(c.status, "True");
     let what = format!("Deployment {cust}/stuck");
     assert!(c.message.contains(&what), "{}", c.message);
-    assert!(c.message.contains("15s"), "{}", c.message);
+    assert!(
+        c.message.contains("progress deadline of 15s"),
+        "{}",
+        c.message
+    );
+    // It stays Stalled while nothing changes: no flapping back to
+    // Progressing (each read over a few seconds shows the same condition).
+    let instances = Api::<ServiceInstance>::namespaced(client.clone(), cust);
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        let again = instances.get("stuck").await.expect("read");
+        assert_eq!(condition(&again, "Stalled"), Some(c), "flapped");
+        assert!(condition(&again, "Reconciling").is_none(), "flapped");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let r = resources(&stalled)
         .into_iter()
         .find(|r| r.kind == "Deployment")
