@@ -36,7 +36,8 @@
 //!
 //! Once, before any round, on its own fresh control plane: single-instance
 //! create-to-Deployed latency on an idle system. After the last repetition
-//! of the largest round: idle writes, peak RSS and CPU, and a restart over
+//! of the largest round: idle writes, drift repair latency (deletions of
+//! provisioned objects, one at a time), peak RSS and CPU, and a restart over
 //! everything converged.
 //!
 //! Environment:
@@ -53,6 +54,9 @@
 //! - BENCH_CONCURRENCY: the controller's --concurrency and the bench's create
 //!   concurrency (16)
 //! - BENCH_IDLE_SECS (60), BENCH_SINGLE_TRIES (50)
+//! - BENCH_REPAIRS: provisioned objects deleted one at a time after the idle
+//!   phase of the largest round, each timed until the controller has made it
+//!   again (drift repair latency; 200, quick 50, 0 skips)
 //! - BENCH_QUICK=1: sizes 100,1000, 1 repetition, floor concurrency 64 only,
 //!   idle 10 s, 20 single tries (each still overridable by its own variable)
 //! - BENCH_CP_SCRIPT: the control-plane script (hack/controlplane.sh); its
@@ -154,6 +158,7 @@ struct Cfg {
     conc: usize,
     idle_secs: u64,
     tries: usize,
+    repairs: usize,
     quick: bool,
     own_work: bool,
 }
@@ -193,6 +198,7 @@ impl Cfg {
             conc: env_num("BENCH_CONCURRENCY", "16")?,
             idle_secs: env_num("BENCH_IDLE_SECS", idle)?,
             tries: env_num("BENCH_SINGLE_TRIES", tries)?,
+            repairs: env_num("BENCH_REPAIRS", if quick { "50" } else { "200" })?,
             quick,
             own_work,
         })
@@ -1359,6 +1365,8 @@ struct After {
     restart_api_writes: f64,
     rss2: f64,
     cpu2: f64,
+    /// Deletion-to-re-creation of provisioned objects (drift repair), ms, sorted.
+    repairs: Vec<f64>,
 }
 
 async fn create_instances(
@@ -1552,6 +1560,7 @@ async fn after_round(
     tokio::time::sleep(Duration::from_secs(cfg.idle_secs)).await;
     let (_, iw1) = apiserver_requests(client).await?;
     let ic1 = controller_counter(&ctl.addr, "computenest_api_writes_total", "").await;
+    let repairs = repair_latency(client, cfg.repairs).await?;
     let (rss1, cpu1) = ctl.usage();
     ctl.stop();
     let (_, rw0) = apiserver_requests(client).await?;
@@ -1594,7 +1603,63 @@ async fn after_round(
         restart_api_writes: rw1 - rw0,
         rss2,
         cpu2,
+        repairs,
     })
+}
+
+/// Drift repair latency: deletes `count` provisioned ConfigMaps of fully
+/// managed instances (drift detection Enabled by default), one at a time,
+/// each of a different instance, and times each from the delete's answer
+/// until the controller's new object (a new UID) is there. Polled every
+/// 5 ms, so the resolution is 5 ms.
+async fn repair_latency(client: &Client, count: usize) -> Res<Vec<f64>> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let cms = Api::<k8s_openapi::api::core::v1::ConfigMap>::all(client.clone());
+    let list = cms
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=computenest-controller"))
+        .await?;
+    let mut seen_ns = HashSet::new();
+    let targets: Vec<(String, String, String)> = list
+        .items
+        .iter()
+        .filter_map(|c| {
+            let ns = c.namespace()?;
+            // Managed namespaces only, one object each (one per instance).
+            (ns.starts_with("cn-") && seen_ns.insert(ns.clone()))
+                .then(|| (ns, c.name_any(), c.metadata.uid.clone().unwrap_or_default()))
+        })
+        .take(count)
+        .collect();
+    if targets.len() < count {
+        return Err(format!(
+            "drift repair: only {} managed instances' ConfigMaps to delete, {count} wanted",
+            targets.len()
+        )
+        .into());
+    }
+    let mut lat = Vec::with_capacity(count);
+    for (ns, name, uid) in targets {
+        let api = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), &ns);
+        api.delete(&name, &Default::default()).await?;
+        let t = Instant::now();
+        let deadline = t + Duration::from_secs(60);
+        loop {
+            if let Some(c) = api.get_opt(&name).await?
+                && c.metadata.uid.as_deref() != Some(uid.as_str())
+            {
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("drift repair: {ns}/{name} not made again within 60 s").into());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    Ok(lat)
 }
 
 /// kube-controller-manager's Deployment and ReplicaSet controllers creating 4n Pods.
@@ -2074,6 +2139,16 @@ async fn main() -> Res<()> {
             a.restart_writes,
             met_at_10000(a.n, a.catch_up_s < 5.0 && a.restart_writes == 0.0)
         );
+        if !a.repairs.is_empty() {
+            let (p50, p99) = (percentile(&a.repairs, 0.5), percentile(&a.repairs, 0.99));
+            println!(
+                "| drift repair p50 under 1 s and p99 under 3 s ({} deletions, {} instances) | p50 {p50:.0} ms, p99 {p99:.0} ms, max {:.0} ms | {} |",
+                a.repairs.len(),
+                a.n,
+                a.repairs.last().copied().unwrap_or_default(),
+                met(p50 < 1000.0 && p99 < 3000.0)
+            );
+        }
         println!(
             "| 0 writes while idle {} s after convergence | {} controller writes ({} API server writes, all clients) | {} |",
             cfg.idle_secs,
@@ -2122,7 +2197,9 @@ async fn main() -> Res<()> {
         summary["after"] = json!({"n": a.n, "idle_writes": a.idle_ctl, "idle_apiserver_writes": a.idle_api,
             "restart_ready_seconds": a.ready_s, "restart_catch_up_seconds": a.catch_up_s,
             "restart_writes": a.restart_writes, "peak_rss_mib": a.rss1, "cpu_seconds": a.cpu1,
-            "restart_rss_mib": a.rss2, "restart_cpu_seconds": a.cpu2});
+            "restart_rss_mib": a.rss2, "restart_cpu_seconds": a.cpu2,
+            "repairs": a.repairs.len(), "repair_p50_ms": percentile(&a.repairs, 0.5),
+            "repair_p99_ms": percentile(&a.repairs, 0.99)});
     }
     println!("BENCH_JSON {summary}");
     if cfg.own_work {

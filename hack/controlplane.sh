@@ -67,6 +67,9 @@ default_controllers="garbage-collector-controller,namespace-controller,serviceac
 default_controllers+=",statefulset-controller,daemonset-controller,job-controller,cronjob-controller,ttl-after-finished-controller"
 default_controllers+=",endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller,disruption-controller"
 default_controllers+=",resourcequota-controller,node-lifecycle-controller,pod-garbage-collector-controller,replicationcontroller-controller"
+# Binds claims to PersistentVolumes made by hand (there is no provisioner):
+# a test or a demo that needs a Bound claim creates a PV for it.
+default_controllers+=",persistentvolume-binder-controller"
 ready_timeout="${CP_READY_TIMEOUT:-60}"
 port_tries=5
 

@@ -290,6 +290,22 @@ async fn a_product_edit_never_moves_deletes_or_bills_what_was_sold() {
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
     }));
     put(&client, isv, &svc).await;
+    // The local cluster has no volume provisioner: a volume made for this
+    // claim alone (pre-bound by claimRef) lets it bind, so that the
+    // instance's objects are healthy and it is Deployed.
+    let pv_name = format!("pv-{cust}");
+    let pv: k8s_openapi::api::core::v1::PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": pv_name},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "hostPath": {"path": "/tmp/computenest-test-pv"},
+                 "persistentVolumeReclaimPolicy": "Retain",
+                 "claimRef": {"namespace": cust, "name": "mine-data"}}
+    }))
+    .expect("pv");
+    let pvs = Api::<k8s_openapi::api::core::v1::PersistentVolume>::all(client.clone());
+    pvs.create(&PostParams::default(), &pv)
+        .await
+        .expect("volume for the claim");
     buy(&client, cust, &service_instance("mine", isv, "web")).await;
     let pvc_api = Api::<PersistentVolumeClaim>::namespaced(client.clone(), cust);
     let pvc = pvc_api.get("mine-data").await.expect("pvc");
@@ -409,6 +425,7 @@ async fn a_product_edit_never_moves_deletes_or_bills_what_was_sold() {
         );
     }
     t.cleanup().await;
+    let _ = pvs.delete(&pv_name, &DeleteParams::default()).await;
 }
 
 #[tokio::test]
@@ -526,7 +543,17 @@ async fn a_failure_that_repeats_backs_off_and_is_reported_on_the_instance() {
         .delete(&hook_name, &DeleteParams::default())
         .await
         .expect("webhook removed");
-    // Once the cause is gone, the instance recovers by itself.
-    wait_deployed(&client, cust, "stuck").await;
+    // Once the cause is gone, the instance recovers by itself, at its next
+    // retry: up to 5 minutes away by the backoff's rule, about a minute here
+    // (the log shows the attempts).
+    wait_ready_within::<ServiceInstance>(
+        &client,
+        cust,
+        "stuck",
+        "True",
+        "Deployed",
+        std::time::Duration::from_secs(180),
+    )
+    .await;
     t.cleanup().await;
 }
