@@ -64,6 +64,7 @@ fn route<T: ResourceExt>(index: &Index, kind: &str, r: Result<watcher::Event<T>,
 /// Keeps of a full object only what the health rules read.
 fn trim_object(ar: &ApiResource, o: &mut DynamicObject) {
     o.metadata.managed_fields = None;
+    o.metadata.annotations = None;
     let mut body = serde_json::json!({
         "metadata": {},
         "spec": o.data.get("spec").cloned().unwrap_or(Value::Null),
@@ -97,7 +98,12 @@ impl Provisioned {
                 let store = writer.as_reader();
                 let driver = watcher::watcher(api, config.clone())
                     .default_backoff()
-                    .modify(|o: &mut Meta| o.managed_fields_mut().clear())
+                    // Nothing reads them from the cache (the drift opt-out
+                    // is read from the live object), and they can be large.
+                    .modify(|o: &mut Meta| {
+                        o.managed_fields_mut().clear();
+                        o.annotations_mut().clear();
+                    })
                     .reflect(writer)
                     .map(move |r| route(&index, &kind, r));
                 drivers.push(Box::pin(driver));

@@ -65,13 +65,14 @@ pub fn by_existence(group: &str, kind: &str) -> bool {
 }
 
 /// Metadata fields kept by `trim`: identity, what the controller matches on
-/// (labels, annotations), and what the rules read (generation, deletion).
+/// (labels), and what the rules read (generation, deletion). Annotations
+/// are not read from the caches (the drift opt-out is read from the live
+/// object) and can be large, so they go.
 const METADATA_KEPT: &[&str] = &[
     "name",
     "namespace",
     "uid",
     "labels",
-    "annotations",
     "generation",
     "resourceVersion",
     "deletionTimestamp",
@@ -91,19 +92,87 @@ fn spec_read(group: &str, kind: &str) -> &'static [&'static str] {
     }
 }
 
-/// Status lists that grow with the pods or containers and that no rule reads.
-fn status_dropped(group: &str, kind: &str) -> &'static [&'static str] {
-    match (group, kind) {
-        ("", "Pod") => &[
-            "containerStatuses",
-            "initContainerStatuses",
-            "ephemeralContainerStatuses",
-            "podIPs",
-            "hostIPs",
-            "resourceClaimStatuses",
-        ],
-        ("batch", "Job") => &["uncountedTerminatedPods"],
-        _ => &[],
+/// The status fields some rule reads; every other one is dropped (a
+/// tenant's custom resource may carry a status of any size).
+const STATUS_READ: &[&str] = &[
+    "availableReplicas",
+    "conditions",
+    "currentHealthy",
+    "currentRevision",
+    "desiredHealthy",
+    "desiredNumberScheduled",
+    "loadBalancer",
+    "message",
+    "numberAvailable",
+    "observedGeneration",
+    "phase",
+    "readyReplicas",
+    "reason",
+    "replicas",
+    "succeeded",
+    "updateRevision",
+    "updatedNumberScheduled",
+    "updatedReplicas",
+];
+
+/// The condition types some rule reads.
+const CONDITIONS_READ: &[&str] = &[
+    "Complete",
+    "Failed",
+    "PodScheduled",
+    "Progressing",
+    "Ready",
+    "Reconciling",
+    "ReplicaFailure",
+    "Stalled",
+    "SuccessCriteriaMet",
+];
+
+/// The longest string kept of a status text (a condition's reason or
+/// message, status.message): enough to say why, bounded whoever wrote it.
+const TEXT_KEPT: usize = 1024;
+
+fn cut(v: &mut Value) {
+    if let Value::String(t) = v
+        && let Some((at, _)) = t.char_indices().nth(TEXT_KEPT)
+    {
+        t.truncate(at);
+    }
+}
+
+/// Keeps of a status only what the rules read, each text bounded.
+fn trim_status(status: &mut Map<String, Value>) {
+    status.retain(|k, _| STATUS_READ.contains(&k.as_str()));
+    for key in ["message", "reason"] {
+        if let Some(v) = status.get_mut(key) {
+            cut(v);
+        }
+    }
+    if let Some(Value::Array(conditions)) = status.get_mut("conditions") {
+        let mut seen = Vec::new();
+        conditions.retain_mut(|c| {
+            let Value::Object(c) = c else { return false };
+            let Some(type_) = c.get("type").and_then(Value::as_str).map(str::to_string) else {
+                return false;
+            };
+            // The rules read the first condition of a type.
+            if !CONDITIONS_READ.contains(&type_.as_str()) || seen.contains(&type_) {
+                return false;
+            }
+            seen.push(type_);
+            c.retain(|k, _| matches!(k.as_str(), "type" | "status" | "reason" | "message"));
+            for v in c.values_mut() {
+                cut(v);
+            }
+            true
+        });
+    }
+    // Only whether there is an address is read.
+    if let Some(Value::Array(ingress)) = status
+        .get_mut("loadBalancer")
+        .and_then(|lb| lb.get_mut("ingress"))
+    {
+        ingress.truncate(1);
     }
 }
 
@@ -141,9 +210,7 @@ pub fn trim(group: &str, kind: &str, obj: &mut Value) {
     }
     if let Some(mut status) = map.remove("status").filter(|s| !s.is_null()) {
         if let Value::Object(s) = &mut status {
-            for key in status_dropped(group, kind) {
-                s.remove(*key);
-            }
+            trim_status(s);
         }
         kept.insert("status".to_string(), status);
     }
@@ -2269,16 +2336,23 @@ spec:
             "namespace",
             "uid",
             "labels",
-            "annotations",
             "generation",
             "resourceVersion",
         ] {
             assert!(meta.get(key).is_some(), "metadata.{key} kept");
         }
+        assert!(meta.get("annotations").is_none());
         assert!(meta.get("managedFields").is_none());
         assert!(meta.get("creationTimestamp").is_none());
         assert_eq!(d["spec"], serde_json::json!({"replicas": 3}));
-        assert_eq!(d["status"], status);
+        for key in [
+            "replicas",
+            "updatedReplicas",
+            "availableReplicas",
+            "observedGeneration",
+        ] {
+            assert_eq!(d["status"][key], status[key], "status.{key} kept");
+        }
 
         let mut deleting = parse(DEPLOYMENT_DELETING);
         trim("apps", "Deployment", &mut deleting);
@@ -2490,5 +2564,38 @@ spec:
         };
         assert!(message.chars().count() < 300, "{}", message.len());
         assert!(message.ends_with('…'));
+    }
+
+    #[test]
+    fn trim_bounds_a_status_whoever_wrote_it() {
+        let long = "x".repeat(100_000);
+        let conditions: Vec<Value> = (0..1000)
+            .map(|i| serde_json::json!({"type": format!("T{i}"), "status": "True", "message": long}))
+            .chain(std::iter::once(serde_json::json!({
+                "type": "Ready", "status": "False", "message": long, "lastTransitionTime": "2026-01-01T00:00:00Z"
+            })))
+            .collect();
+        let mut obj = serde_json::json!({
+            "apiVersion": "example.com/v1", "kind": "Database",
+            "metadata": {"name": "db", "generation": 1, "annotations": {"big": long}},
+            "status": {"observedGeneration": 1, "conditions": conditions, "blob": long,
+                       "loadBalancer": {"ingress": vec![serde_json::json!({"ip": "10.0.0.1"}); 1000]}}
+        });
+        let before = assess("example.com", "Database", Some(&obj));
+        trim("example.com", "Database", &mut obj);
+        assert!(
+            obj.to_string().len() < 4096,
+            "{} bytes kept",
+            obj.to_string().len()
+        );
+        assert_eq!(
+            obj["status"]["conditions"].as_array().map(Vec::len),
+            Some(1)
+        );
+        assert!(obj["status"].get("blob").is_none());
+        let after = assess("example.com", "Database", Some(&obj));
+        assert_eq!(after.health, before.health);
+        assert_eq!(after.health, HealthState::Progressing);
+        assert!(after.message.starts_with("xxx"));
     }
 }
