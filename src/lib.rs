@@ -5,10 +5,11 @@
 //! distribution, provisioning, access, names and conditions) on it;
 //! `controller` (one module per kind, the watch-fed index, the shared
 //! reconcile runner) on both; `runtime` (metrics, health, leader election)
-//! beside the controllers. The domain never imports `controller` or
-//! `runtime`.
+//! beside the controllers; `cli` (the kubectl plugin) on `api` and
+//! `domain`. The domain never imports `controller` or `runtime`.
 
 pub mod api;
+pub mod cli;
 pub mod controller;
 pub mod domain;
 pub mod runtime;

@@ -26,6 +26,11 @@ const RULES: &[(&str, &[&str], &str)] = &[
         &["crate::controller", "crate::domain"],
         "the runtime serves the controllers and knows no rules",
     ),
+    (
+        "cli",
+        &["crate::controller", "crate::runtime"],
+        "the kubectl plugin is a client with the caller's rights, never the controller",
+    ),
 ];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
