@@ -13,4 +13,5 @@ mod health;
 mod hostile;
 mod instances;
 mod ownership;
+mod plugin;
 mod tenancy;
