@@ -197,9 +197,12 @@ pub fn text(root: &Node, wide: bool) -> String {
     } else {
         vec![0, 1, 2, 3, 4, 6]
     };
+    // A note is one text across the row: it takes no part in the widths.
+    let is_note = |r: &[String; 7]| r[0].ends_with(')') && r[1..].iter().all(String::is_empty);
     let width = |c: usize| {
         table
             .iter()
+            .filter(|r| !is_note(r))
             .map(|r| r[c].chars().count())
             .max()
             .unwrap_or(0)
@@ -207,6 +210,11 @@ pub fn text(root: &Node, wide: bool) -> String {
     let widths: Vec<usize> = columns.iter().map(|c| width(*c)).collect();
     let mut out = String::new();
     for row in &table {
+        if is_note(row) {
+            out.push_str(&row[0]);
+            out.push('\n');
+            continue;
+        }
         let mut line = String::new();
         for (i, c) in columns.iter().enumerate() {
             let cell = &row[*c];
@@ -306,10 +314,18 @@ mod tests {
                       "message": "3 objects written to namespace cn-cust-shop-1a2b (Scenario2, owned by the Distributor); waiting for: Deployment cn-cust-shop-1a2b/shop: Progressing"}]}}),
         );
         inst.traced = true;
-        let mut dep =
-            Node::unreadable("Deployment", "cn-cust-shop-1a2b", "shop", Access::Forbidden);
+        let mut dep = Node::unreadable("Deployment", "cn-cust-shop-1a2b", "shop", Access::Read);
         dep.phase = "Progressing".into();
-        inst.children = vec![dep, Node::note("orders: none (Offline settlement)")];
+        dep.ready = "Synced".into();
+        dep.message = "1 of 2 replicas available".into();
+        let order = Node::unreadable("Order", "dist", "cust-shop-sale-3c4d", Access::Forbidden);
+        inst.children = vec![
+            dep,
+            order,
+            Node::note(
+                "AccessRequests: not allowed to list them in namespace cust with your rights",
+            ),
+        ];
         derived.children = vec![inst];
         grant.children = vec![derived];
         svc.children = vec![grant];
@@ -344,7 +360,7 @@ mod tests {
     fn dot_names_every_edge_and_marks_the_traced_object() {
         let d = dot(&chain());
         assert!(d.starts_with("digraph computenest {"));
-        assert_eq!(d.matches(" -> ").count(), 5, "{d}");
+        assert_eq!(d.matches(" -> ").count(), 6, "{d}");
         assert!(d.contains("penwidth=3"));
         assert!(d.contains("color=gray"), "a forbidden object is gray: {d}");
     }
@@ -361,7 +377,7 @@ mod tests {
             true
         );
         assert_eq!(
-            v["children"][0]["children"][0]["children"][0]["children"][0]["access"],
+            v["children"][0]["children"][0]["children"][0]["children"][1]["access"],
             "Forbidden"
         );
     }
