@@ -668,15 +668,7 @@ async fn object_health(
 ) -> Result<Vec<(String, health::Assessment)>, Error> {
     let uid = inst.metadata.uid.clone().unwrap_or_default();
     let writes = desired_writes(inst, desired, &ctx.settings.allowed_kinds)?;
-    let targets: Vec<super::drift::Target<'_>> = writes
-        .iter()
-        .map(|w| super::drift::Target {
-            ar: &w.ar,
-            namespace: &w.namespace,
-            name: &w.name,
-            body: &w.body,
-        })
-        .collect();
+    let targets: Vec<super::drift::Target<'_>> = writes.iter().map(Write::target).collect();
     super::health::assess(ctx, &uid, &targets, just_wrote).await
 }
 
@@ -770,15 +762,7 @@ async fn keep_as_written(
         .iter()
         .chain(inst.spec.sync.ignore.iter())
         .collect();
-    let targets: Vec<super::drift::Target<'_>> = writes
-        .iter()
-        .map(|w| super::drift::Target {
-            ar: &w.ar,
-            namespace: &w.namespace,
-            name: &w.name,
-            body: &w.body,
-        })
-        .collect();
+    let targets: Vec<super::drift::Target<'_>> = writes.iter().map(Write::target).collect();
     let ignored = |t: &super::drift::Target<'_>| -> Vec<String> {
         crate::domain::drift::ignored_pointers(
             rules.iter().copied(),
@@ -920,12 +904,7 @@ async fn keep_as_written(
             leave.insert((w.ar.kind.clone(), w.name.clone()));
             continue;
         }
-        let ignore = ignored(&super::drift::Target {
-            ar: &w.ar,
-            namespace: &w.namespace,
-            name: &w.name,
-            body: &w.body,
-        });
+        let ignore = ignored(&w.target());
         let ignore: Vec<&str> = ignore.iter().map(String::as_str).collect();
         crate::domain::drift::keep_ignored(body, &live, &ignore);
     }
@@ -1503,6 +1482,16 @@ struct Write {
 }
 
 impl Write {
+    /// The object as the drift and health checks look at it.
+    fn target(&self) -> super::drift::Target<'_> {
+        super::drift::Target {
+            ar: &self.ar,
+            namespace: &self.namespace,
+            name: &self.name,
+            body: &self.body,
+        }
+    }
+
     fn api(&self, ctx: &Context) -> Api<DynamicObject> {
         Api::namespaced_with(ctx.client.clone(), &self.namespace, &self.ar)
     }
