@@ -61,10 +61,26 @@ fn route<T: ResourceExt>(index: &Index, kind: &str, r: Result<watcher::Event<T>,
     }
 }
 
+/// Keeps of an object's metadata only what the caches are read for: its
+/// identity and versions (drift), its deletion (health), and the two labels
+/// that prove whose it is. Everything else (other labels, annotations,
+/// ownerReferences, finalizers, managedFields) is dropped: with thousands of
+/// objects cached, they are most of the memory.
+fn trim_meta(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    meta.creation_timestamp = None;
+    meta.generate_name = None;
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.retain(|k, _| k == labels::INSTANCE_UID || k == MANAGED_BY_LABEL);
+    }
+}
+
 /// Keeps of a full object only what the health rules read.
 fn trim_object(ar: &ApiResource, o: &mut DynamicObject) {
-    o.metadata.managed_fields = None;
-    o.metadata.annotations = None;
+    trim_meta(&mut o.metadata);
     let mut body = serde_json::json!({
         "metadata": {},
         "spec": o.data.get("spec").cloned().unwrap_or(Value::Null),
@@ -92,18 +108,15 @@ impl Provisioned {
         for ar in kinds {
             let index = index.clone();
             let kind = ar.kind.clone();
+            // The drift opt-out annotation is read from the live object, never
+            // from these caches.
             let cache = if health::by_existence(&ar.group, &ar.kind) {
                 let api = Api::<Meta>::all_with(client.clone(), &ar);
                 let writer = reflector::store::Writer::<Meta>::new(ar.clone());
                 let store = writer.as_reader();
                 let driver = watcher::watcher(api, config.clone())
                     .default_backoff()
-                    // Nothing reads them from the cache (the drift opt-out
-                    // is read from the live object), and they can be large.
-                    .modify(|o: &mut Meta| {
-                        o.managed_fields_mut().clear();
-                        o.annotations_mut().clear();
-                    })
+                    .modify(|o: &mut Meta| trim_meta(&mut o.metadata))
                     .reflect(writer)
                     .map(move |r| route(&index, &kind, r));
                 drivers.push(Box::pin(driver));
@@ -206,5 +219,36 @@ impl Provisioned {
     /// Whether no object is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_metadata_keeps_identity_versions_and_the_proof_of_ownership_only() {
+        let mut meta: ObjectMeta = serde_json::from_value(serde_json::json!({
+            "name": "web", "namespace": "cust", "uid": "u1", "resourceVersion": "7", "generation": 3,
+            "deletionTimestamp": "2026-01-01T00:00:00Z",
+            "labels": {labels::INSTANCE_UID: "i1", MANAGED_BY_LABEL: MANAGED_BY, "app": "web", labels::SCENARIO: "Scenario1"},
+            "annotations": {"big": "x"}, "finalizers": ["f"],
+            "ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "x", "uid": "y"}],
+            "managedFields": [{"manager": "m"}]
+        }))
+        .unwrap_or_default();
+        trim_meta(&mut meta);
+        assert_eq!(meta.name.as_deref(), Some("web"));
+        assert_eq!(meta.generation, Some(3));
+        assert_eq!(meta.resource_version.as_deref(), Some("7"));
+        assert!(meta.deletion_timestamp.is_some());
+        let labels = meta.labels.clone().unwrap_or_default();
+        assert_eq!(labels.len(), 2, "{labels:?}");
+        assert_eq!(
+            labels.get(labels::INSTANCE_UID).map(String::as_str),
+            Some("i1")
+        );
+        assert!(meta.annotations.is_none() && meta.finalizers.is_none());
+        assert!(meta.owner_references.is_none() && meta.managed_fields.is_none());
     }
 }
