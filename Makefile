@@ -10,7 +10,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export GOTOOLCHAIN := local
 
-.PHONY: all build test fmt-check clippy unit integration crds demo bench soak clean-cache help
+.PHONY: all build test fmt-check clippy unit integration crds demo bench soak image clean-cache help
 
 all: build
 
@@ -46,6 +46,9 @@ bench: ## Provisioning benchmark: fresh control plane per arm, replayed floor (B
 
 soak: ## Reliability suite: SIGKILLs, control-plane restarts, failover, conflicts (minutes).
 	hack/soak.sh
+
+image: ## Container image without Docker: target/image/computenest-controller-<version>.oci.tar, reproducible (docs/image.md).
+	hack/build-image.sh
 
 clean-cache: ## Remove the cached control-plane, kwok and helm binaries.
 	rm -rf $${HOME}/.cache/computenest

@@ -4,10 +4,17 @@
 #
 #  - helm lint --strict; helm template --include-crds | kubectl apply --dry-run=server;
 #  - helm install into computenest-system (its pods are only simulated by kwok);
+#  - the image (hack/build-image.sh, as `make image`): two builds give the same
+#    digest and bytes; the archive names the chart's default image; its config
+#    (user 65532, entrypoint, cmd, port, labels) and its root filesystem (the
+#    static binary, /etc/passwd, /tmp, nothing else), unpacked from the layers;
 #  - the chart's RBAC is enough: two controller processes run on this machine
 #    with a token of the chart's ServiceAccount (and the Deployment's own
-#    environment), with leader election in the chart's Lease; examples
-#    scenario2 and scenario3 deploy, with their Orders;
+#    environment), with leader election in the chart's Lease; replica-a is the
+#    image's binary, run from its unpacked root filesystem (chroot, as the
+#    image's user, when this runs as root), replica-b target/debug; examples
+#    scenario2 and scenario3 deploy, with their Orders; the image's binary leads
+#    (first, or after the SIGKILL of the other) and deploys;
 #  - an AccessRequest is granted under the chart's RBAC (no bind, no escalate:
 #    the Role holds only permissions of access.grantableRules, Secrets are left
 #    out with a message) and its Role goes with it;
@@ -26,10 +33,13 @@
 #
 # Prints one line per check and, last, "chart: N passed, M failed"; exits 1 on
 # any failure. Needs KUBECONFIG (cluster admin), helm (hack/build-helm.sh builds
-# it), and target/debug/computenest-controller (built if missing).
+# it), and target/debug/computenest-controller (built if missing); the image
+# step builds the static release binary in target/image (10 minutes on 2 cores
+# the first time, seconds when nothing changed) and crane (hack/build-crane.sh).
 #
 # Environment: KUBECTL (default: kubectl from PATH), CHART_TEST_TIMEOUT=60
-# (seconds per wait), CHART_TEST_KEEP=1 (leave the release and namespaces).
+# (seconds per wait), CHART_TEST_KEEP=1 (leave the release and namespaces),
+# CHART_TEST_IMAGE=0 (skip the image: both replicas run target/debug).
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -138,6 +148,136 @@ pass "no other controller runs against this cluster"
 helm="$("$here/build-helm.sh" | tail -n 1)" || true
 [ -x "$helm" ] || { fail "hack/build-helm.sh did not produce helm (Go >= 1.25 and the Go module proxy are needed once)"; exit 1; }
 
+# ---- the image -----------------------------------------------------------------------
+
+# replica-a runs the image's binary from the image's own root filesystem,
+# unpacked from the archive's layers (image_bin, the entrypoint there).
+image_bin="" image_name="" image_user="" rootfs="$work/rootfs"
+archive="" digest_1="" digest_2="" time_1="" time_2=""
+# build_image N: hack/build-image.sh; sets archive, digest_N and time_N.
+build_image() {
+  local t0 out
+  t0="$(now)"
+  if out="$("$here/build-image.sh" 2>"$work/build-image-$1.log")"; then
+    archive="$(tail -n 2 <<<"$out" | head -n 1)"
+    printf -v "digest_$1" '%s' "$(tail -n 1 <<<"$out")"
+    printf -v "time_$1" '%s' "$(since "$t0")"
+  else
+    fail "hack/build-image.sh (build $1) failed; log $work/build-image-$1.log"; tail -n 20 "$work/build-image-$1.log" | indent
+    return 1
+  fi
+}
+# What the image is, from the archive alone: index.json (OCI layout) -> the
+# manifest -> the config and the layers, unpacked in order into $rootfs. Prints
+# name, user and entrypoint, then a line per problem with the config or the
+# files.
+read -r -d '' inspect_py <<'PY' || true
+import gzip, io, json, os, stat, sys, tarfile
+archive, rootfs, digest = sys.argv[1:]
+problems = []
+with tarfile.open(archive) as a:
+    def blob(d):
+        return a.extractfile("blobs/%s/%s" % tuple(d.split(":", 1))).read()
+    index = json.loads(a.extractfile("index.json").read())
+    [desc] = index["manifests"]
+    name = desc.get("annotations", {}).get("io.containerd.image.name", "")
+    if desc["digest"] != digest:
+        problems.append("index.json names %s, the build printed %s" % (desc["digest"], digest))
+    docker = json.loads(a.extractfile("manifest.json").read())
+    if docker[0]["RepoTags"] != [name]:
+        problems.append("manifest.json tags %s, index.json %s" % (docker[0]["RepoTags"], name))
+    manifest = json.loads(blob(desc["digest"]))
+    config = json.loads(blob(manifest["config"]["digest"]))
+    os.makedirs(rootfs)
+    os.chmod(rootfs, 0o755)  # the root directory of a container
+    for layer in manifest["layers"]:
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob(layer["digest"])))) as t:
+            if any(os.path.basename(m.name).startswith(".wh.") for m in t.getmembers()):
+                problems.append("whiteouts in a layer: more than one layer was not expected")
+            try:  # our own archive: modes as they are (/tmp 1777), owners numeric
+                t.extractall(rootfs, numeric_owner=True, filter="fully_trusted")
+            except TypeError:  # Python without extraction filters
+                t.extractall(rootfs, numeric_owner=True)
+c = config.get("config", {})
+labels = c.get("Labels") or {}
+want = {
+    "User": "65532:65532", "Entrypoint": ["/computenest-controller"], "Cmd": ["run"],
+    "ExposedPorts": {"8080/tcp": {}},
+}
+for k, v in want.items():
+    if c.get(k) != v:
+        problems.append("config %s is %r, want %r" % (k, c.get(k), v))
+for k, v in {"org.opencontainers.image.title": "computenest-controller",
+             "org.opencontainers.image.version": os.environ["VERSION"],
+             "org.opencontainers.image.licenses": "Apache-2.0",
+             "org.opencontainers.image.source": os.environ["SOURCE"]}.items():
+    if labels.get(k) != v:
+        problems.append("label %s is %r, want %r" % (k, labels.get(k), v))
+if (config.get("os"), config.get("architecture")) != ("linux", os.environ["ARCH"]):
+    problems.append("platform %s/%s" % (config.get("os"), config.get("architecture")))
+files = sorted(os.path.relpath(os.path.join(d, f), rootfs) for d, ds, fs in os.walk(rootfs) for f in ds + fs)
+if files != ["computenest-controller", "etc", "etc/group", "etc/passwd", "tmp"]:
+    problems.append("root filesystem holds %s" % files)
+entry = os.path.join(rootfs, c["Entrypoint"][0].lstrip("/")) if c.get("Entrypoint") else ""
+if entry and os.path.exists(entry):
+    st = os.stat(entry)
+    if stat.S_IMODE(st.st_mode) != 0o755 or st.st_uid != 0:
+        problems.append("%s has mode %o, uid %d" % (c["Entrypoint"][0], stat.S_IMODE(st.st_mode), st.st_uid))
+    if b"\x7fELF" != open(entry, "rb").read(4):
+        problems.append("%s is not an ELF file" % c["Entrypoint"][0])
+passwd = open(os.path.join(rootfs, "etc/passwd")).read() if os.path.exists(os.path.join(rootfs, "etc/passwd")) else ""
+if "nonroot:x:65532:65532:" not in passwd:
+    problems.append("/etc/passwd has no nonroot user 65532")
+if os.path.isdir(os.path.join(rootfs, "tmp")) and stat.S_IMODE(os.stat(os.path.join(rootfs, "tmp")).st_mode) != 0o1777:
+    problems.append("/tmp is not mode 1777")
+print(name)
+print(c.get("User", ""))
+print(c["Entrypoint"][0] if c.get("Entrypoint") else "")
+for p in problems:
+    print(p)
+PY
+if [ "${CHART_TEST_IMAGE:-1}" = 0 ]; then
+  say "CHART_TEST_IMAGE=0: no image; both replicas run $bin"
+elif build_image 1 && build_image 2; then
+  size="$(du -h "$archive" | cut -f1)"
+  pass "hack/build-image.sh: ${archive#"$root"/} ($size), $digest_1 (${time_1}s; again: ${time_2}s)"
+  # Twice from the same sources: the same image, byte for byte. (Only if the
+  # sources did not change in between: the digest covers the last commit's time.)
+  if [ "$digest_1" = "$digest_2" ]; then
+    pass "a second build gives the same digest ($digest_2)"
+  else
+    fail "two builds from the same sources gave $digest_1 and $digest_2"
+  fi
+  crane="$("$here/build-crane.sh" | tail -n 1)"
+  tar_digest="$("$crane" digest --tarball "$archive" 2>&1)"
+  if [ "$tar_digest" = "$digest_2" ]; then
+    pass "read as a docker-save tarball (crane digest --tarball) the archive has the same digest"
+  else
+    fail "read as a docker-save tarball the archive has digest '$tar_digest', not $digest_2"
+  fi
+  arch="$(uname -m)"; arch="${arch/x86_64/amd64}"; arch="${arch/aarch64/arm64}"
+  cargo_field() { awk -v k="$1" '/^\[/ { p = ($0 == "[package]") } p && $1 == k && $2 == "=" { v = $3; gsub(/"/, "", v); print v; exit }' "$root/Cargo.toml"; }
+  if inspect="$(VERSION="$(cargo_field version)" SOURCE="$(cargo_field repository)" ARCH="$arch" \
+    python3 -c "$inspect_py" "$archive" "$rootfs" "$digest_2" 2>&1)"; then
+    { read -r image_name; read -r image_user; read -r image_entry; } <<<"$inspect"
+    problems="$(tail -n +4 <<<"$inspect")"
+    if [ -z "$problems" ]; then
+      pass "image config: user $image_user, entrypoint [$image_entry], cmd [run], port 8080/tcp, linux/$arch, labels title, version $(cargo_field version), source, licenses Apache-2.0"
+      pass "its layer unpacked: $image_entry (0755, ELF), /etc/passwd (nonroot 65532), /etc/group, /tmp (1777), nothing else"
+      image_bin="$rootfs$image_entry"
+    else
+      fail "the image's config or files are wrong:"; indent <<<"$problems"
+    fi
+  else
+    fail "cannot read or unpack $archive"; indent <<<"$inspect" | tail -n 15
+  fi
+  if [ -n "$image_bin" ] && "$image_bin" --version >/dev/null 2>&1; then
+    pass "$image_entry from the unpacked root filesystem runs on this machine (statically linked)"
+  elif [ -n "$image_bin" ]; then
+    fail "$image_bin does not run"; image_bin=""
+  fi
+fi
+
 # ---- static checks -----------------------------------------------------------------
 
 check "helm lint --strict" "$helm" lint --strict "$chart"
@@ -217,6 +357,14 @@ if [ -n "$sa" ] && [ -n "$lease_name" ] && [ "$lease_ns" = "$ns" ] && [ -n "$lea
 else
   fail "Deployment lacks the ServiceAccount or the lease settings (sa '$sa', lease '$lease_ns/$lease_name', duration '$lease_duration')"
   exit 1
+fi
+if [ -n "$image_name" ]; then
+  deploy_image="$(kc get deployment "$release" -n "$ns" -o jsonpath='{.spec.template.spec.containers[0].image}')"
+  if [ "$deploy_image" = "$image_name" ]; then
+    pass "the archive names the chart's default image: $deploy_image (image.repository:appVersion)"
+  else
+    fail "the archive names $image_name, the chart's Deployment $deploy_image"
+  fi
 fi
 
 # ---- RBAC, asked of the API server -------------------------------------------------
@@ -409,7 +557,7 @@ done
 
 # ---- tenancy: the operator role, bound in one namespace ----------------------------
 
-op=chart-test-operator
+op="chart-test-operator"
 user_can yes "$op" get pods -n chart-op-a
 user_can yes "$op" get pods --subresource=log -n chart-op-a
 user_can yes "$op" get secrets -n chart-op-a
@@ -479,20 +627,51 @@ for e in c.get("env", []):
 ')
 if [ "${#deploy_env[@]}" -gt 0 ]; then pass "the Deployment's environment: ${deploy_env[*]}"; else fail "no environment in the Deployment"; fi
 
-declare -A pid_of addr_of
+declare -A pid_of addr_of what_of
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-start_replica() {
-  local id="$1" addr
+chroot_cmd="$(command -v chroot || true)"
+start_replica() { # start_replica ID [image]
+  local id="$1" addr flags
   addr="127.0.0.1:$(free_port)"
   # Only the Deployment's environment and the ServiceAccount's kubeconfig;
   # the flags repeat what the chart sets, so the leader election is explicit.
-  env -i PATH="$PATH" HOME="$HOME" "${deploy_env[@]}" POD_NAME="$id" KUBECONFIG="$sa_kubeconfig" \
-    "$bin" run --leader-election=true --lease-name "$lease_name" --lease-namespace "$lease_ns" \
-    --health-addr "$addr" --identity "$id" --exit-with-parent "$$" >"$work/$id.log" 2>&1 &
+  flags=(run --leader-election=true --lease-name "$lease_name" --lease-namespace "$lease_ns"
+    --health-addr "$addr" --identity "$id")
+  if [ "${2:-}" != image ]; then
+    env -i PATH="$PATH" HOME="$HOME" "${deploy_env[@]}" POD_NAME="$id" KUBECONFIG="$sa_kubeconfig" \
+      "$bin" "${flags[@]}" --exit-with-parent "$$" >"$work/$id.log" 2>&1 &
+    what_of[$id]="${bin#"$root"/}"
+  elif [ "$(id -u)" = 0 ] && [ -n "$chroot_cmd" ]; then
+    # As in a container: the image's files only (no CA bundle, no /proc), its
+    # user, the environment a runtime gives it (PATH, HOME of /etc/passwd),
+    # the kubeconfig where a volume would put it.
+    install -m 0600 -o "${image_user%%:*}" -g "${image_user##*:}" "$sa_kubeconfig" "$rootfs/tmp/kubeconfig"
+    env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/home/nonroot \
+      "${deploy_env[@]}" POD_NAME="$id" KUBECONFIG=/tmp/kubeconfig \
+      "$chroot_cmd" --userspec="$image_user" "$rootfs" "$image_entry" "${flags[@]}" >"$work/$id.log" 2>&1 &
+    local child=$! parent=$$
+    what_of[$id]="the image's $image_entry, chroot into its root filesystem as $image_user"
+    pid_of[$id]=$child
+    addr_of[$id]="$addr"
+    pids+=("$child")
+    # --exit-with-parent watches /proc, which the chroot lacks: a watcher ends
+    # the replica if this script is killed.
+    (
+      while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 1; done
+      kill -KILL "$child" 2>/dev/null
+    ) >/dev/null 2>&1 </dev/null &
+    pids+=("$!")
+    return 0
+  else
+    env -i PATH="$PATH" HOME="$HOME" "${deploy_env[@]}" POD_NAME="$id" KUBECONFIG="$sa_kubeconfig" \
+      "$image_bin" "${flags[@]}" --exit-with-parent "$$" >"$work/$id.log" 2>&1 &
+    what_of[$id]="the image's $image_entry, from its unpacked root filesystem"
+  fi
   pid_of[$id]=$!
   addr_of[$id]="$addr"
   pids+=("$!")
 }
+reconciles() { curl -fsS --max-time 2 "http://${addr_of[$1]}/metrics" | awk '$1 ~ /^computenest_reconciles_total/ { s += $2 } END { print s + 0 }'; }
 metric() { curl -fsS --max-time 2 "http://${addr_of[$1]}/metrics" 2>/dev/null | awk -v m="$2" '$1 == m { print $2 }'; }
 holder() { kc get lease "$lease_name" -n "$lease_ns" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null; }
 # wait_until SECONDS command...: polls every 0.2 s.
@@ -525,10 +704,11 @@ for k, n in seen.items():
 PY
 has_holder() { local h; h="$(holder)"; [ "$h" = replica-a ] || [ "$h" = replica-b ]; }
 
-start_replica replica-a
+# replica-a is the image's binary (unless CHART_TEST_IMAGE=0 or the image failed).
+if [ -n "$image_bin" ]; then start_replica replica-a image; else start_replica replica-a; fi
 start_replica replica-b
 for id in replica-a replica-b; do
-  if wait_until "$timeout" health_ok "$id"; then pass "$id runs and answers /healthz (pid ${pid_of[$id]})"; else fail "$id never answered /healthz; log $work/$id.log"; tail -n 20 "$work/$id.log" | indent; exit 1; fi
+  if wait_until "$timeout" health_ok "$id"; then pass "$id runs and answers /healthz (pid ${pid_of[$id]}; ${what_of[$id]})"; else fail "$id never answered /healthz; log $work/$id.log"; tail -n 20 "$work/$id.log" | indent; exit 1; fi
 done
 if wait_until "$timeout" has_holder; then pass "Lease $lease_ns/$lease_name is held by $(holder)"; else fail "nobody took Lease $lease_ns/$lease_name within ${timeout}s (holder '$(holder)')"; exit 1; fi
 leader="$(holder)"
@@ -632,7 +812,8 @@ if [ "$ml" = 1 ] && [ "$ms" = 0 ]; then
 else
   fail "computenest_leader is '$ml' on the holder $leader and '$ms' on $standby; expected 1 and 0"
 fi
-reconciles_standby="$(curl -fsS --max-time 2 "http://${addr_of[$standby]}/metrics" | awk '$1 ~ /^computenest_reconciles_total/ { s += $2 } END { print s + 0 }')"
+reconciles_standby="$(reconciles "$standby")"
+reconciles_leader="$(reconciles "$leader")"
 if [ "$reconciles_standby" = 0 ]; then pass "the standby reconciled nothing"; else fail "the standby $standby counts $reconciles_standby reconciles"; fi
 
 # ---- the leader dies -------------------------------------------------------------------
@@ -667,6 +848,28 @@ EOF
 check "apply a new scenario3 instance reports-2" kc apply --server-side -f "$work/reports-2.yaml"
 check "the new leader deploys reports-2" kc wait --for=condition=Ready serviceinstance/reports-2 -n s3-customer --timeout="${timeout}s"
 check_orders reports-2
+
+# ---- the image's binary led and deployed ----------------------------------------------
+
+if [ -n "$image_bin" ]; then
+  # replica-a led first (scenario2 and scenario3 were deployed while the
+  # standby reconciled nothing) or took over after the SIGKILL (reports-2).
+  if [ "$leader" = replica-a ]; then
+    when="as the first leader" insts="s2-customer/source s3-customer/reports" image_reconciles="$reconciles_leader"
+  else
+    when="after the SIGKILL of $leader" insts="s3-customer/reports-2" image_reconciles="$(reconciles replica-a)"
+  fi
+  deployed_by_image() {
+    local i phase
+    [ "$leader" = replica-a ] || [ "$takeover" != never ] || { echo "replica-a never held the Lease"; return 1; }
+    [ "${image_reconciles:-0}" -gt 0 ] || { echo "replica-a counts no reconciles"; return 1; }
+    for i in $insts; do
+      phase="$(kc get serviceinstances.computenest.dev -n "${i%%/*}" "${i#*/}" -o jsonpath='{.status.phase}')"
+      [ "$phase" = Deployed ] || { echo "$i is $phase, not Deployed"; return 1; }
+    done
+  }
+  check "the image's binary (replica-a) led $when and deployed $insts ($image_reconciles reconciles)" deployed_by_image
+fi
 
 # ---- the last replica stops --------------------------------------------------------------
 
