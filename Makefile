@@ -36,7 +36,7 @@ integration: ## Integration tests against a real control plane started and stopp
 	hack/test-integration.sh
 
 crds: ## Regenerate crds/ from the Rust types.
-	$(CARGO) run --locked --quiet -- crd > crds/computenest.dev.yaml
+	$(CARGO) run --locked --quiet --bin computenest-controller -- crd > crds/computenest.dev.yaml
 
 demo: ## Local control plane (or $$KUBECONFIG), CRDs, controller, examples, and a table.
 	hack/demo.sh

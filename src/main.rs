@@ -126,6 +126,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => {
+            computenest::runtime::memory::limit_malloc_arenas();
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -2,6 +2,7 @@
 
 use super::common::*;
 use super::sync::*;
+use super::version::*;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.owner.targetNamespace",
         priority = 1
     ),
+    printcolumn(name = "Version", type_ = "string", json_path = ".status.version"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(
         name = "Ready",
@@ -65,6 +67,31 @@ pub struct ServiceInstanceSpec {
     /// the mode and the customer's ignore rules still count.
     #[serde(default, skip_serializing_if = "SyncPolicy::is_default")]
     pub sync: SyncPolicy,
+    /// The version to run: an exact version (`1.4.2`) or a semver range
+    /// (`^1.4`, `~1.4`, `>=1.2, <2`). With `channel`, only versions on it.
+    /// Neither: the product's current version, followed as it changes.
+    /// Pinning an older version rolls back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub version: Option<String>,
+    /// A release channel of the Service (for example `stable`, `beta`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("a channel is a lower-case DNS label"))]
+    #[schemars(length(min = 1, max = 63))]
+    pub channel: Option<String>,
+    /// Manual (default): the instance keeps its version until the pin
+    /// changes. Automatic: it follows the newest published version its
+    /// range or channel selects.
+    #[serde(default, skip_serializing_if = "is_manual")]
+    pub update_policy: UpdatePolicy,
+    /// Whether a failed upgrade (not healthy within the progress deadline)
+    /// rolls back to the version before, where that version allows it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rollback_on_failure: bool,
+}
+
+fn is_manual(p: &UpdatePolicy) -> bool {
+    *p == UpdatePolicy::Manual
 }
 
 /// Reference to a product: a distributor's DerivedService or an ISV's Service.
@@ -162,6 +189,20 @@ pub struct ServiceInstanceStatus {
     /// as written (`Synced`) or was changed or deleted (`OutOfSync`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<ResourceStatus>,
+    /// The version the instance's objects were last written from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Newer published versions the instance's pin and channel allow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub available_upgrades: Vec<String>,
+    /// What moving to the version the pin selects would do (a dry run),
+    /// while the instance runs another version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradePreview>,
+    /// The last upgrades and rollbacks, newest last (at most 10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub history: Vec<VersionChange>,
     /// Ready, plus GrantValid for instances of a DerivedService.
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]

@@ -14,6 +14,7 @@ pub mod order;
 pub mod service;
 pub mod sync;
 pub mod tenancy;
+pub mod version;
 
 pub use access::*;
 pub use approval::*;
@@ -25,6 +26,7 @@ pub use order::*;
 pub use service::*;
 pub use sync::*;
 pub use tenancy::*;
+pub use version::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -39,6 +41,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         Order::crd(),
         AccessRequest::crd(),
         AccessApproval::crd(),
+        ServiceVersion::crd(),
     ]
 }
 

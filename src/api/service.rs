@@ -4,6 +4,7 @@ use super::access::AccessPolicy;
 use super::common::*;
 use super::sync::SyncPolicy;
 use super::tenancy::*;
+use super::version::*;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -105,9 +106,52 @@ pub struct ServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 10, max = 86400))]
     pub progress_deadline_seconds: Option<u32>,
+    /// How the version in `spec.version` is released: Draft or Published,
+    /// its channels, and how instances upgrade to it. Unset: Published on
+    /// `stable`. Each published version is kept as a ServiceVersion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<Release>,
+    /// State and channels of older versions (Deprecated, Withdrawn).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(v, self.exists_one(w, w.version == v.version))").message("versions must be unique"))]
+    #[schemars(length(max = 100))]
+    pub versions: Vec<VersionLifecycle>,
+    /// How many published versions no instance runs are kept (the newest
+    /// ones, besides the current version). Unset: 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub version_history_limit: Option<u32>,
 }
 
+/// Versions no instance runs that a Service keeps when it sets no limit.
+pub const DEFAULT_VERSION_HISTORY_LIMIT: u32 = 10;
+
 impl ServiceSpec {
+    /// The release of the current version (the default when unset).
+    pub fn release(&self) -> Release {
+        self.release.clone().unwrap_or_default()
+    }
+    /// What the current version deploys.
+    pub fn content(&self) -> VersionContent {
+        VersionContent {
+            parameters: self.parameters.clone(),
+            plans: self.plans.clone(),
+            template: self.template.clone(),
+            outputs: self.outputs.clone(),
+        }
+    }
+    /// This spec with the content of another version.
+    pub fn at_version(&self, version: &str, content: &VersionContent) -> ServiceSpec {
+        ServiceSpec {
+            version: version.to_string(),
+            parameters: content.parameters.clone(),
+            plans: content.plans.clone(),
+            template: content.template.clone(),
+            outputs: content.outputs.clone(),
+            ..self.clone()
+        }
+    }
+
     /// The progress deadline of the Service's instances.
     pub fn progress_deadline(&self) -> std::time::Duration {
         std::time::Duration::from_secs(u64::from(
@@ -290,4 +334,11 @@ pub struct ServiceStatus {
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+    /// The current version, when it is published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_version: Option<String>,
+    /// Every version kept, newest first, with its state, channels and the
+    /// instances running it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<VersionSummary>,
 }

@@ -25,7 +25,10 @@ use std::sync::Arc;
 
 pub(super) const KIND: &str = "DerivedService";
 
-/// Looks up the source Service and the grant of a derived service in the caches.
+/// Looks up the source Service and the grant of a derived service in the
+/// caches, at the newest published version the DerivedService resells
+/// (`spec.source.version`: exact, a range, or unset for the Service's
+/// current version).
 pub fn evaluate(
     ds: &DerivedService,
     ctx: &Context,
@@ -36,6 +39,46 @@ pub fn evaluate(
         .stores
         .services
         .get(&ObjectRef::new(&src.name).within(&src.namespace));
+    let Some(svc) = service else {
+        return evaluate_at(ds, None, ctx, now);
+    };
+    let catalog = super::version::catalog(&svc, ctx);
+    let chosen = crate::domain::versions::parse_pin(src.version.as_deref(), &catalog.known)
+        .and_then(|pin| {
+            let ask = crate::domain::versions::Ask {
+                pin: &pin,
+                channel: None,
+                policy: crate::api::UpdatePolicy::Automatic,
+                running: None,
+                current: &catalog.current,
+            };
+            crate::domain::versions::choose(&ask, &catalog.known)
+                .map(|v| catalog.service_at(&svc, &v, pin == crate::domain::versions::Pin::Current))
+        });
+    match chosen {
+        Ok(Some(at)) => evaluate_at(ds, Some(&at), ctx, now),
+        Ok(None) => evaluate_at(ds, Some(&svc), ctx, now),
+        Err(e) => {
+            let scenario = evaluate_at(ds, Some(&svc), ctx, now)?.scenario;
+            Err(NotSellable {
+                reason: "VersionMismatch",
+                message: format!("spec.source.version: {}", e.message),
+                scenario: Some(scenario),
+                grant: None,
+                should_apply: false,
+            })
+        }
+    }
+}
+
+/// `evaluate` with the source Service as it deploys one version.
+pub fn evaluate_at(
+    ds: &DerivedService,
+    service: Option<&crate::api::Service>,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Sellable, NotSellable> {
+    let src = &ds.spec.source;
     let distributor = ds.metadata.namespace.clone().unwrap_or_default();
     let grants: Vec<_> = ctx
         .index
@@ -49,7 +92,7 @@ pub fn evaluate(
         &distributor,
         now,
     );
-    evaluate_derived(ds, service.as_deref(), grant, ctx.index.as_ref(), now)
+    evaluate_derived(ds, service, grant, ctx.index.as_ref(), now)
 }
 
 /// Pure: the status of a derived service from its evaluation.

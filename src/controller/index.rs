@@ -16,7 +16,7 @@
 
 use crate::api::{
     AccessApproval, AccessRequest, DerivedService, DistributionGrant, ProductKind, Service,
-    ServiceInstance,
+    ServiceInstance, ServiceVersion,
 };
 use crate::domain::distribution::Offerings;
 use crate::domain::provision::labels;
@@ -105,6 +105,8 @@ struct Maps {
     instance_by_namespace: Links<ObjectRef<ServiceInstance>, String>,
     /// Each instance by its UID (the label on everything it provisioned).
     instance_by_uid: Links<ObjectRef<ServiceInstance>, String>,
+    /// The published versions of each Service.
+    versions_by_service: Links<ServiceKey, ObjectRef<ServiceVersion>>,
 }
 
 /// The channels to the controllers, and their receiving ends until taken.
@@ -356,6 +358,21 @@ impl Index {
         out
     }
 
+    /// The instances of a Service, bought directly or through the products built on it.
+    pub fn instances_of_service(&self, ns: &str, name: &str) -> Vec<ObjectRef<ServiceInstance>> {
+        let m = self.read();
+        self.instances_of_product(&m, ProductKind::Service, ns, name)
+    }
+
+    /// The published versions of a Service.
+    pub fn versions_of(&self, ns: &str, name: &str) -> Vec<ObjectRef<ServiceVersion>> {
+        self.read()
+            .versions_by_service
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
+            .collect()
+    }
+
     fn requests_of_instances<'a>(
         m: &Maps,
         instances: impl IntoIterator<Item = &'a ObjectRef<ServiceInstance>>,
@@ -377,7 +394,13 @@ impl Index {
             service: uid_generation(service),
             derived: derived.map(uid_generation),
         };
-        let product_uid = key.derived.as_ref().unwrap_or(&key.service).0.clone();
+        // One entry per product and content: a pinned version's Service
+        // carries its ServiceVersion's UID (`controller::version`).
+        let product_uid = format!(
+            "{}@{}",
+            key.derived.as_ref().unwrap_or(&key.service).0,
+            key.service.0
+        );
         if let Ok(cache) = self.offerings.lock()
             && let Some((k, offering)) = cache.get(&product_uid)
             && *k == key
@@ -400,7 +423,7 @@ impl Index {
 
     fn forget_offering(&self, uid: Option<&str>) {
         if let (Some(uid), Ok(mut cache)) = (uid, self.offerings.lock()) {
-            cache.remove(uid);
+            cache.retain(|k, _| !k.starts_with(&format!("{uid}@")));
         }
     }
 }
@@ -474,6 +497,37 @@ impl Indexed for Service {
     }
     fn known(index: &Index) -> Vec<ObjectRef<Self>> {
         index.read().services.iter().cloned().collect()
+    }
+    fn on_delete(index: &Index, obj: &Self) {
+        index.forget_offering(obj.meta().uid.as_deref());
+    }
+}
+
+impl Indexed for ServiceVersion {
+    const KIND: &'static str = "ServiceVersion";
+    fn link(index: &Index, obj: &Self) -> bool {
+        let service = (
+            obj.metadata.namespace.clone().unwrap_or_default(),
+            obj.spec.service.clone(),
+        );
+        index
+            .write()
+            .versions_by_service
+            .set(ObjectRef::from_obj(obj), service)
+            .is_some()
+    }
+    fn route(index: &Index, obj: &Self, _moved: bool) {
+        let ns = obj.metadata.namespace.clone().unwrap_or_default();
+        index.route_service(&ns, &obj.spec.service);
+    }
+    fn unlink_and_route(index: &Index, gone: &ObjectRef<Self>) {
+        let service = index.write().versions_by_service.remove(gone);
+        if let Some((ns, name)) = service {
+            index.route_service(&ns, &name);
+        }
+    }
+    fn known(index: &Index) -> Vec<ObjectRef<Self>> {
+        index.read().versions_by_service.values().cloned().collect()
     }
     fn on_delete(index: &Index, obj: &Self) {
         index.forget_offering(obj.meta().uid.as_deref());

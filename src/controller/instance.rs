@@ -132,6 +132,46 @@ struct Resolved {
     on_revoke: RevocationPolicy,
     outcome: Result<(ProductData, Arc<crate::domain::render::Offering>), NotSellable>,
     grant_expiry: Option<Timestamp>,
+    /// The version chosen, when the product was found.
+    versions: Option<Versions>,
+}
+
+/// The version an instance runs, with the offerings of the versions around it.
+struct Versions {
+    selection: super::version::Selection,
+    /// The offering of the version a dry run is made for.
+    preview: Option<Arc<crate::domain::render::Offering>>,
+    /// The offering of the version a move starts from.
+    from: Option<Arc<crate::domain::render::Offering>>,
+}
+
+impl Versions {
+    fn of(
+        selection: super::version::Selection,
+        ctx: &Context,
+        derived: Option<&DerivedService>,
+    ) -> Self {
+        let offering = |s: &Service| ctx.index.offering(s, derived).ok();
+        Versions {
+            preview: selection
+                .preview
+                .as_ref()
+                .and_then(|p| offering(&p.service)),
+            from: selection.from.as_ref().and_then(offering),
+            selection,
+        }
+    }
+}
+
+/// Pure: a product whose versions cannot give the instance one.
+fn no_version(e: crate::domain::versions::Refused, scenario: Option<Scenario>) -> NotSellable {
+    NotSellable {
+        reason: e.reason,
+        message: e.message,
+        scenario,
+        grant: None,
+        should_apply: false,
+    }
 }
 
 struct ProductData {
@@ -151,8 +191,8 @@ fn resolve(inst: &ServiceInstance, ctx: &Context, now: Timestamp) -> Resolved {
     let r = &inst.spec.service_ref;
     let product = format!("{:?} {}/{}", r.kind, r.namespace, r.name);
     match r.kind {
-        ProductKind::Service => resolve_service(r, ctx, product),
-        ProductKind::DerivedService => resolve_derived(r, ctx, now, product),
+        ProductKind::Service => resolve_service(inst, r, ctx, product),
+        ProductKind::DerivedService => resolve_derived(inst, r, ctx, now, product),
     }
 }
 
@@ -174,12 +214,18 @@ fn product_not_found(r: &ProductRef, product: String, what: &str) -> Resolved {
             should_apply: false,
         }),
         grant_expiry: None,
+        versions: None,
     }
 }
 
 /// A Service bought from the ISV directly: sellable when its offering is
 /// valid; what runs keeps running if it is revoked (there is no grant).
-fn resolve_service(r: &ProductRef, ctx: &Context, product: String) -> Resolved {
+fn resolve_service(
+    inst: &ServiceInstance,
+    r: &ProductRef,
+    ctx: &Context,
+    product: String,
+) -> Resolved {
     let Some(svc) = ctx
         .stores
         .services
@@ -188,9 +234,22 @@ fn resolve_service(r: &ProductRef, ctx: &Context, product: String) -> Resolved {
         return product_not_found(r, product, "Service");
     };
     let scenario = Scenario::direct(svc.spec.type_);
+    let selection = match super::version::select(inst, &svc, None, ctx) {
+        Ok(s) => s,
+        Err(e) => {
+            return Resolved {
+                product,
+                scenario: Some(scenario),
+                on_revoke: RevocationPolicy::KeepRunning,
+                outcome: Err(no_version(e, Some(scenario))),
+                grant_expiry: None,
+                versions: None,
+            };
+        }
+    };
     let outcome = ctx
         .index
-        .offering(&svc, None)
+        .offering(&selection.service, None)
         .map(|o| (ProductData::of_service(r, &svc), o))
         .map_err(|e| NotSellable {
             reason: "ProductInvalid",
@@ -208,13 +267,20 @@ fn resolve_service(r: &ProductRef, ctx: &Context, product: String) -> Resolved {
         on_revoke: RevocationPolicy::KeepRunning,
         outcome,
         grant_expiry: None,
+        versions: Some(Versions::of(selection, ctx, None)),
     }
 }
 
 /// A DerivedService bought from a distributor: sellable under the same
 /// rules as the DerivedService controller applies; its source Service's
 /// `onRevoke` says what happens to what runs when the grant goes.
-fn resolve_derived(r: &ProductRef, ctx: &Context, now: Timestamp, product: String) -> Resolved {
+fn resolve_derived(
+    inst: &ServiceInstance,
+    r: &ProductRef,
+    ctx: &Context,
+    now: Timestamp,
+    product: String,
+) -> Resolved {
     let Some(ds) = ctx
         .stores
         .derived
@@ -231,7 +297,29 @@ fn resolve_derived(r: &ProductRef, ctx: &Context, now: Timestamp, product: Strin
         .as_ref()
         .map(|s| s.spec.distribution.on_revoke)
         .unwrap_or_default();
-    match super::derived::evaluate(&ds, ctx, now) {
+    let selection = svc
+        .as_deref()
+        .map(|s| super::version::select(inst, s, super::version::resold(&ds), ctx));
+    let (at, selection) = match selection {
+        Some(Ok(sel)) => (Some(sel.service.clone()), Some(sel)),
+        Some(Err(e)) => {
+            // The grant and scenario first: a refusal of theirs says more.
+            let n = match super::derived::evaluate(&ds, ctx, now) {
+                Err(n) => n,
+                Ok(s) => no_version(e, Some(s.scenario)),
+            };
+            return Resolved {
+                product,
+                scenario: n.scenario,
+                on_revoke,
+                outcome: Err(n),
+                grant_expiry: None,
+                versions: None,
+            };
+        }
+        None => (None, None),
+    };
+    match super::derived::evaluate_at(&ds, at.as_ref(), ctx, now) {
         Ok(sellable) => Resolved {
             product,
             scenario: Some(sellable.scenario),
@@ -241,6 +329,7 @@ fn resolve_derived(r: &ProductRef, ctx: &Context, now: Timestamp, product: Strin
                 ProductData::of_derived(r, &ds, svc.as_deref()),
                 sellable.offering,
             )),
+            versions: selection.map(|s| Versions::of(s, ctx, Some(&ds))),
         },
         Err(n) => Resolved {
             product,
@@ -248,6 +337,7 @@ fn resolve_derived(r: &ProductRef, ctx: &Context, now: Timestamp, product: Strin
             on_revoke,
             outcome: Err(n),
             grant_expiry: None,
+            versions: None,
         },
     }
 }
@@ -338,6 +428,10 @@ impl<'a> StatusBuilder<'a> {
             applied_digest: prev.applied_digest.clone(),
             resources: prev.resources.clone(),
             phase: prev.phase,
+            version: prev.version.clone(),
+            available_upgrades: prev.available_upgrades.clone(),
+            upgrade: prev.upgrade.clone(),
+            history: prev.history.clone(),
             conditions: Vec::new(),
         };
         StatusBuilder {
@@ -524,6 +618,11 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
     };
     let product = data.product(resolved.scenario, offering);
     let mut others = sale_conditions(inst, &product, sold.as_ref());
+    let versions = resolved.versions.as_ref();
+    let starting = versions.and_then(|v| starting_move(inst, &v.selection));
+    if let Some(v) = versions {
+        others.extend(version_conditions(&v.selection));
+    }
     if sold.is_none()
         && let Some(refused) = super::tenancy::may_sell(inst, ctx).await?
     {
@@ -550,6 +649,9 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
             return Ok(Action::await_change());
         }
     };
+    if let Some(v) = versions {
+        desired.record_version(&v.selection.version);
+    }
     if let Err(e) = super::tenancy::add_managed_policy(
         inst,
         ctx,
@@ -563,7 +665,14 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
         finish_status(inst, ctx, &api, sb.status).await?;
         return Ok(Action::await_change());
     }
-    let (stopped, mut wrote) = write_unless_written(inst, &desired, ctx).await?;
+    // A move writes only what differs between the two versions.
+    let unchanged = match (starting.as_ref(), versions.and_then(|v| v.from.as_ref())) {
+        (Some(_), Some(from)) => unchanged_objects(inst, data, resolved.scenario, from, sold.as_ref(), ctx, &desired),
+        _ => BTreeSet::new(),
+    };
+    let delete_claims = starting.is_some() && versions.is_some_and(|v| v.selection.delete_claims);
+    let (stopped, mut wrote) =
+        write_unless_written(inst, &desired, ctx, &unchanged, delete_claims).await?;
     // Drift is looked for only when nothing was written just now (what was
     // just written is as written, and the caches may not have it yet).
     let stopped = match stopped {
@@ -603,7 +712,28 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
         health::Rollup::Progressing { retry_in, .. } => Some(*retry_in),
         _ => None,
     };
+    let mut upgrading = None;
+    if let Some(v) = versions {
+        let said = version_status(&mut sb.status, inst, &v.selection, starting.as_ref(), &rollup, now);
+        sb.status.upgrade = preview_status(inst, data, resolved.scenario, v, sold.as_ref(), ctx, &desired);
+        if let Some((type_, reason, message)) = &said.condition {
+            others.push((type_, true, reason, message.clone()));
+        }
+        upgrading = said.upgrading;
+        for (warning, reason, message, change, result) in said.events {
+            ctx.metrics.version_change(change, result);
+            ctx.event(inst, warning, reason, message).await;
+        }
+    }
     deployed_status(&mut sb, &desired, &others, rollup);
+    if let Some(message) = upgrading {
+        // While a move progresses the phase says so (kstatus: Ready False
+        // with Reconciling True, set above).
+        sb.status.phase = Some(Phase::Upgrading);
+        if let Some(c) = sb.status.conditions.iter_mut().find(|c| c.type_ == "Ready") {
+            c.message = format!("{message}; {}", c.message);
+        }
+    }
     sb.status.resources = resources_status(inst, &desired, &out_of_sync, &healths);
     finish_status(inst, ctx, &api, sb.status).await?;
     let action = requeue_at(resolved.grant_expiry);
@@ -908,7 +1038,7 @@ async fn keep_as_written(
         let ignore: Vec<&str> = ignore.iter().map(String::as_str).collect();
         crate::domain::drift::keep_ignored(body, &live, &ignore);
     }
-    match write_desired(inst, &repair, ctx, &leave).await? {
+    match write_desired(inst, &repair, ctx, &leave, false).await? {
         WriteOutcome::Done => {
             ctx.metrics.drift(KIND, "corrected");
             ctx.event(
@@ -1244,6 +1374,8 @@ async fn write_unless_written(
     inst: &ServiceInstance,
     desired: &Desired,
     ctx: &Context,
+    unchanged: &BTreeSet<(String, String)>,
+    delete_claims: bool,
 ) -> Result<(Option<Stopped>, bool), Error> {
     let digest_key = format!(
         "digest/{}",
@@ -1270,7 +1402,7 @@ async fn write_unless_written(
         })
     };
     Ok((
-        match write_desired(inst, desired, ctx, &BTreeSet::new()).await? {
+        match write_desired(inst, desired, ctx, unchanged, delete_claims).await? {
             WriteOutcome::Done => {
                 ctx.memo.record(&digest_key, &desired.digest);
                 None
@@ -1789,6 +1921,7 @@ async fn write_desired(
     d: &Desired,
     ctx: &Context,
     leave: &BTreeSet<(String, String)>,
+    delete_claims: bool,
 ) -> Result<WriteOutcome, Error> {
     let uid = inst.metadata.uid.clone().unwrap_or_default();
     let target = &d.owner.target_namespace;
@@ -1830,7 +1963,7 @@ async fn write_desired(
     // UID label, never taken from status. Only an instance that was written
     // before can have such objects.
     if was_deployed(inst) {
-        prune(ctx, &uid, target, &keep, false).await?;
+        prune(ctx, &uid, target, &keep, delete_claims).await?;
     }
 
     Ok(WriteOutcome::Done)
@@ -2297,6 +2430,266 @@ pub async fn sweep_orphaned_namespaces(ctx: &Context) -> Result<usize, Error> {
         removed += 1;
     }
     Ok(removed)
+}
+
+/// The move an instance starts in this reconcile (one not in its history yet).
+fn starting_move(
+    inst: &ServiceInstance,
+    sel: &super::version::Selection,
+) -> Option<super::version::Move> {
+    let m = sel.moving.as_ref()?;
+    let last = inst.status.as_ref().and_then(|s| s.history.last());
+    let recorded = last.is_some_and(|h| {
+        h.result == crate::api::VersionChangeResult::InProgress && h.from == m.from && h.to == m.to
+    });
+    (!recorded).then(|| m.clone())
+}
+
+/// Pure: the version conditions known before anything is written.
+fn version_conditions(sel: &super::version::Selection) -> Vec<OtherCondition> {
+    let mut out = Vec::new();
+    if sel.available.is_empty() {
+        out.push(("UpgradeAvailable", false, "UpToDate", "no newer version is published".to_string()));
+    } else {
+        out.push((
+            "UpgradeAvailable",
+            true,
+            "NewerVersion",
+            format!("newer published versions: {}", sel.available.join(", ")),
+        ));
+    }
+    if let Some((to, why)) = &sel.blocked {
+        out.push((
+            "UpgradeBlocked",
+            true,
+            why.reason,
+            format!("stays at version {}, not {to}: {}", sel.version, why.message),
+        ));
+    }
+    out
+}
+
+/// What `version_status` found to say.
+struct VersionSaid {
+    /// A condition of the move (Upgrading or RolledBack).
+    condition: Option<(&'static str, &'static str, String)>,
+    /// The Ready message prefix while a move progresses.
+    upgrading: Option<String>,
+    /// Events: (warning, reason, message, change, result).
+    events: Vec<(bool, &'static str, String, &'static str, &'static str)>,
+}
+
+fn change_name(t: crate::api::VersionChangeType) -> &'static str {
+    match t {
+        crate::api::VersionChangeType::Upgrade => "Upgrade",
+        crate::api::VersionChangeType::Rollback => "Rollback",
+        crate::api::VersionChangeType::AutomaticRollback => "AutomaticRollback",
+    }
+}
+
+/// Pure: the version fields of status after the objects were written and
+/// their health rolled up: the version, the upgrades available, and the
+/// history (a move recorded when it starts, ended when its objects are
+/// healthy or stalled).
+fn version_status(
+    status: &mut ServiceInstanceStatus,
+    inst: &ServiceInstance,
+    sel: &super::version::Selection,
+    starting: Option<&super::version::Move>,
+    rollup: &health::Rollup,
+    now: Timestamp,
+) -> VersionSaid {
+    use crate::api::{VersionChange, VersionChangeResult as R, VersionChangeType as T};
+    let mut said = VersionSaid {
+        condition: None,
+        upgrading: None,
+        events: Vec::new(),
+    };
+    let previous_blocked = inst
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "UpgradeBlocked"))
+        .map(|c| c.reason.clone());
+    if let Some((to, why)) = &sel.blocked
+        && previous_blocked.as_deref() != Some(why.reason)
+    {
+        said.events.push((
+            true,
+            "UpgradeBlocked",
+            format!("not moved to version {to}: {}", why.message),
+            "Upgrade",
+            "Blocked",
+        ));
+    }
+    status.version = Some(sel.version.clone());
+    status.available_upgrades = sel.available.clone();
+    let generation = inst.metadata.generation.unwrap_or_default();
+    if let Some(m) = starting {
+        status.history = crate::domain::versions::record(
+            &status.history,
+            VersionChange {
+                from: m.from.clone(),
+                to: m.to.clone(),
+                type_: m.type_,
+                result: R::InProgress,
+                start_time: now.to_string(),
+                end_time: None,
+                message: String::new(),
+                generation,
+            },
+        );
+        said.events.push((
+            m.type_ == T::AutomaticRollback,
+            if m.type_ == T::Upgrade { "UpgradeStarted" } else { "RollbackStarted" },
+            format!("moving from version {} to {}", m.from, m.to),
+            change_name(m.type_),
+            "Started",
+        ));
+    }
+    if let Some(last) = status.history.last_mut()
+        && last.result == R::InProgress
+        && last.to == sel.version
+    {
+        let change = change_name(last.type_);
+        match rollup {
+            health::Rollup::Healthy => {
+                last.result = R::Succeeded;
+                last.end_time = Some(now.to_string());
+                said.events.push((
+                    false,
+                    if last.type_ == T::Upgrade { "Upgraded" } else { "RolledBack" },
+                    format!("moved from version {} to {}; every object is healthy", last.from, last.to),
+                    change,
+                    "Succeeded",
+                ));
+            }
+            health::Rollup::Stalled { message, .. } => {
+                last.result = R::Failed;
+                last.end_time = Some(now.to_string());
+                last.message = message.chars().take(512).collect();
+                let back = inst.spec.rollback_on_failure && last.type_ == T::Upgrade;
+                said.events.push((
+                    true,
+                    "UpgradeFailed",
+                    format!(
+                        "the move from version {} to {} failed: {message}{}",
+                        last.from,
+                        last.to,
+                        if back { "; rolling back" } else { "" }
+                    ),
+                    change,
+                    "Failed",
+                ));
+            }
+            health::Rollup::Progressing { .. } => {
+                said.condition = Some((
+                    "Upgrading",
+                    change,
+                    format!("moving from version {} to {}", last.from, last.to),
+                ));
+                said.upgrading = Some(format!("upgrading from version {} to {}", last.from, last.to));
+            }
+        }
+    }
+    if said.condition.is_none()
+        && let Some(last) = status.history.last()
+        && last.type_ == T::AutomaticRollback
+        && last.result == R::Succeeded
+    {
+        let failed = status
+            .history
+            .iter()
+            .rev()
+            .find(|h| h.type_ == T::Upgrade && h.result == R::Failed && h.to == last.from);
+        said.condition = Some((
+            "RolledBack",
+            "UpgradeFailed",
+            format!(
+                "the upgrade to version {} failed{} and was rolled back to {}",
+                last.from,
+                failed
+                    .map(|f| format!(" ({})", f.message))
+                    .unwrap_or_default(),
+                last.to
+            ),
+        ));
+    }
+    said
+}
+
+/// The desired objects of the instance at another version's offering.
+fn desired_at(
+    inst: &ServiceInstance,
+    data: &ProductData,
+    scenario: Option<Scenario>,
+    offering: &crate::domain::render::Offering,
+    sold: Option<&Sale>,
+    ctx: &Context,
+) -> Option<Desired> {
+    let product = data.product(scenario, offering);
+    provision::build(inst, &product, sold, &ctx.settings.tenancy.size_limits).ok()
+}
+
+/// The objects a move writes alike in both versions (not written again).
+fn unchanged_objects(
+    inst: &ServiceInstance,
+    data: &ProductData,
+    scenario: Option<Scenario>,
+    from: &crate::domain::render::Offering,
+    sold: Option<&Sale>,
+    ctx: &Context,
+    desired: &Desired,
+) -> BTreeSet<(String, String)> {
+    let Some(old) = desired_at(inst, data, scenario, from, sold, ctx) else {
+        return BTreeSet::new();
+    };
+    let key = |o: &serde_json::Value| {
+        (
+            o["kind"].as_str().unwrap_or_default().to_string(),
+            o["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let before: HashMap<(String, String), &serde_json::Value> =
+        old.objects.iter().map(|o| (key(o), o)).collect();
+    desired
+        .objects
+        .iter()
+        .filter(|o| before.get(&key(o)).is_some_and(|b| *b == *o))
+        .map(key)
+        .collect()
+}
+
+/// The dry run of the version `Versions` previews, against what runs.
+fn preview_status(
+    inst: &ServiceInstance,
+    data: &ProductData,
+    scenario: Option<Scenario>,
+    v: &Versions,
+    sold: Option<&Sale>,
+    ctx: &Context,
+    desired: &Desired,
+) -> Option<crate::api::UpgradePreview> {
+    let p = v.selection.preview.as_ref()?;
+    let to = p.version.clone();
+    let delete_claims = false;
+    let mut preview = match v
+        .preview
+        .as_ref()
+        .and_then(|o| desired_at(inst, data, scenario, o, sold, ctx))
+    {
+        Some(next) => crate::domain::versions::diff(&desired.objects, &next.objects, delete_claims, &to),
+        None => crate::api::UpgradePreview {
+            to,
+            ..Default::default()
+        },
+    };
+    preview.missing_parameters = p.missing.clone();
+    preview.blocked = p
+        .blocked
+        .as_ref()
+        .map(|b| b.reason.to_string())
+        .or_else(|| (!p.missing.is_empty()).then(|| "MissingParameters".to_string()));
+    Some(preview)
 }
 
 #[cfg(test)]

@@ -18,9 +18,11 @@ pub mod runner;
 pub mod service;
 pub mod status;
 pub mod tenancy;
+pub mod version;
 
 use crate::api::{
     AccessApproval, AccessRequest, DerivedService, DistributionGrant, Service, ServiceInstance,
+    ServiceVersion,
 };
 use crate::domain::render::AllowedKind;
 use crate::runtime::metrics::Metrics;
@@ -89,6 +91,8 @@ pub struct Stores {
     pub access_requests: Store<AccessRequest>,
     /// Access approvals of every owner.
     pub access_approvals: Store<AccessApproval>,
+    /// Published versions of every Service.
+    pub versions: Store<ServiceVersion>,
 }
 
 /// Shared by every reconcile.
@@ -302,6 +306,7 @@ struct Watches {
     instances: SharedWatch<ServiceInstance>,
     access_requests: SharedWatch<AccessRequest>,
     access_approvals: SharedWatch<AccessApproval>,
+    versions: SharedWatch<ServiceVersion>,
     namespaces: SharedWatch<PartialObjectMeta<Namespace>>,
     provisioned: provisioned::Provisioned,
     provisioned_drivers: provisioned::Drivers,
@@ -334,6 +339,14 @@ impl Watches {
             instances: all(client, index),
             access_requests: all(client, index),
             access_approvals: all(client, index),
+            // Published versions: read by the Service and instance
+            // controllers, no controller of their own.
+            versions: shared_watch(
+                Api::<ServiceVersion>::all(client.clone()),
+                WatcherConfig::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+                index.clone(),
+                false,
+            ),
             // Only the namespaces this controller created, and only their
             // metadata; no controller of their own.
             namespaces: shared_watch(
@@ -356,6 +369,7 @@ impl Watches {
             namespaces: self.namespaces.store.clone(),
             access_requests: self.access_requests.store.clone(),
             access_approvals: self.access_approvals.store.clone(),
+            versions: self.versions.store.clone(),
         }
     }
 
@@ -370,6 +384,7 @@ impl Watches {
             self.namespaces.driver,
             self.access_requests.driver,
             self.access_approvals.driver,
+            self.versions.driver,
         ]);
         futures::stream::select_all(drivers)
             .for_each(|_| async {})
@@ -491,6 +506,7 @@ async fn keep_gauges(stores: Stores, metrics: Arc<Metrics>, readiness: Readiness
         stores.namespaces.wait_until_ready(),
         stores.access_requests.wait_until_ready(),
         stores.access_approvals.wait_until_ready(),
+        stores.versions.wait_until_ready(),
     );
     readiness.set();
     tracing::info!("caches synced");
@@ -502,6 +518,7 @@ async fn keep_gauges(stores: Stores, metrics: Arc<Metrics>, readiness: Readiness
             ("ServiceInstance", stores.instances.len()),
             ("AccessRequest", stores.access_requests.len()),
             ("AccessApproval", stores.access_approvals.len()),
+            ("ServiceVersion", stores.versions.len()),
         ] {
             metrics
                 .objects

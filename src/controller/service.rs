@@ -63,6 +63,7 @@ pub fn desired_status(
     ServiceStatus {
         observed_generation: generation,
         conditions: vec![ready],
+        ..Default::default()
     }
 }
 
@@ -82,6 +83,16 @@ pub(super) async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Ac
     let mut status = desired_status(&svc, &ctx.settings.allowed_kinds, &ctx.settings.tenancy);
     let note = super::tenancy::operators_note(&ctx, &ns, &svc.spec.operators).await?;
     super::tenancy::note_on_ready(&mut status.conditions, &note);
+    // Versions: only valid content is published.
+    let catalog = super::version::catalog(&svc, &ctx);
+    if ready(&status.conditions).is_some_and(|c| c.status == "True") {
+        let published = super::version::publish(&svc, &ctx, &catalog).await?;
+        status.published_version = published.version;
+        if let Some(n) = published.note {
+            super::tenancy::note_on_ready(&mut status.conditions, &format!("; note: {n}"));
+        }
+    }
+    status.versions = super::version::keep_versions(&svc, &ctx, &catalog).await?;
     let api = Api::<Service>::namespaced(ctx.client.clone(), &ns);
     if write_status_if_changed(&api, &ctx.memo, svc.as_ref(), svc.status.as_ref(), &status).await? {
         ctx.metrics.wrote(KIND, "status");
@@ -98,7 +109,13 @@ pub(super) async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Ac
                 .await;
         }
     }
+    // The instance counts of the versions follow the instances, which do
+    // not wake the Service: looked at again every minute while it has versions.
+    let recount = (!catalog.snapshots.is_empty()).then(|| std::time::Duration::from_secs(60));
     Ok(super::tenancy::recheck_operators(&svc.spec.operators)
+        .into_iter()
+        .chain(recount)
+        .min()
         .map(Action::requeue)
         .unwrap_or_else(Action::await_change))
 }

@@ -189,11 +189,15 @@ pub fn evaluate_derived(
     };
     if let Some(want) = &src.version
         && want != &service.spec.version
+        && !semver::VersionReq::parse(want).is_ok_and(|r| {
+            semver::Version::parse(want).is_err()
+                && crate::domain::versions::in_range(&r, &service.spec.version)
+        })
     {
         return Err(with_scenario(
             "VersionMismatch",
             format!(
-                "spec.source.version is {want} but Service {}/{} is at version {}; update spec.source.version or wait for the ISV",
+                "spec.source.version is {want} but Service {}/{} is at version {}; update spec.source.version or wait for the ISV to publish it",
                 src.namespace, src.name, service.spec.version
             ),
         ));

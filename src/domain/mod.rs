@@ -14,3 +14,4 @@ pub mod provision;
 pub mod render;
 pub mod scenario;
 pub mod tenancy;
+pub mod versions;

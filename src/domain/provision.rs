@@ -33,6 +33,9 @@ pub mod labels {
     pub const OWNER_NAMESPACE: &str = "computenest.dev/owner-namespace";
     /// Scenario.
     pub const SCENARIO: &str = "computenest.dev/scenario";
+    /// Version the instance's objects were written from (on its managed
+    /// namespace: a record of what runs that only the controller writes).
+    pub const VERSION: &str = "computenest.dev/version";
     /// Annotation with the full name of the instance (label values stop at 63 characters).
     pub const INSTANCE_NAME_ANNOTATION: &str = "computenest.dev/instance-name";
 }
@@ -344,6 +347,19 @@ pub fn build(
     };
     desired.digest = digest(&desired);
     Ok(desired)
+}
+
+impl Desired {
+    /// Records `version` on the managed namespace, if there is one.
+    pub fn record_version(&mut self, version: &str) {
+        if let Some(l) = self.managed_namespace_labels.as_mut() {
+            l.insert(
+                labels::VERSION.to_string(),
+                crate::domain::naming::label_value(version),
+            );
+            self.digest = digest(self);
+        }
+    }
 }
 
 fn digest(d: &Desired) -> String {

@@ -46,6 +46,15 @@ pub struct InstanceLabels {
     pub health: String,
 }
 
+/// Labels of version changes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionChangeLabels {
+    /// Upgrade, Rollback or AutomaticRollback.
+    pub change: String,
+    /// Started, Succeeded, Failed or Blocked.
+    pub result: String,
+}
+
 /// Every metric the controller exports.
 pub struct Metrics {
     /// The registry served on /metrics.
@@ -68,6 +77,8 @@ pub struct Metrics {
     pub drift: Family<WriteLabels, Counter>,
     /// 1 while this replica holds the leader lease.
     pub leader: Gauge,
+    /// Version changes of instances, by change and result.
+    pub version_changes: Family<VersionChangeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -120,6 +131,12 @@ impl Default for Metrics {
             "Drift of provisioned objects, by kind and what was done (target: detected, corrected, backoff)",
             drift.clone(),
         );
+        let version_changes = Family::<VersionChangeLabels, Counter>::default();
+        registry.register(
+            "version_changes",
+            "Version changes of instances by change (Upgrade, Rollback, AutomaticRollback) and result (Started, Succeeded, Failed, Blocked)",
+            version_changes.clone(),
+        );
         registry.register(
             "leader",
             "1 while this replica is the leader",
@@ -136,6 +153,7 @@ impl Default for Metrics {
             swept,
             drift,
             leader,
+            version_changes,
         }
     }
 }
@@ -176,6 +194,16 @@ impl Metrics {
             .get_or_create(&WriteLabels {
                 kind: kind.to_string(),
                 target: what.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one step of a version change.
+    pub fn version_change(&self, change: &str, result: &str) {
+        self.version_changes
+            .get_or_create(&VersionChangeLabels {
+                change: change.to_string(),
+                result: result.to_string(),
             })
             .inc();
     }

@@ -3,4 +3,5 @@
 
 pub mod health;
 pub mod leader;
+pub mod memory;
 pub mod metrics;

@@ -1,0 +1,786 @@
+//! Versions of a Service: the Service controller publishes each released
+//! version as an immutable ServiceVersion (like a Deployment's ReplicaSets),
+//! keeps their state in status and garbage-collects the old ones no
+//! instance runs; instances read the catalog to choose what they run.
+
+use super::{Context, Error, is_conflict, is_not_found};
+use crate::api::{
+    Condition, Service, ServiceInstance, ServiceVersion, ServiceVersionSpec, ServiceVersionStatus,
+    VersionChangeResult, VersionChangeType, VersionState, VersionSummary,
+};
+use crate::domain::naming::{self, MANAGED_BY, MANAGED_BY_LABEL};
+use crate::domain::versions::{self, Known};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Label with the UID of the Service a ServiceVersion was published from:
+/// the controller's proof that it made the version, for that Service.
+pub const SERVICE_UID_LABEL: &str = "computenest.dev/service-uid";
+
+/// Name of the ServiceVersion of `version` of `service`: readable, valid
+/// for any input, and different for different inputs (ends with a hash).
+pub fn snapshot_name(service: &str, version: &str) -> String {
+    let hash = naming::short_hash(&format!("{service}\n{version}"), 8);
+    naming::join(&[
+        &naming::label_fragment(service, 180),
+        &naming::label_fragment(version, 50),
+        &hash,
+    ])
+}
+
+/// The versions of one Service: its published snapshots and its current spec.
+pub struct Catalog {
+    /// Every version, with its state.
+    pub known: Vec<Known>,
+    /// The snapshots by version.
+    pub snapshots: BTreeMap<String, Arc<ServiceVersion>>,
+    /// The Service's `spec.version`.
+    pub current: String,
+}
+
+/// State of `version` of `svc`: the ISV's `spec.versions` entry, else the
+/// release of the current version, else Published.
+fn state_of(svc: &Service, version: &str) -> VersionState {
+    if let Some(l) = svc.spec.versions.iter().find(|l| l.version == version) {
+        return l.state;
+    }
+    if version == svc.spec.version {
+        return svc.spec.release().state;
+    }
+    VersionState::Published
+}
+
+fn channels_of(svc: &Service, version: &str, published: &[String]) -> Vec<String> {
+    svc.spec
+        .versions
+        .iter()
+        .find(|l| l.version == version)
+        .and_then(|l| l.channels.clone())
+        .unwrap_or_else(|| published.to_vec())
+}
+
+/// The catalog of `svc` from the caches: the ServiceVersions labelled with
+/// its UID (another object of that name made by anyone else counts for
+/// nothing), and the current version.
+pub fn catalog(svc: &Service, ctx: &Context) -> Catalog {
+    let ns = svc.namespace().unwrap_or_default();
+    let uid = svc.metadata.uid.clone().unwrap_or_default();
+    let mut snapshots = BTreeMap::new();
+    for r in ctx.index.versions_of(&ns, &svc.name_any()) {
+        if let Some(v) = ctx.stores.versions.get(&r)
+            && v.labels().get(SERVICE_UID_LABEL) == Some(&uid)
+            && v.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+            && v.spec.service == svc.name_any()
+        {
+            snapshots.insert(v.spec.version.clone(), v);
+        }
+    }
+    catalog_of(svc, snapshots)
+}
+
+/// Pure: the catalog of `svc` with these snapshots.
+pub fn catalog_of(svc: &Service, snapshots: BTreeMap<String, Arc<ServiceVersion>>) -> Catalog {
+    let mut known: Vec<Known> = snapshots
+        .values()
+        .map(|v| Known {
+            version: v.spec.version.clone(),
+            state: state_of(svc, &v.spec.version),
+            channels: channels_of(svc, &v.spec.version, &v.spec.channels),
+            upgrade: v.spec.upgrade.clone(),
+            type_: v.spec.type_,
+        })
+        .collect();
+    let current = svc.spec.version.clone();
+    if !snapshots.contains_key(&current) {
+        let release = svc.spec.release();
+        known.push(Known {
+            version: current.clone(),
+            state: state_of(svc, &current),
+            channels: channels_of(svc, &current, &release.channels),
+            upgrade: release.upgrade,
+            type_: svc.spec.type_,
+        });
+    }
+    Catalog {
+        known,
+        snapshots,
+        current,
+    }
+}
+
+impl Catalog {
+    /// The version's entry.
+    pub fn get(&self, version: &str) -> Option<&Known> {
+        self.known.iter().find(|k| k.version == version)
+    }
+
+    /// `svc` as it deploys `version`: the snapshot's content, with the
+    /// snapshot's UID and generation (the offering cache's key), or the live
+    /// spec for the current version when `live` or not yet snapshotted.
+    pub fn service_at(&self, svc: &Service, version: &str, live: bool) -> Option<Service> {
+        if live && version == self.current {
+            return Some(svc.clone());
+        }
+        match self.snapshots.get(version) {
+            Some(v) => {
+                let mut s = svc.clone();
+                s.spec = svc.spec.at_version(version, &v.spec.content);
+                s.metadata.uid = v.metadata.uid.clone();
+                s.metadata.generation = v.metadata.generation;
+                Some(s)
+            }
+            None if version == self.current => Some(svc.clone()),
+            None => None,
+        }
+    }
+}
+
+/// Pure: the ServiceVersion that publishes the current version of `svc`.
+pub fn snapshot_of(svc: &Service) -> ServiceVersion {
+    let release = svc.spec.release();
+    let name = snapshot_name(&svc.name_any(), &svc.spec.version);
+    let mut v = ServiceVersion::new(
+        &name,
+        ServiceVersionSpec {
+            service: svc.name_any(),
+            version: svc.spec.version.clone(),
+            type_: svc.spec.type_,
+            channels: release.channels,
+            content: svc.spec.content(),
+            upgrade: release.upgrade,
+        },
+    );
+    v.metadata = ObjectMeta {
+        name: Some(name),
+        namespace: svc.namespace(),
+        labels: Some(
+            [
+                (
+                    SERVICE_UID_LABEL.to_string(),
+                    svc.metadata.uid.clone().unwrap_or_default(),
+                ),
+                (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+            ]
+            .into(),
+        ),
+        // Goes with the Service.
+        owner_references: Some(vec![OwnerReference {
+            api_version: "computenest.dev/v1alpha1".into(),
+            kind: "Service".into(),
+            name: svc.name_any(),
+            uid: svc.metadata.uid.clone().unwrap_or_default(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        }]),
+        ..Default::default()
+    };
+    v
+}
+
+/// What publishing found, for the Service's status.
+pub struct Published {
+    /// The current version, when published.
+    pub version: Option<String>,
+    /// A note for the Ready message (the current version's content differs
+    /// from what was published under it).
+    pub note: Option<String>,
+}
+
+/// Publishes the current version when its release says Published and no
+/// snapshot of it exists. A snapshot is never changed: content edited
+/// under a published version is named in the Service's status instead.
+pub async fn publish(svc: &Service, ctx: &Context, catalog: &Catalog) -> Result<Published, Error> {
+    if svc.spec.release().state != VersionState::Published {
+        return Ok(Published {
+            version: None,
+            note: None,
+        });
+    }
+    let version = Some(svc.spec.version.clone());
+    if let Some(v) = catalog.snapshots.get(&svc.spec.version) {
+        let note = (v.spec.content != svc.spec.content()).then(|| {
+            format!(
+                "the content differs from what was published as version {}: instances that pin {} keep the published content, unpinned instances follow the spec; change spec.version to publish a new version",
+                svc.spec.version, svc.spec.version
+            )
+        });
+        return Ok(Published { version, note });
+    }
+    let ns = svc.namespace().unwrap_or_default();
+    let api = Api::<ServiceVersion>::namespaced(ctx.client.clone(), &ns);
+    let snapshot = snapshot_of(svc);
+    match api.create(&PostParams::default(), &snapshot).await {
+        Ok(_) => {
+            ctx.metrics.wrote(KIND, "create");
+            ctx.event(
+                svc,
+                false,
+                "VersionPublished",
+                format!(
+                    "version {} published as ServiceVersion {}",
+                    svc.spec.version,
+                    snapshot.name_any()
+                ),
+            )
+            .await;
+            Ok(Published { version, note: None })
+        }
+        Err(e) if is_conflict(&e) => {
+            // A ServiceVersion of that name that is not this Service's
+            // (the cache shows only those with its UID): left alone.
+            let theirs = api.get_opt(&snapshot.name_any()).await?;
+            let ours = theirs.as_ref().is_some_and(|t| {
+                t.labels().get(SERVICE_UID_LABEL) == svc.metadata.uid.as_ref()
+            });
+            if ours {
+                return Ok(Published { version, note: None });
+            }
+            Ok(Published {
+                version: None,
+                note: Some(format!(
+                    "version {} cannot be published: ServiceVersion {ns}/{} exists and was not made for this Service; delete it",
+                    svc.spec.version,
+                    snapshot.name_any()
+                )),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Kind name for metrics.
+pub const KIND: &str = "ServiceVersion";
+
+/// The versions each instance of `svc` runs (from the instances' status).
+fn running(svc: &Service, ctx: &Context) -> BTreeMap<String, u32> {
+    let mut counts = BTreeMap::new();
+    let ns = svc.namespace().unwrap_or_default();
+    for r in ctx.index.instances_of_service(&ns, &svc.name_any()) {
+        if let Some(v) = ctx
+            .stores
+            .instances
+            .get(&r)
+            .and_then(|i| i.status.as_ref().and_then(|s| s.version.clone()))
+        {
+            *counts.entry(v).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Deletes the snapshots beyond the Service's history limit that no
+/// instance runs, each under its UID; writes the status of those kept.
+/// Returns the version list for the Service's status.
+pub async fn keep_versions(
+    svc: &Service,
+    ctx: &Context,
+    catalog: &Catalog,
+) -> Result<Vec<VersionSummary>, Error> {
+    let counts = running(svc, ctx);
+    let limit = svc
+        .spec
+        .version_history_limit
+        .unwrap_or(crate::api::DEFAULT_VERSION_HISTORY_LIMIT) as usize;
+    let in_use = |v: &str| counts.contains_key(v);
+    let expired = versions::expired(
+        catalog.snapshots.keys().map(String::as_str),
+        &in_use,
+        &catalog.current,
+        limit,
+    );
+    let ns = svc.namespace().unwrap_or_default();
+    let api = Api::<ServiceVersion>::namespaced(ctx.client.clone(), &ns);
+    for version in &expired {
+        let Some(v) = catalog.snapshots.get(version) else {
+            continue;
+        };
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: v.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&v.name_any(), &dp).await {
+            Ok(_) => {
+                ctx.metrics.wrote(KIND, "delete");
+                ctx.event(
+                    svc,
+                    false,
+                    "VersionCollected",
+                    format!(
+                        "version {version} removed: no instance runs it and {limit} newer versions are kept (spec.versionHistoryLimit)"
+                    ),
+                )
+                .await;
+            }
+            Err(e) if is_not_found(&e) || is_conflict(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut summaries = Vec::new();
+    for k in &catalog.known {
+        if expired.contains(&k.version) {
+            continue;
+        }
+        let instances = counts.get(&k.version).copied().unwrap_or(0);
+        if let Some(v) = catalog.snapshots.get(&k.version) {
+            write_status(v, k, instances, ctx).await?;
+        }
+        summaries.push(VersionSummary {
+            version: k.version.clone(),
+            state: k.state,
+            channels: k.channels.clone(),
+            instances,
+        });
+    }
+    summaries.sort_by(|a, b| versions::compare(&b.version, &a.version));
+    Ok(summaries)
+}
+
+async fn write_status(v: &ServiceVersion, k: &Known, instances: u32, ctx: &Context) -> Result<(), Error> {
+    let previous: &[Condition] = v
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let open = k.state == VersionState::Published;
+    let ready = super::status::condition(
+        previous,
+        "Ready",
+        open,
+        k.state.as_str(),
+        match k.state {
+            VersionState::Published => "can be bought and upgraded to".to_string(),
+            VersionState::Deprecated => {
+                "deprecated: instances that run or pin it keep it; ranges and channels no longer choose it".to_string()
+            }
+            VersionState::Withdrawn => {
+                "withdrawn: no new instance and no upgrade to it; running instances keep running".to_string()
+            }
+            VersionState::Draft => "draft".to_string(),
+        },
+        v.metadata.generation,
+    );
+    let status = ServiceVersionStatus {
+        observed_generation: v.metadata.generation,
+        state: Some(k.state),
+        channels: k.channels.clone(),
+        instances,
+        conditions: vec![ready],
+    };
+    let api = Api::<ServiceVersion>::namespaced(ctx.client.clone(), &v.namespace().unwrap_or_default());
+    match super::status::write_status_if_changed(&api, &ctx.memo, v, v.status.as_ref(), &status).await {
+        Ok(true) => ctx.metrics.wrote(KIND, "status"),
+        Ok(false) => {}
+        // Collected meanwhile.
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// A move of an instance from one version to another.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Move {
+    /// Version before.
+    pub from: String,
+    /// Version after.
+    pub to: String,
+    /// Upgrade, Rollback or AutomaticRollback.
+    pub type_: VersionChangeType,
+}
+
+/// What an instance runs now, and why it does not run what it asks for.
+pub struct Selection {
+    /// The Service as it deploys `version`.
+    pub service: Service,
+    /// The version to write.
+    pub version: String,
+    /// A move this reconcile makes or continues.
+    pub moving: Option<Move>,
+    /// The version asked for and why the instance does not move to it.
+    pub blocked: Option<(String, versions::Refused)>,
+    /// Newer published versions.
+    pub available: Vec<String>,
+    /// The version a dry run shows, with the Service as it deploys it and
+    /// the parameters the instance lacks for it: the blocked one, else the
+    /// newest available.
+    pub preview: Option<Preview>,
+    /// The Service as it deploys the version a move starts from (objects
+    /// both versions write alike are not written again).
+    pub from: Option<Service>,
+    /// The upgrade metadata of `version` (claims deleted by the move).
+    pub delete_claims: bool,
+}
+
+/// A version a dry run is made for.
+pub struct Preview {
+    /// The version.
+    pub version: String,
+    /// The Service as it deploys it.
+    pub service: Service,
+    /// Parameters the instance lacks for it.
+    pub missing: Vec<String>,
+    /// Why the instance does not move to it, when it does not.
+    pub blocked: Option<versions::Refused>,
+}
+
+/// The versions a DerivedService resells, as a pin (`spec.source.version`).
+pub fn resold(ds: &crate::api::DerivedService) -> Option<&str> {
+    ds.spec.source.version.as_deref()
+}
+
+/// Chooses the version an instance runs: what it pins (or, for a product
+/// of a distributor, what the distributor resells), checked against the
+/// version it runs, the versions' metadata and its history. `resells`: the
+/// distributor's pin, when bought through a DerivedService.
+pub fn select(
+    inst: &ServiceInstance,
+    svc: &Service,
+    resells: Option<&str>,
+    ctx: &Context,
+) -> Result<Selection, versions::Refused> {
+    let cat = catalog(svc, ctx);
+    let recorded = recorded_version(inst, ctx);
+    select_in(
+        inst,
+        svc,
+        resells,
+        &cat,
+        recorded.as_ref().map(|r| r.as_deref()),
+    )
+}
+
+/// The version the managed namespace of `inst` records (its label), when
+/// the instance has a managed namespace: there the running version is taken
+/// from the cluster, not from status (which the customer can write, and
+/// the ISV's resources must not follow a forged upgrade path).
+fn recorded_version(inst: &ServiceInstance, ctx: &Context) -> Option<Option<String>> {
+    let uid = inst.metadata.uid.clone().unwrap_or_default();
+    let name = crate::domain::provision::managed_namespace_name(
+        &inst.namespace().unwrap_or_default(),
+        &inst.name_any(),
+        &uid,
+    );
+    let ns = ctx
+        .stores
+        .namespaces
+        .get(&kube::runtime::reflector::ObjectRef::new(&name))?;
+    let l = ns.labels();
+    (l.get(crate::domain::provision::labels::INSTANCE_UID) == Some(&uid))
+        .then(|| l.get(crate::domain::provision::labels::VERSION).cloned())
+}
+
+/// Pure: the version an instance runs: from status, unless the cluster
+/// records another (`recorded`: Some for a managed instance, with the
+/// label's value if it has one); then the known version the label names.
+fn running_version(
+    inst: &ServiceInstance,
+    cat: &Catalog,
+    recorded: Option<Option<&str>>,
+) -> Option<String> {
+    let status = inst.status.as_ref()?;
+    if status.applied_objects.is_empty() && status.applied_digest.is_none() {
+        return None;
+    }
+    let claimed = status.version.clone();
+    match recorded {
+        // Written before versions were recorded: status is all there is.
+        None | Some(None) => claimed,
+        Some(Some(label)) => {
+            if claimed
+                .as_deref()
+                .is_some_and(|c| naming::label_value(c) == label)
+            {
+                return claimed;
+            }
+            cat.known
+                .iter()
+                .find(|k| naming::label_value(&k.version) == label)
+                .map(|k| k.version.clone())
+        }
+    }
+}
+
+/// Pure: `select` with the catalog given.
+pub fn select_in(
+    inst: &ServiceInstance,
+    svc: &Service,
+    resells: Option<&str>,
+    cat: &Catalog,
+    recorded: Option<Option<&str>>,
+) -> Result<Selection, versions::Refused> {
+    let status = inst.status.clone().unwrap_or_default();
+    let asked = inst.spec.version.as_deref().or(resells);
+    let pin = versions::parse_pin(asked, &cat.known)?;
+    let live = pin == versions::Pin::Current && inst.spec.channel.is_none();
+    let running_owned = running_version(inst, cat, recorded);
+    let running = running_owned.as_deref();
+    let ask = versions::Ask {
+        pin: &pin,
+        channel: inst.spec.channel.as_deref(),
+        policy: inst.spec.update_policy,
+        running,
+        current: &cat.current,
+    };
+    let chosen = versions::choose(&ask, &cat.known).and_then(|v| {
+        // Through a distributor: only what it resells.
+        match resells.map(|r| versions::parse_pin(Some(r), &cat.known)) {
+            Some(Ok(p)) if !pin_allows(&p, &v) => Err(versions::Refused {
+                reason: "VersionNotResold",
+                message: format!(
+                    "version {v} is not among the versions the distributor resells ({}); pin one of those",
+                    resells.unwrap_or_default()
+                ),
+            }),
+            Some(Err(e)) => Err(e),
+            _ => Ok(v),
+        }
+    });
+    let at = |v: &str| cat.service_at(svc, v, live);
+    let missing_for = |s: &Service, v: &str| {
+        let upgrade = cat.get(v).map(|k| k.upgrade.clone()).unwrap_or_default();
+        versions::missing_parameters(
+            &s.spec.content(),
+            &upgrade,
+            inst.spec.plan.as_deref(),
+            &inst.spec.parameters,
+        )
+    };
+    let available = running
+        .or(chosen.as_deref().ok())
+        .map(|r| versions::available_upgrades(&cat.known, r, inst.spec.channel.as_deref()))
+        .unwrap_or_default();
+    let last = status.history.last();
+    // A move under way or just failed, per the history (the instance's own
+    // record: a forged one can only make this instance move or stay).
+    let failed_here = last.filter(|h| {
+        h.result == VersionChangeResult::Failed
+            && h.type_ != VersionChangeType::AutomaticRollback
+            && Some(h.to.as_str()) == running
+    });
+    let keep = |target: String, why: versions::Refused| -> Result<Selection, versions::Refused> {
+        let Some(r) = running else { return Err(why) };
+        let service = at(r).ok_or_else(|| versions::Refused {
+            reason: "VersionNotFound",
+            message: format!("the instance runs version {r}, which the product no longer has; {}", why.message),
+        })?;
+        Ok(Selection {
+            service,
+            version: r.to_string(),
+            moving: continuing(last, r),
+            preview: at(&target).map(|s| Preview {
+                version: target.clone(),
+                missing: missing_for(&s, &target),
+                service: s,
+                blocked: Some(why.clone()),
+            }),
+            blocked: Some((target, why)),
+            available: available.clone(),
+            delete_claims: false,
+            from: None,
+        })
+    };
+    // A failed upgrade rolls back where the instance asks for it and the
+    // failed version allows it.
+    if let (Some(f), Some(r)) = (failed_here, running)
+        && inst.spec.rollback_on_failure
+        && f.generation == inst.metadata.generation.unwrap_or_default()
+        && cat.get(r).is_some_and(|k| k.upgrade.rollback)
+        && let Some(service) = at(&f.from)
+    {
+        return Ok(Selection {
+            service,
+            version: f.from.clone(),
+            moving: Some(Move {
+                from: r.to_string(),
+                to: f.from.clone(),
+                type_: VersionChangeType::AutomaticRollback,
+            }),
+            blocked: None,
+            preview: None,
+            available,
+            delete_claims: false,
+            from: None,
+        });
+    }
+    let target = match chosen {
+        Ok(t) => t,
+        Err(e) => {
+            let wanted = asked.unwrap_or(&cat.current).to_string();
+            return keep(wanted, e);
+        }
+    };
+    let Some(r) = running.filter(|r| *r != target) else {
+        // Nothing to move: the first deployment, or the version it runs.
+        let service = at(&target).ok_or_else(|| versions::Refused {
+            reason: "VersionNotFound",
+            message: format!("version {target} is not kept by the product"),
+        })?;
+        let preview = available
+            .first()
+            .filter(|_| !live)
+            .and_then(|v| {
+                at(v).map(|s| Preview {
+                    version: v.clone(),
+                    missing: missing_for(&s, v),
+                    service: s,
+                    blocked: None,
+                })
+            });
+        return Ok(Selection {
+            service,
+            moving: continuing(last, &target),
+            version: target,
+            blocked: None,
+            preview,
+            available,
+            delete_claims: false,
+            from: None,
+        });
+    };
+    // The same move failed for this generation: not tried again until the
+    // instance asks anew (a new generation).
+    if status.history.iter().any(|h| {
+        h.to == target
+            && h.result == VersionChangeResult::Failed
+            && h.type_ != VersionChangeType::AutomaticRollback
+            && h.generation == inst.metadata.generation.unwrap_or_default()
+    }) {
+        return keep(
+            target.clone(),
+            versions::Refused {
+                reason: "UpgradeFailed",
+                message: format!(
+                    "the move to version {target} failed (see status.history); change spec.version, or edit the instance, to try again"
+                ),
+            },
+        );
+    }
+    let (Some(from), Some(to)) = (cat.get(r), cat.get(&target)) else {
+        return keep(
+            target.clone(),
+            versions::Refused {
+                reason: "VersionNotFound",
+                message: format!("version {r} or {target} is no longer kept by the product"),
+            },
+        );
+    };
+    let type_ = match versions::check_move(from, to) {
+        Ok(t) => t,
+        Err(e) => return keep(target, e),
+    };
+    let Some(service) = at(&target) else {
+        return keep(
+            target.clone(),
+            versions::Refused {
+                reason: "VersionNotFound",
+                message: format!("version {target} is not kept by the product"),
+            },
+        );
+    };
+    let missing = missing_for(&service, &target);
+    if !missing.is_empty() {
+        return keep(
+            target.clone(),
+            versions::Refused {
+                reason: "MissingParameters",
+                message: format!(
+                    "version {target} needs a value for {}; set them in spec.parameters",
+                    missing.join(", ")
+                ),
+            },
+        );
+    }
+    Ok(Selection {
+        service,
+        moving: Some(Move {
+            from: r.to_string(),
+            to: target.clone(),
+            type_,
+        }),
+        delete_claims: to.upgrade.delete_persistent_volume_claims,
+        from: at(r),
+        version: target,
+        blocked: None,
+        preview: None,
+        available,
+    })
+}
+
+fn pin_allows(pin: &versions::Pin, v: &str) -> bool {
+    match pin {
+        versions::Pin::Current => true,
+        versions::Pin::Exact(x) => x == v,
+        versions::Pin::Range(r) => versions::in_range(r, v),
+    }
+}
+
+/// The move under way to `version`, per the last history entry.
+fn continuing(last: Option<&crate::api::VersionChange>, version: &str) -> Option<Move> {
+    last.filter(|h| h.result == VersionChangeResult::InProgress && h.to == version)
+        .map(|h| Move {
+            from: h.from.clone(),
+            to: h.to.clone(),
+            type_: h.type_,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn service(version: &str, release: serde_json::Value, versions: serde_json::Value) -> Service {
+        serde_json::from_value(json!({
+            "apiVersion": "computenest.dev/v1alpha1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "isv", "uid": "svc-uid"},
+            "spec": {"type": "Private", "version": version, "release": release,
+                     "versions": versions, "template": {"objects": []}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn snapshot_names_are_valid_and_distinct_for_any_input() {
+        let a = snapshot_name("web", "1.0.0+build_7");
+        let b = snapshot_name("web", "1.0.0-build-7");
+        assert_ne!(a, b);
+        for n in [&a, &b, &snapshot_name(&"x".repeat(253), &"V".repeat(64))] {
+            assert!(crate::domain::render::is_dns_subdomain(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn the_catalog_has_the_snapshots_and_the_current_version_with_the_isvs_states() {
+        let old = service("1.0.0", json!({}), json!([]));
+        let snap = Arc::new(snapshot_of(&old));
+        let svc = service(
+            "2.0.0",
+            json!({"state": "Draft", "channels": ["beta"]}),
+            json!([{"version": "1.0.0", "state": "Deprecated", "channels": ["old"]}]),
+        );
+        let c = catalog_of(&svc, [("1.0.0".to_string(), snap)].into());
+        let one = c.get("1.0.0").unwrap();
+        assert_eq!((one.state, one.channels.clone()), (VersionState::Deprecated, vec!["old".to_string()]));
+        let two = c.get("2.0.0").unwrap();
+        assert_eq!((two.state, two.channels.clone()), (VersionState::Draft, vec!["beta".to_string()]));
+        // A pinned version deploys its snapshot, under the snapshot's identity.
+        assert!(c.service_at(&svc, "1.0.0", false).is_some_and(|s| s.spec.version == "1.0.0"));
+        assert!(c.service_at(&svc, "0.1.0", false).is_none());
+    }
+
+    #[test]
+    fn a_snapshot_belongs_to_its_service_and_goes_with_it() {
+        let v = snapshot_of(&service("1.0.0", json!({}), json!([])));
+        assert_eq!(v.labels().get(SERVICE_UID_LABEL).map(String::as_str), Some("svc-uid"));
+        assert_eq!(v.spec.channels, vec!["stable".to_string()]);
+        assert!(v.spec.upgrade.rollback);
+        let owner = v.metadata.owner_references.unwrap_or_default();
+        assert_eq!(owner.first().map(|o| o.uid.as_str()), Some("svc-uid"));
+    }
+}
