@@ -20,7 +20,7 @@ const ROLLOUT: Duration = Duration::from_secs(120);
 
 /// A pod template that passes the restricted Pod Security level, labelled
 /// `app` and, when `simulate` is set, with kwok's failure label.
-fn pod(app: &str, simulate: Option<&str>, restart: &str) -> Value {
+pub(crate) fn pod(app: &str, simulate: Option<&str>, restart: &str) -> Value {
     let mut labels = json!({"app": app});
     if let Some(s) = simulate {
         labels["computenest.dev/simulate"] = json!(s);

@@ -15,3 +15,4 @@ mod instances;
 mod ownership;
 mod plugin;
 mod tenancy;
+mod versions;
