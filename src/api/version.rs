@@ -28,11 +28,7 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Version", type_ = "string", json_path = ".spec.version"),
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "Channels", type_ = "string", json_path = ".status.channels"),
-    printcolumn(
-        name = "Instances",
-        type_ = "integer",
-        json_path = ".status.instances"
-    ),
+    printcolumn(name = "Instances", type_ = "integer", json_path = ".status.instances"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -246,7 +242,9 @@ pub struct VersionSummary {
 }
 
 /// Whether an instance's version moves on its own.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
 pub enum UpdatePolicy {
     /// The instance moves only when its pin changes (or when what it runs
     /// no longer matches the pin).

@@ -75,6 +75,25 @@ enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Move an instance to another version (pins spec.version; the
+    /// controller checks the move, shows a blocked one in status, and records
+    /// it in status.history).
+    Upgrade {
+        /// The instance (in -n).
+        instance: String,
+        /// The version: exact, or a semver range (^1.4).
+        #[arg(long)]
+        to: String,
+    },
+    /// Move an instance back to the version its last successful upgrade
+    /// came from, or to --to.
+    Rollback {
+        /// The instance (in -n).
+        instance: String,
+        /// The version to return to.
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Ask for, approve or reject access to a fully managed instance.
     Access {
         #[command(subcommand)]
@@ -300,6 +319,35 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             println!("distributiongrant/{name} {d}");
+            Ok(())
+        }
+        Command::Upgrade { instance, to } => {
+            verbs::pin_version(&client, &ns, instance, to)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "serviceinstance/{instance} pinned to {to}; follow it with: kubectl computenest trace serviceinstance/{instance} -n {ns} -w"
+            );
+            Ok(())
+        }
+        Command::Rollback { instance, to } => {
+            let version = match to {
+                Some(v) => v.clone(),
+                None => {
+                    let inst = kube::Api::<computenest::api::ServiceInstance>::namespaced(
+                        client.clone(),
+                        &ns,
+                    )
+                    .get(instance)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    verbs::rollback_target(&inst)?
+                }
+            };
+            verbs::pin_version(&client, &ns, instance, &version)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("serviceinstance/{instance} pinned back to {version}");
             Ok(())
         }
         Command::Access { action } => match action {

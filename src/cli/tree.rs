@@ -104,11 +104,15 @@ impl Node {
             .map(s)
             .find(|p| !p.is_empty())
             .unwrap_or_default();
-        let version = [&obj["spec"]["version"], &status["sourceVersion"]]
-            .into_iter()
-            .map(s)
-            .find(|v| !v.is_empty())
-            .unwrap_or_default();
+        let version = [
+            &status["version"],
+            &obj["spec"]["version"],
+            &status["sourceVersion"],
+        ]
+        .into_iter()
+        .map(s)
+        .find(|v| !v.is_empty())
+        .unwrap_or_default();
         Node {
             kind: kind.into(),
             namespace: s(&obj["metadata"]["namespace"]),

@@ -39,6 +39,44 @@ pub async fn decide_grant(
         .await
 }
 
+/// Pins an instance's version (`spec.version`): an upgrade or a rollback,
+/// which the controller checks and carries out.
+pub async fn pin_version(
+    client: &Client,
+    ns: &str,
+    instance: &str,
+    version: &str,
+) -> Result<ServiceInstance, kube::Error> {
+    Api::<ServiceInstance>::namespaced(client.clone(), ns)
+        .patch(
+            instance,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"version": version}})),
+        )
+        .await
+}
+
+/// The version a rollback returns to: the one the last successful upgrade
+/// came from (status.history), unless it is what runs already.
+pub fn rollback_target(inst: &ServiceInstance) -> Result<String, String> {
+    use crate::api::{VersionChangeResult, VersionChangeType};
+    let status = inst.status.clone().unwrap_or_default();
+    let running = status.version.clone().unwrap_or_default();
+    status
+        .history
+        .iter()
+        .rev()
+        .find(|h| h.type_ == VersionChangeType::Upgrade && h.result == VersionChangeResult::Succeeded)
+        .map(|h| h.from.clone())
+        .filter(|v| *v != running)
+        .ok_or_else(|| {
+            format!(
+                "{} has no successful upgrade to roll back in its history; name the version with --to",
+                inst.name_any()
+            )
+        })
+}
+
 /// One rule as typed, kubectl's way: `RESOURCES:VERBS`, resources
 /// comma-separated as `resource[.group][/subresource]` (`pods`, `pods/log`,
 /// `deployments.apps`, `deployments.apps/scale`), all of one group.
@@ -390,6 +428,31 @@ mod tests {
         assert!(parse_rule("pods,deployments.apps:get").is_err());
         assert!(parse_rule("pods").is_err());
         assert!(parse_rule("pods:").is_err());
+    }
+
+    #[test]
+    fn a_rollback_returns_to_where_the_last_successful_upgrade_came_from() {
+        let inst = |history: serde_json::Value, version: &str| -> ServiceInstance {
+            serde_json::from_value(json!({
+                "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance",
+                "metadata": {"name": "shop", "namespace": "c"},
+                "spec": {"serviceRef": {"kind": "Service", "namespace": "isv", "name": "app"}},
+                "status": {"version": version, "history": history}
+            }))
+            .unwrap()
+        };
+        let change = |from: &str, to: &str, t: &str, r: &str| json!({"from": from, "to": to, "type": t, "result": r, "startTime": "", "generation": 1});
+        let h = json!([
+            change("1.0.0", "2.0.0", "Upgrade", "Succeeded"),
+            change("2.0.0", "3.0.0", "Upgrade", "Failed")
+        ]);
+        assert_eq!(rollback_target(&inst(h, "2.0.0")), Ok("1.0.0".into()));
+        let h = json!([
+            change("1.0.0", "2.0.0", "Upgrade", "Succeeded"),
+            change("2.0.0", "1.0.0", "Rollback", "Succeeded")
+        ]);
+        assert!(rollback_target(&inst(h, "1.0.0")).is_err());
+        assert!(rollback_target(&inst(json!([]), "1.0.0")).is_err());
     }
 
     #[test]

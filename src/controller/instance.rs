@@ -667,7 +667,15 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
     }
     // A move writes only what differs between the two versions.
     let unchanged = match (starting.as_ref(), versions.and_then(|v| v.from.as_ref())) {
-        (Some(_), Some(from)) => unchanged_objects(inst, data, resolved.scenario, from, sold.as_ref(), ctx, &desired),
+        (Some(_), Some(from)) => unchanged_objects(
+            inst,
+            data,
+            resolved.scenario,
+            from,
+            sold.as_ref(),
+            ctx,
+            &desired,
+        ),
         _ => BTreeSet::new(),
     };
     let delete_claims = starting.is_some() && versions.is_some_and(|v| v.selection.delete_claims);
@@ -714,8 +722,23 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
     };
     let mut upgrading = None;
     if let Some(v) = versions {
-        let said = version_status(&mut sb.status, inst, &v.selection, starting.as_ref(), &rollup, now);
-        sb.status.upgrade = preview_status(inst, data, resolved.scenario, v, sold.as_ref(), ctx, &desired);
+        let said = version_status(
+            &mut sb.status,
+            inst,
+            &v.selection,
+            starting.as_ref(),
+            &rollup,
+            now,
+        );
+        sb.status.upgrade = preview_status(
+            inst,
+            data,
+            resolved.scenario,
+            v,
+            sold.as_ref(),
+            ctx,
+            &desired,
+        );
         if let Some((type_, reason, message)) = &said.condition {
             others.push((type_, true, reason, message.clone()));
         }
@@ -2449,7 +2472,12 @@ fn starting_move(
 fn version_conditions(sel: &super::version::Selection) -> Vec<OtherCondition> {
     let mut out = Vec::new();
     if sel.available.is_empty() {
-        out.push(("UpgradeAvailable", false, "UpToDate", "no newer version is published".to_string()));
+        out.push((
+            "UpgradeAvailable",
+            false,
+            "UpToDate",
+            "no newer version is published".to_string(),
+        ));
     } else {
         out.push((
             "UpgradeAvailable",
@@ -2463,7 +2491,10 @@ fn version_conditions(sel: &super::version::Selection) -> Vec<OtherCondition> {
             "UpgradeBlocked",
             true,
             why.reason,
-            format!("stays at version {}, not {to}: {}", sel.version, why.message),
+            format!(
+                "stays at version {}, not {to}: {}",
+                sel.version, why.message
+            ),
         ));
     }
     out
@@ -2540,7 +2571,11 @@ fn version_status(
         );
         said.events.push((
             m.type_ == T::AutomaticRollback,
-            if m.type_ == T::Upgrade { "UpgradeStarted" } else { "RollbackStarted" },
+            if m.type_ == T::Upgrade {
+                "UpgradeStarted"
+            } else {
+                "RollbackStarted"
+            },
             format!("moving from version {} to {}", m.from, m.to),
             change_name(m.type_),
             "Started",
@@ -2557,8 +2592,15 @@ fn version_status(
                 last.end_time = Some(now.to_string());
                 said.events.push((
                     false,
-                    if last.type_ == T::Upgrade { "Upgraded" } else { "RolledBack" },
-                    format!("moved from version {} to {}; every object is healthy", last.from, last.to),
+                    if last.type_ == T::Upgrade {
+                        "Upgraded"
+                    } else {
+                        "RolledBack"
+                    },
+                    format!(
+                        "moved from version {} to {}; every object is healthy",
+                        last.from, last.to
+                    ),
                     change,
                     "Succeeded",
                 ));
@@ -2587,7 +2629,10 @@ fn version_status(
                     change,
                     format!("moving from version {} to {}", last.from, last.to),
                 ));
-                said.upgrading = Some(format!("upgrading from version {} to {}", last.from, last.to));
+                said.upgrading = Some(format!(
+                    "upgrading from version {} to {}",
+                    last.from, last.to
+                ));
             }
         }
     }
@@ -2646,7 +2691,10 @@ fn unchanged_objects(
     let key = |o: &serde_json::Value| {
         (
             o["kind"].as_str().unwrap_or_default().to_string(),
-            o["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+            o["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         )
     };
     let before: HashMap<(String, String), &serde_json::Value> =
@@ -2677,7 +2725,9 @@ fn preview_status(
         .as_ref()
         .and_then(|o| desired_at(inst, data, scenario, o, sold, ctx))
     {
-        Some(next) => crate::domain::versions::diff(&desired.objects, &next.objects, delete_claims, &to),
+        Some(next) => {
+            crate::domain::versions::diff(&desired.objects, &next.objects, delete_claims, &to)
+        }
         None => crate::api::UpgradePreview {
             to,
             ..Default::default()

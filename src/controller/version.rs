@@ -226,17 +226,23 @@ pub async fn publish(svc: &Service, ctx: &Context, catalog: &Catalog) -> Result<
                 ),
             )
             .await;
-            Ok(Published { version, note: None })
+            Ok(Published {
+                version,
+                note: None,
+            })
         }
         Err(e) if is_conflict(&e) => {
             // A ServiceVersion of that name that is not this Service's
             // (the cache shows only those with its UID): left alone.
             let theirs = api.get_opt(&snapshot.name_any()).await?;
-            let ours = theirs.as_ref().is_some_and(|t| {
-                t.labels().get(SERVICE_UID_LABEL) == svc.metadata.uid.as_ref()
-            });
+            let ours = theirs
+                .as_ref()
+                .is_some_and(|t| t.labels().get(SERVICE_UID_LABEL) == svc.metadata.uid.as_ref());
             if ours {
-                return Ok(Published { version, note: None });
+                return Ok(Published {
+                    version,
+                    note: None,
+                });
             }
             Ok(Published {
                 version: None,
@@ -341,7 +347,12 @@ pub async fn keep_versions(
     Ok(summaries)
 }
 
-async fn write_status(v: &ServiceVersion, k: &Known, instances: u32, ctx: &Context) -> Result<(), Error> {
+async fn write_status(
+    v: &ServiceVersion,
+    k: &Known,
+    instances: u32,
+    ctx: &Context,
+) -> Result<(), Error> {
     let previous: &[Condition] = v
         .status
         .as_ref()
@@ -372,8 +383,11 @@ async fn write_status(v: &ServiceVersion, k: &Known, instances: u32, ctx: &Conte
         instances,
         conditions: vec![ready],
     };
-    let api = Api::<ServiceVersion>::namespaced(ctx.client.clone(), &v.namespace().unwrap_or_default());
-    match super::status::write_status_if_changed(&api, &ctx.memo, v, v.status.as_ref(), &status).await {
+    let api =
+        Api::<ServiceVersion>::namespaced(ctx.client.clone(), &v.namespace().unwrap_or_default());
+    match super::status::write_status_if_changed(&api, &ctx.memo, v, v.status.as_ref(), &status)
+        .await
+    {
         Ok(true) => ctx.metrics.wrote(KIND, "status"),
         Ok(false) => {}
         // Collected meanwhile.
@@ -567,7 +581,10 @@ pub fn select_in(
         let Some(r) = running else { return Err(why) };
         let service = at(r).ok_or_else(|| versions::Refused {
             reason: "VersionNotFound",
-            message: format!("the instance runs version {r}, which the product no longer has; {}", why.message),
+            message: format!(
+                "the instance runs version {r}, which the product no longer has; {}",
+                why.message
+            ),
         })?;
         Ok(Selection {
             service,
@@ -621,17 +638,14 @@ pub fn select_in(
             reason: "VersionNotFound",
             message: format!("version {target} is not kept by the product"),
         })?;
-        let preview = available
-            .first()
-            .filter(|_| !live)
-            .and_then(|v| {
-                at(v).map(|s| Preview {
-                    version: v.clone(),
-                    missing: missing_for(&s, v),
-                    service: s,
-                    blocked: None,
-                })
-            });
+        let preview = available.first().filter(|_| !live).and_then(|v| {
+            at(v).map(|s| Preview {
+                version: v.clone(),
+                missing: missing_for(&s, v),
+                service: s,
+                blocked: None,
+            })
+        });
         return Ok(Selection {
             service,
             moving: continuing(last, &target),
@@ -766,18 +780,30 @@ mod tests {
         );
         let c = catalog_of(&svc, [("1.0.0".to_string(), snap)].into());
         let one = c.get("1.0.0").unwrap();
-        assert_eq!((one.state, one.channels.clone()), (VersionState::Deprecated, vec!["old".to_string()]));
+        assert_eq!(
+            (one.state, one.channels.clone()),
+            (VersionState::Deprecated, vec!["old".to_string()])
+        );
         let two = c.get("2.0.0").unwrap();
-        assert_eq!((two.state, two.channels.clone()), (VersionState::Draft, vec!["beta".to_string()]));
+        assert_eq!(
+            (two.state, two.channels.clone()),
+            (VersionState::Draft, vec!["beta".to_string()])
+        );
         // A pinned version deploys its snapshot, under the snapshot's identity.
-        assert!(c.service_at(&svc, "1.0.0", false).is_some_and(|s| s.spec.version == "1.0.0"));
+        assert!(
+            c.service_at(&svc, "1.0.0", false)
+                .is_some_and(|s| s.spec.version == "1.0.0")
+        );
         assert!(c.service_at(&svc, "0.1.0", false).is_none());
     }
 
     #[test]
     fn a_snapshot_belongs_to_its_service_and_goes_with_it() {
         let v = snapshot_of(&service("1.0.0", json!({}), json!([])));
-        assert_eq!(v.labels().get(SERVICE_UID_LABEL).map(String::as_str), Some("svc-uid"));
+        assert_eq!(
+            v.labels().get(SERVICE_UID_LABEL).map(String::as_str),
+            Some("svc-uid")
+        );
         assert_eq!(v.spec.channels, vec!["stable".to_string()]);
         assert!(v.spec.upgrade.rollback);
         let owner = v.metadata.owner_references.unwrap_or_default();

@@ -89,7 +89,8 @@ pub fn parse_pin(s: Option<&str>, known: &[Known]) -> Result<Pin, Refused> {
         return Ok(Pin::Exact(s.to_string()));
     }
     let looks_like_range = s.chars().any(|c| "^~<>=*xX,".contains(c))
-        || s.split('.').all(|p| p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty());
+        || s.split('.')
+            .all(|p| p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty());
     if looks_like_range {
         return semver::VersionReq::parse(s).map(Pin::Range).map_err(|e| {
             refused(
@@ -432,19 +433,28 @@ mod tests {
         assert_ne!(compare("v1.2", "1.2.0"), Ordering::Equal);
         assert_eq!(compare("2.0.0-rc.1", "2.0.0"), Ordering::Less);
         assert_eq!(compare("nightly", "1.0.0"), Ordering::Less);
-        assert_eq!(parse_version("1").map(|v| v.to_string()).as_deref(), Some("1.0.0"));
+        assert_eq!(
+            parse_version("1").map(|v| v.to_string()).as_deref(),
+            Some("1.0.0")
+        );
     }
 
     #[test]
     fn a_pin_is_exact_for_a_full_or_known_version_and_a_range_otherwise() {
         let k = vec![known("1", VersionState::Published, &[])];
         assert_eq!(parse_pin(Some("1"), &k), Ok(Pin::Exact("1".into())));
-        assert_eq!(parse_pin(Some("1.2.0"), &[]), Ok(Pin::Exact("1.2.0".into())));
+        assert_eq!(
+            parse_pin(Some("1.2.0"), &[]),
+            Ok(Pin::Exact("1.2.0".into()))
+        );
         assert!(matches!(parse_pin(Some("^1.2"), &[]), Ok(Pin::Range(_))));
         assert!(matches!(parse_pin(Some("1.2"), &[]), Ok(Pin::Range(_))));
         assert!(matches!(parse_pin(Some(">=1, <2"), &[]), Ok(Pin::Range(_))));
         assert_eq!(parse_pin(None, &[]), Ok(Pin::Current));
-        assert_eq!(parse_pin(Some("nightly-build"), &[]), Ok(Pin::Exact("nightly-build".into())));
+        assert_eq!(
+            parse_pin(Some("nightly-build"), &[]),
+            Ok(Pin::Exact("nightly-build".into()))
+        );
         assert_eq!(
             parse_pin(Some(">=x.y"), &[]).map_err(|e| e.reason),
             Err("InvalidVersion")
@@ -455,7 +465,10 @@ mod tests {
     fn an_unpinned_instance_follows_the_current_version_and_keeps_its_own_while_it_is_a_draft() {
         let k = catalog();
         let pin = Pin::Current;
-        assert_eq!(choose(&ask(&pin, None, UpdatePolicy::Manual), &k), Ok("1.2.0".into()));
+        assert_eq!(
+            choose(&ask(&pin, None, UpdatePolicy::Manual), &k),
+            Ok("1.2.0".into())
+        );
         let mut a = ask(&pin, Some("1.1.0"), UpdatePolicy::Manual);
         a.current = "2.0.0";
         assert_eq!(choose(&a, &k), Ok("1.1.0".into()));
@@ -473,7 +486,10 @@ mod tests {
             choose(&ask(&pin("0.9.0"), None, m), &k).map_err(|e| e.reason),
             Err("NotPublished")
         );
-        assert_eq!(choose(&ask(&pin("0.9.0"), Some("0.9.0"), m), &k), Ok("0.9.0".into()));
+        assert_eq!(
+            choose(&ask(&pin("0.9.0"), Some("0.9.0"), m), &k),
+            Ok("0.9.0".into())
+        );
         assert_eq!(
             choose(&ask(&pin("2.0.0"), None, m), &k).map_err(|e| e.reason),
             Err("NotPublished")
@@ -487,7 +503,10 @@ mod tests {
     fn a_range_picks_the_newest_published_and_manual_keeps_what_runs_while_it_matches() {
         let k = catalog();
         let pin = Pin::Range(semver::VersionReq::parse("^1").unwrap());
-        assert_eq!(choose(&ask(&pin, None, UpdatePolicy::Manual), &k), Ok("1.2.0".into()));
+        assert_eq!(
+            choose(&ask(&pin, None, UpdatePolicy::Manual), &k),
+            Ok("1.2.0".into())
+        );
         assert_eq!(
             choose(&ask(&pin, Some("1.1.0"), UpdatePolicy::Manual), &k),
             Ok("1.1.0".into())
@@ -517,7 +536,10 @@ mod tests {
         assert_eq!(choose(&a, &k), Ok("2.0.0-rc.1".into()));
         a.channel = Some("stable");
         assert_eq!(choose(&a, &k), Ok("1.2.0".into()));
-        assert_eq!(available_upgrades(&k, "1.0.0", Some("stable")), vec!["1.2.0", "1.1.0"]);
+        assert_eq!(
+            available_upgrades(&k, "1.0.0", Some("stable")),
+            vec!["1.2.0", "1.1.0"]
+        );
         assert_eq!(available_upgrades(&k, "1.2.0", None), vec!["2.0.0-rc.1"]);
     }
 
@@ -540,7 +562,10 @@ mod tests {
             Err("RollbackUnsupported")
         );
         from.type_ = ServiceType::FullyManaged;
-        assert_eq!(check_move(&from, &to).map_err(|e| e.reason), Err("ScenarioChange"));
+        assert_eq!(
+            check_move(&from, &to).map_err(|e| e.reason),
+            Err("ScenarioChange")
+        );
     }
 
     #[test]
@@ -576,7 +601,12 @@ mod tests {
     fn a_diff_names_what_is_created_updated_deleted_and_kept() {
         let cm = |n: &str, v: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n}, "data": {"v": v}});
         let pvc = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"}});
-        let old = vec![cm("same", "1"), cm("changed", "1"), cm("gone", "1"), pvc.clone()];
+        let old = vec![
+            cm("same", "1"),
+            cm("changed", "1"),
+            cm("gone", "1"),
+            pvc.clone(),
+        ];
         let new = vec![cm("same", "1"), cm("changed", "2"), cm("added", "1")];
         let p = diff(&old, &new, false, "2.0.0");
         assert_eq!(p.create, vec!["ConfigMap/added"]);
@@ -584,7 +614,10 @@ mod tests {
         assert_eq!(p.delete, vec!["ConfigMap/gone"]);
         assert_eq!(p.keep, vec!["PersistentVolumeClaim/data"]);
         let p = diff(&old, &new, true, "2.0.0");
-        assert_eq!(p.delete, vec!["ConfigMap/gone", "PersistentVolumeClaim/data"]);
+        assert_eq!(
+            p.delete,
+            vec!["ConfigMap/gone", "PersistentVolumeClaim/data"]
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::json;
 use std::process::Command;
 
 /// Runs the plugin with the tests' kubeconfig; returns (success, stdout, stderr).
-fn plugin(args: &[&str]) -> (bool, String, String) {
+pub(crate) fn plugin(args: &[&str]) -> (bool, String, String) {
     let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG names the test control plane");
     let out = Command::new(env!("CARGO_BIN_EXE_kubectl-computenest"))
         .arg("--kubeconfig")

@@ -52,7 +52,10 @@ fn status(inst: &ServiceInstance) -> ServiceInstanceStatus {
 }
 
 fn condition(inst: &ServiceInstance, type_: &str) -> Option<Condition> {
-    status(inst).conditions.into_iter().find(|c| c.type_ == type_)
+    status(inst)
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == type_)
 }
 
 /// Waits until the instance satisfies `check`; returns it.
@@ -78,7 +81,9 @@ async fn wait_instance(
         }
     })
     .await;
-    found.unwrap_or_else(|_| panic!("timed out waiting for {ns}/{name}: {what}; last status: {last}"))
+    found.unwrap_or_else(|_| {
+        panic!("timed out waiting for {ns}/{name}: {what}; last status: {last}")
+    })
 }
 
 async fn versions_of(client: &Client, ns: &str, service: &str) -> Vec<ServiceVersion> {
@@ -93,12 +98,16 @@ async fn versions_of(client: &Client, ns: &str, service: &str) -> Vec<ServiceVer
 }
 
 async fn wait_published(client: &Client, ns: &str, service: &str, version: &str) -> ServiceVersion {
-    wait_for(&format!("version {version} of {ns}/{service} is published"), DEADLINE, || async {
-        versions_of(client, ns, service)
-            .await
-            .into_iter()
-            .find(|v| v.spec.version == version)
-    })
+    wait_for(
+        &format!("version {version} of {ns}/{service} is published"),
+        DEADLINE,
+        || async {
+            versions_of(client, ns, service)
+                .await
+                .into_iter()
+                .find(|v| v.spec.version == version)
+        },
+    )
     .await
 }
 
@@ -125,8 +134,17 @@ fn last_change(inst: &ServiceInstance) -> Option<VersionChange> {
 async fn an_instance_moves_between_versions_by_its_pin_writing_only_the_difference() {
     let (client, t) = controller_and_namespaces(&["isv", "cust"]).await;
     let (isv, cust) = (t.ns(0), t.ns(1));
-    let v1 = vec![config_map("same", "1"), config_map("changed", "1"), config_map("gone", "1")];
-    put(&client, isv, &versioned("app", "Private", "1.0.0", v1, json!({}))).await;
+    let v1 = vec![
+        config_map("same", "1"),
+        config_map("changed", "1"),
+        config_map("gone", "1"),
+    ];
+    put(
+        &client,
+        isv,
+        &versioned("app", "Private", "1.0.0", v1, json!({})),
+    )
+    .await;
     let snapshot = wait_published(&client, isv, "app", "1.0.0").await;
     // The snapshot is immutable: even the controller's own kind refuses an edit of its content.
     let edit = Api::<ServiceVersion>::namespaced(client.clone(), isv)
@@ -141,12 +159,28 @@ async fn an_instance_moves_between_versions_by_its_pin_writing_only_the_differen
         "a published version's content must be immutable: {edit:?}"
     );
 
-    buy(&client, cust, &pinned("shop", isv, "app", json!({"version": "1.0.0"}))).await;
-    let (_, same_rv) = config_map_data(&client, cust, "shop-same").await.expect("same");
+    buy(
+        &client,
+        cust,
+        &pinned("shop", isv, "app", json!({"version": "1.0.0"})),
+    )
+    .await;
+    let (_, same_rv) = config_map_data(&client, cust, "shop-same")
+        .await
+        .expect("same");
 
     // Version 2 changes one object, adds one and drops one.
-    let v2 = vec![config_map("same", "1"), config_map("changed", "2"), config_map("added", "1")];
-    put(&client, isv, &versioned("app", "Private", "2.0.0", v2, json!({}))).await;
+    let v2 = vec![
+        config_map("same", "1"),
+        config_map("changed", "2"),
+        config_map("added", "1"),
+    ];
+    put(
+        &client,
+        isv,
+        &versioned("app", "Private", "2.0.0", v2, json!({})),
+    )
+    .await;
     wait_published(&client, isv, "app", "2.0.0").await;
     let offered = wait_instance(&client, cust, "shop", "2.0.0 offered with a dry run", |i| {
         status(i).available_upgrades == ["2.0.0"] && status(i).upgrade.is_some()
@@ -158,9 +192,17 @@ async fn an_instance_moves_between_versions_by_its_pin_writing_only_the_differen
     assert_eq!(preview.update, ["ConfigMap/shop-changed"]);
     assert_eq!(preview.delete, ["ConfigMap/shop-gone"]);
     assert_eq!(status(&offered).version.as_deref(), Some("1.0.0"));
-    assert_eq!(condition(&offered, "UpgradeAvailable").map(|c| c.status), Some("True".into()));
+    assert_eq!(
+        condition(&offered, "UpgradeAvailable").map(|c| c.status),
+        Some("True".into())
+    );
     // A Manual instance pinned to 1.0.0 stays there.
-    assert_eq!(config_map_data(&client, cust, "shop-changed").await.map(|d| d.0), Some("1".into()));
+    assert_eq!(
+        config_map_data(&client, cust, "shop-changed")
+            .await
+            .map(|d| d.0),
+        Some("1".into())
+    );
 
     pin(&client, cust, "shop", "2.0.0").await;
     let up = wait_instance(&client, cust, "shop", "upgraded to 2.0.0", |i| {
@@ -169,14 +211,29 @@ async fn an_instance_moves_between_versions_by_its_pin_writing_only_the_differen
     })
     .await;
     let h = last_change(&up).expect("history");
-    assert_eq!((h.from.as_str(), h.to.as_str(), h.type_), ("1.0.0", "2.0.0", VersionChangeType::Upgrade));
+    assert_eq!(
+        (h.from.as_str(), h.to.as_str(), h.type_),
+        ("1.0.0", "2.0.0", VersionChangeType::Upgrade)
+    );
     assert!(h.end_time.is_some());
     assert_eq!(status(&up).phase, Some(Phase::Deployed));
     wait_gone::<ConfigMap>(&client, cust, "shop-gone").await;
-    assert_eq!(config_map_data(&client, cust, "shop-added").await.map(|d| d.0), Some("1".into()));
-    assert_eq!(config_map_data(&client, cust, "shop-changed").await.map(|d| d.0), Some("2".into()));
     assert_eq!(
-        config_map_data(&client, cust, "shop-same").await.map(|d| d.1),
+        config_map_data(&client, cust, "shop-added")
+            .await
+            .map(|d| d.0),
+        Some("1".into())
+    );
+    assert_eq!(
+        config_map_data(&client, cust, "shop-changed")
+            .await
+            .map(|d| d.0),
+        Some("2".into())
+    );
+    assert_eq!(
+        config_map_data(&client, cust, "shop-same")
+            .await
+            .map(|d| d.1),
         Some(same_rv.clone()),
         "an object both versions write alike is not written by the upgrade"
     );
@@ -192,8 +249,18 @@ async fn an_instance_moves_between_versions_by_its_pin_writing_only_the_differen
     .await;
     assert_eq!(status(&back).history.len(), 2);
     wait_gone::<ConfigMap>(&client, cust, "shop-added").await;
-    assert_eq!(config_map_data(&client, cust, "shop-gone").await.map(|d| d.0), Some("1".into()));
-    assert_eq!(config_map_data(&client, cust, "shop-same").await.map(|d| d.1), Some(same_rv));
+    assert_eq!(
+        config_map_data(&client, cust, "shop-gone")
+            .await
+            .map(|d| d.0),
+        Some("1".into())
+    );
+    assert_eq!(
+        config_map_data(&client, cust, "shop-same")
+            .await
+            .map(|d| d.1),
+        Some(same_rv)
+    );
     wait_event(&client, cust, "Upgraded", "shop").await;
     t.cleanup().await;
 }
@@ -202,23 +269,60 @@ async fn an_instance_moves_between_versions_by_its_pin_writing_only_the_differen
 async fn a_blocked_move_says_why_shows_its_dry_run_and_changes_nothing() {
     let (client, t) = controller_and_namespaces(&["isv", "cust"]).await;
     let (isv, cust) = (t.ns(0), t.ns(1));
-    put(&client, isv, &versioned("app", "Private", "1.0.0", vec![config_map("c", "1")], json!({}))).await;
+    put(
+        &client,
+        isv,
+        &versioned(
+            "app",
+            "Private",
+            "1.0.0",
+            vec![config_map("c", "1")],
+            json!({}),
+        ),
+    )
+    .await;
     wait_published(&client, isv, "app", "1.0.0").await;
-    buy(&client, cust, &pinned("shop", isv, "app", json!({"version": "1.0.0"}))).await;
+    buy(
+        &client,
+        cust,
+        &pinned("shop", isv, "app", json!({"version": "1.0.0"})),
+    )
+    .await;
 
     // 2.0.0 may only be reached from 1.5 and later.
     let only_from = json!({"release": {"upgrade": {"from": ["^1.5"]}}});
-    put(&client, isv, &versioned("app", "Private", "2.0.0", vec![config_map("c", "2")], only_from)).await;
+    put(
+        &client,
+        isv,
+        &versioned(
+            "app",
+            "Private",
+            "2.0.0",
+            vec![config_map("c", "2")],
+            only_from,
+        ),
+    )
+    .await;
     wait_published(&client, isv, "app", "2.0.0").await;
     pin(&client, cust, "shop", "2.0.0").await;
-    let blocked = wait_instance(&client, cust, "shop", "UpgradeBlocked UnsupportedFromVersion", |i| {
-        condition(i, "UpgradeBlocked").is_some_and(|c| c.reason == "UnsupportedFromVersion")
-    })
+    let blocked = wait_instance(
+        &client,
+        cust,
+        "shop",
+        "UpgradeBlocked UnsupportedFromVersion",
+        |i| condition(i, "UpgradeBlocked").is_some_and(|c| c.reason == "UnsupportedFromVersion"),
+    )
     .await;
     assert_eq!(status(&blocked).version.as_deref(), Some("1.0.0"));
     assert_eq!(status(&blocked).phase, Some(Phase::Deployed));
-    assert_eq!(status(&blocked).upgrade.and_then(|u| u.blocked).as_deref(), Some("UnsupportedFromVersion"));
-    assert_eq!(config_map_data(&client, cust, "shop-c").await.map(|d| d.0), Some("1".into()));
+    assert_eq!(
+        status(&blocked).upgrade.and_then(|u| u.blocked).as_deref(),
+        Some("UnsupportedFromVersion")
+    );
+    assert_eq!(
+        config_map_data(&client, cust, "shop-c").await.map(|d| d.0),
+        Some("1".into())
+    );
     wait_event(&client, cust, "UpgradeBlocked", "shop").await;
 
     // 3.0.0 needs a parameter the instance does not set.
@@ -226,35 +330,79 @@ async fn a_blocked_move_says_why_shows_its_dry_run_and_changes_nothing() {
         "parameters": [{"name": "region", "type": "String"}],
         "release": {"upgrade": {"requiredParameters": ["region"]}}
     });
-    put(&client, isv, &versioned("app", "Private", "3.0.0", vec![config_map("c", "$(params.region)")], needs)).await;
+    put(
+        &client,
+        isv,
+        &versioned(
+            "app",
+            "Private",
+            "3.0.0",
+            vec![config_map("c", "$(params.region)")],
+            needs,
+        ),
+    )
+    .await;
     wait_published(&client, isv, "app", "3.0.0").await;
     pin(&client, cust, "shop", "3.0.0").await;
-    let missing = wait_instance(&client, cust, "shop", "UpgradeBlocked MissingParameters", |i| {
-        condition(i, "UpgradeBlocked").is_some_and(|c| c.reason == "MissingParameters")
-    })
+    let missing = wait_instance(
+        &client,
+        cust,
+        "shop",
+        "UpgradeBlocked MissingParameters",
+        |i| condition(i, "UpgradeBlocked").is_some_and(|c| c.reason == "MissingParameters"),
+    )
     .await;
     let preview = status(&missing).upgrade.expect("dry run");
     assert_eq!(preview.missing_parameters, ["region"]);
     assert_eq!(preview.to, "3.0.0");
-    let why = condition(&missing, "UpgradeBlocked").map(|c| c.message).unwrap_or_default();
-    assert!(why.contains("region") && why.contains("stays at version 1.0.0"), "{why}");
+    let why = condition(&missing, "UpgradeBlocked")
+        .map(|c| c.message)
+        .unwrap_or_default();
+    assert!(
+        why.contains("region") && why.contains("stays at version 1.0.0"),
+        "{why}"
+    );
     // Given the parameter, the move goes ahead.
-    merge::<ServiceInstance>(&client, cust, "shop", json!({"spec": {"parameters": {"region": "eu"}}}))
-        .await
-        .expect("set region");
+    merge::<ServiceInstance>(
+        &client,
+        cust,
+        "shop",
+        json!({"spec": {"parameters": {"region": "eu"}}}),
+    )
+    .await
+    .expect("set region");
     wait_instance(&client, cust, "shop", "upgraded to 3.0.0", |i| {
         status(i).version.as_deref() == Some("3.0.0") && condition(i, "UpgradeBlocked").is_none()
     })
     .await;
-    assert_eq!(config_map_data(&client, cust, "shop-c").await.map(|d| d.0), Some("eu".into()));
+    assert_eq!(
+        config_map_data(&client, cust, "shop-c").await.map(|d| d.0),
+        Some("eu".into())
+    );
 
     // A new purchase of a draft version is refused with NotPublished.
     let draft = json!({"release": {"state": "Draft"}});
-    put(&client, isv, &versioned("app", "Private", "4.0.0", vec![config_map("c", "4")], draft)).await;
-    put(&client, cust, &pinned("early", isv, "app", json!({"version": "4.0.0"}))).await;
-    let refused: ServiceInstance = wait_ready(&client, cust, "early", "False", "NotPublished").await;
+    put(
+        &client,
+        isv,
+        &versioned("app", "Private", "4.0.0", vec![config_map("c", "4")], draft),
+    )
+    .await;
+    put(
+        &client,
+        cust,
+        &pinned("early", isv, "app", json!({"version": "4.0.0"})),
+    )
+    .await;
+    let refused: ServiceInstance =
+        wait_ready(&client, cust, "early", "False", "NotPublished").await;
     assert!(status(&refused).applied_objects.is_empty());
-    assert!(versions_of(&client, isv, "app").await.iter().all(|v| v.spec.version != "4.0.0"));
+    assert!(
+        versions_of(&client, isv, "app")
+            .await
+            .iter()
+            .all(|v| v.spec.version != "4.0.0")
+    );
     t.cleanup().await;
 }
 
@@ -262,23 +410,57 @@ async fn a_blocked_move_says_why_shows_its_dry_run_and_changes_nothing() {
 async fn a_channel_follows_new_versions_and_withdrawn_or_old_ones_go() {
     let (client, t) = controller_and_namespaces(&["isv", "cust"]).await;
     let (isv, cust) = (t.ns(0), t.ns(1));
-    let stable_and_beta = json!({"release": {"channels": ["stable", "beta"]}, "versionHistoryLimit": 0});
-    put(&client, isv, &versioned("app", "Private", "1.0.0", vec![config_map("c", "1")], stable_and_beta)).await;
+    let stable_and_beta =
+        json!({"release": {"channels": ["stable", "beta"]}, "versionHistoryLimit": 0});
+    put(
+        &client,
+        isv,
+        &versioned(
+            "app",
+            "Private",
+            "1.0.0",
+            vec![config_map("c", "1")],
+            stable_and_beta,
+        ),
+    )
+    .await;
     wait_published(&client, isv, "app", "1.0.0").await;
     let follow = json!({"channel": "beta", "updatePolicy": "Automatic"});
     buy(&client, cust, &pinned("beta", isv, "app", follow)).await;
-    buy(&client, cust, &pinned("old", isv, "app", json!({"version": "1.0.0"}))).await;
+    buy(
+        &client,
+        cust,
+        &pinned("old", isv, "app", json!({"version": "1.0.0"})),
+    )
+    .await;
 
     // 1.1.0 on beta only: the Automatic beta instance moves by itself.
     let beta_only = json!({"release": {"channels": ["beta"]}, "versionHistoryLimit": 0});
-    put(&client, isv, &versioned("app", "Private", "1.1.0", vec![config_map("c", "1.1")], beta_only)).await;
+    put(
+        &client,
+        isv,
+        &versioned(
+            "app",
+            "Private",
+            "1.1.0",
+            vec![config_map("c", "1.1")],
+            beta_only,
+        ),
+    )
+    .await;
     let moved = wait_instance(&client, cust, "beta", "followed beta to 1.1.0", |i| {
         status(i).version.as_deref() == Some("1.1.0")
             && last_change(i).is_some_and(|h| h.result == VersionChangeResult::Succeeded)
     })
     .await;
-    assert_eq!(last_change(&moved).map(|h| h.type_), Some(VersionChangeType::Upgrade));
-    assert_eq!(config_map_data(&client, cust, "beta-c").await.map(|d| d.0), Some("1.1".into()));
+    assert_eq!(
+        last_change(&moved).map(|h| h.type_),
+        Some(VersionChangeType::Upgrade)
+    );
+    assert_eq!(
+        config_map_data(&client, cust, "beta-c").await.map(|d| d.0),
+        Some("1.1".into())
+    );
 
     // 1.2.0 as a draft is not followed; 1.0.0 withdrawn: a new purchase of
     // it is refused, the instance that runs it keeps running.
@@ -286,12 +468,29 @@ async fn a_channel_follows_new_versions_and_withdrawn_or_old_ones_go() {
         "release": {"state": "Draft", "channels": ["beta"]}, "versionHistoryLimit": 0,
         "versions": [{"version": "1.0.0", "state": "Withdrawn"}]
     });
-    put(&client, isv, &versioned("app", "Private", "1.2.0", vec![config_map("c", "1.2")], draft)).await;
+    put(
+        &client,
+        isv,
+        &versioned(
+            "app",
+            "Private",
+            "1.2.0",
+            vec![config_map("c", "1.2")],
+            draft,
+        ),
+    )
+    .await;
     let svc = wait_for("the Service lists its versions", DEADLINE, || async {
-        let s = Api::<Service>::namespaced(client.clone(), isv).get("app").await.ok()?;
+        let s = Api::<Service>::namespaced(client.clone(), isv)
+            .get("app")
+            .await
+            .ok()?;
         let st = s.status.clone()?;
         (st.observed_generation == s.metadata.generation
-            && st.versions.iter().any(|v| v.version == "1.0.0" && v.state == VersionState::Withdrawn))
+            && st
+                .versions
+                .iter()
+                .any(|v| v.version == "1.0.0" && v.state == VersionState::Withdrawn))
         .then_some(s)
     })
     .await;
@@ -302,8 +501,16 @@ async fn a_channel_follows_new_versions_and_withdrawn_or_old_ones_go() {
         .into_iter()
         .map(|v| (v.version, v.state))
         .collect();
-    assert!(states.contains(&("1.2.0".into(), VersionState::Draft)), "{states:?}");
-    put(&client, cust, &pinned("late", isv, "app", json!({"version": "1.0.0"}))).await;
+    assert!(
+        states.contains(&("1.2.0".into(), VersionState::Draft)),
+        "{states:?}"
+    );
+    put(
+        &client,
+        cust,
+        &pinned("late", isv, "app", json!({"version": "1.0.0"})),
+    )
+    .await;
     wait_ready::<ServiceInstance>(&client, cust, "late", "False", "NotPublished").await;
     let old: ServiceInstance = wait_deployed(&client, cust, "old").await;
     assert_eq!(status(&old).version.as_deref(), Some("1.0.0"));
@@ -331,16 +538,28 @@ async fn a_channel_follows_new_versions_and_withdrawn_or_old_ones_go() {
         .expect("delete late");
     wait_gone::<ServiceInstance>(&client, cust, "late").await;
     // The Service looks again at least every minute; an edit wakes it at once.
-    merge::<Service>(&client, isv, "app", json!({"metadata": {"annotations": {"touch": "1"}}}))
-        .await
-        .expect("wake the Service");
-    wait_for("version 1.0.0 is collected", Duration::from_secs(90), || async {
-        let vs = versions_of(&client, isv, "app").await;
-        (!vs.iter().any(|v| v.spec.version == "1.0.0")).then_some(())
-    })
+    merge::<Service>(
+        &client,
+        isv,
+        "app",
+        json!({"metadata": {"annotations": {"touch": "1"}}}),
+    )
+    .await
+    .expect("wake the Service");
+    wait_for(
+        "version 1.0.0 is collected",
+        Duration::from_secs(90),
+        || async {
+            let vs = versions_of(&client, isv, "app").await;
+            (!vs.iter().any(|v| v.spec.version == "1.0.0")).then_some(())
+        },
+    )
     .await;
     assert!(
-        versions_of(&client, isv, "app").await.iter().any(|v| v.spec.version == "1.1.0"),
+        versions_of(&client, isv, "app")
+            .await
+            .iter()
+            .any(|v| v.spec.version == "1.1.0"),
         "a version an instance runs is kept"
     );
     t.cleanup().await;
@@ -356,37 +575,94 @@ async fn a_failed_upgrade_rolls_back_by_itself_when_asked() {
                         "template": crate::health::pod("web", simulate, "Always")}})
     };
     let fast = json!({"progressDeadlineSeconds": 10});
-    put(&client, isv, &versioned("app", "Private", "1.0.0", vec![deployment(None)], fast.clone())).await;
+    put(
+        &client,
+        isv,
+        &versioned(
+            "app",
+            "Private",
+            "1.0.0",
+            vec![deployment(None)],
+            fast.clone(),
+        ),
+    )
+    .await;
     wait_published(&client, isv, "app", "1.0.0").await;
     let spec = json!({"version": "1.0.0", "rollbackOnFailure": true});
     put(&client, cust, &pinned("shop", isv, "app", spec)).await;
-    wait_ready_within::<ServiceInstance>(&client, cust, "shop", "True", "Deployed", Duration::from_secs(120)).await;
+    wait_ready_within::<ServiceInstance>(
+        &client,
+        cust,
+        "shop",
+        "True",
+        "Deployed",
+        Duration::from_secs(120),
+    )
+    .await;
 
-    put(&client, isv, &versioned("app", "Private", "2.0.0", vec![deployment(Some("never-ready"))], fast)).await;
+    put(
+        &client,
+        isv,
+        &versioned(
+            "app",
+            "Private",
+            "2.0.0",
+            vec![deployment(Some("never-ready"))],
+            fast,
+        ),
+    )
+    .await;
     wait_published(&client, isv, "app", "2.0.0").await;
     pin(&client, cust, "shop", "2.0.0").await;
     let upgrading = wait_instance(&client, cust, "shop", "Upgrading", |i| {
         status(i).phase == Some(Phase::Upgrading)
     })
     .await;
-    assert_eq!(condition(&upgrading, "Upgrading").map(|c| c.status), Some("True".into()));
-    assert_eq!(condition(&upgrading, "Reconciling").map(|c| c.status), Some("True".into()));
-    let rolled = wait_instance(&client, cust, "shop", "rolled back after the failed upgrade", |i| {
-        condition(i, "RolledBack").is_some_and(|c| c.status == "True")
-            && status(i).phase == Some(Phase::Deployed)
-    })
+    assert_eq!(
+        condition(&upgrading, "Upgrading").map(|c| c.status),
+        Some("True".into())
+    );
+    assert_eq!(
+        condition(&upgrading, "Reconciling").map(|c| c.status),
+        Some("True".into())
+    );
+    let rolled = wait_instance(
+        &client,
+        cust,
+        "shop",
+        "rolled back after the failed upgrade",
+        |i| {
+            condition(i, "RolledBack").is_some_and(|c| c.status == "True")
+                && status(i).phase == Some(Phase::Deployed)
+        },
+    )
     .await;
     assert_eq!(status(&rolled).version.as_deref(), Some("1.0.0"));
     let history = status(&rolled).history;
-    let kinds: Vec<_> = history.iter().map(|h| (h.type_, h.result, h.to.clone())).collect();
+    let kinds: Vec<_> = history
+        .iter()
+        .map(|h| (h.type_, h.result, h.to.clone()))
+        .collect();
     assert_eq!(
         kinds,
         [
-            (VersionChangeType::Upgrade, VersionChangeResult::Failed, "2.0.0".to_string()),
-            (VersionChangeType::AutomaticRollback, VersionChangeResult::Succeeded, "1.0.0".to_string()),
+            (
+                VersionChangeType::Upgrade,
+                VersionChangeResult::Failed,
+                "2.0.0".to_string()
+            ),
+            (
+                VersionChangeType::AutomaticRollback,
+                VersionChangeResult::Succeeded,
+                "1.0.0".to_string()
+            ),
         ]
     );
-    assert!(history[0].message.contains("progress deadline"), "{}", history[0].message);
+    assert!(
+        history[0].message.contains("progress deadline"),
+        "{}",
+        history[0].message
+    );
     // The failed version is not tried again for the same spec.
     assert_eq!(
         condition(&rolled, "UpgradeBlocked").map(|c| c.reason),
@@ -405,14 +681,30 @@ async fn a_forged_running_version_does_not_open_an_upgrade_path() {
     let (client, t) = controller_and_namespaces(&["isv", "cust"]).await;
     let (isv, cust) = (t.ns(0), t.ns(1));
     let publish = |version: &str, extra: Value| {
-        versioned("app", "FullyManaged", version, vec![config_map("c", version)], extra)
+        versioned(
+            "app",
+            "FullyManaged",
+            version,
+            vec![config_map("c", version)],
+            extra,
+        )
     };
     put(&client, isv, &publish("1.0.0", json!({}))).await;
     wait_published(&client, isv, "app", "1.0.0").await;
-    buy(&client, cust, &pinned("shop", isv, "app", json!({"version": "1.0.0"}))).await;
+    buy(
+        &client,
+        cust,
+        &pinned("shop", isv, "app", json!({"version": "1.0.0"})),
+    )
+    .await;
     put(&client, isv, &publish("1.5.0", json!({}))).await;
     wait_published(&client, isv, "app", "1.5.0").await;
-    put(&client, isv, &publish("2.0.0", json!({"release": {"upgrade": {"from": ["^1.5"]}}}))).await;
+    put(
+        &client,
+        isv,
+        &publish("2.0.0", json!({"release": {"upgrade": {"from": ["^1.5"]}}})),
+    )
+    .await;
     wait_published(&client, isv, "app", "2.0.0").await;
 
     let mallory = "mallory";
@@ -423,33 +715,157 @@ async fn a_forged_running_version_does_not_open_an_upgrade_path() {
     .await;
     let as_customer = impersonate(mallory, &[]).await;
     let api = Api::<ServiceInstance>::namespaced(as_customer.clone(), cust);
-    api.patch("shop", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"version": "2.0.0"}})))
-        .await
-        .expect("the customer pins 2.0.0");
-    let blocked = wait_instance(&client, cust, "shop", "UpgradeBlocked UnsupportedFromVersion", |i| {
-        condition(i, "UpgradeBlocked").is_some_and(|c| c.reason == "UnsupportedFromVersion")
-    })
+    api.patch(
+        "shop",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"version": "2.0.0"}})),
+    )
+    .await
+    .expect("the customer pins 2.0.0");
+    let blocked = wait_instance(
+        &client,
+        cust,
+        "shop",
+        "UpgradeBlocked UnsupportedFromVersion",
+        |i| condition(i, "UpgradeBlocked").is_some_and(|c| c.reason == "UnsupportedFromVersion"),
+    )
     .await;
     let target = target_namespace(&blocked);
     // The forgery: status says 1.5.0 runs.
     let forged = api
-        .patch_status("shop", &PatchParams::default(), &Patch::Merge(&json!({"status": {"version": "1.5.0"}})))
+        .patch_status(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"version": "1.5.0"}})),
+        )
         .await
         .expect("the customer writes its status");
-    let forged_rv: u64 = forged.resource_version().unwrap_or_default().parse().unwrap_or(0);
+    let forged_rv: u64 = forged
+        .resource_version()
+        .unwrap_or_default()
+        .parse()
+        .unwrap_or(0);
     // The controller answers the forged status (it writes status back);
     // the move stays blocked and nothing of the ISV's changes.
-    let after = wait_instance(&client, cust, "shop", "status written again after the forgery", |i| {
-        i.resource_version().unwrap_or_default().parse::<u64>().unwrap_or(0) > forged_rv
-            && status(i).version.as_deref() != Some("1.5.0")
-    })
+    let after = wait_instance(
+        &client,
+        cust,
+        "shop",
+        "status written again after the forgery",
+        |i| {
+            i.resource_version()
+                .unwrap_or_default()
+                .parse::<u64>()
+                .unwrap_or(0)
+                > forged_rv
+                && status(i).version.as_deref() != Some("1.5.0")
+        },
+    )
     .await;
-    assert_eq!(status(&after).version.as_deref(), Some("1.0.0"), "{:?}", status(&after));
-    assert!(status(&after).history.is_empty(), "{:?}", status(&after).history);
+    assert_eq!(
+        status(&after).version.as_deref(),
+        Some("1.0.0"),
+        "{:?}",
+        status(&after)
+    );
+    assert!(
+        status(&after).history.is_empty(),
+        "{:?}",
+        status(&after).history
+    );
     assert_eq!(
         condition(&after, "UpgradeBlocked").map(|c| c.reason),
         Some("UnsupportedFromVersion".into())
     );
-    assert_eq!(config_map_data(&client, &target, "shop-c").await.map(|d| d.0), Some("1.0.0".into()));
+    assert_eq!(
+        config_map_data(&client, &target, "shop-c")
+            .await
+            .map(|d| d.0),
+        Some("1.0.0".into())
+    );
+    t.cleanup().await;
+}
+
+/// `kubectl computenest upgrade` and `rollback` as the customer, with its
+/// own rights only: plain writes of spec.version, carried out by the
+/// controller; the trace shows the version that runs.
+#[tokio::test]
+async fn the_customer_upgrades_and_rolls_back_with_the_plugin() {
+    let (client, t) = controller_and_namespaces(&["isv", "cust"]).await;
+    let (isv, cust) = (t.ns(0), t.ns(1));
+    put(
+        &client,
+        isv,
+        &versioned(
+            "app",
+            "Private",
+            "1.0.0",
+            vec![config_map("c", "1")],
+            json!({}),
+        ),
+    )
+    .await;
+    wait_published(&client, isv, "app", "1.0.0").await;
+    buy(
+        &client,
+        cust,
+        &pinned("shop", isv, "app", json!({"version": "1.0.0"})),
+    )
+    .await;
+    put(
+        &client,
+        isv,
+        &versioned(
+            "app",
+            "Private",
+            "2.0.0",
+            vec![config_map("c", "2")],
+            json!({}),
+        ),
+    )
+    .await;
+    wait_published(&client, isv, "app", "2.0.0").await;
+
+    let carol = format!("carol-{cust}");
+    allow(&client, cust, &carol, json!([
+        {"apiGroups": ["computenest.dev"], "resources": ["serviceinstances"], "verbs": ["get", "list", "patch"]}
+    ]))
+    .await;
+    let plugin = crate::plugin::plugin;
+    let (ok, out, err) = plugin(&[
+        "upgrade", "shop", "--to", "2.0.0", "-n", cust, "--as", &carol,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("pinned to 2.0.0"), "{out}");
+    wait_instance(&client, cust, "shop", "upgraded to 2.0.0", |i| {
+        status(i).version.as_deref() == Some("2.0.0")
+            && last_change(i).is_some_and(|h| h.result == VersionChangeResult::Succeeded)
+    })
+    .await;
+    let (ok, out, err) = plugin(&["trace", "cnsi/shop", "-n", cust, "--as", &carol]);
+    assert!(ok, "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.contains("ServiceInstance/shop"))
+        .unwrap_or_default();
+    assert!(row.contains("2.0.0"), "{out}");
+
+    let (ok, out, err) = plugin(&["rollback", "shop", "-n", cust, "--as", &carol]);
+    assert!(ok, "{err}");
+    assert!(out.contains("pinned back to 1.0.0"), "{out}");
+    wait_instance(&client, cust, "shop", "rolled back to 1.0.0", |i| {
+        status(i).version.as_deref() == Some("1.0.0")
+            && last_change(i).is_some_and(|h| {
+                h.type_ == VersionChangeType::Rollback && h.result == VersionChangeResult::Succeeded
+            })
+    })
+    .await;
+    assert_eq!(
+        config_map_data(&client, cust, "shop-c").await.map(|d| d.0),
+        Some("1".into())
+    );
+    // Nothing left to roll back: the plugin says so and writes nothing.
+    let (ok, _, err) = plugin(&["rollback", "shop", "-n", cust, "--as", &carol]);
+    assert!(!ok && err.contains("no successful upgrade"), "{err}");
     t.cleanup().await;
 }
