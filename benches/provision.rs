@@ -40,6 +40,12 @@
 //! provisioned objects, one at a time), peak RSS and CPU, and a restart over
 //! everything converged.
 //!
+//! The upgrade round, on its own fresh control plane: N instances pinned to
+//! 1.0.0 move to 2.0.0 and back (each direction timed until all run it, with
+//! the controller's writes per instance); the floor makes the same writes
+//! with a bare client from the same state (other instances of the same
+//! Service converged at 1.0.0 on the same control plane, controller stopped).
+//!
 //! Environment:
 //! - BENCH_CONTROLLER: controller binary (target/release/computenest-controller)
 //! - BENCH_SIZES: rounds (100,1000,10000)
@@ -57,6 +63,9 @@
 //! - BENCH_REPAIRS: provisioned objects deleted one at a time after the idle
 //!   phase of the largest round, each timed until the controller has made it
 //!   again (drift repair latency; 200, quick 50, 0 skips)
+//! - BENCH_UPGRADES: instances of the upgrade round (1000, quick 200, 0
+//!   skips): they move from one version to another that changes one object,
+//!   adds one and removes one, and back; see [`upgrade_round`]
 //! - BENCH_QUICK=1: sizes 100,1000, 1 repetition, floor concurrency 64 only,
 //!   idle 10 s, 20 single tries (each still overridable by its own variable)
 //! - BENCH_CP_SCRIPT: the control-plane script (hack/controlplane.sh); its
@@ -159,6 +168,7 @@ struct Cfg {
     idle_secs: u64,
     tries: usize,
     repairs: usize,
+    upgrades: usize,
     quick: bool,
     own_work: bool,
 }
@@ -199,6 +209,7 @@ impl Cfg {
             idle_secs: env_num("BENCH_IDLE_SECS", idle)?,
             tries: env_num("BENCH_SINGLE_TRIES", tries)?,
             repairs: env_num("BENCH_REPAIRS", if quick { "50" } else { "200" })?,
+            upgrades: env_num("BENCH_UPGRADES", if quick { "200" } else { "1000" })?,
             quick,
             own_work,
         })
@@ -1336,6 +1347,350 @@ async fn floor_sweep(
     Ok((best, best_c, results))
 }
 
+// ---- the upgrade round ----------------------------------------------------------
+
+/// Template of the upgrade round's Service at `v` (1 or 2): four ConfigMaps;
+/// 2 changes `b`, removes `c` and adds `e`.
+fn upgrade_template(v: u8) -> Value {
+    let cm = |name: &str, value: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": format!("$(instance.name)-{name}")}, "data": {"v": value}})
+    };
+    if v == 1 {
+        json!({"objects": [cm("a", "1"), cm("b", "1"), cm("c", "1"), cm("d", "1")]})
+    } else {
+        json!({"objects": [cm("a", "1"), cm("b", "2"), cm("d", "1"), cm("e", "1")]})
+    }
+}
+
+fn upgrade_service(version: &str, v: u8) -> Value {
+    json!({"apiVersion": "computenest.dev/v1alpha1", "kind": "Service", "metadata": {"name": "upg"},
+           "spec": {"type": "Private", "version": version, "template": upgrade_template(v)}})
+}
+
+/// Records when each instance was first seen running `version` with its
+/// move Succeeded (watch-fed).
+struct MovedTimes {
+    seen: Arc<Mutex<HashMap<String, Instant>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MovedTimes {
+    fn spawn(client: Client, version: &'static str) -> Self {
+        let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let inner = seen.clone();
+        let task = tokio::spawn(async move {
+            let api =
+                Api::<DynamicObject>::all_with(client, &cn("ServiceInstance", "serviceinstances"));
+            let mut s = watcher(api, watcher::Config::default()).boxed();
+            while let Some(ev) = s.next().await {
+                let o = match ev {
+                    Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) => o,
+                    _ => continue,
+                };
+                let st = &o.data["status"];
+                let last = st["history"].as_array().and_then(|h| h.last());
+                if st["version"] == version
+                    && last.is_some_and(|h| h["to"] == version && h["result"] == "Succeeded")
+                    && let Ok(mut m) = inner.lock()
+                {
+                    let key = format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
+                    m.entry(key).or_insert_with(Instant::now);
+                }
+            }
+        });
+        MovedTimes { seen, task }
+    }
+    fn all_seen(&self, keys: &[String]) -> Option<Instant> {
+        let m = self.seen.lock().ok()?;
+        keys.iter()
+            .map(|k| m.get(k).copied())
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .max()
+    }
+}
+
+impl Drop for MovedTimes {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One direction of the upgrade round.
+#[derive(Default, Debug)]
+struct Move {
+    seconds: f64,
+    writes: f64,
+    floor: Vec<(usize, f64)>,
+}
+
+impl Move {
+    fn best_floor(&self) -> f64 {
+        self.floor.iter().map(|f| f.1).fold(f64::INFINITY, f64::min)
+    }
+}
+
+/// Instances `prefix-<i>` pinned to 1.0.0 in ten namespaces; their keys.
+async fn create_pinned(client: &Client, prefix: &str, n: usize, conc: usize) -> Res<Vec<String>> {
+    let customers: Vec<String> = (0..10).map(|k| format!("{prefix}-c{k}")).collect();
+    for c in &customers {
+        ensure_ns(client, c).await?;
+    }
+    let res = cn("ServiceInstance", "serviceinstances");
+    stream::iter(0..n)
+        .map(|i| {
+            let (client, res) = (client.clone(), res.clone());
+            let ns = customers[i % customers.len()].clone();
+            async move {
+                let name = format!("u{i}");
+                let obj: DynamicObject = serde_json::from_value(json!({
+                    "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance", "metadata": {"name": name},
+                    "spec": {"serviceRef": {"kind": "Service", "namespace": "bench-isv", "name": "upg"}, "version": "1.0.0"}}))?;
+                Api::<DynamicObject>::namespaced_with(client, &ns, &res)
+                    .create(&PostParams::default(), &obj)
+                    .await
+                    .map_err(|e| format!("create {ns}/{name}: {e}"))?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(format!("{ns}/{name}"))
+            }
+        })
+        .buffer_unordered(conc)
+        .try_collect()
+        .await
+}
+
+/// Waits until `times` has every key, at most `secs`; returns the last time.
+async fn wait_moved(times: &MovedTimes, keys: &[String], secs: u64) -> Res<Instant> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(t) = times.all_seen(keys) {
+            return Ok(t);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("not every instance moved within {secs} s").into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until the controller has written nothing for `quiet`.
+async fn wait_quiet(addr: &str, quiet: Duration) -> f64 {
+    let mut last = controller_counter(addr, "computenest_api_writes_total", "").await;
+    let mut since = Instant::now();
+    let start = Instant::now();
+    while since.elapsed() < quiet && start.elapsed() < Duration::from_secs(300) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = controller_counter(addr, "computenest_api_writes_total", "").await;
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
+    last
+}
+
+/// The controller moves `keys` to `version` (the bench pins them); timed
+/// until every one runs it; writes per instance from the controller's counter.
+async fn controller_move(
+    client: &Client,
+    ctl: &Controller,
+    keys: &[String],
+    version: &'static str,
+    conc: usize,
+) -> Res<Move> {
+    let times = MovedTimes::spawn(client.clone(), version);
+    let w0 = wait_quiet(&ctl.addr, Duration::from_secs(2)).await;
+    let res = cn("ServiceInstance", "serviceinstances");
+    let t0 = Instant::now();
+    stream::iter(keys.to_vec())
+        .map(|k| {
+            let (client, res) = (client.clone(), res.clone());
+            async move {
+                let (ns, name) = k.split_once('/').ok_or("key")?;
+                Api::<DynamicObject>::namespaced_with(client, ns, &res)
+                    .patch(
+                        name,
+                        &PatchParams::default(),
+                        &Patch::Merge(&json!({"spec": {"version": version}})),
+                    )
+                    .await
+                    .map_err(|e| format!("pin {k}: {e}"))?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            }
+        })
+        .buffer_unordered(conc)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let end = wait_moved(&times, keys, 900).await?;
+    let seconds = end.saturating_duration_since(t0).as_secs_f64();
+    let w1 = wait_quiet(&ctl.addr, Duration::from_secs(3)).await;
+    Ok(Move {
+        seconds,
+        writes: (w1 - w0) / keys.len() as f64,
+        floor: Vec::new(),
+    })
+}
+
+/// The floor of one move of `keys` (from `from` to `to`, controller
+/// stopped): what the controller writes, made by a bare client at
+/// concurrency `conc`: the changed ConfigMap applied, the added one
+/// created, the removed one deleted, and each instance's status. Bodies are
+/// built before the clock starts, from the live objects.
+async fn floor_move(client: &Client, keys: &[String], from: u8, conc: usize) -> Res<f64> {
+    let cms = ar("", "v1", "ConfigMap", "configmaps");
+    let res = cn("ServiceInstance", "serviceinstances");
+    // (changed, added, removed) names for the move.
+    let (changed_value, added, removed) = if from == 1 {
+        ("2", "e", "c")
+    } else {
+        ("1", "c", "e")
+    };
+    let (to_version, from_version) = if from == 1 {
+        ("2.0.0", "1.0.0")
+    } else {
+        ("1.0.0", "2.0.0")
+    };
+    let mut work: Vec<(String, String, Value, Value, Value)> = Vec::with_capacity(keys.len());
+    for k in keys {
+        let (ns, name) = k.split_once('/').ok_or("key")?;
+        let api = Api::<DynamicObject>::namespaced_with(client.clone(), ns, &cms);
+        let b = api.get(&format!("{name}-b")).await?;
+        let mut meta =
+            json!({"labels": b.metadata.labels, "ownerReferences": b.metadata.owner_references});
+        meta["namespace"] = json!(ns);
+        let mut changed = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta.clone(), "data": {"v": changed_value}});
+        changed["metadata"]["name"] = json!(format!("{name}-b"));
+        let mut add =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"v": "1"}});
+        add["metadata"]["name"] = json!(format!("{name}-{added}"));
+        let status = json!({"status": {"version": to_version, "history": [{
+            "from": from_version, "to": to_version, "type": if from == 1 { "Upgrade" } else { "Rollback" },
+            "result": "Succeeded", "startTime": "2026-01-01T00:00:00Z", "endTime": "2026-01-01T00:00:00Z", "generation": 2}]}});
+        work.push((ns.to_string(), name.to_string(), changed, add, status));
+    }
+    let t0 = Instant::now();
+    stream::iter(
+        work.into_iter()
+            .flat_map(|(ns, name, changed, add, status)| {
+                [
+                    (0u8, ns.clone(), name.clone(), changed),
+                    (1, ns.clone(), name.clone(), add),
+                    (2, ns.clone(), name.clone(), Value::Null),
+                    (3, ns, name, status),
+                ]
+            }),
+    )
+    .map(|(what, ns, name, body)| {
+        let (client, cms, res) = (client.clone(), cms.clone(), res.clone());
+        async move {
+            let api = Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &cms);
+            match what {
+                0 => {
+                    let n = format!("{name}-b");
+                    api.patch(
+                        &n,
+                        &PatchParams::apply("computenest-controller").force(),
+                        &Patch::Apply(&body),
+                    )
+                    .await
+                    .map(|_| ())
+                }
+                1 => {
+                    let obj: DynamicObject = serde_json::from_value(body)
+                        .map_err(|e| format!("floor body for {ns}/{name}: {e}"))?;
+                    api.create(&PostParams::default(), &obj).await.map(|_| ())
+                }
+                2 => api
+                    .delete(&format!("{name}-{removed}"), &Default::default())
+                    .await
+                    .map(|_| ()),
+                _ => Api::<DynamicObject>::namespaced_with(client, &ns, &res)
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&body))
+                    .await
+                    .map(|_| ()),
+            }
+            .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> {
+                format!("floor write {what} for {ns}/{name}: {e}").into()
+            })
+        }
+    })
+    .buffer_unordered(conc)
+    .try_collect::<Vec<()>>()
+    .await?;
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+/// The upgrade round: (upgrade, rollback), each with the floor per concurrency.
+async fn upgrade_round(cfg: &Cfg, n: usize, cp_times: &mut Vec<f64>) -> Res<(Move, Move)> {
+    let mut cp = Cp::start(cfg, "upgrade", None).await?;
+    cp_times.push(cp.start_s);
+    let client = cp.client().await?;
+    setup_products(&client).await?;
+    let svc = cn("Service", "services");
+    apply(
+        &client,
+        &svc,
+        Some("bench-isv"),
+        upgrade_service("1.0.0", 1),
+    )
+    .await?;
+    let deployed = DeployedTimes::spawn(client.clone());
+    let mut ctl = start_controller(cfg, &cp, &client, "upgrade").await?;
+    // The controller's set, and one set per floor concurrency, all at 1.0.0.
+    let moved = create_pinned(&client, "bench-upg", n, cfg.conc).await?;
+    let mut floor_sets = Vec::new();
+    for (k, _) in cfg.floor_conc.iter().enumerate() {
+        floor_sets.push(create_pinned(&client, &format!("bench-upf{k}"), n, cfg.conc).await?);
+    }
+    let everything: Vec<(String, Instant)> = moved
+        .iter()
+        .chain(floor_sets.iter().flatten())
+        .map(|k| (k.clone(), Instant::now()))
+        .collect();
+    wait_deployed(&deployed, &everything, 1800).await?;
+    drop(deployed);
+    // Publish 2.0.0 (every instance learns of it: UpgradeAvailable and a dry run).
+    apply(
+        &client,
+        &svc,
+        Some("bench-isv"),
+        upgrade_service("2.0.0", 2),
+    )
+    .await?;
+    let versions = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        "bench-isv",
+        &cn("ServiceVersion", "serviceversions"),
+    );
+    let start = Instant::now();
+    while versions.list(&ListParams::default()).await?.items.len() < 2 {
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err("version 2.0.0 was not published within 60 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut up = controller_move(&client, &ctl, &moved, "2.0.0", cfg.conc).await?;
+    eprintln!(
+        "bench: upgrade of {n}: controller {:.2} s, {:.2} writes per instance",
+        up.seconds, up.writes
+    );
+    let mut down = controller_move(&client, &ctl, &moved, "1.0.0", cfg.conc).await?;
+    eprintln!(
+        "bench: rollback of {n}: controller {:.2} s, {:.2} writes per instance",
+        down.seconds, down.writes
+    );
+    ctl.stop();
+    for (k, &c) in cfg.floor_conc.iter().enumerate() {
+        let t_up = floor_move(&client, &floor_sets[k], 1, c).await?;
+        let t_down = floor_move(&client, &floor_sets[k], 2, c).await?;
+        eprintln!("bench: upgrade floor at concurrency {c}: up {t_up:.2} s, back {t_down:.2} s");
+        up.floor.push((c, t_up));
+        down.floor.push((c, t_down));
+    }
+    cp.stop();
+    Ok((up, down))
+}
+
 // ---- the arms ----------------------------------------------------------------
 
 struct CtlArm {
@@ -2062,6 +2417,12 @@ async fn main() -> Res<()> {
         rounds.push(st);
     }
 
+    let upgrades = if cfg.upgrades > 0 {
+        Some(upgrade_round(&cfg, cfg.upgrades, &mut cp_times).await?)
+    } else {
+        None
+    };
+
     // ---- report ----
     println!("\n## Rounds\n");
     if cfg.quick {
@@ -2162,6 +2523,20 @@ async fn main() -> Res<()> {
         cfg.tries,
         met(single_p50 < 50.0)
     );
+    if let Some((up, down)) = &upgrades {
+        for (what, m) in [("upgrade", up), ("rollback", down)] {
+            let floor = m.best_floor();
+            println!(
+                "| {what} of {} instances (one object changed, one added, one removed) within 1.25x of the floor, writes per instance = 3 + status | {:.2} s vs floor {floor:.2} s (ratio {:.2}; floor by concurrency {:?}), {:.2} writes per instance | {} |",
+                cfg.upgrades,
+                m.seconds,
+                m.seconds / floor,
+                m.floor,
+                m.writes,
+                met(m.seconds / floor <= 1.25 && (m.writes - 4.0).abs() < 0.05)
+            );
+        }
+    }
     if after.as_ref().is_some_and(|a| a.n < 10000) {
         println!(
             "\n(RSS and restart targets are for 10,000 instances; this run's largest round was smaller, so they count as missed.)"
@@ -2200,6 +2575,13 @@ async fn main() -> Res<()> {
             "restart_rss_mib": a.rss2, "restart_cpu_seconds": a.cpu2,
             "repairs": a.repairs.len(), "repair_p50_ms": percentile(&a.repairs, 0.5),
             "repair_p99_ms": percentile(&a.repairs, 0.99)});
+    }
+    if let Some((up, down)) = &upgrades {
+        let j = |m: &Move| {
+            json!({"seconds": m.seconds, "writes_per_instance": m.writes,
+            "floor_seconds": m.best_floor(), "ratio": m.seconds / m.best_floor(), "floor_by_concurrency": m.floor})
+        };
+        summary["upgrade"] = json!({"n": cfg.upgrades, "up": j(up), "down": j(down)});
     }
     println!("BENCH_JSON {summary}");
     if cfg.own_work {

@@ -52,6 +52,13 @@ example_files=(
   examples/invalid/no-grant.yaml
   examples/invalid/cluster-scoped-template.yaml
   examples/invalid/bad-parameter.yaml
+  examples/versions/01-publish-1.0.0.yaml
+)
+# Applied one after the other once everything above settled: the ISV
+# publishes new versions, the customer's instances move (or do not).
+version_steps=(
+  examples/versions/02-publish-2.0.0.yaml
+  examples/versions/03-publish-3.0.0.yaml
 )
 
 interactive=1
@@ -343,6 +350,10 @@ def settled(o):
             return "observedGeneration behind"
     if o["kind"] == "ServiceInstance" and not st.get("phase"):
         return "no phase yet"
+    if o["kind"] == "ServiceInstance" and st.get("phase") == "Upgrading":
+        return "upgrading"
+    if o["kind"] == "ServiceInstance" and any(h.get("result") == "InProgress" for h in st.get("history") or []):
+        return "moving between versions"
     if expected_ok(o) and o["kind"] != "Order" and ready(o)["status"] != "True":
         return "Ready=%s (%s)" % (ready(o)["status"], ready(o).get("reason"))
     if wait_pods and expected_ok(o) and o["kind"] == "ServiceInstance":
@@ -373,6 +384,8 @@ derived = {ref(o): o for o in kinds.get("DerivedService", [])}
 orders = {ref(o): o for o in kinds.get("Order", [])}
 
 def short(f):
+    if f.startswith("examples/versions/"):
+        return "versions"
     return f.replace("examples/", "").replace("/all.yaml", "")
 
 rows, notes = [], []
@@ -393,6 +406,7 @@ for si in sorted(kinds.get("ServiceInstance", []), key=lambda o: (file_of.get(ke
         "%s (%s)" % (owner.get("party", "?"), owner.get("namespace", "?")),
         owner.get("targetNamespace", ""),
         "%d/%d" % pods(si) if pods(si) is not None else "-",
+        st.get("version", "-"),
         bill.get("resourceFeesPaidBy", ""),
         bill.get("serviceFeesPaidTo", ""),
         bill.get("settlement", ""),
@@ -425,12 +439,23 @@ for si in sorted(kinds.get("ServiceInstance", []), key=lambda o: (file_of.get(ke
                 extra.append("order: %s" % oref)
     else:
         extra.append("orders: none (%s settlement)" % (bill.get("settlement") or "?").lower())
+    pin = si["spec"].get("version") or ("channel " + si["spec"]["channel"] if si["spec"].get("channel") else "")
+    if pin or st.get("history"):
+        extra.append("version: %s (asks for %s, %s)%s" % (
+            st.get("version", "-"), pin or "the current version", si["spec"].get("updatePolicy", "Manual"),
+            "; newer: " + ", ".join(st["availableUpgrades"]) if st.get("availableUpgrades") else ""))
+        for h in st.get("history") or []:
+            extra.append("history: %s %s -> %s %s%s" % (h["type"], h["from"], h["to"], h["result"],
+                         ": " + h["message"][:80] if h.get("message") else ""))
+        for c in st.get("conditions") or []:
+            if c["type"] in ("UpgradeBlocked", "RolledBack") and c["status"] == "True":
+                extra.append("%s: %s: %s" % (c["type"], c["reason"], c["message"][:100]))
     notes.append(extra)
 
-head = ["EXAMPLE", "SCENARIO", "PRODUCT", "INSTANCE", "OWNER", "RESOURCES IN", "PODS READY", "RESOURCE FEES", "SERVICE FEES TO", "SETTLEMENT", "PHASE"]
+head = ["EXAMPLE", "SCENARIO", "PRODUCT", "INSTANCE", "OWNER", "RESOURCES IN", "PODS READY", "VERSION", "RESOURCE FEES", "SERVICE FEES TO", "SETTLEMENT", "PHASE"]
 # Three tables keep the lines short: where things run, who pays, and the details.
-where = [0, 3, 1, 2, 4, 5, 6]
-pays = [0, 3, 7, 8, 9, 10]
+where = [0, 3, 1, 2, 4, 5, 6, 7]
+pays = [0, 3, 8, 9, 10, 11]
 
 def table(cols, rows):
     w = [max(len(head[c]), *(len(r[c]) for r in rows)) for c in cols]
@@ -508,6 +533,23 @@ while ((SECONDS < deadline)); do
   kill -0 "$controller_pid" 2>/dev/null || die "the controller exited; read $controller_log."
   sleep 1
 done
+if [ "$settled" = 1 ]; then
+  for f in "${version_steps[@]}"; do
+    say "versions: applying $f and waiting until every instance has moved (or not)"
+    kc apply --server-side -f "$root/$f" >/dev/null || die "kubectl apply of $f failed (see above)."
+    settled=0
+    deadline=$((SECONDS + timeout))
+    while ((SECONDS < deadline)); do
+      if fetch_state && pending="$(python3 "$report" check "$manifest" "$state")"; then
+        settled=1
+        break
+      fi
+      kill -0 "$controller_pid" 2>/dev/null || die "the controller exited; read $controller_log."
+      sleep 1
+    done
+    [ "$settled" = 1 ] || break
+  done
+fi
 fetch_state || die "cannot read the example objects back from the cluster."
 
 rc=0

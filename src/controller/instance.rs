@@ -745,7 +745,9 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
         upgrading = said.upgrading;
         for (warning, reason, message, change, result) in said.events {
             ctx.metrics.version_change(change, result);
-            ctx.event(inst, warning, reason, message).await;
+            if !reason.is_empty() {
+                ctx.event(inst, warning, reason, message).await;
+            }
         }
     }
     deployed_status(&mut sb, &desired, &others, rollup);
@@ -2569,12 +2571,15 @@ fn version_status(
                 generation,
             },
         );
+        // A move asked for is told by status.history (no Event: one write
+        // less per instance, as for a first deployment); one the controller
+        // starts by itself, an automatic rollback, gets an Event.
         said.events.push((
             m.type_ == T::AutomaticRollback,
-            if m.type_ == T::Upgrade {
-                "UpgradeStarted"
-            } else {
+            if m.type_ == T::AutomaticRollback {
                 "RollbackStarted"
+            } else {
+                ""
             },
             format!("moving from version {} to {}", m.from, m.to),
             change_name(m.type_),
@@ -2592,10 +2597,10 @@ fn version_status(
                 last.end_time = Some(now.to_string());
                 said.events.push((
                     false,
-                    if last.type_ == T::Upgrade {
-                        "Upgraded"
-                    } else {
+                    if last.type_ == T::AutomaticRollback {
                         "RolledBack"
+                    } else {
+                        ""
                     },
                     format!(
                         "moved from version {} to {}; every object is healthy",
@@ -2699,12 +2704,17 @@ fn unchanged_objects(
     };
     let before: HashMap<(String, String), &serde_json::Value> =
         old.objects.iter().map(|o| (key(o), o)).collect();
-    desired
+    let mut same: BTreeSet<(String, String)> = desired
         .objects
         .iter()
         .filter(|o| before.get(&key(o)).is_some_and(|b| *b == *o))
         .map(key)
-        .collect()
+        .collect();
+    // The logon Secret holds the logon URL: written again only if it changes.
+    if old.logon_url == desired.logon_url && old.secret_name == desired.secret_name {
+        same.insert(("Secret".to_string(), desired.secret_name.clone()));
+    }
+    same
 }
 
 /// The dry run of the version `Versions` previews, against what runs.
