@@ -116,6 +116,11 @@ pub struct ServiceSpec {
     #[x_kube(validation = Rule::new("self.all(v, self.exists_one(w, w.version == v.version))").message("versions must be unique"))]
     #[schemars(length(max = 100))]
     pub versions: Vec<VersionLifecycle>,
+    /// How automatic upgrades reach the instances that follow a range or a
+    /// channel: a few at a time, halted by failures. Unset: 25% at once,
+    /// halted by the first failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutPolicy>,
     /// How many published versions no instance runs are kept (the newest
     /// ones, besides the current version). Unset: 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -219,10 +219,84 @@ pub struct ServiceVersionStatus {
     /// Instances running this version.
     #[serde(default)]
     pub instances: u32,
+    /// How the automatic upgrade of instances to this version goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
     /// Ready is True while the version can be bought or upgraded to.
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// How instances that follow a range or channel automatically are moved to
+/// a new version: a few at a time, stopping at the first failures.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutPolicy {
+    /// Instances moving at once: a number (`2`) or a percentage of the
+    /// instances that follow the Service automatically (`25%`), at least one.
+    #[serde(default = "default_max_in_progress")]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]+%?$')").message("maxInProgress is a number or a percentage, for example 2 or 25%"))]
+    #[schemars(length(min = 1, max = 8))]
+    pub max_in_progress: String,
+    /// Failed moves to a version that halt its rollout: the instances that
+    /// have not moved yet stay where they are (UpgradeBlocked:
+    /// RolloutHalted) until the Service's spec changes.
+    #[serde(default = "default_failure_threshold")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub failure_threshold: u32,
+}
+
+fn default_max_in_progress() -> String {
+    "25%".into()
+}
+
+fn default_failure_threshold() -> u32 {
+    1
+}
+
+impl Default for RolloutPolicy {
+    fn default() -> Self {
+        RolloutPolicy {
+            max_in_progress: default_max_in_progress(),
+            failure_threshold: default_failure_threshold(),
+        }
+    }
+}
+
+impl RolloutPolicy {
+    /// Moves at once among `followers` instances that follow automatically.
+    pub fn max_at_once(&self, followers: usize) -> usize {
+        let s = self.max_in_progress.trim();
+        let n = match s.strip_suffix('%') {
+            Some(p) => p
+                .parse::<usize>()
+                .map(|p| (followers * p.min(100)).div_ceil(100))
+                .unwrap_or(1),
+            None => s.parse::<usize>().unwrap_or(1),
+        };
+        n.max(1)
+    }
+}
+
+/// The automatic rollout of a version.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// Progressing (instances are moving), Halted (too many failed) or
+    /// Complete (nothing moving).
+    pub state: String,
+    /// Instances moving now.
+    pub in_progress: u32,
+    /// Instances moved (since the controller started).
+    pub succeeded: u32,
+    /// Instances whose move failed.
+    pub failed: u32,
+    /// The Service generation the rollout ran under (a halt holds until it changes).
+    pub service_generation: i64,
+    /// What happens next.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 /// An instance's version on its Service's version list.

@@ -716,10 +716,19 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
         progressing_since(inst, deadline)
     };
     let rollup = health::rollup(&healths, since, now, deadline);
-    let retry = match &rollup {
+    let mut retry = match &rollup {
         health::Rollup::Progressing { retry_in, .. } => Some(*retry_in),
         _ => None,
     };
+    // Waiting for a place in a version's rollout: nothing wakes it when
+    // one frees, so it looks again shortly.
+    if versions
+        .and_then(|v| v.selection.blocked.as_ref())
+        .is_some_and(|(_, why)| why.reason == "RolloutWaiting")
+    {
+        let wait = Duration::from_secs(5);
+        retry = Some(retry.map_or(wait, |r| r.min(wait)));
+    }
     let mut upgrading = None;
     if let Some(v) = versions {
         let said = version_status(
@@ -742,7 +751,8 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
         if let Some((type_, reason, message)) = &said.condition {
             others.push((type_, true, reason, message.clone()));
         }
-        upgrading = said.upgrading;
+        upgrading = said.upgrading.clone();
+        track_rollout(inst, v, &said, data, ctx).await?;
         for (warning, reason, message, change, result) in said.events {
             ctx.metrics.version_change(change, result);
             if !reason.is_empty() {
@@ -2470,6 +2480,36 @@ fn starting_move(
     (!recorded).then(|| m.clone())
 }
 
+/// Feeds the version's rollout with this instance's automatic move: under
+/// way, or ended; a failure writes the version's status at once (a halt
+/// must outlive the process).
+async fn track_rollout(
+    inst: &ServiceInstance,
+    v: &Versions,
+    said: &VersionSaid,
+    data: &ProductData,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let uid = inst.metadata.uid.clone().unwrap_or_default();
+    let (service_uid, generation) = v.selection.service_key.clone();
+    if let Some((to, t)) = &said.under_way
+        && super::version::is_automatic(inst, *t)
+    {
+        ctx.rollouts
+            .moving((service_uid.clone(), to.clone()), generation, &uid);
+    }
+    if let Some((to, t, ok)) = &said.ended
+        && super::version::is_automatic(inst, *t)
+    {
+        ctx.rollouts
+            .finish((service_uid, to.clone()), generation, &uid, *ok);
+        if !ok {
+            super::version::note_rollout(ctx, &data.isv_namespace, &data.service_name, to).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Pure: the version conditions known before anything is written.
 fn version_conditions(sel: &super::version::Selection) -> Vec<OtherCondition> {
     let mut out = Vec::new();
@@ -2510,6 +2550,10 @@ struct VersionSaid {
     upgrading: Option<String>,
     /// Events: (warning, reason, message, change, result).
     events: Vec<(bool, &'static str, String, &'static str, &'static str)>,
+    /// A move under way: (to, type).
+    under_way: Option<(String, crate::api::VersionChangeType)>,
+    /// A move that ended now: (to, type, succeeded).
+    ended: Option<(String, crate::api::VersionChangeType, bool)>,
 }
 
 fn change_name(t: crate::api::VersionChangeType) -> &'static str {
@@ -2537,6 +2581,8 @@ fn version_status(
         condition: None,
         upgrading: None,
         events: Vec::new(),
+        under_way: None,
+        ended: None,
     };
     let previous_blocked = inst
         .status
@@ -2593,6 +2639,7 @@ fn version_status(
         let change = change_name(last.type_);
         match rollup {
             health::Rollup::Healthy => {
+                said.ended = Some((last.to.clone(), last.type_, true));
                 last.result = R::Succeeded;
                 last.end_time = Some(now.to_string());
                 said.events.push((
@@ -2611,6 +2658,7 @@ fn version_status(
                 ));
             }
             health::Rollup::Stalled { message, .. } => {
+                said.ended = Some((last.to.clone(), last.type_, false));
                 last.result = R::Failed;
                 last.end_time = Some(now.to_string());
                 last.message = message.chars().take(512).collect();
@@ -2629,6 +2677,7 @@ fn version_status(
                 ));
             }
             health::Rollup::Progressing { .. } => {
+                said.under_way = Some((last.to.clone(), last.type_));
                 said.condition = Some((
                     "Upgrading",
                     change,

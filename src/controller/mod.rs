@@ -123,6 +123,8 @@ pub struct Context {
     /// What the controller last wrote of each provisioned object, and the
     /// repairs in a row per instance.
     pub drift: drift::DriftState,
+    /// The automatic rollouts of versions under way.
+    pub rollouts: version::Rollouts,
 }
 
 impl Context {
@@ -419,6 +421,7 @@ pub async fn run(
         customer_locks: Default::default(),
         provisioned,
         drift: Default::default(),
+        rollouts: Default::default(),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {

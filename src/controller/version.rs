@@ -334,7 +334,7 @@ pub async fn keep_versions(
         }
         let instances = counts.get(&k.version).copied().unwrap_or(0);
         if let Some(v) = catalog.snapshots.get(&k.version) {
-            write_status(v, k, instances, ctx).await?;
+            write_status(v, k, instances, svc, ctx).await?;
         }
         summaries.push(VersionSummary {
             version: k.version.clone(),
@@ -351,6 +351,7 @@ async fn write_status(
     v: &ServiceVersion,
     k: &Known,
     instances: u32,
+    svc: &Service,
     ctx: &Context,
 ) -> Result<(), Error> {
     let previous: &[Condition] = v
@@ -376,11 +377,18 @@ async fn write_status(
         },
         v.metadata.generation,
     );
+    let generation = svc.metadata.generation.unwrap_or_default();
+    let rollout = rollout_status(
+        &ctx.rollouts.get(&rollout_key(svc, &k.version), generation),
+        v.status.as_ref().and_then(|s| s.rollout.as_ref()),
+        svc.spec.rollout.clone().unwrap_or_default().failure_threshold,
+    );
     let status = ServiceVersionStatus {
         observed_generation: v.metadata.generation,
         state: Some(k.state),
         channels: k.channels.clone(),
         instances,
+        rollout,
         conditions: vec![ready],
     };
     let api =
@@ -393,6 +401,200 @@ async fn write_status(
         // Collected meanwhile.
         Err(e) if is_not_found(&e) => {}
         Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// The automatic rollouts under way, by (Service UID, version): which
+/// instances move now, and which moved or failed. Fed by the instance
+/// controller as it starts and ends moves (facts it saw, not claims read
+/// from status); a halt is also kept in the ServiceVersion's status, so
+/// that it holds across restarts.
+#[derive(Default)]
+pub struct Rollouts(std::sync::Mutex<std::collections::HashMap<(String, String), Rollout>>);
+
+/// One version's rollout.
+#[derive(Default, Clone, Debug, PartialEq)]
+pub struct Rollout {
+    /// Instances (UIDs) moving now.
+    pub in_progress: std::collections::BTreeSet<String>,
+    /// Instances whose move succeeded.
+    pub succeeded: std::collections::BTreeSet<String>,
+    /// Instances whose move failed.
+    pub failed: std::collections::BTreeSet<String>,
+    /// The Service generation these counts belong to (a new one starts over).
+    pub generation: i64,
+}
+
+impl Rollouts {
+    fn with<T>(&self, key: (String, String), generation: i64, f: impl FnOnce(&mut Rollout) -> T) -> Option<T> {
+        let mut m = self.0.lock().ok()?;
+        let r = m.entry(key).or_default();
+        if r.generation != generation {
+            *r = Rollout {
+                generation,
+                ..Default::default()
+            };
+        }
+        Some(f(r))
+    }
+    /// Takes a place for `uid` among at most `max` moving at once; true if it
+    /// has one (already, or now).
+    pub fn reserve(&self, key: (String, String), generation: i64, uid: &str, max: usize) -> bool {
+        self.with(key, generation, |r| {
+            if r.in_progress.contains(uid) {
+                return true;
+            }
+            if r.in_progress.len() >= max {
+                return false;
+            }
+            r.in_progress.insert(uid.to_string());
+            true
+        })
+        .unwrap_or(false)
+    }
+    /// Records the end of `uid`'s move.
+    pub fn finish(&self, key: (String, String), generation: i64, uid: &str, ok: bool) {
+        self.with(key, generation, |r| {
+            r.in_progress.remove(uid);
+            if ok {
+                r.succeeded.insert(uid.to_string());
+            } else {
+                r.failed.insert(uid.to_string());
+            }
+        });
+    }
+    /// Records that `uid` moves (a move found under way, after a restart).
+    pub fn moving(&self, key: (String, String), generation: i64, uid: &str) {
+        self.with(key, generation, |r| {
+            r.in_progress.insert(uid.to_string());
+        });
+    }
+    /// The rollout of `key`, for status.
+    pub fn get(&self, key: &(String, String), generation: i64) -> Rollout {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|m| m.get(key).filter(|r| r.generation == generation).cloned())
+            .unwrap_or(Rollout {
+                generation,
+                ..Default::default()
+            })
+    }
+}
+
+/// Pure: the rollout status of a version from the tracker and the halt the
+/// ServiceVersion's status keeps for this Service generation.
+pub fn rollout_status(
+    r: &Rollout,
+    kept: Option<&crate::api::RolloutStatus>,
+    threshold: u32,
+) -> Option<crate::api::RolloutStatus> {
+    let halted_before = kept.is_some_and(|k| k.state == "Halted" && k.service_generation == r.generation);
+    let failed = r.failed.len().max(
+        kept.filter(|k| k.service_generation == r.generation)
+            .map(|k| k.failed as usize)
+            .unwrap_or(0),
+    );
+    let halted = halted_before || failed >= threshold as usize;
+    if !halted && r.in_progress.is_empty() && r.succeeded.is_empty() && failed == 0 {
+        return None;
+    }
+    let (state, message) = if halted {
+        (
+            "Halted",
+            format!(
+                "{failed} move(s) to this version failed (failureThreshold {threshold}): instances that follow automatically and have not moved stay where they are; change the Service (for example spec.rollout, or publish a fixed version) to go on"
+            ),
+        )
+    } else if r.in_progress.is_empty() {
+        ("Complete", String::new())
+    } else {
+        ("Progressing", String::new())
+    };
+    Some(crate::api::RolloutStatus {
+        state: state.into(),
+        in_progress: r.in_progress.len() as u32,
+        succeeded: r.succeeded.len() as u32,
+        failed: failed as u32,
+        service_generation: r.generation,
+        message,
+    })
+}
+
+/// The rollout key of `version` of `svc`.
+pub fn rollout_key(svc: &Service, version: &str) -> (String, String) {
+    (
+        svc.metadata.uid.clone().unwrap_or_default(),
+        version.to_string(),
+    )
+}
+
+/// Whether an automatic move of `inst` to `to` may start now: not halted,
+/// and a place among those moving at once. Takes the place.
+fn rollout_gate(
+    inst: &ServiceInstance,
+    svc: &Service,
+    cat: &Catalog,
+    to: &str,
+    ctx: &Context,
+) -> Result<(), versions::Refused> {
+    let policy = svc.spec.rollout.clone().unwrap_or_default();
+    let generation = svc.metadata.generation.unwrap_or_default();
+    let key = rollout_key(svc, to);
+    let r = ctx.rollouts.get(&key, generation);
+    let kept = cat
+        .snapshots
+        .get(to)
+        .and_then(|v| v.status.as_ref())
+        .and_then(|s| s.rollout.as_ref());
+    if rollout_status(&r, kept, policy.failure_threshold).is_some_and(|s| s.state == "Halted") {
+        return Err(versions::Refused {
+            reason: "RolloutHalted",
+            message: format!(
+                "the rollout of version {to} is halted: {} move(s) to it failed (failureThreshold {}); the ISV changes the Service to go on",
+                r.failed.len().max(kept.map(|k| k.failed as usize).unwrap_or(0)),
+                policy.failure_threshold
+            ),
+        });
+    }
+    let ns = svc.namespace().unwrap_or_default();
+    let followers = ctx
+        .index
+        .instances_of_service(&ns, &svc.name_any())
+        .iter()
+        .filter_map(|r| ctx.stores.instances.get(r))
+        .filter(|i| i.spec.update_policy == crate::api::UpdatePolicy::Automatic)
+        .count();
+    let max = policy.max_at_once(followers);
+    let uid = inst.metadata.uid.clone().unwrap_or_default();
+    if ctx.rollouts.reserve(key, generation, &uid, max) {
+        Ok(())
+    } else {
+        Err(versions::Refused {
+            reason: "RolloutWaiting",
+            message: format!(
+                "version {to} is rolled out {max} instance(s) at a time (spec.rollout.maxInProgress {}); this one waits for its turn",
+                policy.max_in_progress
+            ),
+        })
+    }
+}
+
+/// Writes the status of `version` of Service `ns/name` now (a rollout was
+/// halted: the halt must outlive this process).
+pub async fn note_rollout(ctx: &Context, ns: &str, name: &str, version: &str) -> Result<(), Error> {
+    let Some(svc) = ctx
+        .stores
+        .services
+        .get(&kube::runtime::reflector::ObjectRef::new(name).within(ns))
+    else {
+        return Ok(());
+    };
+    let cat = catalog(&svc, ctx);
+    if let (Some(v), Some(k)) = (cat.snapshots.get(version), cat.get(version)) {
+        let instances = running(&svc, ctx).get(version).copied().unwrap_or(0);
+        write_status(v, k, instances, &svc, ctx).await?;
     }
     Ok(())
 }
@@ -429,6 +631,8 @@ pub struct Selection {
     pub from: Option<Service>,
     /// The upgrade metadata of `version` (claims deleted by the move).
     pub delete_claims: bool,
+    /// The Service's UID and generation (the key of a rollout, with the version).
+    pub service_key: (String, i64),
 }
 
 /// A version a dry run is made for.
@@ -460,12 +664,14 @@ pub fn select(
 ) -> Result<Selection, versions::Refused> {
     let cat = catalog(svc, ctx);
     let recorded = recorded_version(inst, ctx);
+    let gate = |to: &str| rollout_gate(inst, svc, &cat, to, ctx);
     select_in(
         inst,
         svc,
         resells,
         &cat,
         recorded.as_ref().map(|r| r.as_deref()),
+        &gate,
     )
 }
 
@@ -527,8 +733,13 @@ pub fn select_in(
     resells: Option<&str>,
     cat: &Catalog,
     recorded: Option<Option<&str>>,
+    gate: &dyn Fn(&str) -> Result<(), versions::Refused>,
 ) -> Result<Selection, versions::Refused> {
     let status = inst.status.clone().unwrap_or_default();
+    let service_key = (
+        svc.metadata.uid.clone().unwrap_or_default(),
+        svc.metadata.generation.unwrap_or_default(),
+    );
     let asked = inst.spec.version.as_deref().or(resells);
     let pin = versions::parse_pin(asked, &cat.known)?;
     let live = pin == versions::Pin::Current && inst.spec.channel.is_none();
@@ -599,6 +810,7 @@ pub fn select_in(
             blocked: Some((target, why)),
             available: available.clone(),
             delete_claims: false,
+            service_key: service_key.clone(),
             from: None,
         })
     };
@@ -622,6 +834,7 @@ pub fn select_in(
             preview: None,
             available,
             delete_claims: false,
+            service_key: service_key.clone(),
             from: None,
         });
     }
@@ -654,6 +867,7 @@ pub fn select_in(
             preview,
             available,
             delete_claims: false,
+            service_key: service_key.clone(),
             from: None,
         });
     };
@@ -710,6 +924,13 @@ pub fn select_in(
             },
         );
     }
+    // An automatic upgrade (not one the instance's pin asked for) waits
+    // for its turn in the version's rollout; checked last, as it takes a place.
+    if is_automatic(inst, type_)
+        && let Err(e) = gate(&target)
+    {
+        return keep(target, e);
+    }
     Ok(Selection {
         service,
         moving: Some(Move {
@@ -718,12 +939,19 @@ pub fn select_in(
             type_,
         }),
         delete_claims: to.upgrade.delete_persistent_volume_claims,
+        service_key: service_key.clone(),
         from: at(r),
         version: target,
         blocked: None,
         preview: None,
         available,
     })
+}
+
+/// Whether a move of `inst` is an automatic upgrade (rolled out in stages).
+pub fn is_automatic(inst: &ServiceInstance, type_: VersionChangeType) -> bool {
+    inst.spec.update_policy == crate::api::UpdatePolicy::Automatic
+        && type_ == VersionChangeType::Upgrade
 }
 
 fn pin_allows(pin: &versions::Pin, v: &str) -> bool {
@@ -757,6 +985,46 @@ mod tests {
                      "versions": versions, "template": {"objects": []}}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_rollout_takes_at_most_its_share_and_halts_at_the_threshold() {
+        let policy = |m: &str| crate::api::RolloutPolicy {
+            max_in_progress: m.into(),
+            failure_threshold: 2,
+        };
+        assert_eq!(policy("25%").max_at_once(10), 3);
+        assert_eq!(policy("25%").max_at_once(0), 1);
+        assert_eq!(policy("2").max_at_once(100), 2);
+        assert_eq!(policy("150%").max_at_once(4), 4);
+        let rollouts = Rollouts::default();
+        let key = ("svc".to_string(), "2.0.0".to_string());
+        assert!(rollouts.reserve(key.clone(), 1, "a", 2));
+        assert!(rollouts.reserve(key.clone(), 1, "b", 2));
+        assert!(!rollouts.reserve(key.clone(), 1, "c", 2), "a third at once");
+        assert!(rollouts.reserve(key.clone(), 1, "a", 2), "a place is kept");
+        rollouts.finish(key.clone(), 1, "a", false);
+        assert!(rollouts.reserve(key.clone(), 1, "c", 2));
+        let r = rollouts.get(&key, 1);
+        let s = rollout_status(&r, None, 2).expect("status");
+        assert_eq!((s.state.as_str(), s.in_progress, s.failed), ("Progressing", 2, 1));
+        rollouts.finish(key.clone(), 1, "b", false);
+        let s = rollout_status(&rollouts.get(&key, 1), None, 2).expect("status");
+        assert_eq!(s.state, "Halted");
+        // The halt outlives the process (kept in status) for this generation only.
+        let fresh = Rollout {
+            generation: 1,
+            ..Default::default()
+        };
+        assert_eq!(rollout_status(&fresh, Some(&s), 2).map(|x| x.state), Some("Halted".into()));
+        let next = Rollout {
+            generation: 2,
+            ..Default::default()
+        };
+        assert_eq!(rollout_status(&next, Some(&s), 2), None);
+        // A new generation starts over.
+        assert!(rollouts.reserve(key.clone(), 2, "d", 1));
+        assert_eq!(rollouts.get(&key, 2).failed.len(), 0);
     }
 
     #[test]

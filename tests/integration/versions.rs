@@ -869,3 +869,74 @@ async fn the_customer_upgrades_and_rolls_back_with_the_plugin() {
     assert!(!ok && err.contains("no successful upgrade"), "{err}");
     t.cleanup().await;
 }
+
+/// Automatic upgrades are rolled out in stages: at most `maxInProgress`
+/// instances move at once, and the first failures halt the rollout; the
+/// instances that have not moved stay where they are, and the halt shows on
+/// the ServiceVersion.
+#[tokio::test]
+async fn an_automatic_rollout_moves_a_few_at_a_time_and_halts_on_failure() {
+    let (client, t) = controller_and_namespaces(&["isv", "cust"]).await;
+    let (isv, cust) = (t.ns(0), t.ns(1));
+    let deployment = |simulate: Option<&str>| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "$(instance.name)"},
+               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                        "template": crate::health::pod("web", simulate, "Always")}})
+    };
+    let staged = json!({"progressDeadlineSeconds": 10, "rollout": {"maxInProgress": "2", "failureThreshold": 1}});
+    put(&client, isv, &versioned("app", "Private", "1.0.0", vec![deployment(None)], staged.clone())).await;
+    wait_published(&client, isv, "app", "1.0.0").await;
+    let names: Vec<String> = (0..5).map(|i| format!("f{i}")).collect();
+    for n in &names {
+        put(&client, cust, &pinned(n, isv, "app", json!({"version": "^1", "updatePolicy": "Automatic"}))).await;
+    }
+    for n in &names {
+        wait_ready_within::<ServiceInstance>(&client, cust, n, "True", "Deployed", Duration::from_secs(120)).await;
+    }
+
+    // 1.1.0 never becomes ready.
+    put(&client, isv, &versioned("app", "Private", "1.1.0", vec![deployment(Some("never-ready"))], staged)).await;
+    wait_published(&client, isv, "app", "1.1.0").await;
+    let halted = wait_for("the rollout of 1.1.0 is halted", Duration::from_secs(120), || async {
+        let v = versions_of(&client, isv, "app")
+            .await
+            .into_iter()
+            .find(|v| v.spec.version == "1.1.0")?;
+        let r = v.status?.rollout?;
+        (r.state == "Halted").then_some(r)
+    })
+    .await;
+    assert!(halted.failed >= 1 && halted.in_progress + halted.failed <= 2, "{halted:?}");
+    let api = Api::<ServiceInstance>::namespaced(client.clone(), cust);
+    let mut tried = 0;
+    for n in &names {
+        let i = wait_instance(&client, cust, n, "settled on a version", |i| {
+            !status(i).history.iter().any(|h| h.result == VersionChangeResult::InProgress)
+        })
+        .await;
+        if status(&i).history.iter().any(|h| h.to == "1.1.0") {
+            tried += 1;
+        } else {
+            // Never moved: still 1.0.0, told why.
+            assert_eq!(status(&i).version.as_deref(), Some("1.0.0"));
+            let c = condition(&i, "UpgradeBlocked").expect("blocked");
+            assert!(
+                c.reason == "RolloutHalted" || c.reason == "RolloutWaiting",
+                "{c:?}"
+            );
+        }
+    }
+    assert!((1..=2).contains(&tried), "at most maxInProgress=2 instances tried 1.1.0, got {tried}");
+    // Those that never moved say the rollout is halted (once they look again).
+    for n in &names {
+        let i = api.get(n).await.expect("instance");
+        if status(&i).history.iter().any(|h| h.to == "1.1.0") {
+            continue;
+        }
+        wait_instance(&client, cust, n, "UpgradeBlocked RolloutHalted", |i| {
+            condition(i, "UpgradeBlocked").is_some_and(|c| c.reason == "RolloutHalted")
+        })
+        .await;
+    }
+    t.cleanup().await;
+}

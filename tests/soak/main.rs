@@ -584,3 +584,151 @@ async fn conflicts_edits_during_status_writes_lose_nothing() {
     ctl.term();
     t.cleanup().await;
 }
+
+/// The upgrade round's Service: three ConfigMaps at 1.0.0; 2.0.0 changes
+/// `b`, removes `c` and adds `e`.
+fn upgrade_service(version: &str) -> Service {
+    let cm = |name: &str, value: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": format!("$(instance.name)-{name}")}, "data": {"v": value}})
+    };
+    let objects = if version == "1.0.0" {
+        vec![cm("a", "1"), cm("b", "1"), cm("c", "1")]
+    } else {
+        vec![cm("a", "1"), cm("b", "2"), cm("e", "1")]
+    };
+    serde_json::from_value(json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "Service", "metadata": {"name": "upg"},
+        "spec": {"type": "Private", "version": version, "template": {"objects": objects}}
+    }))
+    .expect("service")
+}
+
+/// SIGKILLs at random moments while every instance moves from 1.0.0 to
+/// 2.0.0: each ends entirely on one version (its objects are exactly that
+/// version's: never a mix), with a history that says which.
+#[tokio::test]
+async fn upgrades_are_all_or_nothing_under_repeated_sigkill() {
+    let client = client().await;
+    install_crds(&client).await;
+    let t = TestNamespaces::new(&client, &["uisv", "ucust"]).await;
+    let (isv, cust) = (t.ns(0), t.ns(1));
+    let n: usize = std::env::var("SOAK_UPGRADES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    apply(&client, isv, &upgrade_service("1.0.0")).await.expect("service");
+    let mut ctl = Ctl::start(&[], "upgrade");
+    let api = Api::<ServiceInstance>::namespaced(client.clone(), cust);
+    for i in 0..n {
+        let inst: ServiceInstance = serde_json::from_value(json!({
+            "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance", "metadata": {"name": format!("u{i}")},
+            "spec": {"serviceRef": {"kind": "Service", "namespace": isv, "name": "upg"}, "version": "1.0.0"}
+        }))
+        .expect("instance");
+        api.create(&PostParams::default(), &inst).await.expect("create instance");
+    }
+    all_deployed(&client, cust, n, Duration::from_secs(300)).await;
+    apply(&client, isv, &upgrade_service("2.0.0")).await.expect("service 2.0.0");
+    let versions = Api::<ServiceVersion>::namespaced(client.clone(), isv);
+    wait_for("2.0.0 is published", Duration::from_secs(60), || {
+        let versions = versions.clone();
+        async move {
+            let l = versions.list(&ListParams::default()).await.ok()?;
+            l.items.iter().any(|v| v.spec.version == "2.0.0").then_some(())
+        }
+    })
+    .await;
+    let pinner = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            for i in 0..n {
+                let patch = json!({"spec": {"version": "2.0.0"}});
+                api.patch(&format!("u{i}"), &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .expect("pin 2.0.0");
+            }
+        })
+    };
+    let mut kills = 0;
+    let mut rng_state = 0x2545f4914f6cdd1du64 ^ u64::from(std::process::id());
+    let mut next = || {
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        rng_state
+    };
+    while kills < 5 || !pinner.is_finished() {
+        tokio::time::sleep(Duration::from_millis(200 + next() % 1500)).await;
+        ctl.kill9();
+        kills += 1;
+        ctl = Ctl::start(&[], "upgrade");
+    }
+    pinner.await.expect("pinner");
+    tokio::time::sleep(Duration::from_millis(next() % 1000)).await;
+    ctl.kill9();
+    kills += 1;
+    let ctl = Ctl::start(&[], "upgrade");
+    // Every instance ends at 2.0.0 (its pin), its move recorded as done.
+    wait_for(
+        &format!("{n} instances moved to 2.0.0"),
+        Duration::from_secs(300),
+        || {
+            let api = api.clone();
+            async move {
+                let l = api.list(&ListParams::default()).await.ok()?;
+                l.items
+                    .iter()
+                    .all(|i| {
+                        let s = i.status.clone().unwrap_or_default();
+                        s.version.as_deref() == Some("2.0.0")
+                            && s.history.last().is_some_and(|h| {
+                                h.to == "2.0.0" && h.result == VersionChangeResult::Succeeded
+                            })
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    // Never a mix: each instance's ConfigMaps are exactly 2.0.0's.
+    let cms = Api::<ConfigMap>::namespaced(client.clone(), cust)
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=computenest-controller"))
+        .await
+        .expect("config maps");
+    let by_name: HashMap<String, String> = cms
+        .items
+        .iter()
+        .map(|c| {
+            (
+                c.name_any(),
+                c.data.as_ref().and_then(|d| d.get("v").cloned()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let mut mixed = Vec::new();
+    for i in 0..n {
+        let want = [("a", Some("1")), ("b", Some("2")), ("c", None), ("e", Some("1"))];
+        for (suffix, value) in want {
+            let got = by_name.get(&format!("u{i}-{suffix}")).map(String::as_str);
+            if got != value {
+                mixed.push(format!("u{i}-{suffix}: {got:?}, want {value:?}"));
+            }
+        }
+    }
+    assert!(mixed.is_empty(), "objects of a mix of versions: {:?}", &mixed[..mixed.len().min(10)]);
+    let moves: usize = api
+        .list(&ListParams::default())
+        .await
+        .expect("instances")
+        .items
+        .iter()
+        .map(|i| i.status.clone().unwrap_or_default().history.len())
+        .sum();
+    eprintln!(
+        "soak: {n} upgrades, {kills} SIGKILLs survived, every instance entirely on 2.0.0 ({moves} history entries)"
+    );
+    delete_all_and_check_empty(&client, cust).await;
+    ctl.term();
+    t.cleanup().await;
+}
