@@ -444,6 +444,25 @@ fn condition_true(obj: &Value, type_: &str) -> bool {
     })
 }
 
+/// The ServiceVersions the controller published from the products, as
+/// objects to make again (name, labels and spec; no status).
+async fn published_versions(client: &Client) -> Res<Vec<(ApiResource, Value)>> {
+    let res = cn("ServiceVersion", "serviceversions");
+    let list = Api::<DynamicObject>::namespaced_with(client.clone(), "bench-isv", &res)
+        .list(&ListParams::default())
+        .await?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|v| {
+            let obj = json!({"apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceVersion",
+                "metadata": {"name": v.name_any(), "namespace": "bench-isv", "labels": v.metadata.labels},
+                "spec": v.data["spec"]});
+            (res.clone(), obj)
+        })
+        .collect())
+}
+
 async fn wait_products_sellable(client: &Client) -> Res<()> {
     let api = Api::<DynamicObject>::namespaced_with(
         client.clone(),
@@ -1260,6 +1279,10 @@ struct Recording {
     plan: Plan,
     versions: HashMap<(String, String), String>,
     late: usize,
+    /// Objects the controller wrote before the recording began (the
+    /// ServiceVersions it published from the products at start), made on
+    /// the floor's control plane before its clock starts: the same state.
+    before: Vec<(ApiResource, Value)>,
 }
 
 fn recording(recs: &[Rec], index: &HashMap<String, Key>, late: usize) -> Res<Recording> {
@@ -1281,6 +1304,7 @@ fn recording(recs: &[Rec], index: &HashMap<String, Key>, late: usize) -> Res<Rec
         plan: build_plan(recs, index)?,
         versions,
         late,
+        before: Vec::new(),
     })
 }
 
@@ -1302,6 +1326,10 @@ async fn floor_sweep(
         match setup_ns {
             Some(ns) => ensure_ns(&client, ns).await?,
             None => setup_products(&client).await?,
+        }
+        for (res, obj) in &rec.before {
+            let ns = obj["metadata"]["namespace"].as_str().map(str::to_string);
+            apply(&client, res, ns.as_deref(), obj.clone()).await?;
         }
         let out = replay(&client, &rec.plan, &rec.versions, c).await?;
         cp.stop();
@@ -1875,7 +1903,8 @@ async fn controller_arm(
     }
     let ctl_recs = recs.iter().filter(|r| r.actor == Actor::Controller).count();
     let index = uid_index(&client, &recs).await?;
-    let rec = recording(&recs, &index, late)?;
+    let mut rec = recording(&recs, &index, late)?;
+    rec.before = published_versions(&client).await?;
     lat.sort_by(|a, b| a.total_cmp(b));
     let after = if last {
         Some(after_round(cfg, &cp, &client, &mut ctl, n, tag).await?)

@@ -95,7 +95,11 @@ impl<K: Eq + Hash + Clone, V: Eq + Hash + Clone> Links<K, V> {
 /// Every relation the controllers route by.
 #[derive(Default)]
 struct Maps {
-    services: HashSet<ObjectRef<Service>>,
+    /// Each Service with the generation last routed (a change of status
+    /// alone reaches nobody: nothing downstream reads a Service's status).
+    services: HashMap<ObjectRef<Service>, i64>,
+    /// Each ServiceVersion with the generation last routed (as Services).
+    version_generations: HashMap<ObjectRef<ServiceVersion>, i64>,
     instances_by_product: Links<ProductKey, ObjectRef<ServiceInstance>>,
     derived_by_source: Links<ServiceKey, ObjectRef<DerivedService>>,
     grants_by_pair: Links<PairKey, ObjectRef<DistributionGrant>>,
@@ -484,10 +488,18 @@ pub trait Indexed: Resource<DynamicType = ()> + Sized {
 impl Indexed for Service {
     const KIND: &'static str = "Service";
     fn link(index: &Index, obj: &Self) -> bool {
-        index.write().services.insert(ObjectRef::from_obj(obj));
-        false
+        // "Moved" here: new, or a new generation (its spec changed).
+        let generation = obj.metadata.generation.unwrap_or_default();
+        index
+            .write()
+            .services
+            .insert(ObjectRef::from_obj(obj), generation)
+            != Some(generation)
     }
-    fn route(index: &Index, obj: &Self, _moved: bool) {
+    fn route(index: &Index, obj: &Self, changed: bool) {
+        if !changed {
+            return;
+        }
         let (ns, name) = ns_name(obj);
         index.route_service(&ns, &name);
     }
@@ -496,7 +508,7 @@ impl Indexed for Service {
         index.route_service(gone.namespace.as_deref().unwrap_or_default(), &gone.name);
     }
     fn known(index: &Index) -> Vec<ObjectRef<Self>> {
-        index.read().services.iter().cloned().collect()
+        index.read().services.keys().cloned().collect()
     }
     fn on_delete(index: &Index, obj: &Self) {
         index.forget_offering(obj.meta().uid.as_deref());
@@ -510,18 +522,27 @@ impl Indexed for ServiceVersion {
             obj.metadata.namespace.clone().unwrap_or_default(),
             obj.spec.service.clone(),
         );
-        index
-            .write()
-            .versions_by_service
-            .set(ObjectRef::from_obj(obj), service)
-            .is_some()
+        let generation = obj.metadata.generation.unwrap_or_default();
+        let mut m = index.write();
+        m.versions_by_service.set(ObjectRef::from_obj(obj), service);
+        // New, or a new generation: its status (counts, rollout) alone reaches nobody.
+        m.version_generations
+            .insert(ObjectRef::from_obj(obj), generation)
+            != Some(generation)
     }
-    fn route(index: &Index, obj: &Self, _moved: bool) {
+    fn route(index: &Index, obj: &Self, changed: bool) {
+        if !changed {
+            return;
+        }
         let ns = obj.metadata.namespace.clone().unwrap_or_default();
         index.route_service(&ns, &obj.spec.service);
     }
     fn unlink_and_route(index: &Index, gone: &ObjectRef<Self>) {
-        let service = index.write().versions_by_service.remove(gone);
+        let service = {
+            let mut m = index.write();
+            m.version_generations.remove(gone);
+            m.versions_by_service.remove(gone)
+        };
         if let Some((ns, name)) = service {
             index.route_service(&ns, &name);
         }

@@ -381,7 +381,11 @@ async fn write_status(
     let rollout = rollout_status(
         &ctx.rollouts.get(&rollout_key(svc, &k.version), generation),
         v.status.as_ref().and_then(|s| s.rollout.as_ref()),
-        svc.spec.rollout.clone().unwrap_or_default().failure_threshold,
+        svc.spec
+            .rollout
+            .clone()
+            .unwrap_or_default()
+            .failure_threshold,
     );
     let status = ServiceVersionStatus {
         observed_generation: v.metadata.generation,
@@ -427,7 +431,12 @@ pub struct Rollout {
 }
 
 impl Rollouts {
-    fn with<T>(&self, key: (String, String), generation: i64, f: impl FnOnce(&mut Rollout) -> T) -> Option<T> {
+    fn with<T>(
+        &self,
+        key: (String, String),
+        generation: i64,
+        f: impl FnOnce(&mut Rollout) -> T,
+    ) -> Option<T> {
         let mut m = self.0.lock().ok()?;
         let r = m.entry(key).or_default();
         if r.generation != generation {
@@ -490,7 +499,8 @@ pub fn rollout_status(
     kept: Option<&crate::api::RolloutStatus>,
     threshold: u32,
 ) -> Option<crate::api::RolloutStatus> {
-    let halted_before = kept.is_some_and(|k| k.state == "Halted" && k.service_generation == r.generation);
+    let halted_before =
+        kept.is_some_and(|k| k.state == "Halted" && k.service_generation == r.generation);
     let failed = r.failed.len().max(
         kept.filter(|k| k.service_generation == r.generation)
             .map(|k| k.failed as usize)
@@ -553,7 +563,9 @@ fn rollout_gate(
             reason: "RolloutHalted",
             message: format!(
                 "the rollout of version {to} is halted: {} move(s) to it failed (failureThreshold {}); the ISV changes the Service to go on",
-                r.failed.len().max(kept.map(|k| k.failed as usize).unwrap_or(0)),
+                r.failed
+                    .len()
+                    .max(kept.map(|k| k.failed as usize).unwrap_or(0)),
                 policy.failure_threshold
             ),
         });
@@ -1007,7 +1019,10 @@ mod tests {
         assert!(rollouts.reserve(key.clone(), 1, "c", 2));
         let r = rollouts.get(&key, 1);
         let s = rollout_status(&r, None, 2).expect("status");
-        assert_eq!((s.state.as_str(), s.in_progress, s.failed), ("Progressing", 2, 1));
+        assert_eq!(
+            (s.state.as_str(), s.in_progress, s.failed),
+            ("Progressing", 2, 1)
+        );
         rollouts.finish(key.clone(), 1, "b", false);
         let s = rollout_status(&rollouts.get(&key, 1), None, 2).expect("status");
         assert_eq!(s.state, "Halted");
@@ -1016,7 +1031,10 @@ mod tests {
             generation: 1,
             ..Default::default()
         };
-        assert_eq!(rollout_status(&fresh, Some(&s), 2).map(|x| x.state), Some("Halted".into()));
+        assert_eq!(
+            rollout_status(&fresh, Some(&s), 2).map(|x| x.state),
+            Some("Halted".into())
+        );
         let next = Rollout {
             generation: 2,
             ..Default::default()

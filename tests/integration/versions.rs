@@ -884,34 +884,84 @@ async fn an_automatic_rollout_moves_a_few_at_a_time_and_halts_on_failure() {
                         "template": crate::health::pod("web", simulate, "Always")}})
     };
     let staged = json!({"progressDeadlineSeconds": 10, "rollout": {"maxInProgress": "2", "failureThreshold": 1}});
-    put(&client, isv, &versioned("app", "Private", "1.0.0", vec![deployment(None)], staged.clone())).await;
+    put(
+        &client,
+        isv,
+        &versioned(
+            "app",
+            "Private",
+            "1.0.0",
+            vec![deployment(None)],
+            staged.clone(),
+        ),
+    )
+    .await;
     wait_published(&client, isv, "app", "1.0.0").await;
     let names: Vec<String> = (0..5).map(|i| format!("f{i}")).collect();
     for n in &names {
-        put(&client, cust, &pinned(n, isv, "app", json!({"version": "^1", "updatePolicy": "Automatic"}))).await;
+        put(
+            &client,
+            cust,
+            &pinned(
+                n,
+                isv,
+                "app",
+                json!({"version": "^1", "updatePolicy": "Automatic"}),
+            ),
+        )
+        .await;
     }
     for n in &names {
-        wait_ready_within::<ServiceInstance>(&client, cust, n, "True", "Deployed", Duration::from_secs(120)).await;
+        wait_ready_within::<ServiceInstance>(
+            &client,
+            cust,
+            n,
+            "True",
+            "Deployed",
+            Duration::from_secs(120),
+        )
+        .await;
     }
 
     // 1.1.0 never becomes ready.
-    put(&client, isv, &versioned("app", "Private", "1.1.0", vec![deployment(Some("never-ready"))], staged)).await;
-    wait_published(&client, isv, "app", "1.1.0").await;
-    let halted = wait_for("the rollout of 1.1.0 is halted", Duration::from_secs(120), || async {
-        let v = versions_of(&client, isv, "app")
-            .await
-            .into_iter()
-            .find(|v| v.spec.version == "1.1.0")?;
-        let r = v.status?.rollout?;
-        (r.state == "Halted").then_some(r)
-    })
+    put(
+        &client,
+        isv,
+        &versioned(
+            "app",
+            "Private",
+            "1.1.0",
+            vec![deployment(Some("never-ready"))],
+            staged,
+        ),
+    )
     .await;
-    assert!(halted.failed >= 1 && halted.in_progress + halted.failed <= 2, "{halted:?}");
+    wait_published(&client, isv, "app", "1.1.0").await;
+    let halted = wait_for(
+        "the rollout of 1.1.0 is halted",
+        Duration::from_secs(120),
+        || async {
+            let v = versions_of(&client, isv, "app")
+                .await
+                .into_iter()
+                .find(|v| v.spec.version == "1.1.0")?;
+            let r = v.status?.rollout?;
+            (r.state == "Halted").then_some(r)
+        },
+    )
+    .await;
+    assert!(
+        halted.failed >= 1 && halted.in_progress + halted.failed <= 2,
+        "{halted:?}"
+    );
     let api = Api::<ServiceInstance>::namespaced(client.clone(), cust);
     let mut tried = 0;
     for n in &names {
         let i = wait_instance(&client, cust, n, "settled on a version", |i| {
-            !status(i).history.iter().any(|h| h.result == VersionChangeResult::InProgress)
+            !status(i)
+                .history
+                .iter()
+                .any(|h| h.result == VersionChangeResult::InProgress)
         })
         .await;
         if status(&i).history.iter().any(|h| h.to == "1.1.0") {
@@ -926,7 +976,10 @@ async fn an_automatic_rollout_moves_a_few_at_a_time_and_halts_on_failure() {
             );
         }
     }
-    assert!((1..=2).contains(&tried), "at most maxInProgress=2 instances tried 1.1.0, got {tried}");
+    assert!(
+        (1..=2).contains(&tried),
+        "at most maxInProgress=2 instances tried 1.1.0, got {tried}"
+    );
     // Those that never moved say the rollout is halted (once they look again).
     for n in &names {
         let i = api.get(n).await.expect("instance");

@@ -617,7 +617,9 @@ async fn upgrades_are_all_or_nothing_under_repeated_sigkill() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
-    apply(&client, isv, &upgrade_service("1.0.0")).await.expect("service");
+    apply(&client, isv, &upgrade_service("1.0.0"))
+        .await
+        .expect("service");
     let mut ctl = Ctl::start(&[], "upgrade");
     let api = Api::<ServiceInstance>::namespaced(client.clone(), cust);
     for i in 0..n {
@@ -626,16 +628,23 @@ async fn upgrades_are_all_or_nothing_under_repeated_sigkill() {
             "spec": {"serviceRef": {"kind": "Service", "namespace": isv, "name": "upg"}, "version": "1.0.0"}
         }))
         .expect("instance");
-        api.create(&PostParams::default(), &inst).await.expect("create instance");
+        api.create(&PostParams::default(), &inst)
+            .await
+            .expect("create instance");
     }
     all_deployed(&client, cust, n, Duration::from_secs(300)).await;
-    apply(&client, isv, &upgrade_service("2.0.0")).await.expect("service 2.0.0");
+    apply(&client, isv, &upgrade_service("2.0.0"))
+        .await
+        .expect("service 2.0.0");
     let versions = Api::<ServiceVersion>::namespaced(client.clone(), isv);
     wait_for("2.0.0 is published", Duration::from_secs(60), || {
         let versions = versions.clone();
         async move {
             let l = versions.list(&ListParams::default()).await.ok()?;
-            l.items.iter().any(|v| v.spec.version == "2.0.0").then_some(())
+            l.items
+                .iter()
+                .any(|v| v.spec.version == "2.0.0")
+                .then_some(())
         }
     })
     .await;
@@ -644,9 +653,13 @@ async fn upgrades_are_all_or_nothing_under_repeated_sigkill() {
         tokio::spawn(async move {
             for i in 0..n {
                 let patch = json!({"spec": {"version": "2.0.0"}});
-                api.patch(&format!("u{i}"), &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .expect("pin 2.0.0");
+                api.patch(
+                    &format!("u{i}"),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .expect("pin 2.0.0");
             }
         })
     };
@@ -702,13 +715,21 @@ async fn upgrades_are_all_or_nothing_under_repeated_sigkill() {
         .map(|c| {
             (
                 c.name_any(),
-                c.data.as_ref().and_then(|d| d.get("v").cloned()).unwrap_or_default(),
+                c.data
+                    .as_ref()
+                    .and_then(|d| d.get("v").cloned())
+                    .unwrap_or_default(),
             )
         })
         .collect();
     let mut mixed = Vec::new();
     for i in 0..n {
-        let want = [("a", Some("1")), ("b", Some("2")), ("c", None), ("e", Some("1"))];
+        let want = [
+            ("a", Some("1")),
+            ("b", Some("2")),
+            ("c", None),
+            ("e", Some("1")),
+        ];
         for (suffix, value) in want {
             let got = by_name.get(&format!("u{i}-{suffix}")).map(String::as_str);
             if got != value {
@@ -716,7 +737,11 @@ async fn upgrades_are_all_or_nothing_under_repeated_sigkill() {
             }
         }
     }
-    assert!(mixed.is_empty(), "objects of a mix of versions: {:?}", &mixed[..mixed.len().min(10)]);
+    assert!(
+        mixed.is_empty(),
+        "objects of a mix of versions: {:?}",
+        &mixed[..mixed.len().min(10)]
+    );
     let moves: usize = api
         .list(&ListParams::default())
         .await
