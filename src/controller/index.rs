@@ -95,9 +95,11 @@ impl<K: Eq + Hash + Clone, V: Eq + Hash + Clone> Links<K, V> {
 /// Every relation the controllers route by.
 #[derive(Default)]
 struct Maps {
-    /// Each Service with the generation last routed (a change of status
-    /// alone reaches nobody: nothing downstream reads a Service's status).
-    services: HashMap<ObjectRef<Service>, i64>,
+    /// Each Service with a fingerprint of its generation, labels and
+    /// annotations as last routed (a change of status alone reaches nobody:
+    /// nothing downstream reads a Service's status; a touch of its metadata
+    /// does, as the documented way to have its buyers looked at again).
+    services: HashMap<ObjectRef<Service>, u64>,
     /// Each ServiceVersion with the generation last routed (as Services).
     version_generations: HashMap<ObjectRef<ServiceVersion>, i64>,
     instances_by_product: Links<ProductKey, ObjectRef<ServiceInstance>>,
@@ -488,13 +490,21 @@ pub trait Indexed: Resource<DynamicType = ()> + Sized {
 impl Indexed for Service {
     const KIND: &'static str = "Service";
     fn link(index: &Index, obj: &Self) -> bool {
-        // "Moved" here: new, or a new generation (its spec changed).
-        let generation = obj.metadata.generation.unwrap_or_default();
+        // "Moved" here: new, or its spec or metadata changed.
+        let fingerprint = {
+            use std::hash::{DefaultHasher, Hash, Hasher};
+            let mut h = DefaultHasher::new();
+            obj.metadata.generation.hash(&mut h);
+            obj.metadata.labels.hash(&mut h);
+            obj.metadata.annotations.hash(&mut h);
+            obj.metadata.deletion_timestamp.is_some().hash(&mut h);
+            h.finish()
+        };
         index
             .write()
             .services
-            .insert(ObjectRef::from_obj(obj), generation)
-            != Some(generation)
+            .insert(ObjectRef::from_obj(obj), fingerprint)
+            != Some(fingerprint)
     }
     fn route(index: &Index, obj: &Self, changed: bool) {
         if !changed {
