@@ -95,11 +95,18 @@ pub struct SourceRef {
     /// Name of the Service.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
-    /// Required version of the Service; when set and different from the
-    /// Service's version, the DerivedService is not Ready (VersionMismatch).
+    /// The versions of the Service this product resells: an exact version
+    /// or a semver range; unset, the Service's current version. Sold at the
+    /// newest published version it selects (`status.sourceVersion`); none:
+    /// not Ready (VersionMismatch). Also the pin of instances that set none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub version: Option<String>,
+    /// A release channel of the Service: only versions on it are resold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("a channel is a lower-case DNS label"))]
+    #[schemars(length(min = 1, max = 63))]
+    pub channel: Option<String>,
 }
 
 /// What the distributor changes on top of the ISV's Service.

@@ -28,7 +28,6 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Version", type_ = "string", json_path = ".spec.version"),
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "Channels", type_ = "string", json_path = ".status.channels"),
-    printcolumn(name = "Instances", type_ = "integer", json_path = ".status.instances"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -216,9 +215,6 @@ pub struct ServiceVersionStatus {
     /// Channels the version is on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub channels: Vec<String>,
-    /// Instances running this version.
-    #[serde(default)]
-    pub instances: u32,
     /// How the automatic upgrade of instances to this version goes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
@@ -310,9 +306,6 @@ pub struct VersionSummary {
     /// Its channels.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub channels: Vec<String>,
-    /// Instances running it.
-    #[serde(default)]
-    pub instances: u32,
 }
 
 /// Whether an instance's version moves on its own.

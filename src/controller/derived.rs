@@ -47,13 +47,16 @@ pub fn evaluate(
         .and_then(|pin| {
             let ask = crate::domain::versions::Ask {
                 pin: &pin,
-                channel: None,
+                channel: src.channel.as_deref(),
                 policy: crate::api::UpdatePolicy::Automatic,
                 running: None,
                 current: &catalog.current,
             };
             crate::domain::versions::choose(&ask, &catalog.known)
-                .map(|v| catalog.service_at(&svc, &v, pin == crate::domain::versions::Pin::Current))
+                .map(|v| {
+                    let live = pin == crate::domain::versions::Pin::Current && src.channel.is_none();
+                    catalog.service_at(&svc, &v, live)
+                })
         });
     match chosen {
         Ok(Some(at)) => evaluate_at(ds, Some(&at), ctx, now),

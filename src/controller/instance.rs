@@ -234,7 +234,7 @@ fn resolve_service(
         return product_not_found(r, product, "Service");
     };
     let scenario = Scenario::direct(svc.spec.type_);
-    let selection = match super::version::select(inst, &svc, None, ctx) {
+    let selection = match super::version::select(inst, &svc, Default::default(), ctx) {
         Ok(s) => s,
         Err(e) => {
             return Resolved {

@@ -92,7 +92,8 @@ pub(super) async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Ac
             super::tenancy::note_on_ready(&mut status.conditions, &format!("; note: {n}"));
         }
     }
-    status.versions = super::version::keep_versions(&svc, &ctx, &catalog).await?;
+    let (versions, again) = super::version::keep_versions(&svc, &ctx, &catalog).await?;
+    status.versions = versions;
     let api = Api::<Service>::namespaced(ctx.client.clone(), &ns);
     if write_status_if_changed(&api, &ctx.memo, svc.as_ref(), svc.status.as_ref(), &status).await? {
         ctx.metrics.wrote(KIND, "status");
@@ -109,12 +110,9 @@ pub(super) async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Ac
                 .await;
         }
     }
-    // The instance counts of the versions follow the instances, which do
-    // not wake the Service: looked at again every minute while it has versions.
-    let recount = (!catalog.snapshots.is_empty()).then(|| std::time::Duration::from_secs(60));
     Ok(super::tenancy::recheck_operators(&svc.spec.operators)
         .into_iter()
-        .chain(recount)
+        .chain(again)
         .min()
         .map(Action::requeue)
         .unwrap_or_else(Action::await_change))

@@ -45,13 +45,16 @@ impl WriteMemo {
     }
 }
 
-/// Hash of a value without condition transition times: a stale copy lacks the
-/// previous conditions, so its freshly built ones carry a newer time.
+/// Hash of a value without the times a reconcile stamps (condition
+/// transitions, the start and end of a version change): a stale copy lacks
+/// the previous ones, so those it builds afresh carry a newer time.
 fn hash_of<T: Serialize>(value: &T) -> u64 {
     fn strip(v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(m) => {
                 m.remove("lastTransitionTime");
+                m.remove("startTime");
+                m.remove("endTime");
                 m.values_mut().for_each(strip);
             }
             serde_json::Value::Array(a) => a.iter_mut().for_each(strip),

@@ -279,12 +279,14 @@ fn running(svc: &Service, ctx: &Context) -> BTreeMap<String, u32> {
 
 /// Deletes the snapshots beyond the Service's history limit that no
 /// instance runs, each under its UID; writes the status of those kept.
-/// Returns the version list for the Service's status.
+/// Returns the version list for the Service's status, and when to look
+/// again: while a rollout moves instances (its counts), or while versions
+/// beyond the limit are kept because instances run them (they may stop).
 pub async fn keep_versions(
     svc: &Service,
     ctx: &Context,
     catalog: &Catalog,
-) -> Result<Vec<VersionSummary>, Error> {
+) -> Result<(Vec<VersionSummary>, Option<std::time::Duration>), Error> {
     let counts = running(svc, ctx);
     let limit = svc
         .spec
@@ -332,25 +334,37 @@ pub async fn keep_versions(
         if expired.contains(&k.version) {
             continue;
         }
-        let instances = counts.get(&k.version).copied().unwrap_or(0);
         if let Some(v) = catalog.snapshots.get(&k.version) {
-            write_status(v, k, instances, svc, ctx).await?;
+            write_status(v, k, svc, ctx).await?;
         }
         summaries.push(VersionSummary {
             version: k.version.clone(),
             state: k.state,
             channels: k.channels.clone(),
-            instances,
         });
     }
     summaries.sort_by(|a, b| versions::compare(&b.version, &a.version));
-    Ok(summaries)
+    let generation = svc.metadata.generation.unwrap_or_default();
+    let moving = catalog.known.iter().any(|k| {
+        !ctx.rollouts
+            .get(&rollout_key(svc, &k.version), generation)
+            .in_progress
+            .is_empty()
+    });
+    let held = catalog.snapshots.len().saturating_sub(expired.len() + 1) > limit;
+    let again = if moving {
+        Some(std::time::Duration::from_secs(15))
+    } else if held {
+        Some(std::time::Duration::from_secs(300))
+    } else {
+        None
+    };
+    Ok((summaries, again))
 }
 
 async fn write_status(
     v: &ServiceVersion,
     k: &Known,
-    instances: u32,
     svc: &Service,
     ctx: &Context,
 ) -> Result<(), Error> {
@@ -391,7 +405,6 @@ async fn write_status(
         observed_generation: v.metadata.generation,
         state: Some(k.state),
         channels: k.channels.clone(),
-        instances,
         rollout,
         conditions: vec![ready],
     };
@@ -605,8 +618,7 @@ pub async fn note_rollout(ctx: &Context, ns: &str, name: &str, version: &str) ->
     };
     let cat = catalog(&svc, ctx);
     if let (Some(v), Some(k)) = (cat.snapshots.get(version), cat.get(version)) {
-        let instances = running(&svc, ctx).get(version).copied().unwrap_or(0);
-        write_status(v, k, instances, &svc, ctx).await?;
+        write_status(v, k, &svc, ctx).await?;
     }
     Ok(())
 }
@@ -659,9 +671,22 @@ pub struct Preview {
     pub blocked: Option<versions::Refused>,
 }
 
-/// The versions a DerivedService resells, as a pin (`spec.source.version`).
-pub fn resold(ds: &crate::api::DerivedService) -> Option<&str> {
-    ds.spec.source.version.as_deref()
+/// The versions a DerivedService resells: `spec.source.version` (exact or
+/// a range) and `spec.source.channel`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Resold<'a> {
+    /// The pin.
+    pub version: Option<&'a str>,
+    /// The channel.
+    pub channel: Option<&'a str>,
+}
+
+/// What `ds` resells.
+pub fn resold(ds: &crate::api::DerivedService) -> Resold<'_> {
+    Resold {
+        version: ds.spec.source.version.as_deref(),
+        channel: ds.spec.source.channel.as_deref(),
+    }
 }
 
 /// Chooses the version an instance runs: what it pins (or, for a product
@@ -671,7 +696,7 @@ pub fn resold(ds: &crate::api::DerivedService) -> Option<&str> {
 pub fn select(
     inst: &ServiceInstance,
     svc: &Service,
-    resells: Option<&str>,
+    resells: Resold<'_>,
     ctx: &Context,
 ) -> Result<Selection, versions::Refused> {
     let cat = catalog(svc, ctx);
@@ -738,11 +763,26 @@ fn running_version(
     }
 }
 
-/// Pure: `select` with the catalog given.
+/// Pure: `select` with the catalog given. Upgrades available are those
+/// newer than the version the instance runs after this reconcile.
 pub fn select_in(
     inst: &ServiceInstance,
     svc: &Service,
-    resells: Option<&str>,
+    resells: Resold<'_>,
+    cat: &Catalog,
+    recorded: Option<Option<&str>>,
+    gate: &dyn Fn(&str) -> Result<(), versions::Refused>,
+) -> Result<Selection, versions::Refused> {
+    let mut sel = select_core(inst, svc, resells, cat, recorded, gate)?;
+    let channel = inst.spec.channel.as_deref().or(resells.channel);
+    sel.available = versions::available_upgrades(&cat.known, &sel.version, channel);
+    Ok(sel)
+}
+
+fn select_core(
+    inst: &ServiceInstance,
+    svc: &Service,
+    resells: Resold<'_>,
     cat: &Catalog,
     recorded: Option<Option<&str>>,
     gate: &dyn Fn(&str) -> Result<(), versions::Refused>,
@@ -752,28 +792,39 @@ pub fn select_in(
         svc.metadata.uid.clone().unwrap_or_default(),
         svc.metadata.generation.unwrap_or_default(),
     );
-    let asked = inst.spec.version.as_deref().or(resells);
+    let asked = inst.spec.version.as_deref().or(resells.version);
+    let channel = inst.spec.channel.as_deref().or(resells.channel);
     let pin = versions::parse_pin(asked, &cat.known)?;
-    let live = pin == versions::Pin::Current && inst.spec.channel.is_none();
+    let live = pin == versions::Pin::Current && channel.is_none();
     let running_owned = running_version(inst, cat, recorded);
     let running = running_owned.as_deref();
     let ask = versions::Ask {
         pin: &pin,
-        channel: inst.spec.channel.as_deref(),
+        channel,
         policy: inst.spec.update_policy,
         running,
         current: &cat.current,
     };
     let chosen = versions::choose(&ask, &cat.known).and_then(|v| {
         // Through a distributor: only what it resells.
-        match resells.map(|r| versions::parse_pin(Some(r), &cat.known)) {
-            Some(Ok(p)) if !pin_allows(&p, &v) => Err(versions::Refused {
-                reason: "VersionNotResold",
-                message: format!(
-                    "version {v} is not among the versions the distributor resells ({}); pin one of those",
-                    resells.unwrap_or_default()
-                ),
-            }),
+        let not_resold = || versions::Refused {
+            reason: "VersionNotResold",
+            message: format!(
+                "version {v} is not among the versions the distributor resells ({}{}); pin one of those",
+                resells.version.unwrap_or("the current version"),
+                resells
+                    .channel
+                    .map(|c| format!(", channel {c}"))
+                    .unwrap_or_default()
+            ),
+        };
+        if let Some(c) = resells.channel
+            && !cat.get(&v).is_some_and(|k| k.channels.iter().any(|x| x == c))
+        {
+            return Err(not_resold());
+        }
+        match resells.version.map(|r| versions::parse_pin(Some(r), &cat.known)) {
+            Some(Ok(p)) if !pin_allows(&p, &v) => Err(not_resold()),
             Some(Err(e)) => Err(e),
             _ => Ok(v),
         }
@@ -790,7 +841,7 @@ pub fn select_in(
     };
     let available = running
         .or(chosen.as_deref().ok())
-        .map(|r| versions::available_upgrades(&cat.known, r, inst.spec.channel.as_deref()))
+        .map(|r| versions::available_upgrades(&cat.known, r, channel))
         .unwrap_or_default();
     let last = status.history.last();
     // A move under way or just failed, per the history (the instance's own
