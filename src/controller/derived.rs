@@ -52,11 +52,10 @@ pub fn evaluate(
                 running: None,
                 current: &catalog.current,
             };
-            crate::domain::versions::choose(&ask, &catalog.known)
-                .map(|v| {
-                    let live = pin == crate::domain::versions::Pin::Current && src.channel.is_none();
-                    catalog.service_at(&svc, &v, live)
-                })
+            crate::domain::versions::choose(&ask, &catalog.known).map(|v| {
+                let live = pin == crate::domain::versions::Pin::Current && src.channel.is_none();
+                catalog.service_at(&svc, &v, live)
+            })
         });
     match chosen {
         Ok(Some(at)) => evaluate_at(ds, Some(&at), ctx, now),

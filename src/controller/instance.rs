@@ -665,9 +665,10 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
         finish_status(inst, ctx, &api, sb.status).await?;
         return Ok(Action::await_change());
     }
-    // A move writes only what differs between the two versions.
-    let unchanged = match (starting.as_ref(), versions.and_then(|v| v.from.as_ref())) {
-        (Some(_), Some(from)) => unchanged_objects(
+    // A move writes only what differs between the two versions, and
+    // removes only what the old version had and the new one has not.
+    let plan = match (starting.as_ref(), versions.and_then(|v| v.from.as_ref())) {
+        (Some(_), Some(from)) => move_plan(
             inst,
             data,
             resolved.scenario,
@@ -675,12 +676,11 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
             sold.as_ref(),
             ctx,
             &desired,
+            versions.is_some_and(|v| v.selection.delete_claims),
         ),
-        _ => BTreeSet::new(),
+        _ => MovePlan::default(),
     };
-    let delete_claims = starting.is_some() && versions.is_some_and(|v| v.selection.delete_claims);
-    let (stopped, mut wrote) =
-        write_unless_written(inst, &desired, ctx, &unchanged, delete_claims).await?;
+    let (stopped, mut wrote) = write_unless_written(inst, &desired, ctx, &plan).await?;
     // Drift is looked for only when nothing was written just now (what was
     // just written is as written, and the caches may not have it yet).
     let stopped = match stopped {
@@ -1073,7 +1073,7 @@ async fn keep_as_written(
         let ignore: Vec<&str> = ignore.iter().map(String::as_str).collect();
         crate::domain::drift::keep_ignored(body, &live, &ignore);
     }
-    match write_desired(inst, &repair, ctx, &leave, false).await? {
+    match write_desired(inst, &repair, ctx, &leave, None).await? {
         WriteOutcome::Done => {
             ctx.metrics.drift(KIND, "corrected");
             ctx.event(
@@ -1409,8 +1409,7 @@ async fn write_unless_written(
     inst: &ServiceInstance,
     desired: &Desired,
     ctx: &Context,
-    unchanged: &BTreeSet<(String, String)>,
-    delete_claims: bool,
+    plan: &MovePlan,
 ) -> Result<(Option<Stopped>, bool), Error> {
     let digest_key = format!(
         "digest/{}",
@@ -1437,7 +1436,7 @@ async fn write_unless_written(
         })
     };
     Ok((
-        match write_desired(inst, desired, ctx, unchanged, delete_claims).await? {
+        match write_desired(inst, desired, ctx, &plan.unchanged, plan.removed.as_deref()).await? {
             WriteOutcome::Done => {
                 ctx.memo.record(&digest_key, &desired.digest);
                 None
@@ -1956,7 +1955,7 @@ async fn write_desired(
     d: &Desired,
     ctx: &Context,
     leave: &BTreeSet<(String, String)>,
-    delete_claims: bool,
+    removed: Option<&[Removed]>,
 ) -> Result<WriteOutcome, Error> {
     let uid = inst.metadata.uid.clone().unwrap_or_default();
     let target = &d.owner.target_namespace;
@@ -1997,8 +1996,11 @@ async fn write_desired(
     // Remove what left the template: found in the cluster by this instance's
     // UID label, never taken from status. Only an instance that was written
     // before can have such objects.
-    if was_deployed(inst) {
-        prune(ctx, &uid, target, &keep, delete_claims).await?;
+    match removed {
+        // A move: what the old version had and the new one has not.
+        Some(objects) => remove_objects(ctx, &uid, target, objects).await?,
+        None if was_deployed(inst) => prune(ctx, &uid, target, &keep, false).await?,
+        None => {}
     }
 
     Ok(WriteOutcome::Done)
@@ -2246,15 +2248,25 @@ async fn delete_left_over(
     api: &Api<DynamicObject>,
     m: &PartialObjectMeta<DynamicObject>,
 ) -> Result<(), Error> {
+    delete_with_uid(ctx, api, &m.name_any(), m.metadata.uid.clone()).await
+}
+
+/// Deletes `name` if it is still the object of `uid`.
+async fn delete_with_uid(
+    ctx: &Context,
+    api: &Api<DynamicObject>,
+    name: &str,
+    uid: Option<String>,
+) -> Result<(), Error> {
     let dp = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
         preconditions: Some(Preconditions {
-            uid: m.metadata.uid.clone(),
+            uid,
             resource_version: None,
         }),
         ..Default::default()
     };
-    match api.delete(&m.name_any(), &dp).await {
+    match api.delete(name, &dp).await {
         Ok(_) => ctx.metrics.wrote(KIND, "delete"),
         // Gone already, or replaced by another object of that name: not ours to delete.
         Err(e) if is_not_found(&e) || is_conflict(&e) => {}
@@ -2729,8 +2741,26 @@ fn desired_at(
     provision::build(inst, &product, sold, &ctx.settings.tenancy.size_limits).ok()
 }
 
-/// The objects a move writes alike in both versions (not written again).
-fn unchanged_objects(
+/// What a move writes and removes.
+#[derive(Default)]
+struct MovePlan {
+    /// Objects both versions write alike (`Kind`, name): not written again.
+    unchanged: BTreeSet<(String, String)>,
+    /// Objects only the old version has, to remove (None: not a move, or
+    /// the old version's objects are unknown: prune by listing).
+    removed: Option<Vec<Removed>>,
+}
+
+/// An object of the old version that the new one does not have.
+struct Removed {
+    ar: ApiResource,
+    name: String,
+}
+
+/// Pure but for the rendering: what moving from the `from` offering to
+/// `desired` writes and removes. Claims are removed only with `delete_claims`.
+#[allow(clippy::too_many_arguments)]
+fn move_plan(
     inst: &ServiceInstance,
     data: &ProductData,
     scenario: Option<Scenario>,
@@ -2738,10 +2768,83 @@ fn unchanged_objects(
     sold: Option<&Sale>,
     ctx: &Context,
     desired: &Desired,
-) -> BTreeSet<(String, String)> {
+    delete_claims: bool,
+) -> MovePlan {
     let Some(old) = desired_at(inst, data, scenario, from, sold, ctx) else {
-        return BTreeSet::new();
+        return MovePlan::default();
     };
+    let unchanged = unchanged_objects(&old, desired);
+    let wanted: BTreeSet<(String, String)> = desired
+        .objects
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap_or_default().to_string(),
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    let removed = old
+        .objects
+        .iter()
+        .filter_map(|o| {
+            let (api_version, kind) = (o["apiVersion"].as_str()?, o["kind"].as_str()?);
+            let name = o["metadata"]["name"].as_str()?;
+            let claim = kind == "PersistentVolumeClaim" && api_version == "v1";
+            (!wanted.contains(&(kind.to_string(), name.to_string())) && (!claim || delete_claims))
+                .then(|| Removed {
+                    ar: resource_for(&ctx.settings.allowed_kinds, api_version, kind),
+                    name: name.to_string(),
+                })
+        })
+        .collect();
+    MovePlan {
+        unchanged,
+        removed: Some(removed),
+    }
+}
+
+/// Deletes the objects a move removes: each only if it carries this
+/// instance's UID label (from the cache, or one read), under its UID.
+async fn remove_objects(
+    ctx: &Context,
+    uid: &str,
+    namespace: &str,
+    objects: &[Removed],
+) -> Result<(), Error> {
+    for r in objects {
+        let meta = match ctx
+            .provisioned
+            .get(&r.ar.group, &r.ar.kind, namespace, &r.name)
+        {
+            Some(m) => Some(m),
+            None => {
+                let api =
+                    Api::<DynamicObject>::namespaced_with(ctx.client.clone(), namespace, &r.ar);
+                match api.get_metadata_opt(&r.name).await {
+                    Ok(m) => m.map(|m| m.metadata),
+                    Err(e) if is_not_found(&e) => None,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let Some(meta) = meta else { continue };
+        if meta.deletion_timestamp.is_some()
+            || !owned_by(&meta.labels.clone().unwrap_or_default(), uid)
+        {
+            continue;
+        }
+        let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), namespace, &r.ar);
+        delete_with_uid(ctx, &api, &r.name, meta.uid).await?;
+    }
+    Ok(())
+}
+
+/// The objects both renderings write alike (not written again by a move).
+fn unchanged_objects(old: &Desired, desired: &Desired) -> BTreeSet<(String, String)> {
     let key = |o: &serde_json::Value| {
         (
             o["kind"].as_str().unwrap_or_default().to_string(),

@@ -1001,8 +1001,14 @@ async fn a_distributor_resells_only_the_versions_of_its_channel() {
     use crate::fixtures::*;
     let (client, t) = controller_and_namespaces(&["isv", "dist", "cust"]).await;
     let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
-    let both = json!({"release": {"channels": ["stable", "beta"]}, "distribution": {"enabled": true}});
-    put(&client, isv, &versioned("app", "Private", "1.0.0", vec![config_map("c", "1")], both)).await;
+    let both =
+        json!({"release": {"channels": ["stable", "beta"]}, "distribution": {"enabled": true}});
+    put(
+        &client,
+        isv,
+        &versioned("app", "Private", "1.0.0", vec![config_map("c", "1")], both),
+    )
+    .await;
     wait_published(&client, isv, "app", "1.0.0").await;
     put(&client, isv, &approved_grant("g", "app", dist)).await;
     let mut product = derived("app-plus", isv, "app");
@@ -1022,17 +1028,32 @@ async fn a_distributor_resells_only_the_versions_of_its_channel() {
     buy(&client, cust, &through("shop", None)).await;
 
     let beta = json!({"release": {"channels": ["beta"]}, "distribution": {"enabled": true}});
-    put(&client, isv, &versioned("app", "Private", "1.1.0", vec![config_map("c", "1.1")], beta)).await;
+    put(
+        &client,
+        isv,
+        &versioned(
+            "app",
+            "Private",
+            "1.1.0",
+            vec![config_map("c", "1.1")],
+            beta,
+        ),
+    )
+    .await;
     wait_published(&client, isv, "app", "1.1.0").await;
     let sold = wait_for("the product still resells 1.0.0", DEADLINE, || async {
-        let d = Api::<DerivedService>::namespaced(client.clone(), dist).get("app-plus").await.ok()?;
+        let d = Api::<DerivedService>::namespaced(client.clone(), dist)
+            .get("app-plus")
+            .await
+            .ok()?;
         let st = d.status.clone()?;
         (st.observed_generation == d.metadata.generation).then_some(st)
     })
     .await;
     assert_eq!(sold.source_version.as_deref(), Some("1.0.0"));
     put(&client, cust, &through("early", Some("1.1.0"))).await;
-    let refused: ServiceInstance = wait_ready(&client, cust, "early", "False", "VersionNotResold").await;
+    let refused: ServiceInstance =
+        wait_ready(&client, cust, "early", "False", "VersionNotResold").await;
     assert!(status(&refused).applied_objects.is_empty());
     let shop: ServiceInstance = wait_deployed(&client, cust, "shop").await;
     assert_eq!(status(&shop).version.as_deref(), Some("1.0.0"));
@@ -1044,7 +1065,10 @@ async fn writes_by_target() -> std::collections::BTreeMap<String, f64> {
     let addr = CONTROLLER_ADDR.get().cloned().unwrap_or_default();
     let body = http_get(&addr, "/metrics").await.unwrap_or_default();
     let mut out = std::collections::BTreeMap::new();
-    for l in body.lines().filter(|l| l.starts_with("computenest_api_writes_total{")) {
+    for l in body
+        .lines()
+        .filter(|l| l.starts_with("computenest_api_writes_total{"))
+    {
         if let Some((labels, v)) = l.rsplit_once(' ') {
             *out.entry(labels.to_string()).or_insert(0.0) += v.parse::<f64>().unwrap_or(0.0);
         }
@@ -1058,7 +1082,10 @@ async fn quiet() -> std::collections::BTreeMap<String, f64> {
     let mut since = std::time::Instant::now();
     let start = std::time::Instant::now();
     while since.elapsed() < Duration::from_secs(2) {
-        assert!(start.elapsed() < Duration::from_secs(120), "the controller never went quiet");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the controller never went quiet"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
         let now = writes_by_target().await;
         if now != last {
@@ -1077,15 +1104,38 @@ async fn quiet() -> std::collections::BTreeMap<String, f64> {
 async fn an_upgrade_writes_the_difference_and_the_status_only() {
     let (client, t) = controller_and_namespaces(&["isv", "cust"]).await;
     let (isv, cust) = (t.ns(0), t.ns(1));
-    let v1 = vec![config_map("a", "1"), config_map("b", "1"), config_map("c", "1")];
-    put(&client, isv, &versioned("app", "Private", "1.0.0", v1, json!({}))).await;
+    let v1 = vec![
+        config_map("a", "1"),
+        config_map("b", "1"),
+        config_map("c", "1"),
+    ];
+    put(
+        &client,
+        isv,
+        &versioned("app", "Private", "1.0.0", v1, json!({})),
+    )
+    .await;
     wait_published(&client, isv, "app", "1.0.0").await;
     let n = 20;
     for i in 0..n {
-        buy(&client, cust, &pinned(&format!("u{i}"), isv, "app", json!({"version": "1.0.0"}))).await;
+        buy(
+            &client,
+            cust,
+            &pinned(&format!("u{i}"), isv, "app", json!({"version": "1.0.0"})),
+        )
+        .await;
     }
-    let v2 = vec![config_map("a", "1"), config_map("b", "2"), config_map("e", "1")];
-    put(&client, isv, &versioned("app", "Private", "2.0.0", v2, json!({}))).await;
+    let v2 = vec![
+        config_map("a", "1"),
+        config_map("b", "2"),
+        config_map("e", "1"),
+    ];
+    put(
+        &client,
+        isv,
+        &versioned("app", "Private", "2.0.0", v2, json!({})),
+    )
+    .await;
     wait_published(&client, isv, "app", "2.0.0").await;
     for i in 0..n {
         wait_instance(&client, cust, &format!("u{i}"), "offered 2.0.0", |i| {
