@@ -1560,9 +1560,9 @@ async fn controller_move(
 }
 
 /// The floor of one move of `keys` (from `from` to `to`, controller
-/// stopped): what the controller writes, made by a bare client at
-/// concurrency `conc`: the changed ConfigMap applied, the added one
-/// created, the removed one deleted, and each instance's status. Bodies are
+/// stopped): the bench's pin and what the controller writes, made by a bare
+/// client at concurrency `conc`: the pin, the changed ConfigMap applied, the
+/// added one created, the removed one deleted, and each instance's status. Bodies are
 /// built before the clock starts, from the live objects.
 async fn floor_move(client: &Client, keys: &[String], from: u8, conc: usize) -> Res<f64> {
     let cms = ar("", "v1", "ConfigMap", "configmaps");
@@ -1596,12 +1596,15 @@ async fn floor_move(client: &Client, keys: &[String], from: u8, conc: usize) -> 
             "result": "Succeeded", "startTime": "2026-01-01T00:00:00Z", "endTime": "2026-01-01T00:00:00Z", "generation": 2}]}});
         work.push((ns.to_string(), name.to_string(), changed, add, status));
     }
+    // The pin (the bench's own write in the controller's arm) counts too.
+    let pin = json!({"spec": {"version": to_version}});
     let t0 = Instant::now();
     stream::iter(
         work.into_iter()
             .flat_map(|(ns, name, changed, add, status)| {
                 [
-                    (0u8, ns.clone(), name.clone(), changed),
+                    (4u8, ns.clone(), name.clone(), pin.clone()),
+                    (0, ns.clone(), name.clone(), changed),
                     (1, ns.clone(), name.clone(), add),
                     (2, ns.clone(), name.clone(), Value::Null),
                     (3, ns, name, status),
@@ -1630,6 +1633,10 @@ async fn floor_move(client: &Client, keys: &[String], from: u8, conc: usize) -> 
                 }
                 2 => api
                     .delete(&format!("{name}-{removed}"), &Default::default())
+                    .await
+                    .map(|_| ()),
+                4 => Api::<DynamicObject>::namespaced_with(client, &ns, &res)
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&body))
                     .await
                     .map(|_| ()),
                 _ => Api::<DynamicObject>::namespaced_with(client, &ns, &res)

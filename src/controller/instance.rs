@@ -1666,6 +1666,24 @@ impl Write {
     }
 }
 
+/// `look`, answered by the caches where they can: an object they hold with
+/// this instance's UID label is ours (written under its UID, so a stale
+/// copy fails the write instead of hitting another object). What they do
+/// not hold (a new name, a kind not watched) is looked at live: only a read
+/// can show a name someone else holds.
+async fn look_cached(w: &Write, ctx: &Context, uid: &str) -> Result<Live, Error> {
+    if let Some(m) = ctx
+        .provisioned
+        .get(&w.ar.group, &w.ar.kind, &w.namespace, &w.name)
+        && m.deletion_timestamp.is_none()
+        && owned_by(&m.labels.clone().unwrap_or_default(), uid)
+        && let Some(live_uid) = m.uid
+    {
+        return Ok(Live::Ours(live_uid));
+    }
+    look(w, ctx, uid).await
+}
+
 async fn look(w: &Write, ctx: &Context, uid: &str) -> Result<Live, Error> {
     let meta = match w.api(ctx).get_metadata_opt(&w.name).await {
         Ok(m) => m,
@@ -2048,7 +2066,7 @@ async fn write_objects(
     let lives = if first {
         writes.iter().map(|_| Live::Unknown).collect()
     } else {
-        futures::future::try_join_all(writes.iter().map(|w| look(w, ctx, uid))).await?
+        futures::future::try_join_all(writes.iter().map(|w| look_cached(w, ctx, uid))).await?
     };
     if let Some(msg) = lives.iter().find_map(|l| match l {
         Live::Foreign(m) => Some(m.clone()),

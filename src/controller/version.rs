@@ -776,6 +776,28 @@ pub fn select_in(
     let mut sel = select_core(inst, svc, resells, cat, recorded, gate)?;
     let channel = inst.spec.channel.as_deref().or(resells.channel);
     sel.available = versions::available_upgrades(&cat.known, &sel.version, channel);
+    // A pinned instance shows the dry run of its newest available upgrade,
+    // from the version written now (so that a move's status is final at once).
+    let live = inst.spec.version.as_deref().or(resells.version).is_none() && channel.is_none();
+    if sel.preview.is_none()
+        && sel.blocked.is_none()
+        && !live
+        && let Some(v) = sel.available.first()
+        && let Some(service) = cat.service_at(svc, v, false)
+    {
+        let upgrade = cat.get(v).map(|k| k.upgrade.clone()).unwrap_or_default();
+        sel.preview = Some(Preview {
+            version: v.clone(),
+            missing: versions::missing_parameters(
+                &service.spec.content(),
+                &upgrade,
+                inst.spec.plan.as_deref(),
+                &inst.spec.parameters,
+            ),
+            service,
+            blocked: None,
+        });
+    }
     Ok(sel)
 }
 

@@ -1167,5 +1167,32 @@ async fn an_upgrade_writes_the_difference_and_the_status_only() {
         "writes per instance {} (want 3 objects + status): {delta:?}",
         total / n as f64
     );
+    // And back: the same difference, the other way.
+    for i in 0..n {
+        pin(&client, cust, &format!("u{i}"), "1.0.0").await;
+    }
+    for i in 0..n {
+        wait_instance(&client, cust, &format!("u{i}"), "rolled back", |i| {
+            status(i).version.as_deref() == Some("1.0.0")
+                && last_change(i).is_some_and(|h| {
+                    h.type_ == VersionChangeType::Rollback
+                        && h.result == VersionChangeResult::Succeeded
+                })
+        })
+        .await;
+    }
+    let back = quiet().await;
+    let delta: std::collections::BTreeMap<&String, f64> = back
+        .iter()
+        .map(|(k, v)| (k, v - after.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d > 0.0)
+        .collect();
+    let total: f64 = delta.values().sum();
+    assert_eq!(
+        total,
+        4.0 * n as f64,
+        "rollback writes per instance {} (want 3 objects + status): {delta:?}",
+        total / n as f64
+    );
     t.cleanup().await;
 }
