@@ -1161,9 +1161,12 @@ async fn an_upgrade_writes_the_difference_and_the_status_only() {
         .filter(|(_, d)| *d > 0.0)
         .collect();
     let total: f64 = delta.values().sum();
-    assert_eq!(
-        total,
-        4.0 * n as f64,
+    // The counter is the whole controller's: a few writes of what an earlier
+    // test left behind (its namespaces going) may land in the window. One
+    // write more per move would be n more.
+    let slack = (n / 4) as f64;
+    assert!(
+        (4.0 * n as f64..=4.0 * n as f64 + slack).contains(&total),
         "writes per instance {} (want 3 objects + status): {delta:?}",
         total / n as f64
     );
@@ -1188,9 +1191,8 @@ async fn an_upgrade_writes_the_difference_and_the_status_only() {
         .filter(|(_, d)| *d > 0.0)
         .collect();
     let total: f64 = delta.values().sum();
-    assert_eq!(
-        total,
-        4.0 * n as f64,
+    assert!(
+        (4.0 * n as f64..=4.0 * n as f64 + slack).contains(&total),
         "rollback writes per instance {} (want 3 objects + status): {delta:?}",
         total / n as f64
     );
