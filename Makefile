@@ -44,7 +44,7 @@ demo: ## Local control plane (or $$KUBECONFIG), CRDs, controller, examples, and 
 bench: ## Provisioning benchmark: fresh control plane per arm, replayed floor (BENCH_QUICK=1 for a short run; see BENCHMARKS.md).
 	hack/bench.sh
 
-soak: ## Reliability suite: SIGKILLs, control-plane restarts, failover, conflicts (minutes).
+soak: ## Reliability suite: SIGKILLs (creations, upgrades), control-plane restarts, failover, conflicts (minutes).
 	hack/soak.sh
 
 image: ## Container image without Docker: target/image/computenest-controller-<version>.oci.tar, reproducible (docs/image.md).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make soak: the reliability suite (tests/soak) on a throwaway control plane:
-# SIGKILL crash consistency, kube-apiserver and etcd restarts, two replicas
-# with leader election, conflicting edits. Takes several minutes.
+# SIGKILL crash consistency (creations and upgrades), kube-apiserver and etcd
+# restarts, two replicas with leader election, conflicting edits. Takes
+# several minutes.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
