@@ -523,30 +523,26 @@ export DEMO_WAIT_PODS
 what_pods=""
 [ "$DEMO_WAIT_PODS" = 1 ] && what_pods=", and the pods of every valid instance are Ready"
 say "waiting (at most ${timeout} s) until every instance has a phase and every Service, grant and DerivedService a Ready condition$what_pods"
-deadline=$((SECONDS + timeout))
-settled=0
-while ((SECONDS < deadline)); do
-  if fetch_state && pending="$(python3 "$report" check "$manifest" "$state")"; then
-    settled=1
-    break
-  fi
-  kill -0 "$controller_pid" 2>/dev/null || die "the controller exited; read $controller_log."
-  sleep 1
-done
+# Sets settled=1 once every example object settled (pending: what has not),
+# within $timeout seconds.
+wait_settled() {
+  local deadline=$((SECONDS + timeout))
+  settled=0
+  while ((SECONDS < deadline)); do
+    if fetch_state && pending="$(python3 "$report" check "$manifest" "$state")"; then
+      settled=1
+      return
+    fi
+    kill -0 "$controller_pid" 2>/dev/null || die "the controller exited; read $controller_log."
+    sleep 1
+  done
+}
+wait_settled
 if [ "$settled" = 1 ]; then
   for f in "${version_steps[@]}"; do
     say "versions: applying $f and waiting until every instance has moved (or not)"
     kc apply --server-side -f "$root/$f" >/dev/null || die "kubectl apply of $f failed (see above)."
-    settled=0
-    deadline=$((SECONDS + timeout))
-    while ((SECONDS < deadline)); do
-      if fetch_state && pending="$(python3 "$report" check "$manifest" "$state")"; then
-        settled=1
-        break
-      fi
-      kill -0 "$controller_pid" 2>/dev/null || die "the controller exited; read $controller_log."
-      sleep 1
-    done
+    wait_settled
     [ "$settled" = 1 ] || break
   done
 fi

@@ -2795,15 +2795,7 @@ fn move_plan(
     let wanted: BTreeSet<(String, String)> = desired
         .objects
         .iter()
-        .map(|o| {
-            (
-                o["kind"].as_str().unwrap_or_default().to_string(),
-                o["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        })
+        .map(provision::kind_and_name)
         .collect();
     let removed = old
         .objects
@@ -2863,15 +2855,7 @@ async fn remove_objects(
 
 /// The objects both renderings write alike (not written again by a move).
 fn unchanged_objects(old: &Desired, desired: &Desired) -> BTreeSet<(String, String)> {
-    let key = |o: &serde_json::Value| {
-        (
-            o["kind"].as_str().unwrap_or_default().to_string(),
-            o["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        )
-    };
+    let key = provision::kind_and_name;
     let before: HashMap<(String, String), &serde_json::Value> =
         old.objects.iter().map(|o| (key(o), o)).collect();
     let mut same: BTreeSet<(String, String)> = desired

@@ -428,7 +428,13 @@ async fn write_status(
 /// from status); a halt is also kept in the ServiceVersion's status, so
 /// that it holds across restarts.
 #[derive(Default)]
-pub struct Rollouts(std::sync::Mutex<std::collections::HashMap<(String, String), Rollout>>);
+pub struct Rollouts(
+    std::sync::Mutex<std::collections::HashMap<(String, String), Rollout>>,
+    /// Instances following each Service (UID) automatically, counted at
+    /// most every 10 s: a percentage's base, not worth a scan of every
+    /// instance each time a waiting one looks again.
+    std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, usize)>>,
+);
 
 /// One version's rollout.
 #[derive(Default, Clone, Debug, PartialEq)]
@@ -491,6 +497,21 @@ impl Rollouts {
         self.with(key, generation, |r| {
             r.in_progress.insert(uid.to_string());
         });
+    }
+    /// The instances following Service `uid` automatically, from `count`
+    /// when the last count is older than 10 s.
+    pub fn followers(&self, uid: &str, count: impl FnOnce() -> usize) -> usize {
+        let Ok(mut m) = self.1.lock() else {
+            return count();
+        };
+        match m.get(uid) {
+            Some((at, n)) if at.elapsed() < std::time::Duration::from_secs(10) => *n,
+            _ => {
+                let n = count();
+                m.insert(uid.to_string(), (std::time::Instant::now(), n));
+                n
+            }
+        }
     }
     /// The rollout of `key`, for status.
     pub fn get(&self, key: &(String, String), generation: i64) -> Rollout {
@@ -583,14 +604,20 @@ fn rollout_gate(
             ),
         });
     }
-    let ns = svc.namespace().unwrap_or_default();
-    let followers = ctx
-        .index
-        .instances_of_service(&ns, &svc.name_any())
-        .iter()
-        .filter_map(|r| ctx.stores.instances.get(r))
-        .filter(|i| i.spec.update_policy == crate::api::UpdatePolicy::Automatic)
-        .count();
+    // A percentage needs the number of followers; a plain number does not.
+    let followers = if policy.max_in_progress.trim().ends_with('%') {
+        ctx.rollouts.followers(&key.0, || {
+            let ns = svc.namespace().unwrap_or_default();
+            ctx.index
+                .instances_of_service(&ns, &svc.name_any())
+                .iter()
+                .filter_map(|r| ctx.stores.instances.get(r))
+                .filter(|i| i.spec.update_policy == crate::api::UpdatePolicy::Automatic)
+                .count()
+        })
+    } else {
+        0
+    };
     let max = policy.max_at_once(followers);
     let uid = inst.metadata.uid.clone().unwrap_or_default();
     if ctx.rollouts.reserve(key, generation, &uid, max) {
@@ -644,7 +671,7 @@ pub struct Selection {
     pub moving: Option<Move>,
     /// The version asked for and why the instance does not move to it.
     pub blocked: Option<(String, versions::Refused)>,
-    /// Newer published versions.
+    /// Newer published versions than `version` (set by `select_in`).
     pub available: Vec<String>,
     /// The version a dry run shows, with the Service as it deploys it and
     /// the parameters the instance lacks for it: the blocked one, else the
@@ -779,26 +806,50 @@ pub fn select_in(
     // A pinned instance shows the dry run of its newest available upgrade,
     // from the version written now (so that a move's status is final at once).
     let live = inst.spec.version.as_deref().or(resells.version).is_none() && channel.is_none();
-    if sel.preview.is_none()
-        && sel.blocked.is_none()
-        && !live
-        && let Some(v) = sel.available.first()
-        && let Some(service) = cat.service_at(svc, v, false)
-    {
-        let upgrade = cat.get(v).map(|k| k.upgrade.clone()).unwrap_or_default();
-        sel.preview = Some(Preview {
-            version: v.clone(),
-            missing: versions::missing_parameters(
-                &service.spec.content(),
-                &upgrade,
-                inst.spec.plan.as_deref(),
-                &inst.spec.parameters,
-            ),
-            service,
-            blocked: None,
-        });
+    if sel.preview.is_none() && sel.blocked.is_none() && !live {
+        sel.preview = sel
+            .available
+            .first()
+            .and_then(|v| preview_of(inst, svc, cat, v, None));
     }
     Ok(sel)
+}
+
+/// The dry run of moving `inst` to `version`: the Service as it deploys
+/// it, the parameters the instance lacks for it, and why it is refused.
+fn preview_of(
+    inst: &ServiceInstance,
+    svc: &Service,
+    cat: &Catalog,
+    version: &str,
+    blocked: Option<versions::Refused>,
+) -> Option<Preview> {
+    let service = cat.service_at(svc, version, false)?;
+    Some(Preview {
+        version: version.to_string(),
+        missing: missing_for(inst, cat, &service, version),
+        service,
+        blocked,
+    })
+}
+
+/// Parameters `inst` lacks for `version` (deployed as `service`).
+fn missing_for(
+    inst: &ServiceInstance,
+    cat: &Catalog,
+    service: &Service,
+    version: &str,
+) -> Vec<String> {
+    let upgrade = cat
+        .get(version)
+        .map(|k| k.upgrade.clone())
+        .unwrap_or_default();
+    versions::missing_parameters(
+        &service.spec.content(),
+        &upgrade,
+        inst.spec.plan.as_deref(),
+        &inst.spec.parameters,
+    )
 }
 
 fn select_core(
@@ -852,19 +903,6 @@ fn select_core(
         }
     });
     let at = |v: &str| cat.service_at(svc, v, live);
-    let missing_for = |s: &Service, v: &str| {
-        let upgrade = cat.get(v).map(|k| k.upgrade.clone()).unwrap_or_default();
-        versions::missing_parameters(
-            &s.spec.content(),
-            &upgrade,
-            inst.spec.plan.as_deref(),
-            &inst.spec.parameters,
-        )
-    };
-    let available = running
-        .or(chosen.as_deref().ok())
-        .map(|r| versions::available_upgrades(&cat.known, r, channel))
-        .unwrap_or_default();
     let last = status.history.last();
     // A move under way or just failed, per the history (the instance's own
     // record: a forged one can only make this instance move or stay).
@@ -886,14 +924,9 @@ fn select_core(
             service,
             version: r.to_string(),
             moving: continuing(last, r),
-            preview: at(&target).map(|s| Preview {
-                version: target.clone(),
-                missing: missing_for(&s, &target),
-                service: s,
-                blocked: Some(why.clone()),
-            }),
+            preview: preview_of(inst, svc, cat, &target, Some(why.clone())),
             blocked: Some((target, why)),
-            available: available.clone(),
+            available: Vec::new(),
             delete_claims: false,
             service_key: service_key.clone(),
             from: None,
@@ -917,7 +950,7 @@ fn select_core(
             }),
             blocked: None,
             preview: None,
-            available,
+            available: Vec::new(),
             delete_claims: false,
             service_key: service_key.clone(),
             from: None,
@@ -936,21 +969,13 @@ fn select_core(
             reason: "VersionNotFound",
             message: format!("version {target} is not kept by the product"),
         })?;
-        let preview = available.first().filter(|_| !live).and_then(|v| {
-            at(v).map(|s| Preview {
-                version: v.clone(),
-                missing: missing_for(&s, v),
-                service: s,
-                blocked: None,
-            })
-        });
         return Ok(Selection {
             service,
             moving: continuing(last, &target),
             version: target,
             blocked: None,
-            preview,
-            available,
+            preview: None,
+            available: Vec::new(),
             delete_claims: false,
             service_key: service_key.clone(),
             from: None,
@@ -996,7 +1021,7 @@ fn select_core(
             },
         );
     };
-    let missing = missing_for(&service, &target);
+    let missing = missing_for(inst, cat, &service, &target);
     if !missing.is_empty() {
         return keep(
             target.clone(),
@@ -1029,7 +1054,7 @@ fn select_core(
         version: target,
         blocked: None,
         preview: None,
-        available,
+        available: Vec::new(),
     })
 }
 

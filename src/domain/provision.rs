@@ -349,6 +349,17 @@ pub fn build(
     Ok(desired)
 }
 
+/// (kind, name) of a rendered object: what names it in its namespace.
+pub fn kind_and_name(o: &Value) -> (String, String) {
+    (
+        o["kind"].as_str().unwrap_or_default().to_string(),
+        o["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
 impl Desired {
     /// Records `version` on the managed namespace, if there is one.
     pub fn record_version(&mut self, version: &str) {

@@ -670,15 +670,7 @@ pub fn add_to_desired(
     let taken: BTreeSet<(String, String)> = d
         .objects
         .iter()
-        .map(|o| {
-            (
-                o["kind"].as_str().unwrap_or_default().to_string(),
-                o["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        })
+        .map(crate::domain::provision::kind_and_name)
         .collect();
     let target = d.owner.target_namespace.clone();
     let mut objects = Vec::with_capacity(policy.objects.len() + d.objects.len());
