@@ -948,8 +948,10 @@ fn select_core(
                 to: f.from.clone(),
                 type_: VersionChangeType::AutomaticRollback,
             }),
-            blocked: None,
-            preview: None,
+            // Away from the failed version, and kept away: said at once, so
+            // that the rollback's status is final when it is written.
+            preview: preview_of(inst, svc, cat, &f.to, Some(upgrade_failed(&f.to))),
+            blocked: Some((f.to.clone(), upgrade_failed(&f.to))),
             available: Vec::new(),
             delete_claims: false,
             service_key: service_key.clone(),
@@ -989,15 +991,7 @@ fn select_core(
             && h.type_ != VersionChangeType::AutomaticRollback
             && h.generation == inst.metadata.generation.unwrap_or_default()
     }) {
-        return keep(
-            target.clone(),
-            versions::Refused {
-                reason: "UpgradeFailed",
-                message: format!(
-                    "the move to version {target} failed (see status.history); change spec.version, or edit the instance, to try again"
-                ),
-            },
-        );
+        return keep(target.clone(), upgrade_failed(&target));
     }
     let (Some(from), Some(to)) = (cat.get(r), cat.get(&target)) else {
         return keep(
@@ -1056,6 +1050,17 @@ fn select_core(
         preview: None,
         available: Vec::new(),
     })
+}
+
+/// Why an instance does not move to `target` again: the move failed for
+/// this generation.
+fn upgrade_failed(target: &str) -> versions::Refused {
+    versions::Refused {
+        reason: "UpgradeFailed",
+        message: format!(
+            "the move to version {target} failed (see status.history); change spec.version, or edit the instance, to try again"
+        ),
+    }
 }
 
 /// Whether a move of `inst` is an automatic upgrade (rolled out in stages).
