@@ -115,6 +115,30 @@ enum LogFormat {
     Json,
 }
 
+// The controller runs on jemalloc rather than glibc's malloc: its caches are
+// many small objects decoded by one runtime worker and freed by another, a
+// pattern on which glibc's per-thread arenas fragment the heap and hold the
+// peak (BENCHMARKS.md, "Drift, health and versions": peak RSS at 3000
+// instances). Only this binary: the plugin and the tests keep the system's.
+#[cfg(all(target_os = "linux", not(target_env = "msvc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read by jemalloc when it starts (its `malloc_conf`,
+/// named `_rjem_malloc_conf` in the crate's prefixed build): two arenas, dirty
+/// pages returned to the kernel after one second and muzzy ones at once, by a
+/// background thread so that no request waits for the purge.
+#[cfg(all(target_os = "linux", not(target_env = "msvc")))]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: MallocConf =
+    MallocConf(c"narenas:2,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
+
+/// A C string pointer jemalloc reads once; it is never written.
+#[repr(transparent)]
+struct MallocConf(*const std::ffi::c_char);
+// SAFETY: the pointer is to a static, immutable C string.
+unsafe impl Sync for MallocConf {}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -126,7 +150,6 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => {
-            computenest::runtime::memory::limit_malloc_arenas();
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -1,6 +1,7 @@
 //! DerivedService: a distributor's product built on an ISV's Service.
 
 use super::access::AccessPolicy;
+use super::commerce::*;
 use super::common::*;
 use super::sync::SyncPolicy;
 use super::tenancy::*;
@@ -132,6 +133,12 @@ pub struct Overrides {
     /// Outputs replacing the ISV's (for example a branded logon URL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs: Option<Outputs>,
+    /// The distributor's own prices per plan (the ISV's where unset), and
+    /// shorter trials.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(p, self.exists_one(q, q.plan == p.plan))").message("one price override per plan"))]
+    #[schemars(length(max = 32))]
+    pub prices: Vec<PlanPriceOverride>,
 }
 
 /// Observed state of a DerivedService.

@@ -1,5 +1,6 @@
 //! ServiceInstance: what a customer bought, running.
 
+use super::commerce::*;
 use super::common::*;
 use super::sync::*;
 use super::version::*;
@@ -88,6 +89,11 @@ pub struct ServiceInstanceSpec {
     /// rolls back to the version before, where that version allows it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rollback_on_failure: bool,
+    /// How the customer pays: Subscription or PayAsYouGo, a trial, periods
+    /// bought and automatic renewal. Unset: free (the plan must have no
+    /// pricing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing: Option<InstanceBilling>,
 }
 
 fn is_manual(p: &UpdatePolicy) -> bool {
@@ -203,6 +209,9 @@ pub struct ServiceInstanceStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]
     pub history: Vec<VersionChange>,
+    /// Term, expiry, business state, license and usage, when billed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commerce: Option<CommerceStatus>,
     /// Ready, plus GrantValid for instances of a DerivedService.
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]

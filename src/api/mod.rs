@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod approval;
+pub mod commerce;
 pub mod common;
 pub mod derived;
 pub mod grant;
@@ -18,6 +19,7 @@ pub mod version;
 
 pub use access::*;
 pub use approval::*;
+pub use commerce::*;
 pub use common::*;
 pub use derived::*;
 pub use grant::*;
@@ -42,6 +44,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         AccessRequest::crd(),
         AccessApproval::crd(),
         ServiceVersion::crd(),
+        UsageRecord::crd(),
     ]
 }
 

@@ -1,5 +1,6 @@
 //! Order: an immutable sales record written by the controller.
 
+use super::commerce::*;
 use super::common::*;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -52,6 +53,39 @@ pub struct OrderSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]
     pub price: Option<String>,
+    /// What is sold: the instance (Sale), a term of it, or a period's usage.
+    #[serde(default, skip_serializing_if = "is_sale")]
+    pub kind: OrderKind,
+    /// The term or usage period, with its amount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<OrderPeriod>,
+}
+
+fn is_sale(k: &OrderKind) -> bool {
+    *k == OrderKind::Sale
+}
+
+/// The term or usage period an Order is for.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPeriod {
+    /// Which term or usage period of the instance (1 first).
+    pub index: u32,
+    /// Start (RFC 3339).
+    pub start: String,
+    /// End (RFC 3339).
+    pub end: String,
+    /// Whether it is the free trial.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trial: bool,
+    /// Amount the buyer owes the seller.
+    pub amount: String,
+    /// Currency of the amount.
+    pub currency: String,
+    /// Usage rated, per dimension (Usage orders).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub usage: Vec<UsageTotal>,
 }
 
 /// A party, by role and namespace.

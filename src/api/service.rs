@@ -1,6 +1,7 @@
 //! Service: what an ISV publishes.
 
 use super::access::AccessPolicy;
+use super::commerce::*;
 use super::common::*;
 use super::sync::SyncPolicy;
 use super::tenancy::*;
@@ -126,6 +127,10 @@ pub struct ServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub version_history_limit: Option<u32>,
+    /// Currency, metering dimensions, the late window of usage records and
+    /// expiry notices. Prices are per plan (`plans[].pricing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commerce: Option<CommercePolicy>,
 }
 
 /// Versions no instance runs that a Service keeps when it sets no limit.
@@ -312,6 +317,10 @@ pub struct Plan {
     /// What an instance of this plan may consume in a managed namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<PlanResources>,
+    /// What the plan costs (subscription, pay-as-you-go) and its trial.
+    /// Unset: free, as an instance that sets no billing is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<PlanPricing>,
 }
 
 /// The deployment template: Kubernetes objects created for each instance.

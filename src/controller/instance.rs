@@ -432,6 +432,7 @@ impl<'a> StatusBuilder<'a> {
             available_upgrades: prev.available_upgrades.clone(),
             upgrade: prev.upgrade.clone(),
             history: prev.history.clone(),
+            commerce: prev.commerce.clone(),
             conditions: Vec::new(),
         };
         StatusBuilder {

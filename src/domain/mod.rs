@@ -5,6 +5,7 @@
 //! module here builds on.
 
 pub mod access;
+pub mod commerce;
 pub mod conditions;
 pub mod distribution;
 pub mod drift;

@@ -3,5 +3,4 @@
 
 pub mod health;
 pub mod leader;
-pub mod memory;
 pub mod metrics;
