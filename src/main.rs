@@ -87,6 +87,16 @@ struct RunArgs {
     /// of deletions.
     #[arg(long, env = "COMPUTENEST_SWEEP_INTERVAL", default_value_t = 300)]
     sweep_interval: u64,
+    /// Seconds in a commercial day: trials, terms, retention, expiry
+    /// notices and usage periods are counted in these days (a late window's
+    /// seconds scale with them). 86400 in production; tests and the demo
+    /// shorten it so that a trial runs in seconds.
+    #[arg(
+        long,
+        env = "COMPUTENEST_COMMERCE_DAY_SECONDS",
+        default_value_t = 86_400.0
+    )]
+    commerce_day_seconds: f64,
     /// What AccessRequests may ever be granted: a JSON or YAML list of RBAC
     /// rules (apiGroups, resources, verbs; every permission named, no `*`).
     /// The controller's own RBAC must hold exactly these (the chart binds
@@ -267,6 +277,18 @@ fn settings(args: &RunArgs) -> Result<Settings, String> {
             }
             _ => computenest::tenancy::TenancyPolicy::default(),
         },
+        commerce_clock: computenest::domain::commerce::Clock {
+            day: std::time::Duration::try_from_secs_f64(args.commerce_day_seconds)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    format!(
+                        "--commerce-day-seconds: {} is not a positive number of seconds",
+                        args.commerce_day_seconds
+                    )
+                })?,
+        },
+        license_namespace: lease_namespace(args.lease_namespace.as_deref(), pod_namespace),
     })
 }
 

@@ -288,9 +288,6 @@ pub struct CommerceStatus {
     /// themselves offline.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub statements: Vec<Statement>,
-    /// Usage of the open period, per dimension, rated at the customer's tier.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub usage: Vec<UsageTotal>,
     /// Name of the license Secret in the target namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license_secret: Option<String>,
@@ -339,6 +336,9 @@ pub struct Statement {
     /// What the distributor owes the ISV (resale), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resale_amount: Option<String>,
+    /// Usage rated, per dimension (usage periods).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usage: Vec<UsageTotal>,
     /// Orders written for it (online settlement), as namespace/name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub orders: Vec<String>,

@@ -16,7 +16,7 @@
 
 use crate::api::{
     AccessApproval, AccessRequest, DerivedService, DistributionGrant, ProductKind, Service,
-    ServiceInstance, ServiceVersion,
+    ServiceInstance, ServiceVersion, UsageRecord,
 };
 use crate::domain::distribution::Offerings;
 use crate::domain::provision::labels;
@@ -113,6 +113,10 @@ struct Maps {
     instance_by_uid: Links<ObjectRef<ServiceInstance>, String>,
     /// The published versions of each Service.
     versions_by_service: Links<ServiceKey, ObjectRef<ServiceVersion>>,
+    /// Usage records by the instance UID they name.
+    usage_by_instance: Links<String, ObjectRef<UsageRecord>>,
+    /// Usage records by their namespace.
+    usage_by_namespace: Links<String, ObjectRef<UsageRecord>>,
 }
 
 /// The channels to the controllers, and their receiving ends until taken.
@@ -320,6 +324,35 @@ impl Index {
             .get(request)
             .cloned()
             .collect()
+    }
+
+    /// The instance of UID `uid`, if known.
+    pub fn instance_by_uid(&self, uid: &str) -> Option<ObjectRef<ServiceInstance>> {
+        self.read().instance_by_uid.key(&uid.to_string()).cloned()
+    }
+
+    /// The usage records an instance decides: those naming its UID, and
+    /// those in its target namespace naming no known instance.
+    pub fn usage_records_of(
+        &self,
+        uid: &str,
+        target_namespace: &str,
+    ) -> Vec<ObjectRef<UsageRecord>> {
+        let m = self.read();
+        let mut out: Vec<ObjectRef<UsageRecord>> =
+            m.usage_by_instance.get(&uid.to_string()).cloned().collect();
+        out.extend(
+            m.usage_by_namespace
+                .get(&target_namespace.to_string())
+                .filter(|r| {
+                    m.usage_by_instance
+                        .key(r)
+                        .is_none_or(|named| m.instance_by_uid.key(named).is_none())
+                })
+                .filter(|r| m.usage_by_instance.key(r).map(String::as_str) != Some(uid))
+                .cloned(),
+        );
+        out
     }
 
     /// Sends the instance of UID `uid` (from the label of an object it
@@ -769,6 +802,34 @@ impl Indexed for AccessRequest {
     }
     fn on_delete(index: &Index, obj: &Self) {
         Index::send(&index.routes.deleted_requests, [Arc::new(obj.clone())]);
+    }
+}
+
+impl Indexed for UsageRecord {
+    const KIND: &'static str = "UsageRecord";
+    fn link(index: &Index, obj: &Self) -> bool {
+        let me = ObjectRef::from_obj(obj);
+        let mut m = index.write();
+        m.usage_by_namespace
+            .set(me.clone(), obj.meta().namespace.clone().unwrap_or_default());
+        m.usage_by_instance.set(me, obj.spec.instance.clone());
+        false
+    }
+    fn route(index: &Index, obj: &Self, _moved: bool) {
+        // Only records waiting for a decision: the controller's own status
+        // writes on them reach nobody.
+        if obj.status.as_ref().is_none_or(|s| s.result.is_none()) {
+            let to = super::commerce::record_instances(index, obj);
+            Index::send(&index.routes.instances, to);
+        }
+    }
+    fn unlink_and_route(index: &Index, gone: &ObjectRef<Self>) {
+        let mut m = index.write();
+        m.usage_by_instance.remove(gone);
+        m.usage_by_namespace.remove(gone);
+    }
+    fn known(index: &Index) -> Vec<ObjectRef<Self>> {
+        index.read().usage_by_instance.values().cloned().collect()
     }
 }
 

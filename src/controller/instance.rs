@@ -637,12 +637,73 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
         finish_status(inst, ctx, &api, sb.status).await?;
         return Ok(Action::requeue(refused.retry));
     }
+    // The terms of a priced plan: trial, subscription, expiry.
+    let billed =
+        match super::commerce::evaluate(inst, ctx, &product, true, Timestamp::now()).await? {
+            Ok(b) => b,
+            Err(refused) => {
+                sb.set(
+                    Phase::Pending,
+                    false,
+                    refused.reason,
+                    refused.message,
+                    &others,
+                );
+                finish_status(inst, ctx, &api, sb.status).await?;
+                return Ok(Action::await_change());
+            }
+        };
+    if let Some(b) = billed.as_ref().filter(|b| b.terms.remove) {
+        // A trial that ended unconverted, past its retention: its resources
+        // go; the instance stays, Expired, and converting it deploys anew.
+        if let Some(sale) = &sold {
+            remove_everything(inst, sale, ctx).await?;
+        }
+        let message = format!(
+            "the trial ended at {} and its resources were removed after the retention days; set billing.trial to false to buy it",
+            b.terms.expire.map(|t| t.to_string()).unwrap_or_default()
+        );
+        let target = sold
+            .as_ref()
+            .map(|s| s.target_namespace.clone())
+            .unwrap_or_default();
+        let settlement = product.scenario.settlement();
+        if let Some(b) = billed {
+            let settled = super::commerce::settle(
+                inst,
+                ctx,
+                &product,
+                sold.as_ref(),
+                settlement,
+                b,
+                &target,
+                Timestamp::now(),
+            )
+            .await?;
+            sb.status.commerce = Some(settled.status);
+        }
+        sb.status.applied_objects.clear();
+        sb.status.resources.clear();
+        sb.status.logon_url = None;
+        sb.set(Phase::Pending, false, "Expired", message, &others);
+        finish_status(inst, ctx, &api, sb.status).await?;
+        return Ok(Action::await_change());
+    }
     let mut desired = match provision::build(
         inst,
         &product,
         sold.as_ref(),
         &ctx.settings.tenancy.size_limits,
-    ) {
+    )
+    .and_then(|mut d| {
+        if let Some(b) = &billed {
+            d.add_own_objects(inst, b.objects.clone())?;
+            if b.terms.suspend {
+                d.suspend();
+            }
+        }
+        Ok(d)
+    }) {
         Ok(d) => d,
         Err(e) => {
             sb.set(Phase::DeployFailed, false, e.reason, e.message, &others);
@@ -761,7 +822,52 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
             }
         }
     }
+    let mut wake = None;
+    if let Some(b) = billed {
+        let settled = super::commerce::settle(
+            inst,
+            ctx,
+            &product,
+            sold.as_ref(),
+            desired.billing.settlement,
+            b,
+            &desired.owner.target_namespace,
+            now,
+        )
+        .await?;
+        if let Some(c) = super::commerce::conditions(&settled.status) {
+            others.push(c);
+        }
+        wake = settled.wake;
+        sb.status.commerce = Some(settled.status);
+    } else {
+        sb.status.commerce = None;
+    }
     deployed_status(&mut sb, &desired, &others, rollup);
+    if let Some(c) = &sb.status.commerce
+        && matches!(
+            c.biz_status,
+            crate::api::BizStatus::Suspended | crate::api::BizStatus::Expired
+        )
+    {
+        let how = if c.biz_status == crate::api::BizStatus::Suspended {
+            "its workloads are scaled to zero and its logon URL withdrawn"
+        } else {
+            "its license says expired"
+        };
+        let what = if c.trial { "the trial" } else { "the term" };
+        let message = format!(
+            "{what} ended at {}: {how}; renew (raise billing.periods or set billing.autoRenew) or convert the trial (billing.trial: false) to resume",
+            c.expire_time.clone().unwrap_or_default()
+        );
+        let reason = if c.biz_status == crate::api::BizStatus::Suspended {
+            "Suspended"
+        } else {
+            "Expired"
+        };
+        let phase = sb.status.phase.unwrap_or(Phase::Deployed);
+        sb.set(phase, false, reason, message, &others);
+    }
     if let Some(message) = upgrading {
         // While a move progresses the phase says so (kstatus: Ready False
         // with Reconciling True, set above).
@@ -772,11 +878,17 @@ async fn apply(inst: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
     }
     sb.status.resources = resources_status(inst, &desired, &out_of_sync, &healths);
     finish_status(inst, ctx, &api, sb.status).await?;
-    let action = requeue_at(resolved.grant_expiry);
+    // The terms change by themselves at known moments (a notice, the end
+    // of a term, a usage period's close): the instance is woken then.
+    let expiry = match (resolved.grant_expiry, wake) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let action = requeue_at(expiry);
     Ok(match retry {
         // Woken by the objects' watch events before then, as they progress;
         // this wakes it at the deadline if nothing happens.
-        Some(r) => earliest(action, r, resolved.grant_expiry, now),
+        Some(r) => earliest(action, r, expiry, now),
         None => action,
     })
 }
@@ -1574,7 +1686,7 @@ fn resource_for(allowed: &[AllowedKind], api_version: &str, kind: &str) -> ApiRe
 }
 
 /// What writing the desired state came to.
-enum WriteOutcome {
+pub(super) enum WriteOutcome {
     /// Everything is written.
     Done,
     /// Something must finish first (an old namespace of the same name terminating).
@@ -2105,7 +2217,17 @@ async fn write_orders(
     ctx: &Context,
     uid: &str,
 ) -> Result<Option<WriteOutcome>, Error> {
-    for order in &d.orders {
+    write_order_list(&d.orders, ctx, uid).await
+}
+
+/// Writes `orders` (each exactly once: created, or found written for this
+/// instance); says what stopped them, if anything did.
+pub(super) async fn write_order_list(
+    orders: &[Order],
+    ctx: &Context,
+    uid: &str,
+) -> Result<Option<WriteOutcome>, Error> {
+    for order in orders {
         let ns = order.metadata.namespace.clone().unwrap_or_default();
         let name = order.metadata.name.clone().unwrap_or_default();
         let api = Api::<Order>::namespaced(ctx.client.clone(), &ns);

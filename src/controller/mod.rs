@@ -7,6 +7,7 @@
 //! (`runner`). Nothing is listed during a reconcile.
 
 pub mod access;
+pub mod commerce;
 pub mod derived;
 pub mod drift;
 pub mod grant;
@@ -22,7 +23,7 @@ pub mod version;
 
 use crate::api::{
     AccessApproval, AccessRequest, DerivedService, DistributionGrant, Service, ServiceInstance,
-    ServiceVersion,
+    ServiceVersion, UsageRecord,
 };
 use crate::domain::render::AllowedKind;
 use crate::runtime::metrics::Metrics;
@@ -65,6 +66,10 @@ pub struct Settings {
     /// The platform's tenancy policy for managed namespaces, sales limits
     /// and render size caps (chart values `tenancy`).
     pub tenancy: crate::domain::tenancy::TenancyPolicy,
+    /// How long a commercial day lasts (shorter in tests and demos).
+    pub commerce_clock: crate::domain::commerce::Clock,
+    /// Namespace of the license key Secret and the public key ConfigMap.
+    pub license_namespace: String,
 }
 
 impl Settings {
@@ -93,6 +98,8 @@ pub struct Stores {
     pub access_approvals: Store<AccessApproval>,
     /// Published versions of every Service.
     pub versions: Store<ServiceVersion>,
+    /// Usage records of every instance.
+    pub usage_records: Store<UsageRecord>,
 }
 
 /// Shared by every reconcile.
@@ -125,6 +132,9 @@ pub struct Context {
     pub drift: drift::DriftState,
     /// The automatic rollouts of versions under way.
     pub rollouts: version::Rollouts,
+    /// The key licenses and ledgers are signed with (None: it could not be
+    /// loaded; priced plans are then refused with a condition).
+    pub license: Option<Arc<commerce::LicenseKey>>,
 }
 
 impl Context {
@@ -309,6 +319,7 @@ struct Watches {
     access_requests: SharedWatch<AccessRequest>,
     access_approvals: SharedWatch<AccessApproval>,
     versions: SharedWatch<ServiceVersion>,
+    usage_records: SharedWatch<UsageRecord>,
     namespaces: SharedWatch<PartialObjectMeta<Namespace>>,
     provisioned: provisioned::Provisioned,
     provisioned_drivers: provisioned::Drivers,
@@ -349,6 +360,13 @@ impl Watches {
                 index.clone(),
                 false,
             ),
+            // Usage records: decided by the instance controller.
+            usage_records: shared_watch(
+                Api::<UsageRecord>::all(client.clone()),
+                WatcherConfig::default(),
+                index.clone(),
+                false,
+            ),
             // Only the namespaces this controller created, and only their
             // metadata; no controller of their own.
             namespaces: shared_watch(
@@ -372,6 +390,7 @@ impl Watches {
             access_requests: self.access_requests.store.clone(),
             access_approvals: self.access_approvals.store.clone(),
             versions: self.versions.store.clone(),
+            usage_records: self.usage_records.store.clone(),
         }
     }
 
@@ -387,6 +406,7 @@ impl Watches {
             self.access_requests.driver,
             self.access_approvals.driver,
             self.versions.driver,
+            self.usage_records.driver,
         ]);
         futures::stream::select_all(drivers)
             .for_each(|_| async {})
@@ -408,6 +428,15 @@ pub async fn run(
     let provisioned = watches.provisioned.clone();
     let stores = watches.stores();
     let routed = index.take_receivers();
+    let license = match commerce::LicenseKey::load_or_create(&client, &settings.license_namespace)
+        .await
+    {
+        Ok(k) => Some(Arc::new(k)),
+        Err(e) => {
+            tracing::error!(error = %e, namespace = %settings.license_namespace, "cannot load or create the license key; priced plans are refused until a restart finds it");
+            None
+        }
+    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         stores: stores.clone(),
@@ -422,6 +451,7 @@ pub async fn run(
         provisioned,
         drift: Default::default(),
         rollouts: Default::default(),
+        license,
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -510,6 +540,7 @@ async fn keep_gauges(stores: Stores, metrics: Arc<Metrics>, readiness: Readiness
         stores.access_requests.wait_until_ready(),
         stores.access_approvals.wait_until_ready(),
         stores.versions.wait_until_ready(),
+        stores.usage_records.wait_until_ready(),
     );
     readiness.set();
     tracing::info!("caches synced");
@@ -522,6 +553,7 @@ async fn keep_gauges(stores: Stores, metrics: Arc<Metrics>, readiness: Readiness
             ("AccessRequest", stores.access_requests.len()),
             ("AccessApproval", stores.access_approvals.len()),
             ("ServiceVersion", stores.versions.len()),
+            ("UsageRecord", stores.usage_records.len()),
         ] {
             metrics
                 .objects

@@ -373,6 +373,112 @@ impl Desired {
     }
 }
 
+impl Desired {
+    /// Adds objects the controller itself makes for the instance (its
+    /// license, its metering account) to the rendered ones: in the target
+    /// namespace, labelled like them (the UID label is the proof of
+    /// ownership), owned by the instance where the customer owns the
+    /// resources. A template object of the same kind and name is refused:
+    /// the seller must rename it.
+    pub fn add_own_objects(
+        &mut self,
+        instance: &ServiceInstance,
+        objects: Vec<Value>,
+    ) -> Result<(), BuildError> {
+        let inst_ns = instance.metadata.namespace.clone().unwrap_or_default();
+        let inst_name = instance.metadata.name.clone().unwrap_or_default();
+        let uid = instance.metadata.uid.clone().unwrap_or_default();
+        let labels = json!({
+            naming::MANAGED_BY_LABEL: naming::MANAGED_BY,
+            labels::INSTANCE_NAMESPACE: inst_ns,
+            labels::INSTANCE_NAME: naming::label_value(&inst_name),
+            labels::INSTANCE_UID: uid,
+            labels::SCENARIO: self.scenario.as_str(),
+        });
+        let taken: std::collections::BTreeSet<(String, String)> =
+            self.objects.iter().map(kind_and_name).collect();
+        for mut o in objects {
+            let (kind, name) = kind_and_name(&o);
+            if taken.contains(&(kind.clone(), name.clone())) {
+                return Err(BuildError {
+                    reason: "ObjectConflict",
+                    message: format!(
+                        "the template has a {kind} named {name:?}, a name the controller uses for the instance's own {kind}; the seller must rename it"
+                    ),
+                });
+            }
+            o["metadata"]["namespace"] = json!(self.owner.target_namespace);
+            o["metadata"]["labels"] = labels.clone();
+            if !self.scenario.is_managed() {
+                o["metadata"]["ownerReferences"] = json!([{
+                    "apiVersion": "computenest.dev/v1alpha1",
+                    "kind": "ServiceInstance",
+                    "name": inst_name,
+                    "uid": uid,
+                    "controller": true,
+                    "blockOwnerDeletion": true,
+                }]);
+            }
+            self.applied.push(AppliedObject {
+                api_version: o["apiVersion"].as_str().unwrap_or_default().to_string(),
+                kind,
+                namespace: self.owner.target_namespace.clone(),
+                name,
+            });
+            self.objects.push(o);
+        }
+        self.digest = digest(self);
+        Ok(())
+    }
+
+    /// Suspends the instance's software (its term ended): workloads scaled
+    /// to zero, Jobs and CronJobs suspended, the logon URL withdrawn. The
+    /// data (claims, Secrets) stays, so renewing resumes it as it was.
+    pub fn suspend(&mut self) {
+        for o in &mut self.objects {
+            match o["kind"].as_str() {
+                Some("Deployment" | "StatefulSet" | "ReplicaSet") => {
+                    o["spec"]["replicas"] = json!(0)
+                }
+                Some("CronJob" | "Job") => o["spec"]["suspend"] = json!(true),
+                _ => {}
+            }
+        }
+        self.logon_url = None;
+        self.digest = digest(self);
+    }
+}
+
+/// The Orders of one term or usage period of a scenario 3 instance: as the
+/// sale's two (distributor to customer, ISV to distributor), named after the
+/// period so that each is written exactly once, with each tier's amount.
+pub fn period_orders(
+    instance: &ServiceInstance,
+    product: &Product<'_>,
+    kind: crate::api::OrderKind,
+    customer: crate::api::OrderPeriod,
+    resale: crate::api::OrderPeriod,
+) -> Vec<Order> {
+    let inst_ns = instance.metadata.namespace.clone().unwrap_or_default();
+    let inst_name = instance.metadata.name.clone().unwrap_or_default();
+    let uid = instance.metadata.uid.clone().unwrap_or_default();
+    let what = match kind {
+        crate::api::OrderKind::Usage => "usage",
+        _ => "term",
+    };
+    orders(instance, product)
+        .into_iter()
+        .zip([("sale", customer), ("resale", resale)])
+        .map(|(mut o, (role, period))| {
+            let role = format!("{role}-{what}{}", period.index);
+            o.metadata.name = Some(order_name(&inst_ns, &inst_name, &uid, &role));
+            o.spec.kind = kind;
+            o.spec.period = Some(period);
+            o
+        })
+        .collect()
+}
+
 fn digest(d: &Desired) -> String {
     let material = json!({
         "ns": d.managed_namespace_labels,

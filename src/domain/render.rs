@@ -203,6 +203,10 @@ pub struct Offering {
     pub objects: Vec<Value>,
     /// Outputs (the distributor's replace the ISV's).
     pub outputs: Outputs,
+    /// The ISV's commercial settings (currency, metering).
+    pub commerce: Option<crate::api::CommercePolicy>,
+    /// The distributor's prices, per plan (resales only).
+    pub prices: Vec<crate::api::PlanPriceOverride>,
 }
 
 /// Resolves and checks the offering of a Service, with optional overrides.
@@ -223,6 +227,8 @@ pub fn resolve_offering(
         plans: service.plans.clone(),
         objects: service.template.objects.clone(),
         outputs: service.outputs.clone(),
+        commerce: service.commerce.clone(),
+        prices: overrides.map(|o| o.prices.clone()).unwrap_or_default(),
     };
     for plan in &offering.plans {
         for (name, value) in &plan.parameters {

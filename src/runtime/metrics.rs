@@ -79,6 +79,10 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Version changes of instances, by change and result.
     pub version_changes: Family<VersionChangeLabels, Counter>,
+    /// Usage records decided, by result (Accepted, Duplicate, or the reason refused).
+    pub usage_records: Family<KindLabels, Counter>,
+    /// Quantities rated in settled usage periods, by dimension.
+    pub usage_rated: Family<KindLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -137,12 +141,26 @@ impl Default for Metrics {
             "Version changes of instances by change (Upgrade, Rollback, AutomaticRollback) and result (Started, Succeeded, Failed, Blocked)",
             version_changes.clone(),
         );
+        let usage_records = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "usage_records",
+            "Usage records decided, by result (kind: Accepted, Duplicate, or the reason a record was refused)",
+            usage_records.clone(),
+        );
+        let usage_rated = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "usage_rated",
+            "Quantities rated in settled usage periods, by dimension (kind)",
+            usage_rated.clone(),
+        );
         registry.register(
             "leader",
             "1 while this replica is the leader",
             leader.clone(),
         );
         Metrics {
+            usage_records,
+            usage_rated,
             registry,
             reconciles,
             errors,
@@ -196,6 +214,24 @@ impl Metrics {
                 target: what.to_string(),
             })
             .inc();
+    }
+
+    /// Counts one decided usage record.
+    pub fn usage_record(&self, result: &str) {
+        self.usage_records
+            .get_or_create(&KindLabels {
+                kind: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// Adds a settled period's quantity of a dimension.
+    pub fn usage_rated(&self, dimension: &str, quantity: i64) {
+        self.usage_rated
+            .get_or_create(&KindLabels {
+                kind: dimension.to_string(),
+            })
+            .inc_by(u64::try_from(quantity).unwrap_or(0));
     }
 
     /// Counts one step of a version change.

@@ -139,6 +139,8 @@ pub async fn ensure_controller(client: &Client) {
                      networking.k8s.io/v1/Ingress/ingresses,networking.k8s.io/v1/NetworkPolicy/networkpolicies,\
                      policy/v1/PodDisruptionBudget/poddisruptionbudgets",
                 )
+                // A commercial day of 6 s: trials and terms run in seconds.
+                .env("COMPUTENEST_COMMERCE_DAY_SECONDS", "6")
                 // Orphans are swept every few seconds, so tests see it happen.
                 .env("COMPUTENEST_SWEEP_INTERVAL", "3")
                 // A platform limit small enough for a test to reach.

@@ -7,6 +7,7 @@ mod harness;
 
 mod access;
 mod api_server;
+mod commerce;
 mod distribution;
 mod drift;
 mod health;

@@ -1,0 +1,496 @@
+//! Commerce (issue 17): trials that expire and suspend, conversion in place,
+//! subscriptions renewed, usage reported by the instance's own account,
+//! decided and rated, and the Orders of each term and usage period at both
+//! tiers of scenario 3, written once. The test controller's commercial day
+//! lasts DAY (harness: COMPUTENEST_COMMERCE_DAY_SECONDS).
+
+use crate::fixtures::*;
+use crate::harness::*;
+use base64::Engine;
+use computenest::api::*;
+use ed25519_dalek::pkcs8::DecodePublicKey;
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// A priced Service: plan basic by subscription (10 per day), pay-as-you-go
+/// (0.5 per vCPU, rated every 2 days) and a one-day trial.
+fn priced(name: &str, trial_on_expiry: &str) -> Service {
+    let mut s = service(name).fully_managed().listed().automatic();
+    s.spec.commerce = Some(
+        serde_json::from_value(json!({
+            "currency": "EUR",
+            "dimensions": [{"name": "VirtualCpu", "unit": "vCPU-hour", "aggregation": "Sum"}],
+            "lateWindowSeconds": 3600
+        }))
+        .expect("commerce"),
+    );
+    if let Some(basic) = s.spec.plans.iter_mut().find(|p| p.name == "basic") {
+        basic.pricing = Some(
+            serde_json::from_value(json!({
+                "subscription": {"price": "10", "period": "P1D"},
+                "payAsYouGo": {"prices": [{"dimension": "VirtualCpu", "price": "0.5"}], "period": "P2D"},
+                "trial": {"durationDays": 1, "onExpiry": trial_on_expiry, "retentionDays": 1}
+            }))
+            .expect("pricing"),
+        );
+    }
+    s
+}
+
+fn billed(mut i: ServiceInstance, billing: Value) -> ServiceInstance {
+    i.spec.billing = Some(serde_json::from_value(billing).expect("billing"));
+    i
+}
+
+fn commerce(i: &ServiceInstance) -> CommerceStatus {
+    i.status
+        .as_ref()
+        .and_then(|s| s.commerce.clone())
+        .expect("the instance shows its commerce status")
+}
+
+/// Checks the license Secret's signature against the public key the
+/// controller publishes; returns the license.
+async fn verified_license(client: &Client, ns: &str, name: &str) -> Value {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), "default")
+        .get("computenest-license-public-key")
+        .await
+        .expect("the public key is published");
+    let pem = cm
+        .data
+        .and_then(|d| d.get("public.pem").cloned())
+        .expect("public.pem");
+    let key = VerifyingKey::from_public_key_pem(&pem).expect("an Ed25519 public key");
+    let secret = Api::<Secret>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .expect("the license Secret exists");
+    let data = secret.data.expect("license data");
+    let payload = data.get("license.json").expect("license.json").0.clone();
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(&data.get("signature").expect("signature").0)
+        .expect("base64 signature");
+    key.verify(&payload, &Signature::from_slice(&sig).expect("64 bytes"))
+        .expect("the license verifies with the published key");
+    serde_json::from_slice(&payload).expect("license JSON")
+}
+
+async fn deployment_replicas(client: &Client, ns: &str, name: &str) -> Option<i32> {
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .ok()
+        .and_then(|d| d.spec)
+        .and_then(|s| s.replicas)
+}
+
+#[tokio::test]
+async fn a_trial_expires_suspended_and_converting_it_resumes_in_place() {
+    let (client, ns) = controller_and_namespaces(&["isv", "cust"]).await;
+    let (isv, cust) = (ns.ns(0), ns.ns(1));
+    put(&client, isv, &priced("db", "Suspend")).await;
+    let inst = billed(
+        service_instance("shop", isv, "db"),
+        json!({"mode": "Subscription", "trial": true}),
+    );
+    let shop = buy(&client, cust, &inst).await;
+    let c = commerce(&shop);
+    assert!(c.trial, "{c:?}");
+    assert_eq!(c.amount, "0");
+    // A one-day trial is within the default notice (7 and 1 days).
+    assert_eq!(c.biz_status, BizStatus::Expiring);
+    let target = target_namespace(&shop);
+    let license = verified_license(&client, &target, "shop-license").await;
+    assert_eq!(license["trial"], true);
+    assert_eq!(license["instance"], json!(shop.uid()));
+    assert_eq!(license["expireTime"], json!(c.expire_time));
+    assert_eq!(deployment_replicas(&client, &target, "shop").await, Some(1));
+
+    // The day passes: suspended, scaled to zero, no logon URL, license says so.
+    let suspended: ServiceInstance = wait_ready_within(
+        &client,
+        cust,
+        "shop",
+        "False",
+        "Suspended",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(commerce(&suspended).biz_status, BizStatus::Suspended);
+    assert_eq!(
+        suspended.status.as_ref().and_then(|s| s.logon_url.clone()),
+        None
+    );
+    assert_eq!(deployment_replicas(&client, &target, "shop").await, Some(0));
+    assert_eq!(
+        verified_license(&client, &target, "shop-license").await["status"],
+        "Suspended"
+    );
+    wait_event(&client, cust, "Suspended", "shop").await;
+
+    // Converted: the same objects, scaled back, paid from the conversion.
+    merge::<ServiceInstance>(
+        &client,
+        cust,
+        "shop",
+        json!({"spec": {"billing": {"trial": false}}}),
+    )
+    .await
+    .expect("convert");
+    let paid = wait_deployed(&client, cust, "shop").await;
+    let c = commerce(&paid);
+    assert!(!c.trial);
+    assert!(c.ledger.paid_from.is_some(), "{c:?}");
+    assert_eq!(
+        target_namespace(&paid),
+        target,
+        "converted in place, not redeployed elsewhere"
+    );
+    assert_eq!(deployment_replicas(&client, &target, "shop").await, Some(1));
+    assert_eq!(
+        c.amount, "10",
+        "the trial term is free, the first paid one 10: {c:?}"
+    );
+
+    // The namespace had its trial of the product: a second one is refused.
+    put(
+        &client,
+        cust,
+        &billed(
+            service_instance("again", isv, "db"),
+            json!({"mode": "Subscription", "trial": true}),
+        ),
+    )
+    .await;
+    let again: ServiceInstance =
+        wait_ready(&client, cust, "again", "False", "TrialAlreadyUsed").await;
+    assert!(
+        again.status.and_then(|s| s.owner).is_none(),
+        "nothing was deployed"
+    );
+    ns.cleanup().await;
+}
+
+/// Orders of `kind` for the instance `uid` in `ns`.
+async fn orders_of(client: &Client, ns: &str, uid: &str, kind: OrderKind) -> Vec<Order> {
+    Api::<Order>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .expect("orders")
+        .items
+        .into_iter()
+        .filter(|o| o.spec.instance.uid == uid && o.spec.kind == kind)
+        .collect()
+}
+
+fn usage_record(name: &str, uid: &str, q: i64, start: &str, end: &str) -> UsageRecord {
+    serde_json::from_value(json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "UsageRecord",
+        "metadata": {"name": name},
+        "spec": {"instance": uid, "dimension": "VirtualCpu", "quantity": q, "windowStart": start, "windowEnd": end}
+    }))
+    .expect("usage record")
+}
+
+async fn record_result(client: &Client, ns: &str, name: &str) -> (UsageResult, String) {
+    let api = Api::<UsageRecord>::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("UsageRecord {ns}/{name} decided"),
+        DEADLINE,
+        || {
+            let api = api.clone();
+            async move {
+                let r = api.get(name).await.ok()?;
+                let s = r.status?;
+                let reason = s.conditions.first()?.reason.clone();
+                Some((s.result?, reason))
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn scenario_3_usage_is_reported_decided_rated_and_settled_once_at_both_tiers() {
+    let (client, ns) = controller_and_namespaces(&["isv", "dist", "cust"]).await;
+    let (isv, dist, cust) = (ns.ns(0), ns.ns(1), ns.ns(2));
+    put(&client, isv, &priced("db", "Suspend")).await;
+    let mut product = derived("shop", isv, "db").fully_managed();
+    product.spec.overrides.prices = vec![
+        serde_json::from_value(json!({"plan": "basic", "subscription": "15",
+            "payAsYouGo": [{"dimension": "VirtualCpu", "price": "0.75"}]}))
+        .expect("prices"),
+    ];
+    resell(&client, dist, &product).await;
+    let meter = buy(
+        &client,
+        cust,
+        &billed(
+            derived_instance("meter", dist, "shop"),
+            json!({"mode": "PayAsYouGo"}),
+        ),
+    )
+    .await;
+    let sub = buy(
+        &client,
+        cust,
+        &billed(
+            derived_instance("sub", dist, "shop"),
+            json!({"mode": "Subscription", "autoRenew": true}),
+        ),
+    )
+    .await;
+    let (uid, target) = (meter.uid().expect("uid"), target_namespace(&meter));
+    let created: jiff::Timestamp = meter
+        .creation_timestamp()
+        .map(|t| t.0.to_string())
+        .and_then(|t| t.parse().ok())
+        .expect("created");
+    let at = |ms: i64| (created + jiff::SignedDuration::from_millis(ms)).to_string();
+    // The software reports with the instance's metering account: create only.
+    let reporter = impersonate(
+        &format!("system:serviceaccount:{target}:meter-metering"),
+        &[
+            "system:serviceaccounts",
+            &format!("system:serviceaccounts:{target}"),
+            "system:authenticated",
+        ],
+    )
+    .await;
+    let records = Api::<UsageRecord>::namespaced(reporter.clone(), &target);
+    let pp = PostParams::default();
+    wait_for("the metering account may create records", DEADLINE, || {
+        let records = records.clone();
+        let r = usage_record("r1", &uid, 4, &at(100), &at(600));
+        let pp = pp.clone();
+        async move { records.create(&pp, &r).await.ok().map(|_| ()) }
+    })
+    .await;
+    for r in [
+        usage_record("r2-duplicate", &uid, 4, &at(100), &at(600)),
+        usage_record("r3-overlap", &uid, 9, &at(500), &at(700)),
+        usage_record(
+            "r4-other-instance",
+            &sub.uid().expect("uid"),
+            9,
+            &at(800),
+            &at(900),
+        ),
+        usage_record("r5", &uid, 2, &at(1000), &at(1200)),
+    ] {
+        records
+            .create(&pp, &r)
+            .await
+            .expect("the metering account creates a record");
+    }
+    // Create only: it cannot change or delete what it reported.
+    let denied = records
+        .delete("r1", &Default::default())
+        .await
+        .expect_err("no delete");
+    assert!(
+        matches!(denied, kube::Error::Api(ref s) if s.code == 403),
+        "{denied:?}"
+    );
+    // The customer cannot report in the seller's namespace.
+    let customer = impersonate("mallory", &["system:authenticated"]).await;
+    let refused = Api::<UsageRecord>::namespaced(customer, &target)
+        .create(&pp, &usage_record("forged", &uid, 1, &at(1300), &at(1400)))
+        .await
+        .expect_err("the customer may not report");
+    assert!(
+        matches!(refused, kube::Error::Api(ref s) if s.code == 403),
+        "{refused:?}"
+    );
+    assert_eq!(
+        record_result(&client, &target, "r1").await,
+        (UsageResult::Accepted, "Accepted".into())
+    );
+    assert_eq!(
+        record_result(&client, &target, "r2-duplicate").await,
+        (UsageResult::Duplicate, "Duplicate".into())
+    );
+    assert_eq!(
+        record_result(&client, &target, "r3-overlap").await,
+        (UsageResult::Rejected, "Overlap".into())
+    );
+    assert_eq!(
+        record_result(&client, &target, "r4-other-instance").await,
+        (UsageResult::Rejected, "NotThisInstance".into())
+    );
+    assert_eq!(
+        record_result(&client, &target, "r5").await,
+        (UsageResult::Accepted, "Accepted".into())
+    );
+    // A negative quantity never reaches the controller.
+    let negative = records
+        .create(
+            &pp,
+            &usage_record("negative", &uid, -1, &at(1300), &at(1400)),
+        )
+        .await
+        .expect_err("negative quantity");
+    assert!(
+        matches!(negative, kube::Error::Api(ref s) if s.code == 422),
+        "{negative:?}"
+    );
+
+    // The first usage period (2 days) closes: one Order at each tier, with
+    // each tier's amount (6 vCPU at 0.75 to the customer, 0.5 to the distributor).
+    let sale = wait_for(
+        "the usage Order of period 1",
+        Duration::from_secs(90),
+        || {
+            let client = client.clone();
+            let uid = uid.clone();
+            async move {
+                let o = orders_of(&client, dist, &uid, OrderKind::Usage).await;
+                (!o.is_empty()).then_some(o)
+            }
+        },
+    )
+    .await;
+    assert_eq!(sale.len(), 1, "{sale:?}");
+    let p = sale[0].spec.period.clone().expect("period");
+    assert_eq!(
+        (p.index, p.amount.as_str(), p.currency.as_str()),
+        (1, "4.5", "EUR")
+    );
+    assert_eq!(p.usage.first().map(|u| u.quantity), Some(6));
+    let resale = orders_of(&client, isv, &uid, OrderKind::Usage).await;
+    assert_eq!(resale.len(), 1, "{resale:?}");
+    assert_eq!(
+        resale[0].spec.period.as_ref().map(|p| p.amount.as_str()),
+        Some("3")
+    );
+    assert_eq!(resale[0].spec.buyer.party, Party::Distributor);
+    // A record for the closed period is refused.
+    records
+        .create(&pp, &usage_record("r6-late", &uid, 1, &at(1500), &at(1600)))
+        .await
+        .expect("created");
+    let (result, reason) = record_result(&client, &target, "r6-late").await;
+    assert_eq!(result, UsageResult::Rejected);
+    assert!(reason == "Late" || reason == "PeriodClosed", "{reason}");
+
+    // The subscription renews by itself each day: a term Order per day at
+    // each tier (15 and 10), never two for the same term.
+    let sub_uid = sub.uid().expect("uid");
+    let terms = wait_for(
+        "two term Orders of the subscription",
+        Duration::from_secs(60),
+        || {
+            let client = client.clone();
+            let sub_uid = sub_uid.clone();
+            async move {
+                let o = orders_of(&client, dist, &sub_uid, OrderKind::Term).await;
+                (o.len() >= 2).then_some(o)
+            }
+        },
+    )
+    .await;
+    let mut indexes: Vec<u32> = terms
+        .iter()
+        .filter_map(|o| o.spec.period.as_ref().map(|p| p.index))
+        .collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    assert_eq!(indexes.len(), terms.len(), "one Order per term: {terms:?}");
+    assert!(
+        terms
+            .iter()
+            .all(|o| o.spec.period.as_ref().is_some_and(|p| p.amount == "15"))
+    );
+    let isv_terms = orders_of(&client, isv, &sub_uid, OrderKind::Term).await;
+    assert!(
+        isv_terms
+            .iter()
+            .all(|o| o.spec.period.as_ref().is_some_and(|p| p.amount == "10"))
+    );
+    let renewed: ServiceInstance = Api::namespaced(client.clone(), cust)
+        .get("sub")
+        .await
+        .expect("sub");
+    let c = commerce(&renewed);
+    assert!(c.ledger.renewed >= 1, "{c:?}");
+    assert!(
+        matches!(c.biz_status, BizStatus::Normal | BizStatus::Renewing),
+        "{c:?}"
+    );
+    ns.cleanup().await;
+}
+
+/// Attack: a customer who can write its instance's status (a platform that
+/// grants more than the chart's roles) forges the ledger to add renewals it
+/// never bought. The ledger is sealed with the controller's key over the
+/// instance's UID: the forgery is not believed and the term ends on time.
+#[tokio::test]
+async fn a_forged_ledger_does_not_extend_a_term() {
+    let (client, ns) = controller_and_namespaces(&["isv", "cust"]).await;
+    let (isv, cust) = (ns.ns(0), ns.ns(1));
+    put(&client, isv, &priced("db", "Suspend")).await;
+    let shop = buy(
+        &client,
+        cust,
+        &billed(
+            service_instance("shop", isv, "db"),
+            json!({"mode": "Subscription"}),
+        ),
+    )
+    .await;
+    let before = commerce(&shop);
+    allow(
+        &client,
+        cust,
+        "mallory",
+        json!([{"apiGroups": ["computenest.dev"], "resources": ["serviceinstances/status", "serviceinstances"], "verbs": ["get", "patch", "update"]}]),
+    )
+    .await;
+    let mallory = impersonate("mallory", &["system:authenticated"]).await;
+    let api = Api::<ServiceInstance>::namespaced(mallory, cust);
+    let mut forged = before.ledger.clone();
+    forged.renewed = 100;
+    api.patch_status(
+        "shop",
+        &Default::default(),
+        &kube::api::Patch::Merge(json!({"status": {"commerce": {"ledger": forged, "expireTime": "2099-01-01T00:00:00Z"}}})),
+    )
+    .await
+    .expect("mallory writes status");
+    // Something makes the controller look again.
+    api.patch(
+        "shop",
+        &Default::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"touch": "1"}}})),
+    )
+    .await
+    .expect("mallory touches the instance");
+    let repaired = wait_for("the forged ledger is replaced", DEADLINE, || {
+        let client = client.clone();
+        let cust = cust.to_string();
+        let expected = before.expire_time.clone();
+        async move {
+            let i: ServiceInstance = Api::namespaced(client, &cust).get("shop").await.ok()?;
+            let c = i.status.as_ref()?.commerce.clone()?;
+            (c.ledger.renewed == 0 && c.expire_time == expected).then_some(c)
+        }
+    })
+    .await;
+    assert_eq!(repaired.ledger, before.ledger);
+    // And the term ends when it was bought to end.
+    let _: ServiceInstance = wait_ready_within(
+        &client,
+        cust,
+        "shop",
+        "False",
+        "Suspended",
+        Duration::from_secs(60),
+    )
+    .await;
+    ns.cleanup().await;
+}
