@@ -504,6 +504,17 @@ pub async fn settle(
     }
     // Usage: decide the records waiting, then settle the closed periods.
     let mut wake = terms.wake;
+    // Every record naming the instance gets a result, whatever its billing
+    // (a subscription's usage is reported, not rated).
+    let records = decide_records(
+        ctx,
+        &uid,
+        terms.start,
+        &pricing,
+        ledger.usage_periods_settled,
+        target_namespace,
+    )
+    .await?;
     if let Some(days) = pricing.usage_days.filter(|_| {
         inst.spec
             .billing
@@ -511,15 +522,6 @@ pub async fn settle(
             .is_some_and(|b| b.mode == BillingMode::PayAsYouGo)
     }) {
         let clock = ctx.settings.commerce_clock;
-        let records = decide_records(
-            ctx,
-            &uid,
-            terms.start,
-            &pricing,
-            ledger.usage_periods_settled,
-            target_namespace,
-        )
-        .await?;
         let late = clock.seconds(pricing.late_window_seconds);
         let free_until = ledger
             .paid_from

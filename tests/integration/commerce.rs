@@ -18,14 +18,15 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 /// A priced Service: plan basic by subscription (10 per day), pay-as-you-go
-/// (0.5 per vCPU, rated every 2 days) and a one-day trial.
+/// (0.5 per vCPU, rated every 3 days, records up to a day late) and a
+/// one-day trial.
 fn priced(name: &str, trial_on_expiry: &str) -> Service {
     let mut s = service(name).fully_managed().listed().automatic();
     s.spec.commerce = Some(
         serde_json::from_value(json!({
             "currency": "EUR",
             "dimensions": [{"name": "VirtualCpu", "unit": "vCPU-hour", "aggregation": "Sum"}],
-            "lateWindowSeconds": 3600
+            "lateWindowSeconds": 86400
         }))
         .expect("commerce"),
     );
@@ -33,7 +34,7 @@ fn priced(name: &str, trial_on_expiry: &str) -> Service {
         basic.pricing = Some(
             serde_json::from_value(json!({
                 "subscription": {"price": "10", "period": "P1D"},
-                "payAsYouGo": {"prices": [{"dimension": "VirtualCpu", "price": "0.5"}], "period": "P2D"},
+                "payAsYouGo": {"prices": [{"dimension": "VirtualCpu", "price": "0.5"}], "period": "P3D"},
                 "trial": {"durationDays": 1, "onExpiry": trial_on_expiry, "retentionDays": 1}
             }))
             .expect("pricing"),
@@ -340,7 +341,7 @@ async fn scenario_3_usage_is_reported_decided_rated_and_settled_once_at_both_tie
         "{negative:?}"
     );
 
-    // The first usage period (2 days) closes: one Order at each tier, with
+    // The first usage period (3 days, and the late day) closes: one Order at each tier, with
     // each tier's amount (6 vCPU at 0.75 to the customer, 0.5 to the distributor).
     let sale = wait_for(
         "the usage Order of period 1",
