@@ -661,7 +661,7 @@ async fn decide_records(
             .and_then(|t| t.0.to_string().parse::<Timestamp>().ok())
             .unwrap_or(Timestamp::MAX)
     };
-    records.sort_by(|a, b| (created(a), a.name_any()).cmp(&(created(b), b.name_any())));
+    records.sort_by_key(|r| (created(r), r.name_any()));
     let mut accepted: Vec<(u32, Accepted)> = Vec::new();
     let mut writes = Vec::new();
     for r in &records {
