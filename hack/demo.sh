@@ -48,6 +48,7 @@ example_files=(
   examples/scenario4/all.yaml
   examples/direct-private/all.yaml
   examples/direct-fully-managed/all.yaml
+  examples/commerce/all.yaml
   examples/invalid/fully-managed-as-private.yaml
   examples/invalid/no-grant.yaml
   examples/invalid/cluster-scoped-template.yaml
@@ -388,6 +389,13 @@ def short(f):
         return "versions"
     return f.replace("examples/", "").replace("/all.yaml", "")
 
+def term_of(si):
+    c = (si.get("status") or {}).get("commerce")
+    if not c:
+        return "free"
+    what = "trial" if c.get("trial") else c.get("mode", "?")
+    return "%s %s (%s)" % (what, c.get("period", ""), c.get("bizStatus", "?"))
+
 rows, notes = [], []
 for si in sorted(kinds.get("ServiceInstance", []), key=lambda o: (file_of.get(key(o), "~"), ref(o))):
     st = si.get("status") or {}
@@ -411,6 +419,9 @@ for si in sorted(kinds.get("ServiceInstance", []), key=lambda o: (file_of.get(ke
         bill.get("serviceFeesPaidTo", ""),
         bill.get("settlement", ""),
         st.get("phase", ""),
+        term_of(si),
+        (st.get("commerce") or {}).get("expireTime", "-") or "-",
+        ("%s %s" % (st["commerce"]["amount"], st["commerce"]["currency"])) if st.get("commerce") else "-",
     ])
     extra = []
     if sref["kind"] == "DerivedService":
@@ -439,6 +450,16 @@ for si in sorted(kinds.get("ServiceInstance", []), key=lambda o: (file_of.get(ke
                 extra.append("order: %s" % oref)
     else:
         extra.append("orders: none (%s settlement)" % (bill.get("settlement") or "?").lower())
+    com = st.get("commerce")
+    if com:
+        extra.append("term: %s from %s%s; license Secret %s" % (
+            term_of(si), com.get("startTime", "?"),
+            ", ends " + com["expireTime"] if com.get("expireTime") else "", com.get("licenseSecret", "-")))
+        for stmt in com.get("statements") or []:
+            extra.append("statement: %s %d %s..%s: %s %s%s%s" % (
+                stmt["kind"], stmt["index"], stmt["start"], stmt["end"], stmt["amount"], com.get("currency", ""),
+                " (resale %s)" % stmt["resaleAmount"] if stmt.get("resaleAmount") else "",
+                "; Orders " + ", ".join(stmt["orders"]) if stmt.get("orders") else ""))
     pin = si["spec"].get("version") or ("channel " + si["spec"]["channel"] if si["spec"].get("channel") else "")
     if pin or st.get("history"):
         extra.append("version: %s (asks for %s, %s)%s" % (
@@ -452,10 +473,10 @@ for si in sorted(kinds.get("ServiceInstance", []), key=lambda o: (file_of.get(ke
                 extra.append("%s: %s: %s" % (c["type"], c["reason"], c["message"][:100]))
     notes.append(extra)
 
-head = ["EXAMPLE", "SCENARIO", "PRODUCT", "INSTANCE", "OWNER", "RESOURCES IN", "PODS READY", "VERSION", "RESOURCE FEES", "SERVICE FEES TO", "SETTLEMENT", "PHASE"]
+head = ["EXAMPLE", "SCENARIO", "PRODUCT", "INSTANCE", "OWNER", "RESOURCES IN", "PODS READY", "VERSION", "RESOURCE FEES", "SERVICE FEES TO", "SETTLEMENT", "PHASE", "TERM", "EXPIRES", "AMOUNT"]
 # Three tables keep the lines short: where things run, who pays, and the details.
 where = [0, 3, 1, 2, 4, 5, 6, 7]
-pays = [0, 3, 8, 9, 10, 11]
+pays = [0, 3, 8, 9, 10, 11, 12, 13, 14]
 
 def table(cols, rows):
     w = [max(len(head[c]), *(len(r[c]) for r in rows)) for c in cols]
