@@ -169,6 +169,8 @@ struct Cfg {
     tries: usize,
     repairs: usize,
     upgrades: usize,
+    usage_records: usize,
+    usage_instances: usize,
     quick: bool,
     own_work: bool,
 }
@@ -210,6 +212,11 @@ impl Cfg {
             tries: env_num("BENCH_SINGLE_TRIES", tries)?,
             repairs: env_num("BENCH_REPAIRS", if quick { "50" } else { "200" })?,
             upgrades: env_num("BENCH_UPGRADES", if quick { "200" } else { "1000" })?,
+            usage_records: env_num(
+                "BENCH_USAGE_RECORDS",
+                if quick { "10000" } else { "100000" },
+            )?,
+            usage_instances: env_num("BENCH_USAGE_INSTANCES", "100")?,
             quick,
             own_work,
         })
@@ -624,7 +631,13 @@ struct Controller {
 }
 
 impl Controller {
-    async fn start(bin: &str, concurrency: usize, kubeconfig: &Path, log: &Path) -> Res<Self> {
+    async fn start(
+        bin: &str,
+        concurrency: usize,
+        kubeconfig: &Path,
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Res<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -647,6 +660,7 @@ impl Controller {
             .arg(format!("--exit-with-parent={}", std::process::id()))
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()
@@ -1726,6 +1740,171 @@ async fn upgrade_round(cfg: &Cfg, n: usize, cp_times: &mut Vec<f64>) -> Res<(Mov
     Ok((up, down))
 }
 
+// ---- usage: rating records ---------------------------------------------------
+
+/// What the usage round measured.
+struct Usage {
+    records: usize,
+    instances: usize,
+    create_s: f64,
+    decide_s: f64,
+    decided: f64,
+    accepted: f64,
+    status_writes: f64,
+    periods_closed: u64,
+}
+
+/// A commercial day of the usage round: usage periods of one day close every
+/// `USAGE_DAY_S` seconds (plus the controller's 5 s grace), so a flood of
+/// records spans several periods.
+const USAGE_DAY_S: &str = "30";
+
+/// Pay-as-you-go instances flooded with usage records (each a one-second
+/// window just past, round robin over the instances, created by the bench at
+/// its concurrency): how fast the controller decides them, and how many
+/// status writes of the instances it costs per usage period closed. Records
+/// are not in the instance's status until their period closes, so the
+/// budget is one status write per instance per period, whatever the flood.
+async fn usage_round(cfg: &Cfg, cp_times: &mut Vec<f64>) -> Res<Usage> {
+    let (n, k) = (cfg.usage_records, cfg.usage_instances.max(1));
+    let mut cp = Cp::start(cfg, "usage", None).await?;
+    cp_times.push(cp.start_s);
+    let client = cp.client().await?;
+    setup_products(&client).await?;
+    ensure_ns(&client, "bench-usage").await?;
+    let svc = cn("Service", "services");
+    apply(&client, &svc, Some("bench-isv"), json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "Service", "metadata": {"name": "metered"},
+        "spec": {"type": "Private", "version": "1.0",
+                 "commerce": {"dimensions": [{"name": "Requests", "aggregation": "Sum"}], "lateWindowSeconds": 7200},
+                 "plans": [{"name": "basic", "pricing": {"payAsYouGo": {"period": "P1D", "prices": [{"dimension": "Requests", "price": "0.001"}]}}}],
+                 "template": {"objects": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "$(instance.name)"}, "data": {"k": "v"}}]}}
+    })).await?;
+    let log = cfg.work.join("controller-usage.log");
+    let ctl = Controller::start(
+        &cfg.bin,
+        cfg.conc,
+        &cp.controller_kubeconfig(),
+        &log,
+        &[("COMPUTENEST_COMMERCE_DAY_SECONDS", USAGE_DAY_S)],
+    )
+    .await?;
+    let instances = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        "bench-usage",
+        &cn("ServiceInstance", "serviceinstances"),
+    );
+    for i in 0..k {
+        instances
+            .create(&PostParams::default(), &serde_json::from_value(json!({
+                "apiVersion": "computenest.dev/v1alpha1", "kind": "ServiceInstance", "metadata": {"name": format!("m{i}")},
+                "spec": {"serviceRef": {"kind": "Service", "namespace": "bench-isv", "name": "metered"}, "plan": "basic",
+                         "billing": {"mode": "PayAsYouGo"}}
+            }))?)
+            .await?;
+    }
+    let start = Instant::now();
+    let uids: Vec<String> = loop {
+        let l = instances.list(&ListParams::default()).await?;
+        let ready: Vec<String> = l
+            .items
+            .iter()
+            .filter(|i| i.data["status"]["phase"] == "Deployed")
+            .filter_map(|i| i.uid())
+            .collect();
+        if ready.len() == k {
+            break ready;
+        }
+        if start.elapsed() > Duration::from_secs(300) {
+            return Err(format!(
+                "{} of {k} metered instances Deployed within 300 s",
+                ready.len()
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let settled = |l: &[DynamicObject]| -> u64 {
+        l.iter()
+            .map(|i| {
+                i.data["status"]["commerce"]["ledger"]["usagePeriodsSettled"]
+                    .as_u64()
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let settled0 = settled(&instances.list(&ListParams::default()).await?.items);
+    let status_label = "kind=\"ServiceInstance\",target=\"status\"";
+    let writes0 = controller_counter(&ctl.addr, "computenest_api_writes_total", status_label).await;
+    let decided0 = controller_counter(&ctl.addr, "computenest_usage_records_total", "kind=").await;
+    let records = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        "bench-usage",
+        &cn("UsageRecord", "usagerecords"),
+    );
+    let t0 = Instant::now();
+    let created: Vec<Res<()>> = futures::stream::iter((0..n).map(|j| {
+        let records = records.clone();
+        let uid = uids[j % k].clone();
+        async move {
+            let now = jiff::Timestamp::now();
+            let body: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "computenest.dev/v1alpha1", "kind": "UsageRecord", "metadata": {"name": format!("r{j}")},
+                "spec": {"instance": uid, "dimension": "Requests", "quantity": 1 + (j % 7) as i64,
+                         "windowStart": (now - jiff::SignedDuration::from_millis(1200)).to_string(),
+                         "windowEnd": (now - jiff::SignedDuration::from_millis(200)).to_string()}
+            }))?;
+            records.create(&PostParams::default(), &body).await?;
+            Ok(())
+        }
+    }))
+    .buffer_unordered(cfg.conc * 4)
+    .collect()
+    .await;
+    let create_s = t0.elapsed().as_secs_f64();
+    if let Some(Err(e)) = created.into_iter().find(|r| r.is_err()) {
+        return Err(format!("a usage record could not be created: {e}").into());
+    }
+    let decided = loop {
+        let d = controller_counter(&ctl.addr, "computenest_usage_records_total", "kind=").await
+            - decided0;
+        if d >= n as f64 {
+            break d;
+        }
+        if t0.elapsed() > Duration::from_secs(1800) {
+            return Err(format!("{d} of {n} usage records decided within 1800 s").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let decide_s = t0.elapsed().as_secs_f64();
+    let accepted = controller_counter(
+        &ctl.addr,
+        "computenest_usage_records_total",
+        "kind=\"Accepted\"",
+    )
+    .await;
+    // Let the last period the flood reached close (a day, its late window
+    // and the grace), then count.
+    let day: f64 = USAGE_DAY_S.parse().unwrap_or(30.0);
+    tokio::time::sleep(Duration::from_secs_f64(day * 1.1 + 8.0)).await;
+    let status_writes =
+        controller_counter(&ctl.addr, "computenest_api_writes_total", status_label).await - writes0;
+    let periods_closed =
+        settled(&instances.list(&ListParams::default()).await?.items).saturating_sub(settled0);
+    drop(ctl);
+    cp.stop();
+    Ok(Usage {
+        records: n,
+        instances: k,
+        create_s,
+        decide_s,
+        decided,
+        accepted,
+        status_writes,
+        periods_closed,
+    })
+}
+
 // ---- the arms ----------------------------------------------------------------
 
 struct CtlArm {
@@ -1815,7 +1994,7 @@ async fn wait_deployed(
 
 async fn start_controller(cfg: &Cfg, cp: &Cp, client: &Client, tag: &str) -> Res<Controller> {
     let log = cfg.work.join(format!("controller-{tag}.log"));
-    let ctl = Controller::start(&cfg.bin, cfg.conc, &cp.controller_kubeconfig(), &log).await?;
+    let ctl = Controller::start(&cfg.bin, cfg.conc, &cp.controller_kubeconfig(), &log, &[]).await?;
     wait_products_sellable(client).await?;
     Ok(ctl)
 }
@@ -1957,7 +2136,7 @@ async fn after_round(
     let (_, rw0) = apiserver_requests(client).await?;
     let t = Instant::now();
     let log = cfg.work.join(format!("controller-{tag}-restart.log"));
-    *ctl = Controller::start(&cfg.bin, cfg.conc, &cp.controller_kubeconfig(), &log).await?;
+    *ctl = Controller::start(&cfg.bin, cfg.conc, &cp.controller_kubeconfig(), &log, &[]).await?;
     let ready_s = t.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
@@ -2459,6 +2638,12 @@ async fn main() -> Res<()> {
         None
     };
 
+    let usage = if cfg.usage_records > 0 {
+        Some(usage_round(&cfg, &mut cp_times).await?)
+    } else {
+        None
+    };
+
     // ---- report ----
     println!("\n## Rounds\n");
     if cfg.quick {
@@ -2573,6 +2758,21 @@ async fn main() -> Res<()> {
             );
         }
     }
+    if let Some(u) = &usage {
+        let per_period = u.status_writes / (u.periods_closed.max(1) as f64);
+        println!(
+            "| rating {} usage records ({} pay-as-you-go instances): at most one instance status write per instance per usage period | {:.0} records/s decided ({:.1} s to create, {:.1} s to decide all; {:.0} accepted); {:.0} status writes for {} periods closed ({per_period:.2} per instance-period) | {} |",
+            u.records,
+            u.instances,
+            u.decided / u.decide_s,
+            u.create_s,
+            u.decide_s,
+            u.accepted,
+            u.status_writes,
+            u.periods_closed,
+            met(u.periods_closed > 0 && per_period <= 1.0)
+        );
+    }
     if after.as_ref().is_some_and(|a| a.n < 10000) {
         println!(
             "\n(RSS and restart targets are for 10,000 instances; this run's largest round was smaller, so they count as missed.)"
@@ -2618,6 +2818,11 @@ async fn main() -> Res<()> {
             "floor_seconds": m.best_floor(), "ratio": m.seconds / m.best_floor(), "floor_by_concurrency": m.floor})
         };
         summary["upgrade"] = json!({"n": cfg.upgrades, "up": j(up), "down": j(down)});
+    }
+    if let Some(u) = &usage {
+        summary["usage"] = json!({"records": u.records, "instances": u.instances, "create_seconds": u.create_s,
+            "decide_seconds": u.decide_s, "records_per_second": u.decided / u.decide_s, "accepted": u.accepted,
+            "instance_status_writes": u.status_writes, "periods_closed": u.periods_closed});
     }
     println!("BENCH_JSON {summary}");
     if cfg.own_work {

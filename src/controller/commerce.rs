@@ -14,8 +14,8 @@ use crate::api::{
     ServiceInstance, Settlement, Statement, UsageRecord, UsageRecordStatus, UsageResult,
 };
 use crate::domain::commerce::{self as rules, Accepted, Money, Pricing, Refusal, Terms};
-use crate::domain::naming::{MANAGED_BY, MANAGED_BY_LABEL, short_hash};
-use crate::domain::provision::{Product, Sale};
+use crate::domain::naming::short_hash;
+use crate::domain::provision::Product;
 use base64::Engine;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
@@ -33,8 +33,18 @@ pub const KEY_SECRET: &str = "computenest-license-key";
 /// Name of the ConfigMap (in the controller's namespace) publishing the
 /// public key, readable by every party.
 pub const PUBLIC_KEY_CONFIGMAP: &str = "computenest-license-public-key";
+/// The label on the controller's own records (license key, public key,
+/// trial markers). Not the managed-by label: that one marks what the
+/// controller provisioned for an instance, and these belong to no instance.
+const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
+/// Its value; the component label says which record it is.
+const PART_OF: &str = "computenest";
+const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 /// Statements kept in status.
 const STATEMENTS_KEPT: usize = 24;
+/// Real time a usage period stays open after its late window, for the
+/// records written just before it to reach the cache.
+const CLOSE_GRACE: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
 
 /// The key licenses and ledgers are signed with.
 pub struct LicenseKey {
@@ -100,10 +110,10 @@ impl LicenseKey {
                 let secret = Secret {
                     metadata: kube::api::ObjectMeta {
                         name: Some(KEY_SECRET.into()),
-                        labels: Some(BTreeMap::from([(
-                            MANAGED_BY_LABEL.to_string(),
-                            MANAGED_BY.to_string(),
-                        )])),
+                        labels: Some(BTreeMap::from([
+                            (PART_OF_LABEL.to_string(), PART_OF.to_string()),
+                            (COMPONENT_LABEL.to_string(), "license-key".to_string()),
+                        ])),
                         ..Default::default()
                     },
                     string_data: Some(BTreeMap::from([(
@@ -124,7 +134,7 @@ impl LicenseKey {
         };
         let cm = json!({
             "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": PUBLIC_KEY_CONFIGMAP, "labels": {MANAGED_BY_LABEL: MANAGED_BY}},
+            "metadata": {"name": PUBLIC_KEY_CONFIGMAP, "labels": {PART_OF_LABEL: PART_OF, COMPONENT_LABEL: "license-public-key"}},
             "data": {"public.pem": key.public_pem(), "algorithm": "Ed25519"},
         });
         Api::<ConfigMap>::namespaced(client.clone(), namespace)
@@ -311,10 +321,10 @@ async fn claim_trial(
     let cm = ConfigMap {
         metadata: kube::api::ObjectMeta {
             name: Some(name.clone()),
-            labels: Some(BTreeMap::from([(
-                MANAGED_BY_LABEL.to_string(),
-                MANAGED_BY.to_string(),
-            )])),
+            labels: Some(BTreeMap::from([
+                (PART_OF_LABEL.to_string(), PART_OF.to_string()),
+                (COMPONENT_LABEL.to_string(), "trial".to_string()),
+            ])),
             ..Default::default()
         },
         data: Some(BTreeMap::from([
@@ -422,7 +432,6 @@ pub async fn settle(
     inst: &ServiceInstance,
     ctx: &Context,
     product: &Product<'_>,
-    sale: Option<&Sale>,
     settlement: Settlement,
     billed: Billed,
     target_namespace: &str,
@@ -438,8 +447,12 @@ pub async fn settle(
         license_secret,
         ..
     } = billed;
+    persist_decision(inst, ctx, key, &pricing, &terms, &license_secret).await?;
     let mut ledger = terms.ledger.clone();
-    let online = settlement == Settlement::Online && sale.is_some();
+    // Online by the scenario the instance is sold in (the sale's, or the
+    // product's until the sale is recorded: the first reconciles of a new
+    // instance settle its first term before its namespace is in the cache).
+    let online = settlement == Settlement::Online;
     let mut statements: Vec<Statement> = Vec::new();
     let currency = pricing.currency.clone();
     let order_period = |index,
@@ -522,7 +535,12 @@ pub async fn settle(
             .is_some_and(|b| b.mode == BillingMode::PayAsYouGo)
     }) {
         let clock = ctx.settings.commerce_clock;
-        let late = clock.seconds(pricing.late_window_seconds);
+        // A period closes once every record that may count in it was written
+        // (its end plus the late window, by the API server's clock) and has
+        // reached the cache (CLOSE_GRACE): then the accepted set of the
+        // period can no longer change, and rating it again after a crash
+        // gives the same amounts as the Orders already written.
+        let late = clock.seconds(pricing.late_window_seconds) + CLOSE_GRACE;
         let free_until = ledger
             .paid_from
             .as_deref()
@@ -540,6 +558,12 @@ pub async fn settle(
                 .filter(|(p, _)| *p == n)
                 .map(|(_, a)| a.clone())
                 .collect();
+            if in_period.is_empty() {
+                // Nothing was used: nothing to rate, no statement, no Order.
+                ledger.usage_periods_settled = ledger.usage_periods_settled.max(n);
+                n += 1;
+                continue;
+            }
             let (usage, amount) = rules::rate(&in_period, &pricing, &pricing.customer, free_until);
             let resale = pricing
                 .resale
@@ -588,11 +612,37 @@ pub async fn settle(
             n += 1;
         }
     }
-    ledger.seal = String::new();
-    ledger.seal = key.sign(&seal_message(&uid, &ledger));
     let skip = statements.len().saturating_sub(STATEMENTS_KEPT);
+    let status = commerce_status(
+        inst,
+        &pricing,
+        &terms,
+        seal(key, &uid, ledger),
+        statements.into_iter().skip(skip).collect(),
+        charged,
+        license_secret,
+    );
+    Ok(Settled { status, wake })
+}
+
+/// The ledger with its seal.
+fn seal(key: &LicenseKey, uid: &str, mut ledger: Ledger) -> Ledger {
+    ledger.seal = String::new();
+    ledger.seal = key.sign(&seal_message(uid, &ledger));
+    ledger
+}
+
+fn commerce_status(
+    inst: &ServiceInstance,
+    pricing: &Pricing,
+    terms: &Terms,
+    ledger: Ledger,
+    statements: Vec<Statement>,
+    charged: Money,
+    license_secret: String,
+) -> CommerceStatus {
     let billing = inst.spec.billing.as_ref();
-    let status = CommerceStatus {
+    CommerceStatus {
         mode: billing.map_or(BillingMode::Subscription, |b| b.mode),
         trial: terms.trial,
         start_time: terms.start.to_string(),
@@ -608,10 +658,66 @@ pub async fn settle(
         .unwrap_or_default(),
         amount: charged.to_string(),
         ledger,
-        statements: statements.into_iter().skip(skip).collect(),
+        statements,
         license_secret: Some(license_secret),
+    }
+}
+
+/// Records a new decision (a trial begun, a paid start, renewals) in status
+/// before anything is written for it: an Order is the effect of a decision
+/// the ledger already holds, so a crash in between leaves a decision whose
+/// Orders the next reconcile writes, never an Order for a term the ledger
+/// does not know (the customer may turn renewal off meanwhile).
+async fn persist_decision(
+    inst: &ServiceInstance,
+    ctx: &Context,
+    key: &LicenseKey,
+    pricing: &Pricing,
+    terms: &Terms,
+    license_secret: &str,
+) -> Result<(), Error> {
+    let uid = inst.metadata.uid.clone().unwrap_or_default();
+    let before = verified_ledger(inst, key).unwrap_or_default();
+    let decided = &terms.ledger;
+    if (decided.trial_started, &decided.paid_from, decided.renewed)
+        == (before.trial_started, &before.paid_from, before.renewed)
+    {
+        return Ok(());
+    }
+    let ledger = seal(
+        key,
+        &uid,
+        Ledger {
+            terms_settled: before.terms_settled,
+            usage_periods_settled: before.usage_periods_settled,
+            ..decided.clone()
+        },
+    );
+    let previous = inst.status.as_ref().and_then(|s| s.commerce.clone());
+    let status = match previous {
+        Some(p) => CommerceStatus { ledger, ..p },
+        None => commerce_status(
+            inst,
+            pricing,
+            terms,
+            ledger,
+            Vec::new(),
+            Money::default(),
+            license_secret.to_string(),
+        ),
     };
-    Ok(Settled { status, wake })
+    Api::<ServiceInstance>::namespaced(ctx.client.clone(), &ns_of(inst))
+        .patch_status(
+            &inst.name_any(),
+            &PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({"status": {"commerce": status}})),
+        )
+        .await?;
+    ctx.metrics.wrote(super::instance::KIND, "status");
+    Ok(())
 }
 
 fn order_names(orders: &[crate::api::Order]) -> Vec<String> {

@@ -757,3 +757,386 @@ async fn upgrades_are_all_or_nothing_under_repeated_sigkill() {
     ctl.term();
     t.cleanup().await;
 }
+
+/// A priced Service resold in scenario 3: a subscription of one day (2 s
+/// here) and pay-as-you-go rated every two days, no late window.
+fn priced_service() -> Service {
+    let mut s = service("metered").fully_managed().listed().automatic();
+    s.spec.commerce = Some(
+        serde_json::from_value(json!({
+            "dimensions": [{"name": "VirtualCpu", "aggregation": "Sum"}],
+            "lateWindowSeconds": 0
+        }))
+        .expect("commerce"),
+    );
+    for p in &mut s.spec.plans {
+        p.pricing = Some(
+            serde_json::from_value(json!({
+                "subscription": {"price": "10", "period": "P1D"},
+                "payAsYouGo": {"prices": [{"dimension": "VirtualCpu", "price": "0.5"}], "period": "P2D"}
+            }))
+            .expect("pricing"),
+        );
+    }
+    s
+}
+
+fn record_of(
+    name: &str,
+    uid: &str,
+    q: i64,
+    start: jiff::Timestamp,
+    end: jiff::Timestamp,
+) -> UsageRecord {
+    serde_json::from_value(json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "UsageRecord", "metadata": {"name": name},
+        "spec": {"instance": uid, "dimension": "VirtualCpu", "quantity": q,
+                 "windowStart": start.to_string(), "windowEnd": end.to_string()}
+    }))
+    .expect("record")
+}
+
+/// Renewals and usage reports while the controller is SIGKILLed at random:
+/// afterwards every record has a result, no window is counted twice, each
+/// settled usage period has exactly one Order per tier whose quantity is the
+/// sum of the records accepted into it, and each subscription has exactly
+/// one Order per begun term per tier: none missing, none twice.
+#[tokio::test]
+async fn renewals_and_usage_settle_exactly_once_under_repeated_sigkill() {
+    let client = client().await;
+    install_crds(&client).await;
+    let t = TestNamespaces::new(&client, &["cisv", "cdist", "ccust"]).await;
+    let (isv, dist, cust) = (t.ns(0), t.ns(1), t.ns(2));
+    let n: usize = std::env::var("SOAK_COMMERCE_INSTANCES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let day = ["--commerce-day-seconds", "2"];
+    apply(&client, isv, &priced_service())
+        .await
+        .expect("service");
+    let mut product = derived("shop", isv, "metered").fully_managed();
+    product.spec.overrides.prices = vec![
+        serde_json::from_value(json!({"plan": "basic", "subscription": "15",
+            "payAsYouGo": [{"dimension": "VirtualCpu", "price": "0.75"}]}))
+        .expect("prices"),
+    ];
+    apply(&client, dist, &product).await.expect("derived");
+    let mut ctl = Ctl::start(&day, "commerce");
+    let api = Api::<ServiceInstance>::namespaced(client.clone(), cust);
+    for i in 0..n {
+        let mode = if i % 2 == 0 {
+            "PayAsYouGo"
+        } else {
+            "Subscription"
+        };
+        let mut inst = derived_instance(&format!("c{i}"), dist, "shop");
+        inst.spec.billing = Some(
+            serde_json::from_value(json!({"mode": mode, "autoRenew": true})).expect("billing"),
+        );
+        apply(&client, cust, &inst).await.expect("instance");
+    }
+    all_deployed(&client, cust, n, Duration::from_secs(180)).await;
+    let instances: Vec<(String, String, jiff::Timestamp, String)> = api
+        .list(&ListParams::default())
+        .await
+        .expect("instances")
+        .items
+        .iter()
+        .map(|i| {
+            let s = i.status.clone().unwrap_or_default();
+            (
+                i.name_any(),
+                i.uid().unwrap_or_default(),
+                i.creation_timestamp()
+                    .and_then(|t| t.0.to_string().parse().ok())
+                    .unwrap_or_default(),
+                s.owner.map(|o| o.target_namespace).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let metered: Vec<_> = instances
+        .iter()
+        .filter(|(name, ..)| name.trim_start_matches('c').parse::<usize>().unwrap_or(1) % 2 == 0)
+        .cloned()
+        .collect();
+    // The reporter: a record per metered instance every 300 ms, each fifth
+    // sent twice under another name (a retry of the software).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reporter = {
+        let client = client.clone();
+        let stop = stop.clone();
+        let metered = metered.clone();
+        tokio::spawn(async move {
+            let mut sent = 0usize;
+            let mut k = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = jiff::Timestamp::now();
+                let (start, end) = (
+                    now - jiff::SignedDuration::from_millis(280),
+                    now - jiff::SignedDuration::from_millis(30),
+                );
+                for (name, uid, _, target) in &metered {
+                    let records = Api::<UsageRecord>::namespaced(client.clone(), target);
+                    let q = (k % 5 + 1) as i64;
+                    let r = record_of(&format!("{name}-{k}"), uid, q, start, end);
+                    if records.create(&PostParams::default(), &r).await.is_ok() {
+                        sent += 1;
+                    }
+                    if k % 5 == 0 {
+                        let again = record_of(&format!("{name}-{k}-retry"), uid, q, start, end);
+                        if records.create(&PostParams::default(), &again).await.is_ok() {
+                            sent += 1;
+                        }
+                    }
+                }
+                k += 1;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            sent
+        })
+    };
+    let mut kills = 0;
+    let mut rng_state = 0x9e3779b97f4a7c15u64 ^ u64::from(std::process::id());
+    let mut next = || {
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        rng_state
+    };
+    let began = Instant::now();
+    while kills < 6 || began.elapsed() < Duration::from_secs(25) {
+        tokio::time::sleep(Duration::from_millis(500 + next() % 3000)).await;
+        ctl.kill9();
+        kills += 1;
+        ctl = Ctl::start(&day, "commerce");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = reporter.await.expect("reporter");
+    let last_report = jiff::Timestamp::now();
+    // The subscriptions stop renewing, so that their terms come to an end
+    // (Suspended) and the count of terms is final when checked.
+    for (name, ..) in instances
+        .iter()
+        .filter(|i| !metered.iter().any(|m| m.0 == i.0))
+    {
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"billing": {"autoRenew": false}}})),
+        )
+        .await
+        .expect("stop renewing");
+    }
+    wait_for(
+        "every subscription's last term ended",
+        Duration::from_secs(60),
+        || {
+            let api = api.clone();
+            let metered = metered.clone();
+            async move {
+                let l = api.list(&ListParams::default()).await.ok()?;
+                l.items
+                    .iter()
+                    .filter(|i| !metered.iter().any(|m| m.0 == i.name_any()))
+                    .all(|i| {
+                        i.status
+                            .as_ref()
+                            .and_then(|s| s.commerce.as_ref())
+                            .is_some_and(|c| c.biz_status == BizStatus::Suspended)
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    // Every record decided, and every period the reports fell in settled
+    // (a period of 4 s closes 5 s after its end).
+    let records_of = |ns: String| {
+        let client = client.clone();
+        async move {
+            Api::<UsageRecord>::namespaced(client, &ns)
+                .list(&ListParams::default())
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default()
+        }
+    };
+    wait_for(
+        "every usage period with reports is settled",
+        Duration::from_secs(120),
+        || {
+            let api = api.clone();
+            let metered = metered.clone();
+            async move {
+                let l = api.list(&ListParams::default()).await.ok()?;
+                let settled_past = |i: &ServiceInstance| {
+                    let c = i.status.as_ref()?.commerce.clone()?;
+                    let created = metered.iter().find(|m| m.0 == i.name_any())?.2;
+                    let last = computenest::domain::commerce::usage_period_of(
+                        created,
+                        2,
+                        computenest::domain::commerce::Clock {
+                            day: Duration::from_secs(2),
+                        },
+                        last_report,
+                    );
+                    (c.ledger.usage_periods_settled >= last).then_some(())
+                };
+                l.items
+                    .iter()
+                    .filter(|i| metered.iter().any(|m| m.0 == i.name_any()))
+                    .all(|i| settled_past(i).is_some())
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let orders_in = |ns: &str| {
+        let client = client.clone();
+        let ns = ns.to_string();
+        async move {
+            Api::<Order>::namespaced(client, &ns)
+                .list(&ListParams::default())
+                .await
+                .expect("orders")
+                .items
+        }
+    };
+    let (sale_orders, resale_orders) = (orders_in(dist).await, orders_in(isv).await);
+    let mut problems = Vec::new();
+    let mut accepted_total = 0usize;
+    let mut decided_total = 0usize;
+    for (name, uid, _, target) in &metered {
+        let records: Vec<UsageRecord> = records_of(target.clone())
+            .await
+            .into_iter()
+            .filter(|r| r.spec.instance == *uid)
+            .collect();
+        let mut windows = std::collections::BTreeSet::new();
+        let mut per_period: BTreeMap<u32, i64> = BTreeMap::new();
+        for r in &records {
+            let Some(s) = r
+                .status
+                .as_ref()
+                .and_then(|s| s.result.map(|x| (x, s.period)))
+            else {
+                problems.push(format!("{name}: record {} has no result", r.name_any()));
+                continue;
+            };
+            decided_total += 1;
+            if s.0 == UsageResult::Accepted {
+                accepted_total += 1;
+                if !windows.insert((r.spec.window_start.clone(), r.spec.window_end.clone())) {
+                    problems.push(format!(
+                        "{name}: window {} accepted twice",
+                        r.spec.window_start
+                    ));
+                }
+                *per_period.entry(s.1.unwrap_or(0)).or_default() += r.spec.quantity;
+            }
+        }
+        for (tier, orders) in [("sale", &sale_orders), ("resale", &resale_orders)] {
+            let mine: Vec<&Order> = orders
+                .iter()
+                .filter(|o| o.spec.instance.uid == *uid && o.spec.kind == OrderKind::Usage)
+                .collect();
+            let mut seen = BTreeMap::new();
+            for o in &mine {
+                let p = o
+                    .spec
+                    .period
+                    .clone()
+                    .unwrap_or_else(|| panic!("usage Order without period"));
+                if seen.insert(p.index, p.clone()).is_some() {
+                    problems.push(format!(
+                        "{name}: two {tier} Orders for usage period {}",
+                        p.index
+                    ));
+                }
+                let rated: i64 = p.usage.iter().map(|u| u.quantity).sum();
+                let accepted = per_period.get(&p.index).copied().unwrap_or(0);
+                if rated != accepted {
+                    problems.push(format!("{name}: {tier} Order of period {} rates {rated}, records accepted {accepted}", p.index));
+                }
+            }
+            for (period, q) in &per_period {
+                if *q > 0 && !seen.contains_key(period) {
+                    problems.push(format!(
+                        "{name}: no {tier} Order for usage period {period} ({q} accepted)"
+                    ));
+                }
+            }
+        }
+    }
+    let subs = api
+        .list(&ListParams::default())
+        .await
+        .expect("instances")
+        .items;
+    let mut terms_total = 0u32;
+    for i in subs
+        .iter()
+        .filter(|i| !metered.iter().any(|m| m.0 == i.name_any()))
+    {
+        let uid = i.uid().unwrap_or_default();
+        let settled = i
+            .status
+            .as_ref()
+            .and_then(|s| s.commerce.as_ref())
+            .map(|c| c.ledger.terms_settled)
+            .unwrap_or(0);
+        for (tier, orders, price) in [
+            ("sale", &sale_orders, "15"),
+            ("resale", &resale_orders, "10"),
+        ] {
+            let mut indexes: Vec<u32> = orders
+                .iter()
+                .filter(|o| o.spec.instance.uid == uid && o.spec.kind == OrderKind::Term)
+                .filter_map(|o| o.spec.period.as_ref())
+                .inspect(|p| {
+                    if p.amount != price {
+                        problems.push(format!(
+                            "{}: {tier} term {} at {}",
+                            i.name_any(),
+                            p.index,
+                            p.amount
+                        ));
+                    }
+                })
+                .map(|p| p.index)
+                .collect();
+            indexes.sort_unstable();
+            let expected: Vec<u32> = (1..=settled).collect();
+            if indexes != expected {
+                let st = i.status.clone().unwrap_or_default();
+                problems.push(format!(
+                    "{}: {tier} term Orders {indexes:?}, ledger says {settled}; phase {:?}, conditions {:?}",
+                    i.name_any(),
+                    st.phase,
+                    st.conditions
+                        .iter()
+                        .map(|c| format!("{}={} {}: {}", c.type_, c.status, c.reason, c.message))
+                        .collect::<Vec<_>>()
+                ));
+            }
+        }
+        terms_total += settled;
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problems: {:?}",
+        problems.len(),
+        &problems[..problems.len().min(10)]
+    );
+    assert!(
+        accepted_total > 0 && terms_total > n as u32 / 2,
+        "the round did something: {accepted_total} accepted, {terms_total} terms"
+    );
+    eprintln!(
+        "soak: {n} instances, {sent} records sent ({decided_total} decided, {accepted_total} accepted), {terms_total} terms, {kills} SIGKILLs; every period settled once at both tiers"
+    );
+    delete_all_and_check_empty(&client, cust).await;
+    ctl.term();
+    t.cleanup().await;
+}
