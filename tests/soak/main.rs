@@ -883,7 +883,7 @@ async fn renewals_and_usage_settle_exactly_once_under_repeated_sigkill() {
                     if records.create(&PostParams::default(), &r).await.is_ok() {
                         sent += 1;
                     }
-                    if k % 5 == 0 {
+                    if k.is_multiple_of(5) {
                         let again = record_of(&format!("{name}-{k}-retry"), uid, q, start, end);
                         if records.create(&PostParams::default(), &again).await.is_ok() {
                             sent += 1;
