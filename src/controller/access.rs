@@ -288,7 +288,8 @@ fn revoke_targets(recorded: Option<&String>, instance: &InstanceState) -> Vec<St
     let mut targets: Vec<String> = recorded.into_iter().cloned().collect();
     if let InstanceState::Managed {
         target_namespace, ..
-    } = instance
+    }
+    | InstanceState::Suspended { target_namespace } = instance
     {
         targets.push(target_namespace.clone());
     }

@@ -721,6 +721,12 @@ pub enum InstanceState {
     NotReady,
     /// Customer-owned: the resources are in the customer's own namespace.
     Private,
+    /// Fully managed, and suspended because its term ended: no access is
+    /// granted (and any granted is removed) until it is renewed.
+    Suspended {
+        /// The managed namespace its grants were in.
+        target_namespace: String,
+    },
     /// Fully managed: the resources are in a namespace of the owner's.
     Managed {
         /// Party owning the resources.
@@ -744,6 +750,15 @@ pub fn instance_state(inst: Option<&ServiceInstance>) -> InstanceState {
     }
     let status = inst.status.as_ref();
     let ns = inst.metadata.namespace.as_deref().unwrap_or_default();
+    if let Some(o) = status.and_then(|s| s.owner.as_ref())
+        && status
+            .and_then(|s| s.commerce.as_ref())
+            .is_some_and(|c| c.biz_status == crate::api::BizStatus::Suspended)
+    {
+        return InstanceState::Suspended {
+            target_namespace: o.target_namespace.clone(),
+        };
+    }
     match status.and_then(|s| s.owner.as_ref()) {
         Some(o) if o.party == Party::Customer || o.target_namespace == ns => InstanceState::Private,
         Some(o) => InstanceState::Managed {
@@ -1155,6 +1170,13 @@ fn managed_instance<'a>(
             "InstanceNotReady",
             format!(
                 "ServiceInstance {name} is not deployed yet; waiting to learn who owns its resources"
+            ),
+        ),
+        InstanceState::Suspended { .. } => (
+            AccessPhase::Pending,
+            "InstanceSuspended",
+            format!(
+                "ServiceInstance {name} is suspended: its term ended; no access is granted (and any granted is removed) until it is renewed"
             ),
         ),
         InstanceState::Private => (

@@ -495,3 +495,327 @@ async fn a_forged_ledger_does_not_extend_a_term() {
     .await;
     ns.cleanup().await;
 }
+
+/// A metered instance of `priced` in scenario "direct fully managed", with
+/// its UID, target namespace, creation time and a client acting as its
+/// metering ServiceAccount.
+async fn metered_instance(
+    client: &Client,
+    isv: &str,
+    cust: &str,
+    name: &str,
+) -> (String, String, jiff::Timestamp, Client) {
+    let inst = buy(
+        client,
+        cust,
+        &billed(
+            service_instance(name, isv, "db"),
+            json!({"mode": "PayAsYouGo"}),
+        ),
+    )
+    .await;
+    let target = target_namespace(&inst);
+    let created: jiff::Timestamp = inst
+        .creation_timestamp()
+        .map(|t| t.0.to_string())
+        .and_then(|t| t.parse().ok())
+        .expect("created");
+    let reporter = impersonate(
+        &format!("system:serviceaccount:{target}:{name}-metering"),
+        &[
+            "system:serviceaccounts",
+            &format!("system:serviceaccounts:{target}"),
+            "system:authenticated",
+        ],
+    )
+    .await;
+    // RBAC is served from caches: wait until the account may create.
+    let records = Api::<UsageRecord>::namespaced(reporter.clone(), &target);
+    let uid = inst.uid().expect("uid");
+    let at = |ms: i64| (created + jiff::SignedDuration::from_millis(ms)).to_string();
+    wait_for("the metering account may create records", DEADLINE, || {
+        let records = records.clone();
+        let r = usage_record("probe", &uid, 1, &at(10), &at(20));
+        async move {
+            records
+                .create(&PostParams::default(), &r)
+                .await
+                .ok()
+                .map(|_| ())
+        }
+    })
+    .await;
+    (uid, target, created, reporter)
+}
+
+/// The hostile table of usage records: each refused at the API server or
+/// decided with a reason, none counted.
+#[tokio::test]
+async fn hostile_usage_records_are_refused_or_rejected_with_a_reason() {
+    let (client, ns) = controller_and_namespaces(&["isv", "cust"]).await;
+    let (isv, cust) = (ns.ns(0), ns.ns(1));
+    put(&client, isv, &priced("db", "Suspend")).await;
+    let (uid, target, created, reporter) = metered_instance(&client, isv, cust, "meter").await;
+    let records = Api::<UsageRecord>::namespaced(reporter.clone(), &target);
+    let pp = PostParams::default();
+    let at = |ms: i64| (created + jiff::SignedDuration::from_millis(ms)).to_string();
+    let refused_by_api = |e: kube::Error| matches!(e, kube::Error::Api(ref s) if s.code == 422 || s.code == 400 || s.code == 413);
+    // Refused by the API server: negative, above 10^12, beyond an i64, a
+    // window that ends before it starts, and a 1 MB record.
+    for (name, quantity) in [
+        ("negative", json!(-1)),
+        ("too-large", json!(1_000_000_000_001i64)),
+        ("overflow", json!(9_223_372_036_854_775_808u64)),
+    ] {
+        let body = json!({"apiVersion": "computenest.dev/v1alpha1", "kind": "UsageRecord", "metadata": {"name": name},
+            "spec": {"instance": uid, "dimension": "VirtualCpu", "quantity": quantity, "windowStart": at(100), "windowEnd": at(200)}});
+        let r = Api::<kube::api::DynamicObject>::namespaced_with(
+            reporter.clone(),
+            &target,
+            &kube::api::ApiResource::erase::<UsageRecord>(&()),
+        )
+        .create(&pp, &serde_json::from_value(body).expect("body"))
+        .await;
+        assert!(
+            r.is_err_and(refused_by_api),
+            "{name} must be refused by the API server"
+        );
+    }
+    let backwards = records
+        .create(&pp, &usage_record("backwards", &uid, 1, &at(300), &at(200)))
+        .await;
+    assert!(
+        backwards.is_err_and(refused_by_api),
+        "a window ending before it starts is refused"
+    );
+    let mut huge = usage_record("huge", &uid, 1, &at(100), &at(200));
+    huge.metadata.annotations = Some([("padding".to_string(), "x".repeat(1024 * 1024))].into());
+    assert!(
+        records.create(&pp, &huge).await.is_err_and(refused_by_api),
+        "a 1 MB record is refused"
+    );
+    // Decided and rejected, each with its reason.
+    let future = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
+    let cases = [
+        (
+            "future",
+            usage_record("future", &uid, 1, &at(100), &future.to_string()),
+            "FutureWindow",
+        ),
+        (
+            "before-start",
+            usage_record("before-start", &uid, 1, &at(-5000), &at(100)),
+            "BeforeStart",
+        ),
+        (
+            "unknown-dimension",
+            {
+                let mut r = usage_record("unknown-dimension", &uid, 1, &at(100), &at(200));
+                r.spec.dimension = "Gpu".into();
+                r
+            },
+            "UnknownDimension",
+        ),
+        (
+            "no-such-instance",
+            usage_record(
+                "no-such-instance",
+                "00000000-0000-0000-0000-000000000000",
+                1,
+                &at(100),
+                &at(200),
+            ),
+            "NotThisInstance",
+        ),
+    ];
+    for (name, r, _) in &cases {
+        records
+            .create(&pp, r)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    for (name, _, reason) in &cases {
+        assert_eq!(
+            record_result(&client, &target, name).await,
+            (UsageResult::Rejected, reason.to_string()),
+            "{name}"
+        );
+    }
+    // The customer cannot decide a record either: its status is the controller's.
+    let customer = impersonate("mallory", &["system:authenticated"]).await;
+    let forged = Api::<UsageRecord>::namespaced(customer, &target)
+        .patch_status(
+            "future",
+            &Default::default(),
+            &kube::api::Patch::Merge(json!({"status": {"result": "Accepted"}})),
+        )
+        .await;
+    assert!(
+        matches!(forged, Err(kube::Error::Api(ref s)) if s.code == 403),
+        "{forged:?}"
+    );
+    ns.cleanup().await;
+}
+
+/// A flood of 10,000 records in a minute for one instance: every one gets a
+/// result, and meanwhile another customer's purchase deploys as fast as
+/// ever (the records are decided inside their own instance's reconcile).
+#[tokio::test]
+#[ignore = "heavy (10,000 records): run alone, cargo test --test integration -- --ignored"]
+async fn a_flood_of_10000_records_is_decided_without_holding_up_other_work() {
+    const RECORDS: usize = 10_000;
+    let (client, ns) = controller_and_namespaces(&["isv", "cust", "other"]).await;
+    let (isv, cust, other) = (ns.ns(0), ns.ns(1), ns.ns(2));
+    put(&client, isv, &priced("db", "Suspend")).await;
+    let (uid, target, _, reporter) = metered_instance(&client, isv, cust, "meter").await;
+    let records = Api::<UsageRecord>::namespaced(reporter.clone(), &target);
+    let started = std::time::Instant::now();
+    let flood = {
+        let records = records.clone();
+        let uid = uid.clone();
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            futures::stream::iter(0..RECORDS)
+                .map(|i| {
+                    let records = records.clone();
+                    let uid = uid.clone();
+                    async move {
+                        let now = jiff::Timestamp::now();
+                        // Every tenth repeats a window (a retry): Duplicate or Overlap.
+                        let end = now
+                            - jiff::SignedDuration::from_millis(if i % 10 == 0 { 500 } else { 1 });
+                        let start = end - jiff::SignedDuration::from_millis(1);
+                        let r = usage_record(
+                            &format!("f{i:05}"),
+                            &uid,
+                            1,
+                            &start.to_string(),
+                            &end.to_string(),
+                        );
+                        records.create(&PostParams::default(), &r).await.is_ok()
+                    }
+                })
+                .buffer_unordered(32)
+                .filter(|ok| futures::future::ready(*ok))
+                .count()
+                .await
+        })
+    };
+    // Meanwhile another customer buys: deployed within the usual deadline.
+    let bought = std::time::Instant::now();
+    buy(
+        &client,
+        other,
+        &service_instance("calm", isv, "db").plan("pro"),
+    )
+    .await;
+    let calm = bought.elapsed();
+    let created = flood.await.expect("flood");
+    assert_eq!(created, RECORDS, "every record was written");
+    let written = started.elapsed();
+    let all = Api::<UsageRecord>::namespaced(client.clone(), &target);
+    let decided = wait_for(
+        "every record of the flood decided",
+        Duration::from_secs(240),
+        || {
+            let all = all.clone();
+            async move {
+                let l = all.list(&ListParams::default()).await.ok()?;
+                let undecided = l
+                    .items
+                    .iter()
+                    .filter(|r| r.status.as_ref().and_then(|s| s.result).is_none())
+                    .count();
+                (undecided == 0).then_some(l.items.len())
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "flood: {created} records written in {:.1} s, all {decided} decided after {:.1} s; another purchase deployed in {:.1} s meanwhile",
+        written.as_secs_f64(),
+        started.elapsed().as_secs_f64(),
+        calm.as_secs_f64()
+    );
+    assert!(
+        calm < Duration::from_secs(30),
+        "another purchase waited {calm:?} behind the flood"
+    );
+    ns.cleanup().await;
+}
+
+/// Suspension withdraws access the owner granted to the customer; renewing
+/// gives it back (the request's own expiry still counts).
+#[tokio::test]
+async fn a_suspended_instance_grants_no_access_until_renewed() {
+    use k8s_openapi::api::rbac::v1::Role;
+    let (client, ns) = controller_and_namespaces(&["isv", "cust"]).await;
+    let (isv, cust) = (ns.ns(0), ns.ns(1));
+    put(
+        &client,
+        isv,
+        &priced("db", "Suspend").access(json!({"approval": "Automatic"})),
+    )
+    .await;
+    let shop = buy(
+        &client,
+        cust,
+        &billed(
+            service_instance("shop", isv, "db"),
+            json!({"mode": "Subscription"}),
+        ),
+    )
+    .await;
+    let target = target_namespace(&shop);
+    let request: AccessRequest = serde_json::from_value(json!({
+        "apiVersion": "computenest.dev/v1alpha1", "kind": "AccessRequest", "metadata": {"name": "debug"},
+        "spec": {"instanceName": "shop", "subject": {"kind": "User", "name": "operator-ann"},
+                 "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}],
+                 "durationSeconds": 3600, "reason": "investigating"}
+    }))
+    .expect("request");
+    put(&client, cust, &request).await;
+    let _: AccessRequest = wait_ready(&client, cust, "debug", "True", "Active").await;
+    let roles = Api::<Role>::namespaced(client.clone(), &target);
+    let granted = || async {
+        roles
+            .list(&ListParams::default().labels("computenest.dev/access-request-name=debug"))
+            .await
+            .map(|l| l.items.len())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        granted().await,
+        1,
+        "the grant's Role is in the managed namespace"
+    );
+    // The one-day term ends: suspended, and the grant is removed.
+    let _: ServiceInstance = wait_ready_within(
+        &client,
+        cust,
+        "shop",
+        "False",
+        "Suspended",
+        Duration::from_secs(60),
+    )
+    .await;
+    let _: AccessRequest = wait_ready(&client, cust, "debug", "False", "InstanceSuspended").await;
+    wait_for(
+        "the suspended instance's grant is removed",
+        DEADLINE,
+        || async { (granted().await == 0).then_some(()) },
+    )
+    .await;
+    // Renewed by hand: running again, and the access is back.
+    merge::<ServiceInstance>(
+        &client,
+        cust,
+        "shop",
+        json!({"spec": {"billing": {"periods": 100}}}),
+    )
+    .await
+    .expect("renew");
+    wait_deployed(&client, cust, "shop").await;
+    let _: AccessRequest = wait_ready(&client, cust, "debug", "True", "Active").await;
+    ns.cleanup().await;
+}
