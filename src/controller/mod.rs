@@ -460,10 +460,11 @@ pub async fn run(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
+    let provisioned_caches = ctx.provisioned.clone();
     let controllers = run_controllers(&mut watches, routed, ctx, stopped);
     tokio::select! {
         _ = watches.drive() => tracing::error!("watch streams ended"),
-        _ = keep_gauges(stores, metrics, readiness) => {},
+        _ = keep_gauges(stores, provisioned_caches, metrics, readiness) => {},
         _ = controllers => {},
         _ = async {
             shutdown.await;
@@ -530,8 +531,29 @@ where
 
 /// Sets readiness once every cache has its first full list, then refreshes
 /// the object gauges every 10 s.
-async fn keep_gauges(stores: Stores, metrics: Arc<Metrics>, readiness: Readiness) {
+async fn keep_gauges(
+    stores: Stores,
+    provisioned: provisioned::Provisioned,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+) {
+    // The caches of what was provisioned count too: an instance whose
+    // objects are not observed yet would report them Progressing (a status
+    // written and taken back at every restart). Not for ever: a kind the
+    // controller may not list (RBAC short of the allow-list) must not keep
+    // every controller waiting; its objects then say "not observed yet".
+    let provisioned_synced = async {
+        if tokio::time::timeout(Duration::from_secs(30), provisioned.wait_until_ready())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the caches of provisioned objects are not synced after 30 s (can the controller list every allowed kind?); going on without them"
+            );
+        }
+    };
     let _ = tokio::join!(
+        provisioned_synced,
         stores.services.wait_until_ready(),
         stores.grants.wait_until_ready(),
         stores.derived.wait_until_ready(),
