@@ -233,7 +233,10 @@ say "starting the controller (health and metrics on http://$health, log $control
 # setsid: Ctrl-C goes to this script only, which stops the controller after
 # deleting the example namespaces (their finalizers need it). --exit-with-parent:
 # the controller ends with this script even if the script is killed.
-setsid "$controller_bin" run --health-addr "$health" --exit-with-parent "$$" \
+# A commercial day of DEMO_COMMERCE_DAY_SECONDS (10 s): the commerce
+# example's one-day trial ends and its usage is settled while you watch.
+COMPUTENEST_COMMERCE_DAY_SECONDS="${DEMO_COMMERCE_DAY_SECONDS:-10}" \
+  setsid "$controller_bin" run --health-addr "$health" --exit-with-parent "$$" \
   </dev/null >"$controller_log" 2>&1 &
 controller_pid=$!
 deadline=$((SECONDS + 60))
@@ -566,6 +569,45 @@ if [ "$settled" = 1 ]; then
     wait_settled
     [ "$settled" = 1 ] || break
   done
+fi
+# Commerce: the customer renews a subscription by hand, the software of a
+# pay-as-you-go instance reports usage with its own metering account, and the
+# trial runs out; then every instance's term, expiry and amount are in the table.
+commerce_steps() {
+  local cust=shop-customer target uid deadline now records
+  say "commerce: 'monthly' renewed by hand (billing.periods 2); the software of 'metered' reports usage; waiting for the trial to end and the usage period to be settled"
+  kc patch serviceinstance -n "$cust" monthly --type merge -p '{"spec":{"billing":{"periods":2}}}' >/dev/null ||
+    die "cannot renew the subscription 'monthly'."
+  target="$(kc get serviceinstance -n "$cust" metered -o jsonpath='{.status.owner.targetNamespace}')"
+  uid="$(kc get serviceinstance -n "$cust" metered -o jsonpath='{.metadata.uid}')"
+  [ -n "$target" ] && [ -n "$uid" ] || die "the instance 'metered' has no target namespace yet."
+  records="$(python3 - "$uid" <<'PYREC'
+import datetime, json, sys
+now = datetime.datetime.now(datetime.timezone.utc)
+ts = lambda s: (now - datetime.timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+items = [{"apiVersion": "computenest.dev/v1alpha1", "kind": "UsageRecord",
+          "metadata": {"name": "metered-%s" % name},
+          "spec": {"instance": sys.argv[1], "dimension": dim, "quantity": q,
+                   "windowStart": ts(start), "windowEnd": ts(end)}}
+         for name, dim, q, start, end in [("cpu-1", "VirtualCpu", 4, 3.0, 2.0),
+                                           ("cpu-2", "VirtualCpu", 6, 2.0, 1.0),
+                                           ("disk", "Storage", 20, 3.0, 1.0)]]
+print(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+PYREC
+)"
+  kc create -n "$target" --as "system:serviceaccount:$target:metered-metering" \
+    --as-group system:serviceaccounts --as-group "system:serviceaccounts:$target" \
+    -f - <<<"$records" >/dev/null || die "the metering account of 'metered' could not report usage."
+  deadline=$((SECONDS + 120))
+  while ((SECONDS < deadline)); do
+    now="$(kc get serviceinstance -n "$cust" trial metered -o jsonpath='{.items[0].status.commerce.bizStatus} {.items[1].status.commerce.statements[*].kind}' 2>/dev/null || true)"
+    case "$now" in Suspended*Usage*) return 0 ;; esac
+    sleep 1
+  done
+  say "commerce: still waiting after 120 s ($now); the table shows where it stands"
+}
+if [ "$settled" = 1 ]; then
+  commerce_steps
 fi
 fetch_state || die "cannot read the example objects back from the cluster."
 

@@ -612,6 +612,7 @@ pub async fn settle(
             n += 1;
         }
     }
+    announce(inst, ctx, &terms).await;
     let skip = statements.len().saturating_sub(STATEMENTS_KEPT);
     let status = commerce_status(
         inst,
@@ -623,6 +624,76 @@ pub async fn settle(
         license_secret,
     );
     Ok(Settled { status, wake })
+}
+
+/// Events for what changed in the terms: a new business state (Expiring,
+/// Renewing, RenewFailed, Suspended, Expired, and Normal again after a
+/// renewal or a conversion) and each automatic renewal.
+async fn announce(inst: &ServiceInstance, ctx: &Context, terms: &Terms) {
+    let before = inst
+        .status
+        .as_ref()
+        .and_then(|s| s.commerce.as_ref())
+        .map(|c| c.biz_status);
+    let expire = terms.expire.map(|t| t.to_string()).unwrap_or_default();
+    if terms.renewed_now > 0 {
+        ctx.event(
+            inst,
+            false,
+            "Renewed",
+            format!(
+                "renewed automatically by {} period(s); the term now ends at {expire}",
+                terms.renewed_now
+            ),
+        )
+        .await;
+    }
+    // The first terms are news unless they are plainly Normal.
+    if before == Some(terms.biz) || (before.is_none() && terms.biz == BizStatus::Normal) {
+        return;
+    }
+    let (warning, reason, note) = match terms.biz {
+        BizStatus::Expiring => (
+            true,
+            "Expiring",
+            match terms.notice {
+                Some(d) => format!(
+                    "the term ends at {expire}, within {d} day(s); renew or convert to keep it running"
+                ),
+                None => format!("the term ends at {expire}; renew or convert to keep it running"),
+            },
+        ),
+        BizStatus::Renewing => (
+            false,
+            "Renewing",
+            format!("the term ends at {expire} and renews automatically"),
+        ),
+        BizStatus::RenewFailed => (
+            true,
+            "RenewFailed",
+            format!(
+                "the term ends at {expire} and cannot renew: the product can no longer be sold"
+            ),
+        ),
+        BizStatus::Suspended => (
+            true,
+            "Suspended",
+            format!(
+                "the term ended at {expire}: workloads scaled to zero, logon URL withdrawn, access removed"
+            ),
+        ),
+        BizStatus::Expired => (
+            true,
+            "Expired",
+            format!("the term ended at {expire}: the license says expired"),
+        ),
+        BizStatus::Normal => (
+            false,
+            "TermResumed",
+            format!("the term runs until {expire}"),
+        ),
+    };
+    ctx.event(inst, warning, reason, note).await;
 }
 
 /// The ledger with its seal.

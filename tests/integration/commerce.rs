@@ -105,6 +105,7 @@ async fn a_trial_expires_suspended_and_converting_it_resumes_in_place() {
     assert_eq!(c.amount, "0");
     // A one-day trial is within the default notice (7 and 1 days).
     assert_eq!(c.biz_status, BizStatus::Expiring);
+    wait_event(&client, cust, "Expiring", "shop").await;
     let target = target_namespace(&shop);
     let license = verified_license(&client, &target, "shop-license").await;
     assert_eq!(license["trial"], true);
@@ -413,6 +414,7 @@ async fn scenario_3_usage_is_reported_decided_rated_and_settled_once_at_both_tie
             .iter()
             .all(|o| o.spec.period.as_ref().is_some_and(|p| p.amount == "10"))
     );
+    wait_event(&client, cust, "Renewed", "sub").await;
     let renewed: ServiceInstance = Api::namespaced(client.clone(), cust)
         .get("sub")
         .await
