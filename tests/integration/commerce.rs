@@ -48,6 +48,38 @@ fn billed(mut i: ServiceInstance, billing: Value) -> ServiceInstance {
     i
 }
 
+/// The set-up most commerce tests share: the ISV's priced Service `db` (its
+/// trial ending with `on_expiry`) and the customer's instance `shop` of it,
+/// billed as `billing`, Deployed.
+async fn priced_purchase(
+    on_expiry: &str,
+    billing: Value,
+) -> (Client, crate::harness::TestNamespaces, ServiceInstance) {
+    let (client, ns) = controller_and_namespaces(&["isv", "cust"]).await;
+    put(&client, ns.ns(0), &priced("db", on_expiry)).await;
+    let shop = buy(
+        &client,
+        ns.ns(1),
+        &billed(service_instance("shop", ns.ns(0), "db"), billing),
+    )
+    .await;
+    (client, ns, shop)
+}
+
+/// Waits (at most a minute: the test's days are 6 s) until the instance's
+/// term ended and it is suspended; returns it.
+async fn wait_suspended(client: &Client, ns: &str, name: &str) -> ServiceInstance {
+    wait_ready_within(
+        client,
+        ns,
+        name,
+        "False",
+        "Suspended",
+        Duration::from_secs(60),
+    )
+    .await
+}
+
 fn commerce(i: &ServiceInstance) -> CommerceStatus {
     i.status
         .as_ref()
@@ -92,14 +124,9 @@ async fn deployment_replicas(client: &Client, ns: &str, name: &str) -> Option<i3
 
 #[tokio::test]
 async fn a_trial_expires_suspended_and_converting_it_resumes_in_place() {
-    let (client, ns) = controller_and_namespaces(&["isv", "cust"]).await;
+    let (client, ns, shop) =
+        priced_purchase("Suspend", json!({"mode": "Subscription", "trial": true})).await;
     let (isv, cust) = (ns.ns(0), ns.ns(1));
-    put(&client, isv, &priced("db", "Suspend")).await;
-    let inst = billed(
-        service_instance("shop", isv, "db"),
-        json!({"mode": "Subscription", "trial": true}),
-    );
-    let shop = buy(&client, cust, &inst).await;
     let c = commerce(&shop);
     assert!(c.trial, "{c:?}");
     assert_eq!(c.amount, "0");
@@ -114,15 +141,7 @@ async fn a_trial_expires_suspended_and_converting_it_resumes_in_place() {
     assert_eq!(deployment_replicas(&client, &target, "shop").await, Some(1));
 
     // The day passes: suspended, scaled to zero, no logon URL, license says so.
-    let suspended: ServiceInstance = wait_ready_within(
-        &client,
-        cust,
-        "shop",
-        "False",
-        "Suspended",
-        Duration::from_secs(60),
-    )
-    .await;
+    let suspended = wait_suspended(&client, cust, "shop").await;
     assert_eq!(commerce(&suspended).biz_status, BizStatus::Suspended);
     assert_eq!(
         suspended.status.as_ref().and_then(|s| s.logon_url.clone()),
@@ -434,18 +453,8 @@ async fn scenario_3_usage_is_reported_decided_rated_and_settled_once_at_both_tie
 /// instance's UID: the forgery is not believed and the term ends on time.
 #[tokio::test]
 async fn a_forged_ledger_does_not_extend_a_term() {
-    let (client, ns) = controller_and_namespaces(&["isv", "cust"]).await;
-    let (isv, cust) = (ns.ns(0), ns.ns(1));
-    put(&client, isv, &priced("db", "Suspend")).await;
-    let shop = buy(
-        &client,
-        cust,
-        &billed(
-            service_instance("shop", isv, "db"),
-            json!({"mode": "Subscription"}),
-        ),
-    )
-    .await;
+    let (client, ns, shop) = priced_purchase("Suspend", json!({"mode": "Subscription"})).await;
+    let cust = ns.ns(1);
     let before = commerce(&shop);
     allow(
         &client,
@@ -486,15 +495,7 @@ async fn a_forged_ledger_does_not_extend_a_term() {
     .await;
     assert_eq!(repaired.ledger, before.ledger);
     // And the term ends when it was bought to end.
-    let _: ServiceInstance = wait_ready_within(
-        &client,
-        cust,
-        "shop",
-        "False",
-        "Suspended",
-        Duration::from_secs(60),
-    )
-    .await;
+    wait_suspended(&client, cust, "shop").await;
     ns.cleanup().await;
 }
 
@@ -792,15 +793,7 @@ async fn a_suspended_instance_grants_no_access_until_renewed() {
         "the grant's Role is in the managed namespace"
     );
     // The one-day term ends: suspended, and the grant is removed.
-    let _: ServiceInstance = wait_ready_within(
-        &client,
-        cust,
-        "shop",
-        "False",
-        "Suspended",
-        Duration::from_secs(60),
-    )
-    .await;
+    wait_suspended(&client, cust, "shop").await;
     let _: AccessRequest = wait_ready(&client, cust, "debug", "False", "InstanceSuspended").await;
     wait_for(
         "the suspended instance's grant is removed",
@@ -819,5 +812,47 @@ async fn a_suspended_instance_grants_no_access_until_renewed() {
     .expect("renew");
     wait_deployed(&client, cust, "shop").await;
     let _: AccessRequest = wait_ready(&client, cust, "debug", "True", "Active").await;
+    ns.cleanup().await;
+}
+
+/// A trial whose product says Delete: suspended at its end, its resources
+/// removed after the retention days; the instance stays, Expired.
+#[tokio::test]
+async fn an_unconverted_trial_is_removed_after_its_retention() {
+    let (client, ns, shop) =
+        priced_purchase("Delete", json!({"mode": "Subscription", "trial": true})).await;
+    let cust = ns.ns(1);
+    let target = target_namespace(&shop);
+    wait_suspended(&client, cust, "shop").await;
+    // A day of retention later: removed, the instance kept and saying so.
+    let expired: ServiceInstance = wait_ready_within(
+        &client,
+        cust,
+        "shop",
+        "False",
+        "Expired",
+        Duration::from_secs(60),
+    )
+    .await;
+    let st = expired.status.clone().unwrap_or_default();
+    assert_eq!(st.phase, Some(Phase::Pending));
+    assert!(st.applied_objects.is_empty(), "{:?}", st.applied_objects);
+    wait_for(
+        "the managed namespace is gone or going",
+        NAMESPACE_DELETION,
+        || {
+            let client = client.clone();
+            let target = target.clone();
+            async move {
+                let ns = Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
+                    .get_opt(&target)
+                    .await
+                    .ok()?;
+                ns.is_none_or(|n| n.metadata.deletion_timestamp.is_some())
+                    .then_some(())
+            }
+        },
+    )
+    .await;
     ns.cleanup().await;
 }
