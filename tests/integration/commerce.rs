@@ -363,15 +363,18 @@ async fn scenario_3_usage_is_reported_decided_rated_and_settled_once_at_both_tie
 
     // The first usage period (3 days, and the late day) closes: one Order at each tier, with
     // each tier's amount (6 vCPU at 0.75 to the customer, 0.5 to the distributor).
-    let sale = wait_for(
-        "the usage Order of period 1",
+    // (Both tiers' Orders are looked for together: the second is written
+    // just after the first.)
+    let (sale, resale) = wait_for(
+        "the usage Orders of period 1 at both tiers",
         Duration::from_secs(90),
         || {
             let client = client.clone();
             let uid = uid.clone();
             async move {
-                let o = orders_of(&client, dist, &uid, OrderKind::Usage).await;
-                (!o.is_empty()).then_some(o)
+                let sale = orders_of(&client, dist, &uid, OrderKind::Usage).await;
+                let resale = orders_of(&client, isv, &uid, OrderKind::Usage).await;
+                (!sale.is_empty() && !resale.is_empty()).then_some((sale, resale))
             }
         },
     )
@@ -383,7 +386,6 @@ async fn scenario_3_usage_is_reported_decided_rated_and_settled_once_at_both_tie
         (1, "4.5", "EUR")
     );
     assert_eq!(p.usage.first().map(|u| u.quantity), Some(6));
-    let resale = orders_of(&client, isv, &uid, OrderKind::Usage).await;
     assert_eq!(resale.len(), 1, "{resale:?}");
     assert_eq!(
         resale[0].spec.period.as_ref().map(|p| p.amount.as_str()),
