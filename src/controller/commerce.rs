@@ -40,6 +40,14 @@ const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
 /// Its value; the component label says which record it is.
 const PART_OF: &str = "computenest";
 const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+
+/// The labels of one of the controller's own records.
+fn own_record_labels(component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (PART_OF_LABEL.to_string(), PART_OF.to_string()),
+        (COMPONENT_LABEL.to_string(), component.to_string()),
+    ])
+}
 /// Statements kept in status.
 const STATEMENTS_KEPT: usize = 24;
 /// Real time a usage period stays open after its late window, for the
@@ -110,10 +118,7 @@ impl LicenseKey {
                 let secret = Secret {
                     metadata: kube::api::ObjectMeta {
                         name: Some(KEY_SECRET.into()),
-                        labels: Some(BTreeMap::from([
-                            (PART_OF_LABEL.to_string(), PART_OF.to_string()),
-                            (COMPONENT_LABEL.to_string(), "license-key".to_string()),
-                        ])),
+                        labels: Some(own_record_labels("license-key")),
                         ..Default::default()
                     },
                     string_data: Some(BTreeMap::from([(
@@ -263,7 +268,9 @@ pub async fn evaluate(
         ));
     };
     let wants_trial = billing.trial && ledger.paid_from.is_none();
-    let trial_allowed = if wants_trial && pricing.customer.trial_days > 0 {
+    // A verified ledger that says the trial began proves this instance holds
+    // it: the marker is read only until then (not on every reconcile).
+    let trial_allowed = if wants_trial && pricing.customer.trial_days > 0 && !ledger.trial_started {
         claim_trial(inst, ctx, product, &uid).await?
     } else {
         true
@@ -321,10 +328,7 @@ async fn claim_trial(
     let cm = ConfigMap {
         metadata: kube::api::ObjectMeta {
             name: Some(name.clone()),
-            labels: Some(BTreeMap::from([
-                (PART_OF_LABEL.to_string(), PART_OF.to_string()),
-                (COMPONENT_LABEL.to_string(), "trial".to_string()),
-            ])),
+            labels: Some(own_record_labels("trial")),
             ..Default::default()
         },
         data: Some(BTreeMap::from([
@@ -497,7 +501,7 @@ pub async fn settle(
                         Vec::new(),
                     ),
                 );
-                names = order_names(&orders);
+                names = crate::domain::provision::order_refs(&orders);
                 if p.index > ledger.terms_settled {
                     write_orders(&orders, ctx, &uid).await?;
                 }
@@ -586,7 +590,7 @@ pub async fn settle(
                         usage.clone(),
                     ),
                 );
-                names = order_names(&orders);
+                names = crate::domain::provision::order_refs(&orders);
                 if n > ledger.usage_periods_settled {
                     write_orders(&orders, ctx, &uid).await?;
                     for u in &usage {
@@ -789,19 +793,6 @@ async fn persist_decision(
         .await?;
     ctx.metrics.wrote(super::instance::KIND, "status");
     Ok(())
-}
-
-fn order_names(orders: &[crate::api::Order]) -> Vec<String> {
-    orders
-        .iter()
-        .map(|o| {
-            format!(
-                "{}/{}",
-                o.metadata.namespace.as_deref().unwrap_or_default(),
-                o.metadata.name.as_deref().unwrap_or_default()
-            )
-        })
-        .collect()
 }
 
 async fn write_orders(orders: &[crate::api::Order], ctx: &Context, uid: &str) -> Result<(), Error> {

@@ -137,6 +137,20 @@ pub fn order_name(customer_ns: &str, instance: &str, uid: &str, role: &str) -> S
     ])
 }
 
+/// Orders as `namespace/name`, as status lists them.
+pub fn order_refs(orders: &[Order]) -> Vec<String> {
+    orders
+        .iter()
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o.metadata.namespace.as_deref().unwrap_or_default(),
+                o.metadata.name.as_deref().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
 /// Name of the Secret in the customer's namespace that holds the logon URL.
 pub fn logon_secret_name(instance: &str) -> String {
     let base = naming::label_fragment(instance, 200);
@@ -318,16 +332,7 @@ pub fn build(
         resource_fees_paid_by: party,
         service_fees_paid_to: scenario.service_fees_paid_to(),
         settlement: scenario.settlement(),
-        orders: orders
-            .iter()
-            .map(|o| {
-                format!(
-                    "{}/{}",
-                    o.metadata.namespace.as_deref().unwrap_or_default(),
-                    o.metadata.name.as_deref().unwrap_or_default()
-                )
-            })
-            .collect(),
+        orders: order_refs(&orders),
     };
     let mut desired = Desired {
         scenario,
