@@ -273,10 +273,9 @@ where
     } else {
         None
     };
-    // Caches hold no managedFields: they are never read and are most of an object's size.
     let driver = watcher::watcher(api, config.any_semantic())
         .default_backoff()
-        .modify(|o: &mut K| o.managed_fields_mut().clear())
+        .modify(|o: &mut K| trim_cached_meta(o.meta_mut()))
         .reflect_shared(writer)
         .map(move |r| match r {
             Ok(event) => index.observe(&event),
@@ -288,6 +287,25 @@ where
         driver: Box::pin(driver),
     }
 }
+
+/// What the caches keep of an object's metadata: everything the controllers
+/// read. managedFields and kubectl's copy of the last applied object are
+/// never read and are most of an object's size (the latter doubles every
+/// object applied with client-side `kubectl apply`). The field is set to
+/// None rather than emptied: an emptied Vec keeps its allocation (about
+/// 0.7 KiB per object, 2 MiB per 3000 instances).
+fn trim_cached_meta(meta: &mut kube::core::ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+/// The annotation in which client-side `kubectl apply` keeps the whole object.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The controller of a watch made `with_controller`: its handle, its
 /// cache, and what the index routes to it.
@@ -677,4 +695,34 @@ impl Failures {
 /// The namespace of a namespaced object (empty string for none).
 pub fn ns_of<K: ResourceExt>(obj: &K) -> String {
     obj.namespace().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_metadata_drops_managed_fields_and_the_last_applied_copy_only() {
+        let mut meta: kube::core::ObjectMeta = serde_json::from_value(serde_json::json!({
+            "name": "db", "uid": "u1", "resourceVersion": "7",
+            "labels": {"team": "a"},
+            "annotations": {LAST_APPLIED: "{\"big\":1}", "computenest.dev/applicant": "alice"},
+            "managedFields": [{"manager": "kubectl"}, {"manager": "computenest"}]
+        }))
+        .unwrap_or_default();
+        trim_cached_meta(&mut meta);
+        assert!(meta.managed_fields.is_none());
+        let annotations = meta.annotations.clone().unwrap_or_default();
+        assert_eq!(annotations.len(), 1, "{annotations:?}");
+        assert!(annotations.contains_key("computenest.dev/applicant"));
+        assert_eq!(meta.labels.clone().unwrap_or_default().len(), 1);
+        assert_eq!(meta.uid.as_deref(), Some("u1"));
+
+        let mut only_last_applied: kube::core::ObjectMeta = serde_json::from_value(
+            serde_json::json!({"name": "x", "annotations": {LAST_APPLIED: "{}"}}),
+        )
+        .unwrap_or_default();
+        trim_cached_meta(&mut only_last_applied);
+        assert!(only_last_applied.annotations.is_none());
+    }
 }

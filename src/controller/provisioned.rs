@@ -9,78 +9,102 @@
 //! arrival to what the health rules read (`domain::health::trim`), so a
 //! cache holds metadata, status and a few spec fields, never a ConfigMap's
 //! data or a pod template.
+//!
+//! The caches are not kube's reflector stores: an entry holds only what is
+//! read (identity, versions, deletion, the two labels that prove whose an
+//! object is, and the trimmed body as JSON text), about 0.3 KiB, where a
+//! stored `ObjectMeta` with its label map and key cost over 1.5 KiB. With
+//! four objects per instance this was the largest part of the controller's
+//! memory (BENCHMARKS.md, "Where the memory goes").
 
 use super::index::Index;
 use super::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::domain::health;
 use crate::domain::provision::labels;
 use futures::{Stream, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Client;
 use kube::api::{Api, DynamicObject};
 use kube::core::{ApiResource, ObjectMeta, PartialObjectMeta};
 use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Config as WatcherConfig};
-use kube::{Client, ResourceExt};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use tokio::sync::watch;
 
 type Meta = PartialObjectMeta<DynamicObject>;
 
-/// The cache of one kind: metadata only, or the trimmed object.
-#[derive(Clone)]
-enum Cache {
-    Meta(Store<Meta>),
-    Full(Store<DynamicObject>),
+/// Namespace ("" for cluster-scoped objects) and name.
+type Key = (Box<str>, Box<str>);
+
+/// What is kept of one provisioned object.
+#[derive(Clone, Debug, PartialEq)]
+struct Cached {
+    uid: Option<Box<str>>,
+    resource_version: Option<Box<str>>,
+    generation: Option<i64>,
+    deletion_timestamp: Option<Time>,
+    /// The instance UID label.
+    instance_uid: Option<Box<str>>,
+    /// The managed-by label.
+    managed_by: Option<Box<str>>,
+    /// Kinds watched in full: `{"spec": .., "status": ..}` as the health
+    /// rules read them, as JSON text (a parsed map costs several times more).
+    body: Option<Box<str>>,
 }
 
-/// The caches of provisioned objects, by (group, kind).
-#[derive(Clone, Default)]
-pub struct Provisioned {
-    stores: HashMap<(String, String), (ApiResource, Cache)>,
-}
+impl Cached {
+    /// Keeps of `meta` what is read; `body` is the trimmed object, if any.
+    fn new(meta: &ObjectMeta, body: Option<Box<str>>) -> (Key, Self) {
+        let label = |k: &str| {
+            meta.labels
+                .as_ref()
+                .and_then(|l| l.get(k))
+                .map(|v| v.as_str().into())
+        };
+        let key = (
+            meta.namespace.as_deref().unwrap_or_default().into(),
+            meta.name.as_deref().unwrap_or_default().into(),
+        );
+        let cached = Cached {
+            uid: meta.uid.as_deref().map(Into::into),
+            resource_version: meta.resource_version.as_deref().map(Into::into),
+            generation: meta.generation,
+            deletion_timestamp: meta.deletion_timestamp.clone(),
+            instance_uid: label(labels::INSTANCE_UID),
+            managed_by: label(MANAGED_BY_LABEL),
+            body,
+        };
+        (key, cached)
+    }
 
-/// The streams that drive the caches; poll them all.
-pub type Drivers = Vec<Pin<Box<dyn Stream<Item = ()> + Send>>>;
-
-/// Routes a change of a provisioned object to the instance whose UID label
-/// it carries. The first list is not a change: instances are reconciled at
-/// start anyway.
-fn route<T: ResourceExt>(index: &Index, kind: &str, r: Result<watcher::Event<T>, watcher::Error>) {
-    match r {
-        Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
-            if let Some(uid) = o.labels().get(labels::INSTANCE_UID) {
-                index.route_instance_by_uid(uid);
-            }
+    /// The metadata as the callers read it: identity, versions, deletion
+    /// and the two ownership labels; nothing else.
+    fn meta(&self, key: &Key) -> ObjectMeta {
+        let mut labels = BTreeMap::new();
+        if let Some(v) = &self.instance_uid {
+            labels.insert(labels::INSTANCE_UID.to_string(), v.to_string());
         }
-        Ok(_) => {}
-        // A kind that is not served (a CRD in the allow-list not installed)
-        // keeps retrying with backoff.
-        Err(e) => tracing::debug!(error = %e, kind = %kind, "provisioned watch error; retrying"),
+        if let Some(v) = &self.managed_by {
+            labels.insert(MANAGED_BY_LABEL.to_string(), v.to_string());
+        }
+        ObjectMeta {
+            name: Some(key.1.to_string()),
+            namespace: (!key.0.is_empty()).then(|| key.0.to_string()),
+            uid: self.uid.as_deref().map(str::to_string),
+            resource_version: self.resource_version.as_deref().map(str::to_string),
+            generation: self.generation,
+            deletion_timestamp: self.deletion_timestamp.clone(),
+            labels: (!labels.is_empty()).then_some(labels),
+            ..ObjectMeta::default()
+        }
     }
 }
 
-/// Keeps of an object's metadata only what the caches are read for: its
-/// identity and versions (drift), its deletion (health), and the two labels
-/// that prove whose it is. Everything else (other labels, annotations,
-/// ownerReferences, finalizers, managedFields) is dropped: with thousands of
-/// objects cached, they are most of the memory.
-fn trim_meta(meta: &mut ObjectMeta) {
-    meta.managed_fields = None;
-    meta.annotations = None;
-    meta.owner_references = None;
-    meta.finalizers = None;
-    meta.creation_timestamp = None;
-    meta.generate_name = None;
-    if let Some(labels) = meta.labels.as_mut() {
-        labels.retain(|k, _| k == labels::INSTANCE_UID || k == MANAGED_BY_LABEL);
-    }
-}
-
-/// Keeps of a full object only what the health rules read.
-fn trim_object(ar: &ApiResource, o: &mut DynamicObject) {
-    trim_meta(&mut o.metadata);
+/// The trimmed body of a full object, as JSON text.
+fn trimmed_body(ar: &ApiResource, o: &DynamicObject) -> Box<str> {
     let mut body = serde_json::json!({
         "metadata": {},
         "spec": o.data.get("spec").cloned().unwrap_or(Value::Null),
@@ -93,7 +117,109 @@ fn trim_object(ar: &ApiResource, o: &mut DynamicObject) {
             data.insert(key.to_string(), v.clone());
         }
     }
-    o.data = Value::Object(data);
+    Value::Object(data).to_string().into_boxed_str()
+}
+
+/// The cache of one kind.
+struct KindCache {
+    ar: ApiResource,
+    objects: RwLock<HashMap<Key, Cached>>,
+    /// True once the first list is in.
+    ready: watch::Sender<bool>,
+}
+
+impl KindCache {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Key, Cached>> {
+        self.objects.read().unwrap_or_else(|e| e.into_inner())
+    }
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Key, Cached>> {
+        self.objects.write().unwrap_or_else(|e| e.into_inner())
+    }
+    fn get(&self, namespace: &str, name: &str) -> Option<(Key, Cached)> {
+        let key: Key = (namespace.into(), name.into());
+        let cached = self.read().get(&key).cloned()?;
+        Some((key, cached))
+    }
+}
+
+/// Applies watch events to a cache, as a reflector does: a (re)list is
+/// gathered apart and replaces the cache when complete, so that objects
+/// deleted while the watch was down do not linger.
+struct Applier {
+    cache: Arc<KindCache>,
+    relist: Option<HashMap<Key, Cached>>,
+}
+
+impl Applier {
+    fn apply(&mut self, event: watcher::Event<(Key, Cached)>) {
+        match event {
+            watcher::Event::Init => self.relist = Some(HashMap::new()),
+            watcher::Event::InitApply((k, v)) => {
+                self.relist.get_or_insert_with(HashMap::new).insert(k, v);
+            }
+            watcher::Event::InitDone => {
+                let mut listed = self.relist.take().unwrap_or_default();
+                listed.shrink_to_fit();
+                *self.cache.write() = listed;
+                self.cache.ready.send_replace(true);
+            }
+            watcher::Event::Apply((k, v)) => {
+                self.cache.write().insert(k, v);
+            }
+            watcher::Event::Delete((k, _)) => {
+                self.cache.write().remove(&k);
+            }
+        }
+    }
+}
+
+/// The caches of provisioned objects, by (group, kind).
+#[derive(Clone, Default)]
+pub struct Provisioned {
+    stores: Arc<HashMap<(String, String), Arc<KindCache>>>,
+}
+
+/// The streams that drive the caches; poll them all.
+pub type Drivers = Vec<Pin<Box<dyn Stream<Item = ()> + Send>>>;
+
+/// The event with its object made compact.
+fn compact<T>(
+    event: watcher::Event<T>,
+    f: impl Fn(&T) -> (Key, Cached),
+) -> watcher::Event<(Key, Cached)> {
+    match event {
+        watcher::Event::Apply(o) => watcher::Event::Apply(f(&o)),
+        watcher::Event::Delete(o) => watcher::Event::Delete(f(&o)),
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(f(&o)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+/// Applies a compacted event to the cache and routes a change or deletion
+/// (after the first list) to the instance whose UID label the object
+/// carries. The first list is not a change: instances are reconciled at
+/// start anyway.
+fn apply_and_route(
+    index: &Index,
+    applier: &mut Applier,
+    r: Result<watcher::Event<(Key, Cached)>, watcher::Error>,
+) {
+    match r {
+        Ok(event) => {
+            if let watcher::Event::Apply((_, c)) | watcher::Event::Delete((_, c)) = &event
+                && let Some(uid) = &c.instance_uid
+            {
+                index.route_instance_by_uid(uid);
+            }
+            applier.apply(event);
+        }
+        // A kind that is not served (a CRD in the allow-list not installed)
+        // keeps retrying with backoff.
+        Err(e) => {
+            tracing::debug!(error = %e, kind = %applier.cache.ar.kind, "provisioned watch error; retrying")
+        }
+    }
 }
 
 impl Provisioned {
@@ -107,113 +233,110 @@ impl Provisioned {
         let mut drivers: Drivers = Vec::new();
         for ar in kinds {
             let index = index.clone();
-            let kind = ar.kind.clone();
+            let cache = Arc::new(KindCache {
+                ar: ar.clone(),
+                objects: RwLock::default(),
+                ready: watch::Sender::new(false),
+            });
+            let mut applier = Applier {
+                cache: cache.clone(),
+                relist: None,
+            };
             // The drift opt-out annotation is read from the live object, never
             // from these caches.
-            let cache = if health::by_existence(&ar.group, &ar.kind) {
+            if health::by_existence(&ar.group, &ar.kind) {
                 let api = Api::<Meta>::all_with(client.clone(), &ar);
-                let writer = reflector::store::Writer::<Meta>::new(ar.clone());
-                let store = writer.as_reader();
-                let driver = watcher::watcher(api, config.clone())
-                    .default_backoff()
-                    .modify(|o: &mut Meta| trim_meta(&mut o.metadata))
-                    .reflect(writer)
-                    .map(move |r| route(&index, &kind, r));
+                let driver =
+                    watcher::watcher(api, config.clone())
+                        .default_backoff()
+                        .map(move |r| {
+                            let r =
+                                r.map(|e| compact(e, |o: &Meta| Cached::new(&o.metadata, None)));
+                            apply_and_route(&index, &mut applier, r)
+                        });
                 drivers.push(Box::pin(driver));
-                Cache::Meta(store)
             } else {
                 let api = Api::<DynamicObject>::all_with(client.clone(), &ar);
-                let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
-                let store = writer.as_reader();
-                let trim_ar = ar.clone();
-                let driver = watcher::watcher(api, config.clone())
-                    .default_backoff()
-                    .modify(move |o: &mut DynamicObject| trim_object(&trim_ar, o))
-                    .reflect(writer)
-                    .map(move |r| route(&index, &kind, r));
+                let body_ar = ar.clone();
+                let driver =
+                    watcher::watcher(api, config.clone())
+                        .default_backoff()
+                        .map(move |r| {
+                            let r = r.map(|e| {
+                                compact(e, |o: &DynamicObject| {
+                                    Cached::new(&o.metadata, Some(trimmed_body(&body_ar, o)))
+                                })
+                            });
+                            apply_and_route(&index, &mut applier, r)
+                        });
                 drivers.push(Box::pin(driver));
-                Cache::Full(store)
-            };
-            stores.insert((ar.group.clone(), ar.kind.clone()), (ar, cache));
+            }
+            stores.insert((ar.group.clone(), ar.kind.clone()), cache);
         }
-        (Provisioned { stores }, drivers)
+        (
+            Provisioned {
+                stores: Arc::new(stores),
+            },
+            drivers,
+        )
     }
 
-    /// The cached metadata of a provisioned object; None when it is not
-    /// cached (not there, not labelled as the controller's, or a kind not watched).
+    fn cache(&self, group: &str, kind: &str) -> Option<&Arc<KindCache>> {
+        self.stores.get(&(group.to_string(), kind.to_string()))
+    }
+
+    /// The cached metadata of a provisioned object (identity, versions,
+    /// deletion and the two ownership labels); None when it is not cached
+    /// (not there, not labelled as the controller's, or a kind not watched).
     pub fn get(&self, group: &str, kind: &str, namespace: &str, name: &str) -> Option<ObjectMeta> {
-        let (ar, cache) = self.stores.get(&(group.to_string(), kind.to_string()))?;
-        match cache {
-            Cache::Meta(s) => s
-                .get(&ObjectRef::new_with(name, ar.clone()).within(namespace))
-                .map(|o| o.metadata.clone()),
-            Cache::Full(s) => s
-                .get(&ObjectRef::new_with(name, ar.clone()).within(namespace))
-                .map(|o| o.metadata.clone()),
-        }
+        let (key, cached) = self.cache(group, kind)?.get(namespace, name)?;
+        Some(cached.meta(&key))
     }
 
     /// The cached object as JSON (for the health rules: metadata, and for
     /// kinds watched in full their status and the spec fields the rules
     /// read); None when it is not cached.
     pub fn object(&self, group: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
-        let (ar, cache) = self.stores.get(&(group.to_string(), kind.to_string()))?;
-        match cache {
-            Cache::Meta(s) => s
-                .get(&ObjectRef::new_with(name, ar.clone()).within(namespace))
-                .map(|o| {
-                    serde_json::json!({
-                        "apiVersion": ar.api_version,
-                        "kind": ar.kind,
-                        "metadata": serde_json::to_value(&o.metadata).unwrap_or(Value::Null),
-                    })
-                }),
-            Cache::Full(s) => s
-                .get(&ObjectRef::new_with(name, ar.clone()).within(namespace))
-                .and_then(|o| serde_json::to_value(&*o).ok()),
-        }
+        let cache = self.cache(group, kind)?;
+        let (key, cached) = cache.get(namespace, name)?;
+        let mut object = match cached.body.as_deref() {
+            Some(text) => match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(m)) => m,
+                _ => serde_json::Map::new(),
+            },
+            None => serde_json::Map::new(),
+        };
+        object.insert("apiVersion".into(), cache.ar.api_version.clone().into());
+        object.insert("kind".into(), cache.ar.kind.clone().into());
+        object.insert(
+            "metadata".into(),
+            serde_json::to_value(cached.meta(&key)).unwrap_or(Value::Null),
+        );
+        Some(Value::Object(object))
     }
 
     /// Whether a kind is watched at all (Secrets are not: the controller
     /// does not read them).
     pub fn watches(&self, group: &str, kind: &str) -> bool {
-        self.stores
-            .contains_key(&(group.to_string(), kind.to_string()))
+        self.cache(group, kind).is_some()
     }
 
     /// Whether the cache of a kind has its first list (a kind not watched: no).
     pub fn is_ready(&self, group: &str, kind: &str) -> bool {
-        use futures::FutureExt;
-        self.stores
-            .get(&(group.to_string(), kind.to_string()))
-            .is_some_and(|(_, c)| {
-                match c {
-                    Cache::Meta(s) => s.wait_until_ready().now_or_never(),
-                    Cache::Full(s) => s.wait_until_ready().now_or_never(),
-                }
-                .is_some_and(|r| r.is_ok())
-            })
+        self.cache(group, kind).is_some_and(|c| *c.ready.borrow())
     }
 
     /// Waits until every cache has its first list.
     pub async fn wait_until_ready(&self) {
-        for (_, cache) in self.stores.values() {
-            let _ = match cache {
-                Cache::Meta(s) => s.wait_until_ready().await,
-                Cache::Full(s) => s.wait_until_ready().await,
-            };
+        for cache in self.stores.values() {
+            let mut ready = cache.ready.subscribe();
+            let _ = ready.wait_for(|r| *r).await;
         }
     }
 
     /// Objects in the caches, for the memory gauge and the benchmarks.
     pub fn len(&self) -> usize {
-        self.stores
-            .values()
-            .map(|(_, c)| match c {
-                Cache::Meta(s) => s.len(),
-                Cache::Full(s) => s.len(),
-            })
-            .sum()
+        self.stores.values().map(|c| c.read().len()).sum()
     }
 
     /// Whether no object is cached.
@@ -226,9 +349,17 @@ impl Provisioned {
 mod tests {
     use super::*;
 
+    fn meta_of(name: &str, uid: &str) -> ObjectMeta {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "namespace": "cust", "uid": uid, "resourceVersion": "7", "generation": 3,
+            "labels": {labels::INSTANCE_UID: "i1", MANAGED_BY_LABEL: MANAGED_BY},
+        }))
+        .unwrap_or_default()
+    }
+
     #[test]
     fn cached_metadata_keeps_identity_versions_and_the_proof_of_ownership_only() {
-        let mut meta: ObjectMeta = serde_json::from_value(serde_json::json!({
+        let meta: ObjectMeta = serde_json::from_value(serde_json::json!({
             "name": "web", "namespace": "cust", "uid": "u1", "resourceVersion": "7", "generation": 3,
             "deletionTimestamp": "2026-01-01T00:00:00Z",
             "labels": {labels::INSTANCE_UID: "i1", MANAGED_BY_LABEL: MANAGED_BY, "app": "web", labels::SCENARIO: "Scenario1"},
@@ -237,8 +368,11 @@ mod tests {
             "managedFields": [{"manager": "m"}]
         }))
         .unwrap_or_default();
-        trim_meta(&mut meta);
+        let (key, cached) = Cached::new(&meta, None);
+        let meta = cached.meta(&key);
         assert_eq!(meta.name.as_deref(), Some("web"));
+        assert_eq!(meta.namespace.as_deref(), Some("cust"));
+        assert_eq!(meta.uid.as_deref(), Some("u1"));
         assert_eq!(meta.generation, Some(3));
         assert_eq!(meta.resource_version.as_deref(), Some("7"));
         assert!(meta.deletion_timestamp.is_some());
@@ -250,5 +384,123 @@ mod tests {
         );
         assert!(meta.annotations.is_none() && meta.finalizers.is_none());
         assert!(meta.owner_references.is_none() && meta.managed_fields.is_none());
+
+        // A cluster-scoped object is found under the empty namespace.
+        let (key, cached) = Cached::new(
+            &ObjectMeta {
+                name: Some("cr".into()),
+                ..ObjectMeta::default()
+            },
+            None,
+        );
+        assert_eq!(key, ("".into(), "cr".into()));
+        assert!(cached.meta(&key).namespace.is_none());
+    }
+
+    #[test]
+    fn a_relist_replaces_the_cache_and_only_then_is_it_ready() {
+        let ar = ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&());
+        let cache = Arc::new(KindCache {
+            ar: ar.clone(),
+            objects: RwLock::default(),
+            ready: watch::Sender::new(false),
+        });
+        let mut applier = Applier {
+            cache: cache.clone(),
+            relist: None,
+        };
+        let provisioned = Provisioned {
+            stores: Arc::new(HashMap::from([(
+                ("".to_string(), "ConfigMap".to_string()),
+                cache.clone(),
+            )])),
+        };
+        applier.apply(watcher::Event::Init);
+        applier.apply(watcher::Event::InitApply(Cached::new(
+            &meta_of("a", "ua"),
+            None,
+        )));
+        assert!(
+            !provisioned.is_ready("", "ConfigMap"),
+            "ready before the list is complete"
+        );
+        assert!(
+            provisioned.get("", "ConfigMap", "cust", "a").is_none(),
+            "a partial list is not served"
+        );
+        applier.apply(watcher::Event::InitDone);
+        assert!(provisioned.is_ready("", "ConfigMap"));
+        assert_eq!(
+            provisioned
+                .get("", "ConfigMap", "cust", "a")
+                .and_then(|m| m.uid)
+                .as_deref(),
+            Some("ua")
+        );
+
+        applier.apply(watcher::Event::Apply(Cached::new(
+            &meta_of("b", "ub"),
+            None,
+        )));
+        assert_eq!(provisioned.len(), 2);
+        applier.apply(watcher::Event::Delete(Cached::new(
+            &meta_of("b", "ub"),
+            None,
+        )));
+        assert!(provisioned.get("", "ConfigMap", "cust", "b").is_none());
+
+        // "a" was deleted while the watch was down: the relist drops it.
+        applier.apply(watcher::Event::Init);
+        applier.apply(watcher::Event::InitApply(Cached::new(
+            &meta_of("c", "uc"),
+            None,
+        )));
+        applier.apply(watcher::Event::InitDone);
+        assert!(provisioned.get("", "ConfigMap", "cust", "a").is_none());
+        assert!(provisioned.get("", "ConfigMap", "cust", "c").is_some());
+        assert_eq!(provisioned.len(), 1);
+        assert!(!provisioned.watches("", "Secret") && !provisioned.is_ready("", "Secret"));
+    }
+
+    #[test]
+    fn a_full_object_is_served_with_its_trimmed_spec_and_status() {
+        let ar = ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&());
+        let object = DynamicObject {
+            types: None,
+            metadata: meta_of("web", "uw"),
+            data: serde_json::json!({
+                "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "big"}]}}},
+                "status": {"replicas": 2, "readyReplicas": 1, "observedGeneration": 3},
+            }),
+        };
+        let cache = Arc::new(KindCache {
+            ar: ar.clone(),
+            objects: RwLock::default(),
+            ready: watch::Sender::new(true),
+        });
+        let (key, cached) = Cached::new(&object.metadata, Some(trimmed_body(&ar, &object)));
+        cache.write().insert(key, cached);
+        let provisioned = Provisioned {
+            stores: Arc::new(HashMap::from([(
+                ("apps".to_string(), "Deployment".to_string()),
+                cache,
+            )])),
+        };
+        let served = provisioned
+            .object("apps", "Deployment", "cust", "web")
+            .unwrap_or_default();
+        assert_eq!(served["kind"], "Deployment");
+        assert_eq!(served["apiVersion"], "apps/v1");
+        assert_eq!(served["metadata"]["uid"], "uw");
+        assert_eq!(served["metadata"]["labels"][labels::INSTANCE_UID], "i1");
+        assert_eq!(served["status"]["readyReplicas"], 1);
+        assert!(
+            served["spec"]["template"].is_null(),
+            "the pod template is not kept: {served}"
+        );
+        assert_eq!(
+            health::assess("apps", "Deployment", Some(&served)).health,
+            crate::api::instance::HealthState::Progressing
+        );
     }
 }
