@@ -2443,6 +2443,15 @@ fn met_at_10000(n: usize, ok: bool) -> &'static str {
     }
 }
 
+/// A target judged only from `min` instances up.
+fn met_from(min: usize, n: usize, ok: bool) -> &'static str {
+    if n < min {
+        "not judged (too few instances)"
+    } else {
+        met(ok)
+    }
+}
+
 #[tokio::main]
 async fn main() -> Res<()> {
     if std::env::args().any(|a| a == "--list") {
@@ -2711,7 +2720,9 @@ async fn main() -> Res<()> {
             a.n,
             a.rss1,
             a.rss2,
-            met_at_10000(a.n, a.rss1.max(a.rss2) <= 96.0)
+            // Issue 15 sets the budget at 3000 instances; issue 13 set
+            // the same one at 10,000: judged from 3000 up.
+            met_from(3000, a.n, a.rss1.max(a.rss2) <= 96.0)
         );
         println!(
             "| restart over {} converged instances ready in under 5 s with 0 writes | ready {:.2} s, all reconciled {:.2} s, {} writes | {} |",
@@ -2773,9 +2784,13 @@ async fn main() -> Res<()> {
             met(u.periods_closed > 0 && per_period <= 1.0)
         );
     }
-    if after.as_ref().is_some_and(|a| a.n < 10000) {
+    if after.as_ref().is_some_and(|a| a.n < 3000) {
         println!(
-            "\n(RSS and restart targets are for 10,000 instances; this run's largest round was smaller, so they count as missed.)"
+            "\n(The RSS target is for 3000 instances and more, the restart target for 10,000; this run's largest round was smaller, so they are not judged.)"
+        );
+    } else if after.as_ref().is_some_and(|a| a.n < 10000) {
+        println!(
+            "\n(The restart target is for 10,000 instances; this run's largest round was smaller, so it is not judged.)"
         );
     }
     if let Some(a) = &after {
