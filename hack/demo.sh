@@ -3,7 +3,8 @@
 #
 #  1. a cluster: a throwaway local control plane (hack/controlplane.sh, in a
 #     dedicated directory), or the cluster $KUBECONFIG points at when it answers;
-#  2. the CRDs (kubectl apply --server-side -f crds/);
+#  2. the CRDs (kubectl apply --server-side -f crds/) and the chart's admission
+#     policy for UsageRecords;
 #  3. the controller, built with `cargo build --release --locked` and run from
 #     this machine (log in the demo directory);
 #  4. every example: scenario1..4, the two direct purchases, and examples/invalid/;
@@ -205,6 +206,11 @@ kc apply --server-side --force-conflicts -f "$root/crds/" >/dev/null ||
   die "kubectl apply of crds/ failed; you need cluster-admin rights to install CRDs."
 kc wait --for=condition=Established --timeout=60s -f "$root/crds/" >/dev/null ||
   die "the CRDs did not become Established within 60 s."
+# The chart's admission policy: a UsageRecord only from its instance's
+# metering account (plain YAML, the same file the chart installs).
+kc apply --server-side --force-conflicts \
+  -f "$root/charts/computenest-controller/templates/usage-record-policy.yaml" >/dev/null ||
+  die "kubectl apply of the usage record admission policy failed (Kubernetes 1.30 or later is needed)."
 
 # Another controller (for example the Helm chart's) would fight this one.
 if [ "$mode" = existing ] && [ "${DEMO_FORCE:-0}" != 1 ]; then
@@ -595,7 +601,7 @@ now = datetime.datetime.now(datetime.timezone.utc)
 ts = lambda s: (now - datetime.timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 items = [{"apiVersion": "computenest.dev/v1alpha1", "kind": "UsageRecord",
           "metadata": {"name": "metered-%s" % name},
-          "spec": {"instance": sys.argv[1], "dimension": dim, "quantity": q,
+          "spec": {"instance": sys.argv[1], "instanceName": "metered", "dimension": dim, "quantity": q,
                    "windowStart": ts(start), "windowEnd": ts(end)}}
          for name, dim, q, start, end in [("cpu-1", "VirtualCpu", 4, 3.0, 2.0),
                                            ("cpu-2", "VirtualCpu", 6, 2.0, 1.0),

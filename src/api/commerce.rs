@@ -401,6 +401,14 @@ pub struct UsageRecordSpec {
     /// from its license Secret).
     #[schemars(length(min = 1, max = 64))]
     pub instance: String,
+    /// Name of that ServiceInstance. Required of every writer but a cluster
+    /// administrator by the admission policy `computenest-usage-records`:
+    /// the record must be created by the ServiceAccount `<instanceName>-metering`
+    /// of its namespace, so that one instance's software cannot report for
+    /// another instance in the same namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 244))]
+    pub instance_name: Option<String>,
     /// A dimension of the Service's metering.
     #[schemars(length(min = 1, max = 63))]
     pub dimension: String,

@@ -525,7 +525,7 @@ pub async fn settle(
     // (a subscription's usage is reported, not rated).
     let records = decide_records(
         ctx,
-        &uid,
+        (&uid, &inst.name_any()),
         terms.start,
         &pricing,
         ledger.usage_periods_settled,
@@ -811,7 +811,7 @@ async fn write_orders(orders: &[crate::api::Order], ctx: &Context, uid: &str) ->
 #[allow(clippy::too_many_arguments)]
 async fn decide_records(
     ctx: &Context,
-    uid: &str,
+    (uid, name): (&str, &str),
     start: Timestamp,
     pricing: &Pricing,
     settled: u32,
@@ -851,14 +851,17 @@ async fn decide_records(
             Some(_) => continue,
             None => {}
         }
-        let decision = if ns_of(r.as_ref()) != target_namespace || r.spec.instance != uid {
+        let decision = if ns_of(r.as_ref()) != target_namespace
+            || rules::names_another_instance(&r.spec, uid, name)
+        {
             rules::Decision {
                 result: UsageResult::Rejected,
                 reason: "NotThisInstance",
                 message: format!(
-                    "a record in {} naming instance {:?} is not this instance's: records are written in the instance's target namespace and name its UID (from the license Secret)",
+                    "a record in {} naming instance {:?} ({:?}) is not this instance's ({uid}, {name:?}): records are written in the instance's target namespace and name its UID and name (from the license Secret)",
                     ns_of(r.as_ref()),
-                    r.spec.instance
+                    r.spec.instance,
+                    r.spec.instance_name.as_deref().unwrap_or_default(),
                 ),
                 period: None,
             }

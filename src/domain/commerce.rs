@@ -611,6 +611,15 @@ pub struct Decision {
 /// software's node and the API server), in real time.
 pub const FUTURE_SKEW: SignedDuration = SignedDuration::from_secs(60);
 
+/// Whether a record names another instance than the one with this UID and
+/// name. The admission policy proves that the writer is the metering
+/// account of the instance the record names by name; this ties that name to
+/// the UID, so that a sibling's software cannot report under its own name
+/// for another instance's UID.
+pub fn names_another_instance(spec: &UsageRecordSpec, uid: &str, name: &str) -> bool {
+    spec.instance != uid || spec.instance_name.as_deref().is_some_and(|n| n != name)
+}
+
 /// Decides a usage record of the instance `uid` against those accepted
 /// before. `settled`: usage periods already rated (closed to new records).
 #[allow(clippy::too_many_arguments)]

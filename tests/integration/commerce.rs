@@ -209,11 +209,24 @@ async fn orders_of(client: &Client, ns: &str, uid: &str, kind: OrderKind) -> Vec
         .collect()
 }
 
+/// A record of the instance named `meter` (every metered instance of these
+/// tests is), with the UID `uid`.
 fn usage_record(name: &str, uid: &str, q: i64, start: &str, end: &str) -> UsageRecord {
+    usage_record_of("meter", name, uid, q, start, end)
+}
+
+fn usage_record_of(
+    instance_name: &str,
+    name: &str,
+    uid: &str,
+    q: i64,
+    start: &str,
+    end: &str,
+) -> UsageRecord {
     serde_json::from_value(json!({
         "apiVersion": "computenest.dev/v1alpha1", "kind": "UsageRecord",
         "metadata": {"name": name},
-        "spec": {"instance": uid, "dimension": "VirtualCpu", "quantity": q, "windowStart": start, "windowEnd": end}
+        "spec": {"instance": uid, "instanceName": instance_name, "dimension": "VirtualCpu", "quantity": q, "windowStart": start, "windowEnd": end}
     }))
     .expect("usage record")
 }
@@ -553,6 +566,160 @@ async fn metered_instance(
     (uid, target, created, reporter)
 }
 
+/// Two private instances in one customer namespace: both metering accounts
+/// may create UsageRecords there (RBAC cannot limit create by name). The
+/// attacker is instance b's software, reporting usage for its sibling a.
+/// Before the admission policy and `spec.instanceName`, its record naming
+/// a's UID was accepted and billed to a.
+#[tokio::test]
+async fn a_sibling_instance_cannot_report_usage_for_another() {
+    let (client, ns) = controller_and_namespaces(&["isv", "cust"]).await;
+    let (isv, cust) = (ns.ns(0), ns.ns(1));
+    let mut private = priced("db", "Suspend");
+    private.spec.type_ = ServiceType::Private;
+    put(&client, isv, &private).await;
+    let pay_as_you_go = |name: &str| {
+        billed(
+            service_instance(name, isv, "db"),
+            json!({"mode": "PayAsYouGo"}),
+        )
+    };
+    let a = buy(&client, cust, &pay_as_you_go("a")).await;
+    let b = buy(&client, cust, &pay_as_you_go("b")).await;
+    assert_eq!(
+        target_namespace(&a),
+        cust,
+        "a private instance lives in the customer's namespace"
+    );
+    assert_eq!(target_namespace(&b), cust);
+    let (a_uid, b_uid) = (a.uid().expect("uid"), b.uid().expect("uid"));
+    let created: jiff::Timestamp = a
+        .creation_timestamp()
+        .max(b.creation_timestamp())
+        .map(|t| t.0.to_string())
+        .and_then(|t| t.parse().ok())
+        .expect("created");
+    let at = |ms: i64| (created + jiff::SignedDuration::from_millis(ms)).to_string();
+    let b_software = impersonate(
+        &format!("system:serviceaccount:{cust}:b-metering"),
+        &[
+            "system:serviceaccounts",
+            &format!("system:serviceaccounts:{cust}"),
+            "system:authenticated",
+        ],
+    )
+    .await;
+    let records = Api::<UsageRecord>::namespaced(b_software.clone(), cust);
+    let pp = PostParams::default();
+    // b reports its own usage: allowed (RBAC is served from caches, so wait).
+    wait_for("b's metering account may report for b", DEADLINE, || {
+        let records = records.clone();
+        let r = usage_record_of("b", "b-own", &b_uid, 1, &at(10), &at(20));
+        let pp = pp.clone();
+        async move { records.create(&pp, &r).await.ok().map(|_| ()) }
+    })
+    .await;
+    // b names a, by name and UID, or by UID alone: refused by the API server.
+    for (name, r) in [
+        (
+            "as-a",
+            usage_record_of("a", "as-a", &a_uid, 50, &at(30), &at(40)),
+        ),
+        ("uid-only", {
+            let mut r = usage_record_of("a", "uid-only", &a_uid, 50, &at(30), &at(40));
+            r.spec.instance_name = None;
+            r
+        }),
+    ] {
+        let refused = records
+            .create(&pp, &r)
+            .await
+            .expect_err("b's software may not report for a");
+        assert!(
+            matches!(refused, kube::Error::Api(ref s) if s.code == 403 || s.code == 422),
+            "{name}: {refused:?}"
+        );
+    }
+    // b under its own name with a's UID passes admission, and is rejected
+    // by the controller: that UID is not b's.
+    records
+        .create(
+            &pp,
+            &usage_record_of("b", "b-with-a-uid", &a_uid, 50, &at(50), &at(60)),
+        )
+        .await
+        .expect("admission lets b write under its own name");
+    let (result, reason) = record_result(&client, cust, "b-with-a-uid").await;
+    assert_eq!(
+        (result, reason.as_str()),
+        (UsageResult::Rejected, "NotThisInstance")
+    );
+    let (result, _) = record_result(&client, cust, "b-own").await;
+    assert_eq!(result, UsageResult::Accepted, "b's own record counts");
+    // The customer, with every right on records in its namespace, is not a
+    // metering account either.
+    put(
+        &client,
+        cust,
+        &serde_json::from_value::<k8s_openapi::api::rbac::v1::Role>(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "records-admin"},
+            "rules": [{"apiGroups": ["computenest.dev"], "resources": ["usagerecords"], "verbs": ["*"]}]
+        }))
+        .expect("role"),
+    )
+    .await;
+    put(
+        &client,
+        cust,
+        &serde_json::from_value::<k8s_openapi::api::rbac::v1::RoleBinding>(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "records-admin"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "records-admin"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "customer-admin"}]
+        }))
+        .expect("binding"),
+    )
+    .await;
+    let customer = Api::<UsageRecord>::namespaced(
+        impersonate("customer-admin", &["system:authenticated"]).await,
+        cust,
+    );
+    // RBAC first allows the list (served from caches), then the create is
+    // refused by the policy alone.
+    wait_for("the customer's role is in effect", DEADLINE, || {
+        let customer = customer.clone();
+        async move { customer.list(&ListParams::default()).await.ok().map(|_| ()) }
+    })
+    .await;
+    let refused = customer
+        .create(
+            &pp,
+            &usage_record_of("a", "by-customer", &a_uid, 50, &at(70), &at(80)),
+        )
+        .await
+        .expect_err("the customer may not report usage");
+    assert!(
+        matches!(refused, kube::Error::Api(ref s) if s.code == 403 || s.code == 422),
+        "{refused:?}"
+    );
+    // Nothing was counted for a.
+    let all = Api::<UsageRecord>::namespaced(client.clone(), cust)
+        .list(&ListParams::default())
+        .await
+        .expect("records");
+    assert!(
+        all.items.iter().all(|r| r.spec.instance != a_uid
+            || r.status.as_ref().and_then(|s| s.result) != Some(UsageResult::Accepted)),
+        "a record for a was accepted: {:?}",
+        all.items
+            .iter()
+            .map(|r| (r.name_any(), r.status.clone()))
+            .collect::<Vec<_>>()
+    );
+    ns.cleanup().await;
+}
+
 /// The hostile table of usage records: each refused at the API server or
 /// decided with a reason, none counted.
 #[tokio::test]
@@ -573,7 +740,7 @@ async fn hostile_usage_records_are_refused_or_rejected_with_a_reason() {
         ("overflow", json!(9_223_372_036_854_775_808u64)),
     ] {
         let body = json!({"apiVersion": "computenest.dev/v1alpha1", "kind": "UsageRecord", "metadata": {"name": name},
-            "spec": {"instance": uid, "dimension": "VirtualCpu", "quantity": quantity, "windowStart": at(100), "windowEnd": at(200)}});
+            "spec": {"instance": uid, "instanceName": "meter", "dimension": "VirtualCpu", "quantity": quantity, "windowStart": at(100), "windowEnd": at(200)}});
         let r = Api::<kube::api::DynamicObject>::namespaced_with(
             reporter.clone(),
             &target,

@@ -87,6 +87,7 @@ pub async fn install_crds(client: &Client) {
             .await
             .expect("CRD applies");
         }
+        install_usage_record_policy(client).await;
         for crd in api::all_crds() {
             let name = crd.name_any();
             wait_for(&format!("CRD {name} Established"), DEADLINE, || {
@@ -105,6 +106,46 @@ pub async fn install_crds(client: &Client) {
         }
     })
     .await;
+}
+
+/// The chart's admission policy for UsageRecords, the same file, applied
+/// under a name of the tests' own (`-tests`): the chart test installs the
+/// chart into this control plane afterwards, and Helm refuses to adopt an
+/// object it did not create.
+const USAGE_RECORD_POLICY: &str =
+    include_str!("../../charts/computenest-controller/templates/usage-record-policy.yaml");
+
+async fn install_usage_record_policy(client: &Client) {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    use serde::Deserialize;
+    let pp = PatchParams::apply("computenest-tests").force();
+    for doc in serde_yaml::Deserializer::from_str(USAGE_RECORD_POLICY) {
+        let mut value = serde_json::Value::deserialize(doc).expect("policy YAML");
+        let name = format!(
+            "{}-tests",
+            value["metadata"]["name"].as_str().unwrap_or_default()
+        );
+        value["metadata"]["name"] = name.clone().into();
+        match value["kind"].as_str() {
+            Some("ValidatingAdmissionPolicy") => {
+                Api::<ValidatingAdmissionPolicy>::all(client.clone())
+                    .patch(&name, &pp, &Patch::Apply(&value))
+                    .await
+                    .expect("the usage record policy applies");
+            }
+            Some("ValidatingAdmissionPolicyBinding") => {
+                let policy = value["spec"]["policyName"].as_str().unwrap_or_default();
+                value["spec"]["policyName"] = format!("{policy}-tests").into();
+                Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+                    .patch(&name, &pp, &Patch::Apply(&value))
+                    .await
+                    .expect("the usage record policy binding applies");
+            }
+            other => panic!("unexpected kind {other:?} in usage-record-policy.yaml"),
+        }
+    }
 }
 
 /// Starts the controller binary once per run (it exits with this process).

@@ -305,6 +305,7 @@ fn billing_the_plan_does_not_offer_is_refused() {
 fn record(dim: &str, q: i64, start: &str, end: &str) -> UsageRecordSpec {
     UsageRecordSpec {
         instance: "uid-1".into(),
+        instance_name: None,
         dimension: dim.into(),
         quantity: q,
         window_start: start.into(),
@@ -490,4 +491,26 @@ fn usage_is_rated_per_dimension_and_free_in_the_trial() {
         usage_period(t("2026-01-01T00:00:00Z"), 10, clock(), 2),
         (t("2026-01-01T00:00:10Z"), t("2026-01-01T00:00:20Z"))
     );
+}
+
+#[test]
+fn a_record_must_name_this_instance_by_uid_and_by_name_when_it_gives_one() {
+    let mut r = record(
+        "VirtualCpu",
+        1,
+        "2026-01-01T00:00:10Z",
+        "2026-01-01T00:00:20Z",
+    );
+    assert!(
+        !names_another_instance(&r, "uid-1", "db"),
+        "UID only, as a cluster administrator may write it"
+    );
+    r.instance_name = Some("db".into());
+    assert!(!names_another_instance(&r, "uid-1", "db"));
+    // A sibling's metering account passes admission under its own name
+    // ("cache") but names this instance's UID: not this instance's record.
+    r.instance_name = Some("cache".into());
+    assert!(names_another_instance(&r, "uid-1", "db"));
+    r.instance_name = Some("db".into());
+    assert!(names_another_instance(&r, "uid-2", "db"));
 }
