@@ -207,12 +207,17 @@ fn apply_and_route(
 ) {
     match r {
         Ok(event) => {
-            if let watcher::Event::Apply((_, c)) | watcher::Event::Delete((_, c)) = &event
-                && let Some(uid) = &c.instance_uid
-            {
-                index.route_instance_by_uid(uid);
-            }
+            let changed = match &event {
+                watcher::Event::Apply((_, c)) | watcher::Event::Delete((_, c)) => {
+                    c.instance_uid.clone()
+                }
+                _ => None,
+            };
+            // The cache first: the reconcile this routes must see the change.
             applier.apply(event);
+            if let Some(uid) = changed {
+                index.route_instance_by_uid(&uid);
+            }
         }
         // A kind that is not served (a CRD in the allow-list not installed)
         // keeps retrying with backoff.
