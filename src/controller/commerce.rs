@@ -851,17 +851,16 @@ async fn decide_records(
             Some(_) => continue,
             None => {}
         }
-        let decision = if ns_of(r.as_ref()) != target_namespace
-            || rules::names_another_instance(&r.spec, uid, name)
-        {
+        // Whom a record names is the pure rule's; where it was written is
+        // known here only.
+        let decision = if ns_of(r.as_ref()) != target_namespace {
             rules::Decision {
                 result: UsageResult::Rejected,
                 reason: "NotThisInstance",
                 message: format!(
-                    "a record in {} naming instance {:?} ({:?}) is not this instance's ({uid}, {name:?}): records are written in the instance's target namespace and name its UID and name (from the license Secret)",
+                    "a record in {} naming instance {:?} is not this instance's: records are written in the instance's target namespace {target_namespace}",
                     ns_of(r.as_ref()),
                     r.spec.instance,
-                    r.spec.instance_name.as_deref().unwrap_or_default(),
                 ),
                 period: None,
             }
@@ -872,7 +871,7 @@ async fn decide_records(
                     spec: &r.spec,
                     created: created(r),
                 },
-                uid,
+                (uid, name),
                 start,
                 pricing,
                 ctx.settings.commerce_clock,

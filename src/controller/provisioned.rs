@@ -135,10 +135,22 @@ impl KindCache {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Key, Cached>> {
         self.objects.write().unwrap_or_else(|e| e.into_inner())
     }
-    fn get(&self, namespace: &str, name: &str) -> Option<(Key, Cached)> {
+    fn new(ar: ApiResource) -> Self {
+        KindCache {
+            ar,
+            objects: RwLock::default(),
+            ready: watch::Sender::new(false),
+        }
+    }
+    /// `f` of the entry of an object, read in place (nothing cloned).
+    fn with<R>(
+        &self,
+        namespace: &str,
+        name: &str,
+        f: impl FnOnce(&Key, &Cached) -> R,
+    ) -> Option<R> {
         let key: Key = (namespace.into(), name.into());
-        let cached = self.read().get(&key).cloned()?;
-        Some((key, cached))
+        self.read().get(&key).map(|cached| f(&key, cached))
     }
 }
 
@@ -151,6 +163,13 @@ struct Applier {
 }
 
 impl Applier {
+    fn new(cache: Arc<KindCache>) -> Self {
+        Applier {
+            cache,
+            relist: None,
+        }
+    }
+
     fn apply(&mut self, event: watcher::Event<(Key, Cached)>) {
         match event {
             watcher::Event::Init => self.relist = Some(HashMap::new()),
@@ -173,10 +192,11 @@ impl Applier {
     }
 }
 
-/// The caches of provisioned objects, by (group, kind).
+/// The caches of provisioned objects, one per kind (a handful: a lookup
+/// scans them rather than building a key).
 #[derive(Clone, Default)]
 pub struct Provisioned {
-    stores: Arc<HashMap<(String, String), Arc<KindCache>>>,
+    stores: Arc<Vec<Arc<KindCache>>>,
 }
 
 /// The streams that drive the caches; poll them all.
@@ -194,6 +214,28 @@ fn compact<T>(
         watcher::Event::Init => watcher::Event::Init,
         watcher::Event::InitDone => watcher::Event::InitDone,
     }
+}
+
+/// The watch of one kind, each object made compact by `compact_one`,
+/// driving its cache and routing its changes.
+fn driver<T>(
+    api: Api<T>,
+    config: WatcherConfig,
+    index: Arc<Index>,
+    mut applier: Applier,
+    compact_one: impl Fn(&T) -> (Key, Cached) + Send + 'static,
+) -> Pin<Box<dyn Stream<Item = ()> + Send>>
+where
+    T: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    Box::pin(
+        watcher::watcher(api, config)
+            .default_backoff()
+            .map(move |r| {
+                let r = r.map(|e| compact(e, &compact_one));
+                apply_and_route(&index, &mut applier, r)
+            }),
+    )
 }
 
 /// Applies a compacted event to the cache and routes a change or deletion
@@ -234,49 +276,34 @@ impl Provisioned {
     pub fn start(client: &Client, kinds: Vec<ApiResource>, index: Arc<Index>) -> (Self, Drivers) {
         let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY},{}", labels::INSTANCE_UID);
         let config = WatcherConfig::default().labels(&selector).any_semantic();
-        let mut stores = HashMap::new();
+        let mut stores = Vec::new();
         let mut drivers: Drivers = Vec::new();
         for ar in kinds {
-            let index = index.clone();
-            let cache = Arc::new(KindCache {
-                ar: ar.clone(),
-                objects: RwLock::default(),
-                ready: watch::Sender::new(false),
-            });
-            let mut applier = Applier {
-                cache: cache.clone(),
-                relist: None,
-            };
+            let cache = Arc::new(KindCache::new(ar.clone()));
+            let applier = Applier::new(cache.clone());
             // The drift opt-out annotation is read from the live object, never
             // from these caches.
-            if health::by_existence(&ar.group, &ar.kind) {
-                let api = Api::<Meta>::all_with(client.clone(), &ar);
-                let driver =
-                    watcher::watcher(api, config.clone())
-                        .default_backoff()
-                        .map(move |r| {
-                            let r =
-                                r.map(|e| compact(e, |o: &Meta| Cached::new(&o.metadata, None)));
-                            apply_and_route(&index, &mut applier, r)
-                        });
-                drivers.push(Box::pin(driver));
+            drivers.push(if health::by_existence(&ar.group, &ar.kind) {
+                driver(
+                    Api::<Meta>::all_with(client.clone(), &ar),
+                    config.clone(),
+                    index.clone(),
+                    applier,
+                    |o: &Meta| Cached::new(&o.metadata, None),
+                )
             } else {
-                let api = Api::<DynamicObject>::all_with(client.clone(), &ar);
                 let body_ar = ar.clone();
-                let driver =
-                    watcher::watcher(api, config.clone())
-                        .default_backoff()
-                        .map(move |r| {
-                            let r = r.map(|e| {
-                                compact(e, |o: &DynamicObject| {
-                                    Cached::new(&o.metadata, Some(trimmed_body(&body_ar, o)))
-                                })
-                            });
-                            apply_and_route(&index, &mut applier, r)
-                        });
-                drivers.push(Box::pin(driver));
-            }
-            stores.insert((ar.group.clone(), ar.kind.clone()), cache);
+                driver(
+                    Api::<DynamicObject>::all_with(client.clone(), &ar),
+                    config.clone(),
+                    index.clone(),
+                    applier,
+                    move |o: &DynamicObject| {
+                        Cached::new(&o.metadata, Some(trimmed_body(&body_ar, o)))
+                    },
+                )
+            });
+            stores.push(cache);
         }
         (
             Provisioned {
@@ -287,15 +314,17 @@ impl Provisioned {
     }
 
     fn cache(&self, group: &str, kind: &str) -> Option<&Arc<KindCache>> {
-        self.stores.get(&(group.to_string(), kind.to_string()))
+        self.stores
+            .iter()
+            .find(|c| c.ar.group == group && c.ar.kind == kind)
     }
 
     /// The cached metadata of a provisioned object (identity, versions,
     /// deletion and the two ownership labels); None when it is not cached
     /// (not there, not labelled as the controller's, or a kind not watched).
     pub fn get(&self, group: &str, kind: &str, namespace: &str, name: &str) -> Option<ObjectMeta> {
-        let (key, cached) = self.cache(group, kind)?.get(namespace, name)?;
-        Some(cached.meta(&key))
+        self.cache(group, kind)?
+            .with(namespace, name, |key, cached| cached.meta(key))
     }
 
     /// The cached object as JSON (for the health rules: metadata, and for
@@ -303,21 +332,19 @@ impl Provisioned {
     /// read); None when it is not cached.
     pub fn object(&self, group: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
         let cache = self.cache(group, kind)?;
-        let (key, cached) = cache.get(namespace, name)?;
-        let mut object = match cached.body.as_deref() {
-            Some(text) => match serde_json::from_str::<Value>(text) {
-                Ok(Value::Object(m)) => m,
+        cache.with(namespace, name, |key, cached| {
+            let mut object = match cached.body.as_deref().map(serde_json::from_str::<Value>) {
+                Some(Ok(Value::Object(m))) => m,
                 _ => serde_json::Map::new(),
-            },
-            None => serde_json::Map::new(),
-        };
-        object.insert("apiVersion".into(), cache.ar.api_version.clone().into());
-        object.insert("kind".into(), cache.ar.kind.clone().into());
-        object.insert(
-            "metadata".into(),
-            serde_json::to_value(cached.meta(&key)).unwrap_or(Value::Null),
-        );
-        Some(Value::Object(object))
+            };
+            object.insert("apiVersion".into(), cache.ar.api_version.clone().into());
+            object.insert("kind".into(), cache.ar.kind.clone().into());
+            object.insert(
+                "metadata".into(),
+                serde_json::to_value(cached.meta(key)).unwrap_or(Value::Null),
+            );
+            Value::Object(object)
+        })
     }
 
     /// Whether a kind is watched at all (Secrets are not: the controller
@@ -333,7 +360,7 @@ impl Provisioned {
 
     /// Waits until every cache has its first list.
     pub async fn wait_until_ready(&self) {
-        for cache in self.stores.values() {
+        for cache in self.stores.iter() {
             let mut ready = cache.ready.subscribe();
             let _ = ready.wait_for(|r| *r).await;
         }
@@ -341,7 +368,7 @@ impl Provisioned {
 
     /// Objects in the caches, for the memory gauge and the benchmarks.
     pub fn len(&self) -> usize {
-        self.stores.values().map(|c| c.read().len()).sum()
+        self.stores.iter().map(|c| c.read().len()).sum()
     }
 
     /// Whether no object is cached.
@@ -405,20 +432,10 @@ mod tests {
     #[test]
     fn a_relist_replaces_the_cache_and_only_then_is_it_ready() {
         let ar = ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&());
-        let cache = Arc::new(KindCache {
-            ar: ar.clone(),
-            objects: RwLock::default(),
-            ready: watch::Sender::new(false),
-        });
-        let mut applier = Applier {
-            cache: cache.clone(),
-            relist: None,
-        };
+        let cache = Arc::new(KindCache::new(ar));
+        let mut applier = Applier::new(cache.clone());
         let provisioned = Provisioned {
-            stores: Arc::new(HashMap::from([(
-                ("".to_string(), "ConfigMap".to_string()),
-                cache.clone(),
-            )])),
+            stores: Arc::new(vec![cache]),
         };
         applier.apply(watcher::Event::Init);
         applier.apply(watcher::Event::InitApply(Cached::new(
@@ -478,18 +495,12 @@ mod tests {
                 "status": {"replicas": 2, "readyReplicas": 1, "observedGeneration": 3},
             }),
         };
-        let cache = Arc::new(KindCache {
-            ar: ar.clone(),
-            objects: RwLock::default(),
-            ready: watch::Sender::new(true),
-        });
+        let cache = Arc::new(KindCache::new(ar.clone()));
         let (key, cached) = Cached::new(&object.metadata, Some(trimmed_body(&ar, &object)));
         cache.write().insert(key, cached);
+        cache.ready.send_replace(true);
         let provisioned = Provisioned {
-            stores: Arc::new(HashMap::from([(
-                ("apps".to_string(), "Deployment".to_string()),
-                cache,
-            )])),
+            stores: Arc::new(vec![cache]),
         };
         let served = provisioned
             .object("apps", "Deployment", "cust", "web")

@@ -750,16 +750,13 @@ pub fn instance_state(inst: Option<&ServiceInstance>) -> InstanceState {
     }
     let status = inst.status.as_ref();
     let ns = inst.metadata.namespace.as_deref().unwrap_or_default();
-    if let Some(o) = status.and_then(|s| s.owner.as_ref())
-        && status
-            .and_then(|s| s.commerce.as_ref())
-            .is_some_and(|c| c.biz_status == crate::api::BizStatus::Suspended)
-    {
-        return InstanceState::Suspended {
-            target_namespace: o.target_namespace.clone(),
-        };
-    }
+    let suspended = status
+        .and_then(|s| s.commerce.as_ref())
+        .is_some_and(|c| c.biz_status == crate::api::BizStatus::Suspended);
     match status.and_then(|s| s.owner.as_ref()) {
+        Some(o) if suspended => InstanceState::Suspended {
+            target_namespace: o.target_namespace.clone(),
+        },
         Some(o) if o.party == Party::Customer || o.target_namespace == ns => InstanceState::Private,
         Some(o) => InstanceState::Managed {
             owner_party: o.party,

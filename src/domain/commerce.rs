@@ -620,12 +620,13 @@ pub fn names_another_instance(spec: &UsageRecordSpec, uid: &str, name: &str) -> 
     spec.instance != uid || spec.instance_name.as_deref().is_some_and(|n| n != name)
 }
 
-/// Decides a usage record of the instance `uid` against those accepted
-/// before. `settled`: usage periods already rated (closed to new records).
+/// Decides a usage record of the instance `(uid, name)` against those
+/// accepted before. `settled`: usage periods already rated (closed to new
+/// records).
 #[allow(clippy::too_many_arguments)]
 pub fn decide(
     r: &RecordView<'_>,
-    uid: &str,
+    (uid, name): (&str, &str),
     instance_start: Timestamp,
     pricing: &Pricing,
     clock: Clock,
@@ -639,12 +640,13 @@ pub fn decide(
         period: None,
     };
     let s = r.spec;
-    if s.instance != uid {
+    if names_another_instance(s, uid, name) {
         return reject(
             "NotThisInstance",
             format!(
-                "the record names instance {:?}, but this namespace's records belong to instance {uid}; software reports only for its own instance",
-                s.instance
+                "the record names instance {:?} ({:?}), but it was decided for instance {uid} ({name:?}); software reports only for its own instance, by the UID and name in its license",
+                s.instance,
+                s.instance_name.as_deref().unwrap_or_default(),
             ),
         );
     }

@@ -323,7 +323,7 @@ fn usage_records_are_decided_by_the_rules() {
                 spec,
                 created: t(created),
             },
-            "uid-1",
+            ("uid-1", "db"),
             start,
             &p,
             clock(),
