@@ -33,8 +33,12 @@ rc=0
 cargo test --locked --test integration -- --test-threads="${TEST_THREADS:-4}" "$@" || rc=$?
 # The heavy tests (#[ignore]d: 10,000 AccessRequests deleted at once) run
 # alone, with a controller of their own, so that they starve no other test.
+# The test that installs the usage record admission policy runs last, alone:
+# whole runs with it among the others left instances of other tests
+# unreconciled (not understood yet; see the closing note of 2026-12-04).
 if [ "$#" -eq 0 ]; then
-  cargo test --locked --test integration -- --ignored --test-threads=1 || rc=$?
+  cargo test --locked --test integration -- --ignored --test-threads=1 --skip a_sibling_instance_cannot_report_usage_for_another || rc=$?
+  cargo test --locked --test integration -- --ignored --test-threads=1 --exact commerce::a_sibling_instance_cannot_report_usage_for_another || rc=$?
 fi
 # The tests' controller exits with the test binary (--exit-with-parent);
 # test-chart.sh waits until it is gone before it runs its own replicas.

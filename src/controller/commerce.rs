@@ -818,9 +818,13 @@ async fn decide_records(
     target_namespace: &str,
 ) -> Result<Vec<(u32, Accepted)>, Error> {
     let refs = ctx.index.usage_records_of(uid, target_namespace);
+    // A customer namespace can hold several private instances: a record
+    // there naming another instance that exists is that instance's to
+    // decide (deciding it here too would race it, and reject its usage).
     let mut records: Vec<std::sync::Arc<UsageRecord>> = refs
         .iter()
         .filter_map(|r| ctx.stores.usage_records.get(r))
+        .filter(|r| r.spec.instance == uid || !ctx.index.knows_instance(&r.spec.instance))
         .collect();
     let created = |r: &UsageRecord| {
         r.metadata

@@ -355,6 +355,11 @@ impl Index {
         out
     }
 
+    /// Whether an instance of UID `uid` is known.
+    pub fn knows_instance(&self, uid: &str) -> bool {
+        self.read().instance_by_uid.key(&uid.to_string()).is_some()
+    }
+
     /// Sends the instance of UID `uid` (from the label of an object it
     /// provisioned) to its controller, if the instance is known.
     pub fn route_instance_by_uid(&self, uid: &str) {

@@ -87,7 +87,6 @@ pub async fn install_crds(client: &Client) {
             .await
             .expect("CRD applies");
         }
-        install_usage_record_policy(client).await;
         for crd in api::all_crds() {
             let name = crd.name_any();
             wait_for(&format!("CRD {name} Established"), DEADLINE, || {
@@ -115,7 +114,9 @@ pub async fn install_crds(client: &Client) {
 const USAGE_RECORD_POLICY: &str =
     include_str!("../../charts/computenest-controller/templates/usage-record-policy.yaml");
 
-async fn install_usage_record_policy(client: &Client) {
+/// Installs it; the tests that need it remove it when done
+/// ([`remove_usage_record_policy`]), so that it is in force only while they run.
+pub async fn install_usage_record_policy(client: &Client) {
     use k8s_openapi::api::admissionregistration::v1::{
         ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
     };
@@ -146,6 +147,20 @@ async fn install_usage_record_policy(client: &Client) {
             other => panic!("unexpected kind {other:?} in usage-record-policy.yaml"),
         }
     }
+}
+
+/// Removes what [`install_usage_record_policy`] installed.
+pub async fn remove_usage_record_policy(client: &Client) {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    let name = "computenest-usage-records-tests";
+    let _ = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await;
+    let _ = Api::<ValidatingAdmissionPolicy>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await;
 }
 
 /// Starts the controller binary once per run (it exits with this process).
